@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hmmap.h - the public interface of libhmmap, a user-space heterogeneous
+ * memory mapper.
+ *
+ * A *store* is where bytes live (a file, RAM, ...), opened by URI. A *cache*
+ * is a DRAM budget with a replacement policy. A *region* is a virtual address
+ * range backed by a store at an offset and served through a cache: its pages
+ * are read from the store on first touch (a userfaultfd fault), tracked for
+ * writes, written back when dirty, and evicted when the cache needs room.
+ *
+ * Conventions: every hm_* call that can fail returns 0 or a negative errno
+ * and never sets errno; hm_errormsg() gives a sentence about the last failure
+ * of the calling thread. Constructors return the object through an
+ * out-parameter. The three mmap-shaped calls hmmap(), hmunmap() and hmsync()
+ * instead behave like mmap(2), munmap(2) and msync(2): MAP_FAILED or -1 with
+ * errno set.
+ */
+#ifndef HMMAP_H
+#define HMMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <hmmap/policy.h>
+#include <hmmap/store.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HM_VERSION_MAJOR 0
+#define HM_VERSION_MINOR 1
+#define HM_VERSION_PATCH 0
+
+/* "0.1.0" - the version of the library actually loaded. */
+const char *hm_version(void);
+
+/* The last error of the calling thread, as a sentence; "" if none. */
+const char *hm_errormsg(void);
+
+/* ------------------------------------------------------------------------
+ * The mmap-shaped calls.
+ *
+ * hmmap() maps `length` bytes of the store named by `uri` at `offset`.
+ *   addr    NULL, or a page-aligned hint (as mmap without MAP_FIXED).
+ *   prot    PROT_READ, optionally | PROT_WRITE.
+ *   flags   exactly one mode: HM_CACHED (HM_DIRECT and HM_HYBRID are
+ *           reserved for byte-addressable media and rejected for now).
+ *   uri     "file:PATH" or a bare path; "mem:SIZE[,k=v...]"; see
+ *           hm_store_open(). A store opened here belongs to the mapping.
+ *   offset  a multiple of the region's page size.
+ * The mapping uses the process-wide default cache (HMMAP_CACHE_SIZE,
+ * HMMAP_POLICY) and page size HMMAP_PAGE_SIZE.
+ *
+ * hmunmap() writes back dirty pages and removes the mapping; addr and length
+ * must cover exactly one mapping. If write-back fails it returns -1 with
+ * errno EIO and the mapping stays, with its data (nothing is lost).
+ *
+ * hmsync() with MS_SYNC returns once every page in the range that was dirty
+ * when it was called is on the store and the store is flushed (fsync); with
+ * MS_ASYNC it writes the pages back without flushing the store.
+ * MS_INVALIDATE additionally drops clean pages so that the next touch reads
+ * the store again.
+ * ------------------------------------------------------------------------ */
+void *hmmap(void *addr, size_t length, int prot, int flags, const char *uri, off_t offset);
+int hmunmap(void *addr, size_t length);
+int hmsync(void *addr, size_t length, int flags);
+
+/* Region modes (hmmap() flags and hm_region_map() flags). */
+#define HM_CACHED 0x1
+#define HM_DIRECT 0x2 /* reserved: byte-addressable media */
+#define HM_HYBRID 0x4 /* reserved: byte-addressable media */
+
+/* ------------------------------------------------------------------------
+ * Stores.
+ *
+ * URIs:
+ *   file:PATH             a regular file or a block device; PATH may be
+ *                         given bare. The file must exist. A read-only
+ *                         file (or HM_STORE_RDONLY) can only be mapped
+ *                         PROT_READ.
+ *   mem:SIZE[,opts]       RAM. opts: read_ns=N, write_ns=N (added latency
+ *                         per request), read_bw=SIZE, write_bw=SIZE (bytes
+ *                         per second; 0 = unlimited) to stand in for slower
+ *                         memory.
+ *   fault:SIZE[,opts]     a mem: store whose failures tests switch on with
+ *                         hm_store_ctl(): "fail_read", "fail_write" (0, 1,
+ *                         or a count), "fail_read_at" / "fail_write_at" (a
+ *                         byte offset; the page holding it fails).
+ * ------------------------------------------------------------------------ */
+struct hm_store;
+
+#define HM_STORE_RDONLY 0x1 /* open read-only even if writable */
+
+int hm_store_open(struct hm_store **store, const char *uri, int flags);
+/* Fails with -EBUSY while a region maps the store. */
+int hm_store_close(struct hm_store *store);
+/* Size in bytes (for files, the size when opened). */
+uint64_t hm_store_size(const struct hm_store *store);
+/* The scheme ("file", "mem"). */
+const char *hm_store_scheme(const struct hm_store *store);
+/* Store-specific control ("key" or "key=value"): 0, -ENOTSUP, -EINVAL. */
+int hm_store_ctl(struct hm_store *store, const char *command);
+
+/* ------------------------------------------------------------------------
+ * Caches.
+ *
+ * `budget` is the most DRAM, in bytes, that pages of all regions on the
+ * cache may occupy; it is never exceeded. `policy` is a spec
+ * "name[:k=v,...]" from hm_policy_list() ("clock", "fifo"), or NULL for the
+ * default ("clock").
+ * ------------------------------------------------------------------------ */
+struct hm_cache;
+
+int hm_cache_new(struct hm_cache **cache, size_t budget, const char *policy);
+/* Fails with -EBUSY while regions use the cache. */
+int hm_cache_free(struct hm_cache *cache);
+/*
+ * Changes the budget at run time. Shrinking evicts (writing back dirty
+ * pages) until the cache fits; growing is limited to the budget the cache
+ * was created with. Returns 0, -EINVAL, or the write-back error.
+ */
+int hm_cache_resize(struct hm_cache *cache, size_t budget);
+size_t hm_cache_budget(const struct hm_cache *cache);
+/* The process-wide cache hmmap() uses (created on first use). */
+int hm_cache_default(struct hm_cache **cache);
+
+/* ------------------------------------------------------------------------
+ * Regions.
+ * ------------------------------------------------------------------------ */
+struct hm_region;
+
+/*
+ * Maps `length` bytes of `store` from `offset` through `cache`.
+ *   prot       PROT_READ [| PROT_WRITE].
+ *   flags      HM_CACHED.
+ *   page_size  0 for HMMAP_PAGE_SIZE, or a power of two from 4 KiB to
+ *              2 MiB: the unit the region faults, reads, writes back and
+ *              evicts in. `offset` must be a multiple of it.
+ * The length need not be a multiple of the page size; the region is rounded
+ * up, and bytes past the store's end read as zeros. Write-back never writes
+ * past offset + length.
+ */
+int hm_region_map(struct hm_region **region, struct hm_cache *cache, struct hm_store *store,
+		  uint64_t offset, size_t length, int prot, int flags, size_t page_size);
+/* Writes back and unmaps; on a write-back error the region stays mapped. */
+int hm_region_unmap(struct hm_region *region);
+void *hm_region_addr(const struct hm_region *region);
+size_t hm_region_length(const struct hm_region *region);
+size_t hm_region_page_size(const struct hm_region *region);
+struct hm_store *hm_region_store(const struct hm_region *region);
+struct hm_cache *hm_region_cache(const struct hm_region *region);
+/* The region containing addr, or NULL. */
+struct hm_region *hm_region_find(const void *addr);
+
+/* Sync flags for hm_sync(); MS_* values are accepted too. */
+#define HM_SYNC_SYNC 0x4       /* = MS_SYNC */
+#define HM_SYNC_ASYNC 0x1      /* = MS_ASYNC */
+#define HM_SYNC_INVALIDATE 0x2 /* = MS_INVALIDATE */
+
+/* As hmsync(), with 0 / -errno. The range may span several regions. */
+int hm_sync(void *addr, size_t length, int flags);
+
+enum hm_advice {
+	HM_ADV_NORMAL = 1,
+	HM_ADV_RANDOM,     /* no readahead */
+	HM_ADV_SEQUENTIAL, /* aggressive readahead */
+	HM_ADV_WILLNEED,   /* read the range in now (within the budget) */
+	HM_ADV_DONTNEED,   /* write back and drop the range's pages */
+};
+int hm_advise(void *addr, size_t length, int advice);
+
+/*
+ * Makes a range resident so that system calls may use it (read() into it,
+ * write() from it) in modes where a system call cannot wait for a fault (an
+ * unprivileged process, or HMMAP_FAULT_MODE=sigbus). With HM_PREFAULT_PIN the
+ * pages also stay resident until hm_unpin(); pinned pages count against the
+ * budget, and pinning more than it holds fails with -ENOMEM.
+ */
+#define HM_PREFAULT_PIN 0x1
+int hm_prefault(void *addr, size_t length, int flags);
+int hm_unpin(void *addr, size_t length);
+
+/* ------------------------------------------------------------------------
+ * Statistics. Counters are cumulative since the object was created;
+ * resident/dirty/pinned are current values.
+ * ------------------------------------------------------------------------ */
+struct hm_stats {
+	uint64_t faults_missing; /* first touches of absent pages */
+	uint64_t faults_minor;   /* touches of resident pages not mapped (hint faults) */
+	uint64_t faults_wp;      /* write-protect faults (synchronous tracking only) */
+	uint64_t hits;           /* references seen to resident pages */
+	uint64_t misses;         /* pages read from the store on demand */
+	uint64_t readahead;      /* pages read ahead of demand */
+	uint64_t evictions;      /* pages evicted */
+	uint64_t writebacks;     /* pages written back */
+	uint64_t writeback_errors;
+	uint64_t read_errors;
+	uint64_t bytes_read;     /* from the store */
+	uint64_t bytes_written;  /* to the store */
+	uint64_t resident_bytes; /* pages in DRAM now */
+	uint64_t dirty_pages;    /* known dirty now (harvested; a lower bound) */
+	uint64_t pinned_pages;
+	uint64_t budget_bytes;   /* caches only */
+	uint64_t fault_ns_total; /* time spent serving missing faults */
+	uint64_t reserved[15];
+};
+int hm_region_stats(const struct hm_region *region, struct hm_stats *stats);
+int hm_cache_stats(const struct hm_cache *cache, struct hm_stats *stats);
+
+/* ------------------------------------------------------------------------
+ * The fault engine.
+ * ------------------------------------------------------------------------ */
+enum hm_fault_mode {
+	HM_FAULT_THREAD = 1, /* handler threads serve faults; system calls wait */
+	HM_FAULT_SIGBUS,     /* the faulting thread serves its own fault */
+};
+/* The mode in use (initialising the engine if needed), or -errno. */
+int hm_fault_mode(void);
+
+/*
+ * What the kernel offers, as probed at start: a bit set of HM_FEAT_*.
+ * Returns 0 or -errno (userfaultfd unavailable).
+ */
+#define HM_FEAT_USER_MODE_ONLY 0x01 /* only user-mode faults (unprivileged) */
+#define HM_FEAT_MINOR_SHMEM 0x02
+#define HM_FEAT_WP_SHMEM 0x04
+#define HM_FEAT_WP_ASYNC 0x08
+#define HM_FEAT_PAGEMAP_SCAN 0x10
+#define HM_FEAT_SIGBUS 0x20
+#define HM_FEAT_THREAD_ID 0x40
+#define HM_FEAT_MOVE 0x80
+int hm_features(uint64_t *features);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hmmap/store.h - the interface of a store plug-in (the media layer).
+ *
+ * A store moves bytes between a buffer and its medium at byte offsets. The
+ * core calls it only through these hooks and never learns what the medium is.
+ * Buffers are page-aligned and lengths are multiples of the region's page
+ * size, except a last write that is clipped to the mapped end.
+ *
+ * Threading: read, write and flush may be called from many threads at once,
+ * on the fault path (read) and the eviction path (write); they may block on
+ * I/O but must not touch memory that hmmap manages other than the buffer
+ * they are given, and must not call back into hmmap.
+ */
+#ifndef HMMAP_STORE_H
+#define HMMAP_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HM_STORE_ABI 1
+
+/* Properties a store declares. */
+#define HM_PROP_BYTE_ADDRESSABLE 0x01
+#define HM_PROP_PERSISTENT 0x02
+#define HM_PROP_COHERENT 0x04
+#define HM_PROP_READONLY 0x08 /* opened read-only */
+#define HM_PROP_BLOCKDEV 0x10
+#define HM_PROP_RESIZABLE 0x20 /* writes past the end extend it (files) */
+
+struct hm_store_info {
+	uint64_t size;   /* bytes; reads past it give zeros */
+	uint32_t props;  /* HM_PROP_* */
+	uint32_t align;  /* preferred I/O alignment in bytes (512 for O_DIRECT) */
+};
+
+struct hm_store_ops {
+	uint32_t abi;        /* HM_STORE_ABI */
+	const char *scheme;  /* "file", "mem" */
+	const char *summary; /* one line for listings and docs */
+
+	/*
+	 * Opens the store named by `rest`, the URI text after "scheme:".
+	 * `flags` holds HM_STORE_RDONLY. Fills *info. Returns 0 or -errno with
+	 * a message set through hm__error().
+	 */
+	int (*open)(void **priv, const char *rest, int flags, struct hm_store_info *info);
+	void (*close)(void *priv);
+
+	/*
+	 * Reads len bytes at off into buf. Bytes past the end of the store are
+	 * zero-filled. Returns 0 or -errno; never a short success.
+	 */
+	int (*read)(void *priv, void *buf, size_t len, uint64_t off);
+	/* Writes len bytes at off. Returns 0 or -errno; never a short success. */
+	int (*write)(void *priv, const void *buf, size_t len, uint64_t off);
+	/* Makes completed writes durable (fsync). Optional. */
+	int (*flush)(void *priv);
+	/* Optional run-time control ("key" or "key=value"); see hm_store_ctl(). */
+	int (*ctl)(void *priv, const char *key, const char *value);
+};
+
+/* Every store compiled in, in a stable order. */
+const struct hm_store_ops *const *hm_store_list(size_t *count);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
