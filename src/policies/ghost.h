@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Ghost entries: pages a policy remembers by key after evicting them (ARC's
+ * B1 and B2, 2Q's A1out, S3-FIFO's ghost queue, LIRS's non-resident HIR
+ * blocks). Two pieces, both preallocated at create time so that the hot
+ * paths never allocate:
+ *
+ *   hm__ghost_table  an open-addressing (linear probing, backward-shift
+ *                    deletion) map from a 64-bit key to a 32-bit value, for
+ *                    a fixed maximum number of entries;
+ *   hm__ghost        a bounded queue of keys, oldest first, with O(1)
+ *                    lookup, removal by key, append and drop-oldest.
+ */
+#ifndef HM_POLICIES_GHOST_H
+#define HM_POLICIES_GHOST_H
+
+#include <stdint.h>
+
+#include "policies/links.h"
+
+#define HM_GHOST_NONE UINT32_MAX
+
+struct hm__ghost_entry {
+	uint64_t key;
+	uint32_t val; /* HM_GHOST_NONE when the bucket is empty */
+};
+
+struct hm__ghost_table {
+	struct hm__ghost_entry *b;
+	uint32_t mask;
+	uint32_t count;
+	uint32_t max; /* the most entries the table was sized for */
+};
+
+/* Sizes the table for `max` entries (load factor at most 1/2): 0 or -ENOMEM. */
+int hm__ghost_table_init(struct hm__ghost_table *t, uint32_t max);
+void hm__ghost_table_fini(struct hm__ghost_table *t);
+/* The value stored for `key`, or HM_GHOST_NONE. */
+uint32_t hm__ghost_table_find(const struct hm__ghost_table *t, uint64_t key);
+/* Adds `key` (which must be absent; the table must not be full). */
+void hm__ghost_table_add(struct hm__ghost_table *t, uint64_t key, uint32_t val);
+/* Deletes `key`; returns its value or HM_GHOST_NONE if it was absent. */
+uint32_t hm__ghost_table_del(struct hm__ghost_table *t, uint64_t key);
+
+struct hm__ghost {
+	uint32_t cap;   /* entries kept after hm__ghost_trim() */
+	uint32_t pool;  /* nodes: cap plus slack */
+	uint32_t count;
+	uint32_t free;  /* free node list through links.next */
+	uint64_t *keys; /* by node */
+	struct hm__links l; /* pool nodes + sentinel `pool`; head is oldest */
+	struct hm__ghost_table t;
+};
+
+/*
+ * A queue that keeps `cap` keys, and up to `slack` more between two calls
+ * of hm__ghost_trim(). The slack lets a policy record a ghost in victim()
+ * and drop the oldest one only in the insert() that follows, after it has
+ * looked up the missing key: that is the order the published algorithms
+ * (and libCacheSim) use, where the lookup precedes the eviction.
+ */
+int hm__ghost_init(struct hm__ghost *g, uint32_t cap, uint32_t slack);
+/* Frees a queue; safe on a zeroed one or after a failed init. */
+void hm__ghost_fini(struct hm__ghost *g);
+/* 1 if `key` is a ghost here. */
+int hm__ghost_has(const struct hm__ghost *g, uint64_t key);
+/* Forgets `key`; 1 if it was there. */
+int hm__ghost_del(struct hm__ghost *g, uint64_t key);
+/*
+ * Appends `key` as the newest ghost (moving it if it was one already). When the pool is exhausted the
+ * oldest ghost goes first; with cap 0 and no slack nothing is kept.
+ */
+void hm__ghost_push(struct hm__ghost *g, uint64_t key);
+/* Drops the oldest ghost; 0, or -ENOENT when there is none. */
+int hm__ghost_pop(struct hm__ghost *g);
+/* Drops the oldest ghosts until at most `cap` remain. */
+void hm__ghost_trim(struct hm__ghost *g);
+
+#endif
