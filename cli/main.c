@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hmmap - the command-line tool. Each subcommand lives in its own file and
+ * uses the library's public interface.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "hmmap.h"
+#include "cli.h"
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+} commands[] = {
+	{ "demo", hm_cli_demo, "map a 1 GiB file through a small cache; compare with mmap" },
+	{ "replay", hm_cli_replay, "replay a page trace through cache policies" },
+	{ "policies", hm_cli_policies, "list the cache policies" },
+	{ "stores", hm_cli_stores, "list the store kinds (URI schemes)" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: hmmap COMMAND [ARGS...]\n\n"
+		   "hmmap maps files and other memory through a user-space page cache.\n\n"
+		   "commands:\n");
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "  %-10s %s\n", "version", "print the version");
+	fprintf(f, "  %-10s %s\n", "help", "this text");
+	fprintf(f, "\n`hmmap COMMAND --help` describes a command. Environment variables\n"
+		   "(HMMAP_CACHE_SIZE, HMMAP_POLICY, ...) are listed in the README.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+		printf("hmmap %s\n", hm_version());
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "hmmap: unknown command '%s'\n\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

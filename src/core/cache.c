@@ -1,0 +1,749 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The cache layer: a byte budget shared by regions, slots for resident pages,
+ * the replacement policy, and eviction.
+ *
+ * Budget: `resident` counts every page that holds DRAM, including pages
+ * being loaded, and a load reserves its room before it reads. So the pages
+ * of all regions on a cache never exceed the budget; the only transient
+ * excess is none at all (eviction frees before the reservation is granted).
+ *
+ * Eviction of a batch, outside the cache lock, per region and per run of
+ * contiguous victims:
+ *   1. the victims are EVICTING: faults on them wait;
+ *   2. their PTEs are zapped (the data stays in the region's memfd);
+ *   3. PAGEMAP_SCAN over the zapped runs reports the pages written since
+ *      they were last write-protected: a zapped write-protected PTE leaves a
+ *      uffd-wp marker, a written one leaves nothing, and the scan tells the
+ *      two apart. Doing it after the zap closes the race with a write that
+ *      lands between a scan and a zap;
+ *   4. dirty victims are written back in runs;
+ *   5. the frames are freed (a hole punched in the memfd) and the victims
+ *      are EMPTY. A victim whose write-back failed stays resident, dirty,
+ *      and goes back to the policy: nothing is lost.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+
+struct victim {
+	struct hm_region *r;
+	uint64_t idx;
+	uint32_t slot;
+	bool failed;
+	bool waiters;
+};
+
+#define MAX_BATCH 512
+
+/* Caches alive, for the sampler. */
+static pthread_mutex_t caches_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hm_cache *caches[64];
+static int ncaches;
+static pthread_t sampler;
+static bool sampler_started;
+
+static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct hm_cache *default_cache;
+
+static uint64_t page_key(const struct hm_region *r, uint64_t idx)
+{
+	return ((uint64_t)r->id << 40) ^ idx;
+}
+
+static int cmp_victim(const void *a, const void *b)
+{
+	const struct victim *x = a, *y = b;
+
+	if (x->r != y->r)
+		return (uintptr_t)x->r < (uintptr_t)y->r ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static void mark_dirty(void *ctx, uintptr_t addr, size_t len)
+{
+	struct hm_region *r = ctx;
+	uint64_t first = (addr - (uintptr_t)r->base) >> r->ps_shift;
+	uint64_t last = (addr + len - 1 - (uintptr_t)r->base) >> r->ps_shift;
+
+	for (uint64_t i = first; i <= last; i++) {
+		struct hm_page *p = hm__page(r, i, false);
+		if (p && (atomic_load(&p->st) & HM_ST_MASK) != HM_ST_EMPTY)
+			atomic_fetch_or(&p->st, HM_PG_DIRTY);
+	}
+}
+
+/*
+ * Zaps the PTEs of pages [idx, idx+n) of r and folds what they said about
+ * writes into DIRTY flags. The pages must be held (EVICTING or BUSY).
+ */
+static void zap_and_harvest(struct hm_region *r, uint64_t idx, uint64_t n)
+{
+	char *a = r->base + (idx << r->ps_shift);
+	size_t len = (size_t)n << r->ps_shift;
+	const struct hm_engine_info *info;
+
+	madvise(a, len, MADV_DONTNEED);
+	if (r->wp && !hm__engine_start(&info) && info->wp_async)
+		hm__pagemap_harvest((uintptr_t)a, (uintptr_t)a + len, false, mark_dirty, r);
+}
+
+/* Frees the frames of pages [idx, idx+n) of r. */
+static void punch(struct hm_region *r, uint64_t idx, uint64_t n)
+{
+	fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		  (off_t)(idx << r->ps_shift), (off_t)(n << r->ps_shift));
+}
+
+/*
+ * Evicts held victims (EVICTING). Returns 0 if every victim was freed, or
+ * the first write-back error (those victims stay resident and dirty).
+ */
+static int evict(struct hm_cache *c, struct victim *v, uint32_t n, uint32_t *nfreed)
+{
+	int err = 0;
+	uint32_t a, b, i, j;
+
+	qsort(v, n, sizeof *v, cmp_victim);
+	for (a = 0; a < n; a = b) {
+		struct hm_region *r = v[a].r;
+
+		for (b = a; b < n && v[b].r == r; b++)
+			;
+		/* Steps 2 and 3: zap and harvest, per contiguous run. */
+		for (i = a; i < b; i = j) {
+			for (j = i + 1; j < b && v[j].idx == v[j - 1].idx + 1; j++)
+				;
+			zap_and_harvest(r, v[i].idx, v[j - 1].idx - v[i].idx + 1);
+		}
+		/* Step 4: write back runs of dirty victims. */
+		for (i = a; i < b; i = j) {
+			struct hm_page *p = hm__page(r, v[i].idx, false);
+			if (!(atomic_load(&p->st) & HM_PG_DIRTY)) {
+				j = i + 1;
+				continue;
+			}
+			for (j = i + 1; j < b && v[j].idx == v[j - 1].idx + 1 &&
+					(atomic_load(&hm__page(r, v[j].idx, false)->st) & HM_PG_DIRTY);
+			     j++)
+				;
+			int rc = hm__writeback_run(r, v[i].idx, v[j - 1].idx - v[i].idx + 1);
+			for (uint32_t k = i; k < j; k++) {
+				struct hm_page *q = hm__page(r, v[k].idx, false);
+				if (rc) {
+					v[k].failed = true;
+				} else {
+					atomic_fetch_and(&q->st, ~HM_PG_DIRTY);
+				}
+			}
+			if (rc && !err)
+				err = rc;
+		}
+		/* Step 5: free the frames of the victims that are clean now. */
+		for (i = a; i < b; i = j) {
+			if (v[i].failed) {
+				j = i + 1;
+				continue;
+			}
+			for (j = i + 1; j < b && !v[j].failed && v[j].idx == v[j - 1].idx + 1; j++)
+				;
+			punch(r, v[i].idx, v[j - 1].idx - v[i].idx + 1);
+		}
+		for (i = a; i < b; i++) {
+			struct hm_page *p = hm__page(r, v[i].idx, false);
+			uint32_t old;
+			if (v[i].failed)
+				old = atomic_exchange(&p->st, HM_ST_RESIDENT | HM_PG_DIRTY |
+								  HM_PG_UNMAPPED);
+			else
+				old = atomic_exchange(&p->st, HM_ST_EMPTY);
+			v[i].waiters = old & HM_PG_WAITERS;
+		}
+	}
+
+	pthread_mutex_lock(&c->lock);
+	*nfreed = 0;
+	for (i = 0; i < n; i++) {
+		struct hm_region *r = v[i].r;
+		if (v[i].failed) {
+			c->pops->insert(c->pstate, v[i].slot, page_key(r, v[i].idx));
+		} else {
+			c->slots[v[i].slot].region = NULL;
+			c->free_slots[c->nfree++] = v[i].slot;
+			c->resident -= r->ps;
+			atomic_fetch_sub(&r->resident_pages, 1);
+			hm__count(&r->ctr, evictions, 1);
+			hm__count(&c->ctr, evictions, 1);
+			(*nfreed)++;
+		}
+		atomic_fetch_sub(&r->evicting, 1);
+	}
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	for (i = 0; i < n; i++)
+		if (v[i].waiters)
+			hm__page_wake(v[i].r, v[i].idx, 1);
+	return err;
+}
+
+/*
+ * Under the lock: asks the policy for up to `want` victims and holds each
+ * (RESIDENT -> EVICTING). A page that is busy right now goes back to the
+ * policy as if inserted again.
+ */
+static uint32_t pick_victims(struct hm_cache *c, struct victim *v, uint32_t want,
+			     uint32_t *busy)
+{
+	uint32_t k = 0, skipped = 0;
+
+	while (k < want && skipped <= want) {
+		uint32_t s;
+		if (c->pops->victim(c->pstate, &s))
+			break;
+		struct hm_region *r = c->slots[s].region;
+		uint64_t idx = c->slots[s].idx;
+		struct hm_page *p = hm__page(r, idx, false);
+		uint32_t st = atomic_load(&p->st);
+		for (;;) {
+			if ((st & HM_ST_MASK) != HM_ST_RESIDENT || (st & (HM_PG_BUSY | HM_PG_PINNED)))
+				break;
+			if (atomic_compare_exchange_weak(&p->st, &st,
+							 (st & ~HM_ST_MASK) | HM_ST_EVICTING))
+				break;
+		}
+		if ((st & HM_ST_MASK) != HM_ST_RESIDENT || (st & (HM_PG_BUSY | HM_PG_PINNED))) {
+			c->pops->insert(c->pstate, s, page_key(r, idx));
+			skipped++;
+			continue;
+		}
+		atomic_fetch_add(&r->evicting, 1);
+		v[k].r = r;
+		v[k].idx = idx;
+		v[k].slot = s;
+		v[k].failed = v[k].waiters = false;
+		k++;
+	}
+	*busy = skipped;
+	return k;
+}
+
+static void timed_wait(struct hm_cache *c)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 50 * 1000 * 1000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+}
+
+/*
+ * With the lock held: evicts until `need` more bytes fit in the budget.
+ * Returns 0, or an error with the lock still held.
+ */
+static int make_room(struct hm_cache *c, uint64_t need)
+{
+	static __thread struct victim v[MAX_BATCH];
+	int fails = 0, waits = 0, last = 0;
+
+	while (c->resident + need > c->budget) {
+		uint64_t deficit = c->resident + need - c->budget;
+		uint32_t want = c->batch;
+		uint32_t k, freed, busy;
+		int rc;
+
+		/* At least the deficit, in pages of the smallest size. */
+		if (deficit / 4096 > want)
+			want = (uint32_t)(deficit / 4096 < MAX_BATCH ? deficit / 4096 : MAX_BATCH);
+		k = pick_victims(c, v, want, &busy);
+		if (!k) {
+			/* Pages held briefly (sampled, synced, loading) come back. */
+			if ((c->loading || c->evictors || busy) && waits++ < 400) {
+				timed_wait(c);
+				continue;
+			}
+			return hm__error(-ENOMEM, "cache budget of %llu bytes is exhausted: every "
+						  "resident page is pinned or in flight (resident %llu, "
+						  "loading %u, pinned %u, evicting %u, need %llu)",
+					 (unsigned long long)c->budget,
+					 (unsigned long long)c->resident, c->loading, c->pinned,
+					 c->evictors, (unsigned long long)need);
+		}
+		c->evictors++;
+		pthread_mutex_unlock(&c->lock);
+		rc = evict(c, v, k, &freed);
+		pthread_mutex_lock(&c->lock);
+		c->evictors--;
+		if (rc && !freed) {
+			last = rc;
+			if (++fails >= 3)
+				return hm__error_errno(last, "cannot make room in the cache: write-back "
+							     "failed");
+		}
+	}
+	return 0;
+}
+
+int hm__cache_reserve(struct hm_cache *c, size_t ps, uint32_t n, uint32_t *slots)
+{
+	uint64_t need = (uint64_t)ps * n;
+	int rc;
+
+	pthread_mutex_lock(&c->lock);
+	rc = make_room(c, need);
+	if (!rc && c->nfree < n)
+		rc = hm__error(-ENOMEM, "cache is out of slots");
+	if (!rc) {
+		for (uint32_t i = 0; i < n; i++)
+			slots[i] = c->free_slots[--c->nfree];
+		c->resident += need;
+		c->loading += n;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+void hm__cache_unreserve(struct hm_cache *c, size_t ps, uint32_t n, const uint32_t *slots)
+{
+	pthread_mutex_lock(&c->lock);
+	for (uint32_t i = 0; i < n; i++) {
+		c->slots[slots[i]].region = NULL;
+		c->free_slots[c->nfree++] = slots[i];
+	}
+	c->resident -= (uint64_t)ps * n;
+	c->loading -= n;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void hm__cache_insert(struct hm_cache *c, struct hm_region *r, uint64_t idx, uint32_t n,
+		      const uint32_t *slots)
+{
+	pthread_mutex_lock(&c->lock);
+	for (uint32_t i = 0; i < n; i++) {
+		c->slots[slots[i]].region = r;
+		c->slots[slots[i]].idx = idx + i;
+		c->pops->insert(c->pstate, slots[i], page_key(r, idx + i));
+	}
+	c->loading -= n;
+	atomic_fetch_add(&r->resident_pages, n);
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void hm__cache_hit(struct hm_cache *c, uint32_t slot)
+{
+	if (c->concurrent_hit) {
+		c->pops->hit(c->pstate, slot);
+		return;
+	}
+	pthread_mutex_lock(&c->lock);
+	c->pops->hit(c->pstate, slot);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void hm__cache_detach(struct hm_cache *c, struct hm_region *r)
+{
+	pthread_mutex_lock(&c->lock);
+	r->dying = true;
+	while (atomic_load(&r->evicting))
+		timed_wait(c);
+	for (uint32_t s = 0; s < c->capacity; s++) {
+		if (c->slots[s].region != r)
+			continue;
+		struct hm_page *p = hm__page(r, c->slots[s].idx, false);
+		uint32_t st = atomic_exchange(&p->st, HM_ST_EMPTY);
+		if (st & HM_PG_PINNED)
+			c->pinned--;
+		else
+			c->pops->remove(c->pstate, s);
+		c->slots[s].region = NULL;
+		c->free_slots[c->nfree++] = s;
+		c->resident -= r->ps;
+	}
+	atomic_store(&r->resident_pages, 0);
+	c->nregions--;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+int hm__cache_drop_range(struct hm_cache *c, struct hm_region *r, uint64_t idx, uint64_t n,
+			 bool clean_only)
+{
+	static __thread struct victim v[MAX_BATCH];
+	int err = 0;
+	uint64_t i = idx, end = idx + n;
+
+	while (i < end) {
+		uint32_t k = 0, freed;
+
+		pthread_mutex_lock(&c->lock);
+		for (; i < end && k < MAX_BATCH; i++) {
+			struct hm_page *p = hm__page(r, i, false);
+			if (!p) {
+				/* A whole absent chunk: skip to the next one. */
+				i = (i | (HM_CHUNK_PAGES - 1));
+				continue;
+			}
+			uint32_t st = atomic_load(&p->st);
+			if ((st & HM_ST_MASK) != HM_ST_RESIDENT || (st & (HM_PG_BUSY | HM_PG_PINNED)))
+				continue;
+			if (clean_only && (st & HM_PG_DIRTY))
+				continue;
+			if (!atomic_compare_exchange_strong(&p->st, &st,
+							    (st & ~HM_ST_MASK) | HM_ST_EVICTING))
+				continue;
+			c->pops->remove(c->pstate, p->slot);
+			atomic_fetch_add(&r->evicting, 1);
+			v[k].r = r;
+			v[k].idx = i;
+			v[k].slot = p->slot;
+			v[k].failed = v[k].waiters = false;
+			k++;
+		}
+		c->evictors++;
+		pthread_mutex_unlock(&c->lock);
+		if (k) {
+			int rc = evict(c, v, k, &freed);
+			if (rc && !err)
+				err = rc;
+		}
+		pthread_mutex_lock(&c->lock);
+		c->evictors--;
+		pthread_mutex_unlock(&c->lock);
+	}
+	return err;
+}
+
+int hm__cache_pin(struct hm_cache *c, struct hm_region *r, uint64_t idx)
+{
+	struct hm_page *p = hm__page(r, idx, false);
+	int rc = 0;
+
+	pthread_mutex_lock(&c->lock);
+	uint32_t st = p ? atomic_load(&p->st) : 0;
+	if (!p || (st & HM_ST_MASK) != HM_ST_RESIDENT) {
+		rc = -EAGAIN;
+	} else if (!(st & HM_PG_PINNED)) {
+		if ((uint64_t)(c->pinned + 1) * r->ps > c->budget) {
+			rc = hm__error(-ENOMEM, "pinning would exceed the cache budget of %llu bytes",
+				       (unsigned long long)c->budget);
+		} else {
+			atomic_fetch_or(&p->st, HM_PG_PINNED);
+			c->pops->remove(c->pstate, p->slot);
+			c->pinned++;
+			atomic_fetch_add(&r->pinned_pages, 1);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+void hm__cache_unpin(struct hm_cache *c, struct hm_region *r, uint64_t idx)
+{
+	struct hm_page *p = hm__page(r, idx, false);
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&c->lock);
+	if (atomic_load(&p->st) & HM_PG_PINNED) {
+		atomic_fetch_and(&p->st, ~HM_PG_PINNED);
+		c->pops->insert(c->pstate, p->slot, page_key(r, idx));
+		c->pinned--;
+		atomic_fetch_sub(&r->pinned_pages, 1);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+/*
+ * The sampler: CLOCK and its kin learn about references only from faults,
+ * because a hit on a mapped page is invisible. Each tick it unmaps a bounded
+ * number of resident pages (HMMAP_SAMPLE_RATE per second), sweeping the
+ * slots in order; the next touch of such a page is a cheap minor fault that
+ * maps it again and reports a hit to the policy.
+ */
+static void sample_cache(struct hm_cache *c, uint32_t budget_pages, uint32_t *hand)
+{
+	static struct victim v[MAX_BATCH];
+	uint32_t k = 0, scanned = 0;
+
+	pthread_mutex_lock(&c->lock);
+	/* Never hold more than an eighth of the cache at once. */
+	uint32_t limit = (uint32_t)((c->resident / 4096) / 8);
+	if (budget_pages > limit)
+		budget_pages = limit;
+	while (k < budget_pages && k < MAX_BATCH && scanned < c->capacity) {
+		uint32_t s = (*hand)++ % c->capacity;
+		struct hm_region *r = c->slots[s].region;
+		scanned++;
+		if (!r || r->dying)
+			continue;
+		struct hm_page *p = hm__page(r, c->slots[s].idx, false);
+		uint32_t st = atomic_load(&p->st);
+		if ((st & HM_ST_MASK) != HM_ST_RESIDENT ||
+		    (st & (HM_PG_BUSY | HM_PG_PINNED | HM_PG_UNMAPPED)))
+			continue;
+		if (!atomic_compare_exchange_strong(&p->st, &st, st | HM_PG_BUSY))
+			continue;
+		atomic_fetch_add(&r->evicting, 1); /* keeps r mapped meanwhile */
+		v[k].r = r;
+		v[k].idx = c->slots[s].idx;
+		k++;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (!k)
+		return;
+	qsort(v, k, sizeof *v, cmp_victim);
+	for (uint32_t i = 0, j; i < k; i = j) {
+		for (j = i + 1; j < k && v[j].r == v[i].r && v[j].idx == v[j - 1].idx + 1; j++)
+			;
+		zap_and_harvest(v[i].r, v[i].idx, v[j - 1].idx - v[i].idx + 1);
+	}
+	for (uint32_t i = 0; i < k; i++) {
+		struct hm_page *p = hm__page(v[i].r, v[i].idx, false);
+		uint32_t old = atomic_load(&p->st);
+		while (!atomic_compare_exchange_weak(&p->st, &old,
+						     (old & ~(HM_PG_BUSY | HM_PG_WAITERS)) |
+							     HM_PG_UNMAPPED))
+			;
+		if (old & HM_PG_WAITERS)
+			hm__page_wake(v[i].r, v[i].idx, 1);
+	}
+	pthread_mutex_lock(&c->lock);
+	for (uint32_t i = 0; i < k; i++)
+		atomic_fetch_sub(&v[i].r->evicting, 1);
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void *sampler_main(void *arg)
+{
+	const struct hm_env *env;
+	uint32_t hands[64] = { 0 };
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	if (hm__env(&env))
+		return NULL;
+	for (;;) {
+		struct timespec ts = { 0, 50 * 1000 * 1000 };
+		uint32_t per_tick = (uint32_t)(env->sample_rate / 20);
+		nanosleep(&ts, NULL);
+		if (!per_tick)
+			continue;
+		pthread_mutex_lock(&caches_lock);
+		for (int i = 0; i < ncaches; i++)
+			sample_cache(caches[i], per_tick, &hands[i]);
+		pthread_mutex_unlock(&caches_lock);
+	}
+	return NULL;
+}
+
+int hm_cache_new(struct hm_cache **out, size_t budget, const char *policy)
+{
+	const struct hm_policy_ops *ops;
+	const struct hm_env *env;
+	const char *opts;
+	struct hm_cache *c;
+	int rc;
+
+	if (!out)
+		return hm__error(-EINVAL, "hm_cache_new: NULL out-parameter");
+	*out = NULL;
+	rc = hm__env(&env);
+	if (rc)
+		return rc;
+	if (budget < 4096)
+		return hm__error(-EINVAL, "cache budget %zu is smaller than one page (4096)", budget);
+	if (budget > (1ull << 44))
+		return hm__error(-EINVAL, "cache budget %zu is larger than 16 TiB", budget);
+	rc = hm_policy_lookup(policy ? policy : "clock", &ops, &opts);
+	if (rc)
+		return rc;
+	if (ops->abi != HM_POLICY_ABI)
+		return hm__error(-EINVAL, "policy '%s' was built for ABI %u, not %u", ops->name,
+				 ops->abi, HM_POLICY_ABI);
+	if (ops->flags & HM_POLICY_REPLAY_ONLY)
+		return hm__error(-EINVAL, "policy '%s' needs the future and works only in replay",
+				 ops->name);
+	c = calloc(1, sizeof *c);
+	if (!c)
+		return hm__error(-ENOMEM, "out of memory");
+	c->budget = c->max_budget = budget;
+	c->capacity = (uint32_t)(budget / 4096);
+	c->slots = mmap(NULL, (size_t)c->capacity * sizeof *c->slots, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	c->free_slots = mmap(NULL, (size_t)c->capacity * sizeof *c->free_slots,
+			     PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (c->slots == MAP_FAILED || c->free_slots == MAP_FAILED) {
+		rc = hm__error(-ENOMEM, "cannot allocate %u cache slots", c->capacity);
+		goto fail;
+	}
+	for (uint32_t i = 0; i < c->capacity; i++)
+		c->free_slots[i] = c->capacity - 1 - i;
+	c->nfree = c->capacity;
+	c->batch = env->evict_batch < MAX_BATCH ? env->evict_batch : MAX_BATCH;
+	if (c->batch > c->capacity / 2 && c->capacity >= 2)
+		c->batch = c->capacity / 2;
+	if (!c->batch)
+		c->batch = 1;
+	rc = ops->create(&c->pstate, c->capacity, opts);
+	if (rc) {
+		if (!*hm_errormsg())
+			hm__error(rc, "policy '%s' rejected options '%s'", ops->name, opts);
+		goto fail;
+	}
+	c->pops = ops;
+	c->concurrent_hit = ops->flags & HM_POLICY_CONCURRENT_HIT;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+
+	pthread_mutex_lock(&caches_lock);
+	if (ncaches == (int)(sizeof caches / sizeof caches[0])) {
+		pthread_mutex_unlock(&caches_lock);
+		ops->destroy(c->pstate);
+		rc = hm__error(-EMFILE, "too many caches (at most 64)");
+		goto fail;
+	}
+	caches[ncaches++] = c;
+	if (!sampler_started && env->sample_rate) {
+		if (!pthread_create(&sampler, NULL, sampler_main, NULL)) {
+			pthread_detach(sampler);
+			sampler_started = true;
+		}
+	}
+	pthread_mutex_unlock(&caches_lock);
+	*out = c;
+	return 0;
+fail:
+	if (c->slots && c->slots != MAP_FAILED)
+		munmap(c->slots, (size_t)c->capacity * sizeof *c->slots);
+	if (c->free_slots && c->free_slots != MAP_FAILED)
+		munmap(c->free_slots, (size_t)c->capacity * sizeof *c->free_slots);
+	free(c);
+	return rc;
+}
+
+int hm_cache_free(struct hm_cache *c)
+{
+	if (!c)
+		return hm__error(-EINVAL, "hm_cache_free: NULL cache");
+	pthread_mutex_lock(&c->lock);
+	if (c->nregions) {
+		pthread_mutex_unlock(&c->lock);
+		return hm__error(-EBUSY, "cache still has %d region(s)", c->nregions);
+	}
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_lock(&caches_lock);
+	for (int i = 0; i < ncaches; i++) {
+		if (caches[i] == c) {
+			caches[i] = caches[--ncaches];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&caches_lock);
+	pthread_mutex_lock(&default_lock);
+	if (default_cache == c)
+		default_cache = NULL;
+	pthread_mutex_unlock(&default_lock);
+	c->pops->destroy(c->pstate);
+	munmap(c->slots, (size_t)c->capacity * sizeof *c->slots);
+	munmap(c->free_slots, (size_t)c->capacity * sizeof *c->free_slots);
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->cond);
+	free(c);
+	return 0;
+}
+
+int hm_cache_resize(struct hm_cache *c, size_t budget)
+{
+	int rc;
+
+	if (!c)
+		return hm__error(-EINVAL, "hm_cache_resize: NULL cache");
+	if (budget < 4096 || budget > c->max_budget)
+		return hm__error(-EINVAL, "budget %zu is outside 4096..%llu (the budget the cache "
+					  "was created with)",
+				 budget, (unsigned long long)c->max_budget);
+	pthread_mutex_lock(&c->lock);
+	uint64_t old = c->budget;
+	c->budget = budget;
+	rc = make_room(c, 0);
+	if (rc)
+		c->budget = old > c->resident ? old : c->resident;
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+size_t hm_cache_budget(const struct hm_cache *c)
+{
+	return c ? (size_t)c->budget : 0;
+}
+
+int hm_cache_default(struct hm_cache **out)
+{
+	const struct hm_env *env;
+	int rc = 0;
+
+	if (!out)
+		return hm__error(-EINVAL, "hm_cache_default: NULL out-parameter");
+	rc = hm__env(&env);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&default_lock);
+	if (!default_cache) {
+		rc = hm_cache_new(&default_cache, env->cache_size, env->policy);
+		if (!rc)
+			default_cache->is_default = true;
+	}
+	*out = default_cache;
+	pthread_mutex_unlock(&default_lock);
+	return rc;
+}
+
+static void fill_stats(const struct hm_counters *k, struct hm_stats *s)
+{
+	s->faults_missing = atomic_load(&k->faults_missing);
+	s->faults_minor = atomic_load(&k->faults_minor);
+	s->faults_wp = atomic_load(&k->faults_wp);
+	s->hits = atomic_load(&k->hits);
+	s->misses = atomic_load(&k->misses);
+	s->readahead = atomic_load(&k->readahead);
+	s->evictions = atomic_load(&k->evictions);
+	s->writebacks = atomic_load(&k->writebacks);
+	s->writeback_errors = atomic_load(&k->writeback_errors);
+	s->read_errors = atomic_load(&k->read_errors);
+	s->bytes_read = atomic_load(&k->bytes_read);
+	s->bytes_written = atomic_load(&k->bytes_written);
+	s->fault_ns_total = atomic_load(&k->fault_ns);
+}
+
+void hm__stats_fill(const struct hm_counters *k, struct hm_stats *s);
+void hm__stats_fill(const struct hm_counters *k, struct hm_stats *s)
+{
+	fill_stats(k, s);
+}
+
+int hm_cache_stats(const struct hm_cache *c, struct hm_stats *s)
+{
+	if (!c || !s)
+		return hm__error(-EINVAL, "hm_cache_stats: NULL argument");
+	memset(s, 0, sizeof *s);
+	fill_stats(&c->ctr, s);
+	pthread_mutex_lock((pthread_mutex_t *)&c->lock);
+	s->resident_bytes = c->resident;
+	s->pinned_pages = c->pinned;
+	s->budget_bytes = c->budget;
+	pthread_mutex_unlock((pthread_mutex_t *)&c->lock);
+	return 0;
+}

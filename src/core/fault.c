@@ -1,0 +1,317 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The fault path, common to both fault-service models.
+ *
+ * A missing page is loaded into the region's memfd through the I/O view
+ * (the store reads straight into the frame, no bounce copy) and then mapped
+ * into the application's view with UFFDIO_CONTINUE, write-protected when the
+ * region tracks writes, so that its first write is recorded by the kernel
+ * (asynchronous write protection) or reported as a fault (synchronous).
+ *
+ * Readahead: a region remembers where a sequential stream would fault next;
+ * a fault there doubles the window (up to HMMAP_READAHEAD), any other fault
+ * starts over with one page. All pages of a window are read with one store
+ * request and mapped with one UFFDIO_CONTINUE.
+ *
+ * Nothing here may touch region memory: the thread may be inside a SIGBUS
+ * handler on that very page.
+ */
+#include <fcntl.h>
+#include <sys/mman.h>
+
+#include "core/internal.h"
+
+#define MAX_WINDOW 256
+
+static uint32_t window(struct hm_region *r, uint64_t idx)
+{
+	const struct hm_env *env;
+	uint32_t max, w;
+
+	if (hm__env(&env))
+		return 1;
+	max = (uint32_t)(env->readahead >> r->ps_shift);
+	if (max > MAX_WINDOW)
+		max = MAX_WINDOW;
+	switch (atomic_load_explicit(&r->advice, memory_order_relaxed)) {
+	case HM_ADV_RANDOM:
+		return 1;
+	case HM_ADV_SEQUENTIAL:
+		w = max;
+		break;
+	default:
+		if (idx == atomic_load_explicit(&r->ra_next, memory_order_relaxed)) {
+			w = atomic_load_explicit(&r->ra_window, memory_order_relaxed) * 2;
+			if (w < 4)
+				w = 4;
+		} else {
+			w = 1;
+		}
+	}
+	if (w > max)
+		w = max;
+	/* A window never takes more than an eighth of the budget. */
+	if ((uint64_t)w << r->ps_shift > r->cache->budget / 8)
+		w = (uint32_t)((r->cache->budget / 8) >> r->ps_shift);
+	if (w < 1)
+		w = 1;
+	if (idx + w > r->npages)
+		w = (uint32_t)(r->npages - idx);
+	return w;
+}
+
+/* Leaves LOADING for `to` on pages [idx, idx+n); wakes waiters. */
+static void finish(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t to)
+{
+	bool wake = false;
+
+	for (uint32_t i = 0; i < n; i++) {
+		struct hm_page *p = hm__page(r, idx + i, false);
+		uint32_t st = atomic_load(&p->st), nst;
+		do {
+			/* Keep DIRTY: a harvest may have seen a write already. */
+			nst = to | (to == HM_ST_EMPTY ? 0 : (st & HM_PG_DIRTY));
+		} while (!atomic_compare_exchange_weak(&p->st, &st, nst));
+		if (st & HM_PG_WAITERS)
+			wake = true;
+	}
+	if (wake)
+		hm__page_wake(r, idx, n);
+}
+
+/*
+ * Loads pages [idx, idx+n) that this thread moved to LOADING: reserves
+ * room, reads, maps. On failure the pages are EMPTY again.
+ */
+static int load(struct hm_region *r, uint64_t idx, uint32_t n)
+{
+	struct hm_cache *c = r->cache;
+	uint32_t slots[MAX_WINDOW];
+	uint64_t t0 = hm__now_ns();
+	size_t len;
+	int rc;
+
+	rc = hm__cache_reserve(c, r->ps, n, slots);
+	if (rc && n > 1) {
+		/* No room for the window: the demand page alone. */
+		finish(r, idx + 1, n - 1, HM_ST_EMPTY);
+		n = 1;
+		rc = hm__cache_reserve(c, r->ps, n, slots);
+	}
+	if (rc) {
+		finish(r, idx, n, HM_ST_EMPTY);
+		return rc;
+	}
+	len = (size_t)n << r->ps_shift;
+	rc = r->store->ops->read(r->store->priv, r->io + (idx << r->ps_shift), len,
+				 r->offset + (idx << r->ps_shift));
+	if (rc && n > 1) {
+		/* Readahead must not turn a good page into SIGBUS: retry alone. */
+		fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  (off_t)((idx + 1) << r->ps_shift), (off_t)(len - r->ps));
+		hm__cache_unreserve(c, r->ps, n - 1, slots + 1);
+		finish(r, idx + 1, n - 1, HM_ST_EMPTY);
+		n = 1;
+		len = r->ps;
+		rc = r->store->ops->read(r->store->priv, r->io + (idx << r->ps_shift), len,
+					 r->offset + (idx << r->ps_shift));
+	}
+	if (rc) {
+		fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  (off_t)(idx << r->ps_shift), (off_t)len);
+		hm__cache_unreserve(c, r->ps, n, slots);
+		finish(r, idx, n, HM_ST_EMPTY);
+		hm__count(&r->ctr, read_errors, 1);
+		hm__count(&c->ctr, read_errors, 1);
+		return hm__error_errno(rc, "cannot read page %llu of '%s'",
+				       (unsigned long long)idx, r->store->uri);
+	}
+	/* The frames are in the memfd now; the I/O view's PTEs are not needed. */
+	madvise(r->io + (idx << r->ps_shift), len, MADV_DONTNEED);
+	for (uint32_t i = 0; i < n; i++)
+		hm__page(r, idx + i, false)->slot = slots[i];
+	rc = hm__uffd_continue(r->base + (idx << r->ps_shift), len, r->wp);
+	if (rc == -EEXIST) {
+		/* Someone mapped part of it (the application's own madvise?). */
+		for (uint32_t i = 0; i < n; i++) {
+			int e = hm__uffd_continue(r->base + ((idx + i) << r->ps_shift), r->ps, r->wp);
+			if (e && e != -EEXIST) {
+				rc = e;
+				break;
+			}
+			rc = 0;
+		}
+	}
+	if (rc) {
+		fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  (off_t)(idx << r->ps_shift), (off_t)len);
+		hm__cache_unreserve(c, r->ps, n, slots);
+		finish(r, idx, n, HM_ST_EMPTY);
+		return hm__error_errno(rc, "UFFDIO_CONTINUE");
+	}
+	finish(r, idx, n, HM_ST_RESIDENT);
+	hm__cache_insert(c, r, idx, n, slots);
+
+	atomic_store_explicit(&r->ra_next, idx + n, memory_order_relaxed);
+	atomic_store_explicit(&r->ra_window, n, memory_order_relaxed);
+	uint64_t dt = hm__now_ns() - t0;
+	hm__count(&r->ctr, misses, 1);
+	hm__count(&c->ctr, misses, 1);
+	hm__count(&r->ctr, readahead, n - 1);
+	hm__count(&c->ctr, readahead, n - 1);
+	hm__count(&r->ctr, bytes_read, len);
+	hm__count(&c->ctr, bytes_read, len);
+	hm__count(&r->ctr, fault_ns, dt);
+	hm__count(&c->ctr, fault_ns, dt);
+	return 0;
+}
+
+/* Claims EMPTY pages after idx for readahead, up to w-1 of them. */
+static uint32_t claim_window(struct hm_region *r, uint64_t idx, uint32_t w)
+{
+	uint32_t n = 1;
+
+	while (n < w) {
+		struct hm_page *p = hm__page(r, idx + n, true);
+		uint32_t st;
+		if (!p)
+			break;
+		st = atomic_load(&p->st);
+		if ((st & HM_ST_MASK) != HM_ST_EMPTY ||
+		    !atomic_compare_exchange_strong(&p->st, &st, HM_ST_LOADING | (st & HM_PG_WAITERS)))
+			break;
+		n++;
+	}
+	return n;
+}
+
+/* Maps a resident page whose PTE was zapped (a hint fault). */
+static int remap(struct hm_region *r, uint64_t idx, struct hm_page *p, uint32_t st,
+		 unsigned flags)
+{
+	int rc;
+	bool was_unmapped = st & HM_PG_UNMAPPED;
+
+	rc = hm__uffd_continue(r->base + (idx << r->ps_shift), r->ps, r->wp);
+	if (rc == -EEXIST) {
+		/* Mapped already: a stale fault, or another thread won. */
+		hm__uffd_wake(r->base + (idx << r->ps_shift), r->ps);
+		rc = 0;
+	} else if (rc == 0) {
+		hm__count(&r->ctr, faults_minor, 1);
+		hm__count(&r->cache->ctr, faults_minor, 1);
+		if (was_unmapped) {
+			hm__count(&r->ctr, hits, 1);
+			hm__count(&r->cache->ctr, hits, 1);
+			if (!(st & HM_PG_PINNED))
+				hm__cache_hit(r->cache, p->slot);
+		}
+	}
+	uint32_t old = atomic_fetch_and(&p->st, ~(HM_PG_BUSY | HM_PG_UNMAPPED | HM_PG_WAITERS));
+	if (old & HM_PG_WAITERS)
+		hm__page_wake(r, idx, 1);
+	return rc < 0 ? hm__error_errno(rc, "UFFDIO_CONTINUE") : 0;
+}
+
+/* A synchronous write-protect fault: record the write and let it through. */
+static int write_fault(struct hm_region *r, uint64_t idx, struct hm_page *p)
+{
+	atomic_fetch_or(&p->st, HM_PG_DIRTY);
+	hm__count(&r->ctr, faults_wp, 1);
+	hm__count(&r->cache->ctr, faults_wp, 1);
+	return hm__uffd_writeprotect(r->base + (idx << r->ps_shift), r->ps, false);
+}
+
+int hm__fault(struct hm_region *r, uintptr_t addr, unsigned flags)
+{
+	uint64_t idx = (addr - (uintptr_t)r->base) >> r->ps_shift;
+	struct hm_page *p;
+
+	if (idx >= r->npages)
+		return hm__error(-EFAULT, "fault outside the region");
+	p = hm__page(r, idx, true);
+	if (!p)
+		return hm__error(-ENOMEM, "cannot allocate page metadata");
+	for (;;) {
+		uint32_t st = atomic_load(&p->st);
+
+		switch (st & HM_ST_MASK) {
+		case HM_ST_EMPTY:
+			if (!atomic_compare_exchange_weak(&p->st, &st,
+							  HM_ST_LOADING | (st & HM_PG_WAITERS)))
+				continue;
+			hm__count(&r->ctr, faults_missing, 1);
+			hm__count(&r->cache->ctr, faults_missing, 1);
+			return load(r, idx, claim_window(r, idx, window(r, idx)));
+		case HM_ST_RESIDENT:
+			if (st & HM_PG_BUSY)
+				break;
+			if ((flags & HM_FAULT_F_WP) && !(flags & HM_FAULT_F_MINOR))
+				return write_fault(r, idx, p);
+			if (!atomic_compare_exchange_weak(&p->st, &st, st | HM_PG_BUSY))
+				continue;
+			return remap(r, idx, p, st, flags);
+		default:
+			break;
+		}
+		/* LOADING, EVICTING or BUSY: wait for the owner's wake-up. */
+		if (!hm__page_set_waiters(p, st))
+			continue;
+		if (flags & HM_FAULT_F_SIGBUS)
+			hm__page_wait(p, st | HM_PG_WAITERS);
+		return 0;
+	}
+}
+
+int hm__populate(struct hm_region *r, uint64_t idx, uint64_t n, bool pin)
+{
+	uint64_t end = idx + n;
+	int rc;
+
+	while (idx < end) {
+		struct hm_page *p = hm__page(r, idx, true);
+		uint32_t st;
+
+		if (!p)
+			return hm__error(-ENOMEM, "cannot allocate page metadata");
+		st = atomic_load(&p->st);
+		switch (st & HM_ST_MASK) {
+		case HM_ST_EMPTY: {
+			uint32_t w = end - idx > MAX_WINDOW ? MAX_WINDOW : (uint32_t)(end - idx);
+			if (!atomic_compare_exchange_strong(&p->st, &st,
+							    HM_ST_LOADING | (st & HM_PG_WAITERS)))
+				continue;
+			rc = load(r, idx, claim_window(r, idx, w));
+			if (rc)
+				return rc;
+			continue; /* pins it, if asked, on the next pass */
+		}
+		case HM_ST_RESIDENT:
+			if (st & HM_PG_UNMAPPED && !(st & HM_PG_BUSY)) {
+				if (!atomic_compare_exchange_strong(&p->st, &st, st | HM_PG_BUSY))
+					continue;
+				rc = remap(r, idx, p, st, 0);
+				if (rc)
+					return rc;
+				continue;
+			}
+			if (st & HM_PG_BUSY)
+				break;
+			if (pin) {
+				rc = hm__cache_pin(r->cache, r, idx);
+				if (rc == -EAGAIN)
+					continue;
+				if (rc)
+					return rc;
+			}
+			idx++;
+			continue;
+		default:
+			break;
+		}
+		/* In flight: wait for it. */
+		if (hm__page_set_waiters(p, st))
+			hm__page_wait(p, st | HM_PG_WAITERS);
+	}
+	return 0;
+}

@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The core's internal objects: stores, caches, regions and the per-page
+ * state machine. Nothing here is part of the ABI.
+ *
+ * Page states (the low bits of hm_page.st):
+ *
+ *   EMPTY ──miss──▶ LOADING ──read+map──▶ RESIDENT ──victim──▶ EVICTING ──▶ EMPTY
+ *                      │ read error                 ▲               │ write-back error
+ *                      └────────▶ EMPTY             └───────────────┘
+ *
+ * Flags beside the state: DIRTY (harvested write; the page differs from the
+ * store), BUSY (a short exclusive operation on a RESIDENT page: mapping it
+ * again after a hint fault, writing it back for sync, sampling it), WAITERS
+ * (a fault found the page in a transient state and waits for a wake-up),
+ * PINNED (not evictable; out of the policy), UNMAPPED (resident but its PTE
+ * was zapped, so the next touch is a hint fault).
+ *
+ * Only the thread that moved a page into LOADING or EVICTING, or set BUSY,
+ * may leave that state; it wakes waiters when WAITERS was set.
+ */
+#ifndef HM_CORE_INTERNAL_H
+#define HM_CORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "hmmap.h"
+#include "core/error.h"
+
+#define HM_ST_EMPTY 0u
+#define HM_ST_LOADING 1u
+#define HM_ST_RESIDENT 2u
+#define HM_ST_EVICTING 3u
+#define HM_ST_MASK 7u
+#define HM_PG_DIRTY (1u << 3)
+#define HM_PG_BUSY (1u << 4)
+#define HM_PG_WAITERS (1u << 5)
+#define HM_PG_PINNED (1u << 6)
+#define HM_PG_UNMAPPED (1u << 7)
+
+#define HM_NO_SLOT UINT32_MAX
+
+/* Per page of mapping: 8 bytes, allocated a chunk at a time on first touch. */
+struct hm_page {
+	_Atomic uint32_t st;
+	uint32_t slot; /* valid unless EMPTY */
+};
+
+#define HM_CHUNK_SHIFT 12
+#define HM_CHUNK_PAGES (1u << HM_CHUNK_SHIFT)
+
+/* Counters kept per region and per cache (relaxed atomics). */
+struct hm_counters {
+	_Atomic uint64_t faults_missing, faults_minor, faults_wp, hits, misses, readahead,
+		evictions, writebacks, writeback_errors, read_errors, bytes_read, bytes_written,
+		fault_ns;
+};
+
+#define hm__count(c, field, n) atomic_fetch_add_explicit(&(c)->field, (n), memory_order_relaxed)
+
+struct hm_store {
+	const struct hm_store_ops *ops;
+	void *priv;
+	struct hm_store_info info;
+	char *uri;
+	_Atomic int maps; /* regions mapping it */
+};
+
+struct hm_slot {
+	struct hm_region *region;
+	uint64_t idx;
+};
+
+struct hm_cache {
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* evictions finished, slots freed */
+	uint64_t budget;     /* bytes */
+	uint64_t max_budget;
+	uint64_t resident;   /* bytes, including pages being loaded */
+	uint32_t capacity;   /* slots */
+	struct hm_slot *slots;
+	uint32_t *free_slots;
+	uint32_t nfree;
+	uint32_t batch;      /* pages per eviction batch */
+	uint32_t loading;    /* pages in LOADING */
+	uint32_t evictors;   /* threads evicting now */
+	uint32_t pinned;     /* pinned pages */
+	int nregions;
+	const struct hm_policy_ops *pops;
+	void *pstate;
+	bool concurrent_hit;
+	bool is_default;
+	struct hm_counters ctr;
+};
+
+struct hm_region {
+	char *base;          /* the registered mapping the application uses */
+	char *io;            /* a second mapping of the same frames, for I/O */
+	size_t length;       /* as asked */
+	size_t span;         /* length rounded up to the page size */
+	size_t ps;           /* region page size */
+	unsigned ps_shift;
+	uint64_t npages;
+	uint64_t offset;     /* in the store */
+	uint64_t wb_limit;   /* write-back never goes past this store offset */
+	int prot;
+	int flags;
+	int memfd;
+	bool wp;             /* dirty tracking on (writable region) */
+	bool own_store;      /* opened by hmmap(); closed at unmap */
+	struct hm_store *store;
+	struct hm_cache *cache;
+	uint32_t id;
+
+	struct hm_page *_Atomic *dir; /* chunks of pages */
+	size_t ndir;
+
+	/* Readahead: where a sequential stream would fault next, and its window. */
+	_Atomic uint64_t ra_next;
+	_Atomic uint32_t ra_window;
+	_Atomic int advice;
+
+	_Atomic int refs;       /* faults in flight on this region */
+	_Atomic uint32_t evicting; /* pages of this region being evicted */
+	_Atomic uint64_t resident_pages;
+	_Atomic uint64_t pinned_pages;
+	pthread_mutex_t sync_lock; /* one sync or unmap at a time */
+	bool dying;
+	struct hm_counters ctr;
+};
+
+/* ---- options (src/core/env.c) ---- */
+struct hm_env {
+	uint64_t cache_size;
+	char policy[128];
+	uint64_t page_size;
+	int fault_mode;       /* 0 auto, HM_FAULT_THREAD, HM_FAULT_SIGBUS */
+	uint32_t fault_threads;
+	uint64_t readahead;   /* max bytes per fault */
+	uint32_t evict_batch; /* pages */
+	uint64_t sample_rate; /* pages per second zapped for hint faults */
+};
+/* Reads HMMAP_* once; returns 0 or -EINVAL naming the variable. */
+int hm__env(const struct hm_env **env);
+
+/* ---- pages (src/core/page.c) ---- */
+/* The page entry, allocating its chunk if `alloc`; NULL if absent or -ENOMEM. */
+struct hm_page *hm__page(struct hm_region *r, uint64_t idx, bool alloc);
+void hm__pages_free(struct hm_region *r);
+/* Sets WAITERS unless the state changed from `seen`; returns false if it changed. */
+bool hm__page_set_waiters(struct hm_page *p, uint32_t seen);
+/* Wakes threads waiting on pages [idx, idx+n) of r (futex and userfaultfd). */
+void hm__page_wake(struct hm_region *r, uint64_t idx, uint64_t n);
+/* Sleeps until p->st differs from seen (bounded; the caller retries). */
+void hm__page_wait(struct hm_page *p, uint32_t seen);
+
+/* ---- cache (src/core/cache.c) ---- */
+/*
+ * Reserves room for n pages of `ps` bytes, evicting if needed; fills slots[].
+ * Returns 0, -ENOMEM (everything is pinned or in flight for too long) or
+ * the write-back error that kept eviction from making room.
+ */
+int hm__cache_reserve(struct hm_cache *c, size_t ps, uint32_t n, uint32_t *slots);
+/* Gives back reserved slots that were not used. */
+void hm__cache_unreserve(struct hm_cache *c, size_t ps, uint32_t n, const uint32_t *slots);
+/* Pages [idx, idx+n) of r became resident in slots[]: hand them to the policy. */
+void hm__cache_insert(struct hm_cache *c, struct hm_region *r, uint64_t idx, uint32_t n,
+		      const uint32_t *slots);
+void hm__cache_hit(struct hm_cache *c, uint32_t slot);
+/* Drops every page of r from the cache (unmap); r must be synced and quiet. */
+void hm__cache_detach(struct hm_cache *c, struct hm_region *r);
+/* Evicts pages [idx, idx+n) of r now (DONTNEED, invalidate). */
+int hm__cache_drop_range(struct hm_cache *c, struct hm_region *r, uint64_t idx, uint64_t n,
+			 bool clean_only);
+int hm__cache_pin(struct hm_cache *c, struct hm_region *r, uint64_t idx);
+void hm__cache_unpin(struct hm_cache *c, struct hm_region *r, uint64_t idx);
+
+/* ---- regions (src/core/region.c) ---- */
+/* The region containing addr with a reference held, or NULL. */
+struct hm_region *hm__region_get(uintptr_t addr);
+void hm__region_put(struct hm_region *r);
+
+/* ---- faults (src/core/fault.c) ---- */
+#define HM_FAULT_F_WRITE 0x1
+#define HM_FAULT_F_WP 0x2    /* a write-protect fault (synchronous tracking) */
+#define HM_FAULT_F_MINOR 0x4
+#define HM_FAULT_F_SIGBUS 0x8 /* served in the faulting thread */
+
+/*
+ * Serves a fault at addr in r. Returns 0 when the page is mapped (or will be
+ * by the thread that owns its transition, which then wakes the faulting
+ * thread), or -errno when the page cannot be read: the caller delivers
+ * SIGBUS to the faulting thread.
+ */
+int hm__fault(struct hm_region *r, uintptr_t addr, unsigned flags);
+/* Loads pages [idx, idx+n) that are absent (prefault, WILLNEED); pins if asked. */
+int hm__populate(struct hm_region *r, uint64_t idx, uint64_t n, bool pin);
+
+/* ---- write-back (src/core/sync.c) ---- */
+/* Collects written pages of [idx, idx+n) into DIRTY flags (present pages only). */
+int hm__harvest(struct hm_region *r, uint64_t idx, uint64_t n);
+/* Writes back DIRTY pages of [idx, idx+n); flushes the store if `flush`. */
+int hm__region_sync(struct hm_region *r, uint64_t idx, uint64_t n, bool flush);
+/* Writes pages [idx, idx+n) from the I/O view to the store, clipped. */
+int hm__writeback_run(struct hm_region *r, uint64_t idx, uint64_t n);
+
+/* ---- the fault engine (src/uffd/) ---- */
+struct hm_engine_info {
+	int mode;           /* HM_FAULT_THREAD or HM_FAULT_SIGBUS */
+	uint64_t features;  /* HM_FEAT_* */
+	bool wp_async;      /* dirty tracking without faults */
+};
+int hm__engine_start(const struct hm_engine_info **info);
+int hm__uffd_register(void *addr, size_t len, bool wp);
+int hm__uffd_unregister(void *addr, size_t len);
+/* Maps [addr, addr+len) from the memfd's page cache; -EEXIST if any was mapped. */
+int hm__uffd_continue(void *addr, size_t len, bool wp);
+int hm__uffd_wake(void *addr, size_t len);
+/* Write-protects (or unprotects) a range: synchronous tracking only. */
+int hm__uffd_writeprotect(void *addr, size_t len, bool protect);
+/*
+ * Reports written pages in [start, end) and write-protects them again.
+ * If present_only, only pages still mapped count; otherwise zapped pages
+ * whose PTE held no write protection count as written too. Calls
+ * cb(ctx, addr, len) for each written run. Returns 0 or -errno.
+ */
+int hm__pagemap_harvest(uintptr_t start, uintptr_t end, bool present_only,
+			void (*cb)(void *ctx, uintptr_t addr, size_t len), void *ctx);
+
+/* ---- time ---- */
+uint64_t hm__now_ns(void);
+
+#endif

@@ -1,0 +1,540 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Regions: mapping and unmapping, the address lookup the fault path uses,
+ * and the range calls (sync, advise, prefault, stats), plus the mmap-shaped
+ * hmmap()/hmunmap()/hmsync().
+ *
+ * A region is two mappings of one memfd as long as the region: the
+ * application's view, registered with userfaultfd, and an I/O view the core
+ * reads into and writes back from. The memfd is sparse; the cache decides
+ * which of its pages exist. Both views are MADV_DONTFORK: a child process
+ * does not inherit them (it would see frames without a fault engine).
+ */
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+
+void hm__stats_fill(const struct hm_counters *k, struct hm_stats *s);
+
+/* All regions, sorted by base address. */
+static pthread_rwlock_t table_lock = PTHREAD_RWLOCK_INITIALIZER;
+static struct hm_region **table;
+static size_t ntable, table_cap;
+static _Atomic uint32_t next_id = 1;
+
+static size_t table_pos(uintptr_t addr)
+{
+	size_t lo = 0, hi = ntable;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if ((uintptr_t)table[mid]->base <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo; /* first region with base > addr */
+}
+
+static struct hm_region *table_find(uintptr_t addr)
+{
+	size_t pos = table_pos(addr);
+	struct hm_region *r;
+
+	if (!pos)
+		return NULL;
+	r = table[pos - 1];
+	return addr < (uintptr_t)r->base + r->span ? r : NULL;
+}
+
+struct hm_region *hm__region_get(uintptr_t addr)
+{
+	struct hm_region *r;
+
+	pthread_rwlock_rdlock(&table_lock);
+	r = table_find(addr);
+	if (r)
+		atomic_fetch_add(&r->refs, 1);
+	pthread_rwlock_unlock(&table_lock);
+	return r;
+}
+
+void hm__region_put(struct hm_region *r)
+{
+	atomic_fetch_sub(&r->refs, 1);
+}
+
+struct hm_region *hm_region_find(const void *addr)
+{
+	struct hm_region *r;
+
+	pthread_rwlock_rdlock(&table_lock);
+	r = table_find((uintptr_t)addr);
+	pthread_rwlock_unlock(&table_lock);
+	return r;
+}
+
+static int table_insert(struct hm_region *r)
+{
+	size_t pos;
+
+	pthread_rwlock_wrlock(&table_lock);
+	if (ntable == table_cap) {
+		size_t cap = table_cap ? table_cap * 2 : 16;
+		struct hm_region **t = realloc(table, cap * sizeof *t);
+		if (!t) {
+			pthread_rwlock_unlock(&table_lock);
+			return hm__error(-ENOMEM, "out of memory");
+		}
+		table = t;
+		table_cap = cap;
+	}
+	pos = table_pos((uintptr_t)r->base);
+	memmove(&table[pos + 1], &table[pos], (ntable - pos) * sizeof *table);
+	table[pos] = r;
+	ntable++;
+	pthread_rwlock_unlock(&table_lock);
+	return 0;
+}
+
+static void table_remove(struct hm_region *r)
+{
+	pthread_rwlock_wrlock(&table_lock);
+	for (size_t i = 0; i < ntable; i++) {
+		if (table[i] == r) {
+			memmove(&table[i], &table[i + 1], (ntable - i - 1) * sizeof *table);
+			ntable--;
+			break;
+		}
+	}
+	pthread_rwlock_unlock(&table_lock);
+}
+
+static void teardown(struct hm_region *r)
+{
+	if (r->base && r->base != MAP_FAILED) {
+		hm__uffd_unregister(r->base, r->span);
+		munmap(r->base, r->span);
+	}
+	if (r->io && r->io != MAP_FAILED)
+		munmap(r->io, r->span);
+	if (r->memfd >= 0)
+		close(r->memfd);
+	hm__pages_free(r);
+	pthread_mutex_destroy(&r->sync_lock);
+	free(r);
+}
+
+int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s,
+		  uint64_t offset, size_t length, int prot, int flags, size_t page_size)
+{
+	const struct hm_engine_info *info;
+	const struct hm_env *env;
+	struct hm_region *r;
+	char name[64];
+	int rc;
+
+	if (!out || !c || !s)
+		return hm__error(-EINVAL, "hm_region_map: NULL argument");
+	*out = NULL;
+	if (flags & ~(HM_CACHED | HM_DIRECT | HM_HYBRID))
+		return hm__error(-EINVAL, "unknown map flags %#x", flags & ~(HM_CACHED | HM_DIRECT |
+									      HM_HYBRID));
+	if (flags & (HM_DIRECT | HM_HYBRID))
+		return hm__error(-ENOTSUP, "HM_DIRECT and HM_HYBRID need a byte-addressable store "
+					   "mode that is not available yet; use HM_CACHED");
+	if (flags != HM_CACHED)
+		return hm__error(-EINVAL, "exactly one mode flag is needed (HM_CACHED)");
+	if (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC))
+		return hm__error(-EINVAL, "unknown prot bits %#x", prot);
+	if (!(prot & PROT_READ))
+		return hm__error(-EINVAL, "prot must include PROT_READ");
+	if (length == 0)
+		return hm__error(-EINVAL, "length is zero");
+	rc = hm__env(&env);
+	if (rc)
+		return rc;
+	if (!page_size)
+		page_size = env->page_size;
+	if (page_size < 4096 || page_size > (2u << 20) || (page_size & (page_size - 1)))
+		return hm__error(-EINVAL, "page size %zu is not a power of two from 4K to 2M",
+				 page_size);
+	if (offset & (page_size - 1))
+		return hm__error(-EINVAL, "offset %llu is not a multiple of the page size %zu",
+				 (unsigned long long)offset, page_size);
+	if (length > (1ull << 46) || offset > (1ull << 62))
+		return hm__error(-EOVERFLOW, "length or offset too large");
+	if ((prot & PROT_WRITE) && (s->info.props & HM_PROP_READONLY))
+		return hm__error(-EACCES, "store '%s' is read-only; map it PROT_READ", s->uri);
+	if (!(s->info.props & HM_PROP_RESIZABLE) && (prot & PROT_WRITE) &&
+	    offset + length > s->info.size)
+		return hm__error(-EINVAL, "range %llu+%zu is past the end of store '%s' (%llu bytes)",
+				 (unsigned long long)offset, length, s->uri,
+				 (unsigned long long)s->info.size);
+	if ((uint64_t)page_size * 1 > c->budget)
+		return hm__error(-EINVAL, "page size %zu is larger than the cache budget %llu",
+				 page_size, (unsigned long long)c->budget);
+	rc = hm__engine_start(&info);
+	if (rc)
+		return rc;
+	if ((prot & PROT_WRITE) && !(info->features & HM_FEAT_WP_SHMEM))
+		return hm__error(-ENOTSUP, "this kernel cannot write-protect shmem through "
+					   "userfaultfd (Linux 5.19 or later); writable regions need it");
+
+	r = calloc(1, sizeof *r);
+	if (!r)
+		return hm__error(-ENOMEM, "out of memory");
+	r->memfd = -1;
+	pthread_mutex_init(&r->sync_lock, NULL);
+	r->ps = page_size;
+	r->ps_shift = (unsigned)__builtin_ctzll(page_size);
+	r->length = length;
+	r->span = (length + page_size - 1) & ~(page_size - 1);
+	r->npages = r->span >> r->ps_shift;
+	r->offset = offset;
+	r->wb_limit = offset + length;
+	r->prot = prot;
+	r->flags = flags;
+	r->wp = prot & PROT_WRITE;
+	r->store = s;
+	r->cache = c;
+	r->id = atomic_fetch_add(&next_id, 1) & 0xffffff;
+	atomic_store(&r->advice, HM_ADV_NORMAL);
+	r->ndir = (size_t)((r->npages + HM_CHUNK_PAGES - 1) >> HM_CHUNK_SHIFT);
+	r->dir = mmap(NULL, r->ndir * sizeof *r->dir, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (r->dir == MAP_FAILED) {
+		r->dir = NULL;
+		rc = hm__error(-ENOMEM, "cannot allocate the page directory");
+		goto fail;
+	}
+	snprintf(name, sizeof name, "hmmap-%u", r->id);
+	r->memfd = memfd_create(name, MFD_CLOEXEC);
+	if (r->memfd < 0) {
+		rc = hm__error_errno(-errno, "memfd_create");
+		goto fail;
+	}
+	if (ftruncate(r->memfd, (off_t)r->span) < 0) {
+		rc = hm__error_errno(-errno, "ftruncate(memfd, %zu)", r->span);
+		goto fail;
+	}
+	r->base = mmap(NULL, r->span, prot, MAP_SHARED | MAP_NORESERVE, r->memfd, 0);
+	if (r->base == MAP_FAILED) {
+		rc = hm__error_errno(-errno, "mmap of %zu bytes", r->span);
+		goto fail;
+	}
+	r->io = mmap(NULL, r->span, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, r->memfd,
+		     0);
+	if (r->io == MAP_FAILED) {
+		rc = hm__error_errno(-errno, "mmap of the I/O view");
+		goto fail;
+	}
+	madvise(r->base, r->span, MADV_DONTFORK);
+	madvise(r->io, r->span, MADV_DONTFORK);
+	rc = hm__uffd_register(r->base, r->span, r->wp);
+	if (rc)
+		goto fail;
+	rc = table_insert(r);
+	if (rc)
+		goto fail;
+	pthread_mutex_lock(&c->lock);
+	c->nregions++;
+	pthread_mutex_unlock(&c->lock);
+	atomic_fetch_add(&s->maps, 1);
+	*out = r;
+	return 0;
+fail:
+	teardown(r);
+	return rc;
+}
+
+int hm_region_unmap(struct hm_region *r)
+{
+	int rc;
+
+	if (!r)
+		return hm__error(-EINVAL, "hm_region_unmap: NULL region");
+	rc = hm__region_sync(r, 0, r->npages, true);
+	if (rc)
+		return rc;
+	table_remove(r);
+	while (atomic_load(&r->refs))
+		sched_yield();
+	/* Anything written between the first sync and the removal. */
+	rc = hm__region_sync(r, 0, r->npages, true);
+	if (rc) {
+		table_insert(r);
+		return rc;
+	}
+	hm__cache_detach(r->cache, r);
+	atomic_fetch_sub(&r->store->maps, 1);
+	if (r->own_store)
+		hm_store_close(r->store);
+	teardown(r);
+	return 0;
+}
+
+void *hm_region_addr(const struct hm_region *r)
+{
+	return r ? r->base : NULL;
+}
+
+size_t hm_region_length(const struct hm_region *r)
+{
+	return r ? r->length : 0;
+}
+
+size_t hm_region_page_size(const struct hm_region *r)
+{
+	return r ? r->ps : 0;
+}
+
+struct hm_store *hm_region_store(const struct hm_region *r)
+{
+	return r ? r->store : NULL;
+}
+
+struct hm_cache *hm_region_cache(const struct hm_region *r)
+{
+	return r ? r->cache : NULL;
+}
+
+/*
+ * Calls fn(r, first_page, npages, ctx) for each region piece of
+ * [addr, addr+len). Fails with -ENOMEM if part of the range is not mapped by
+ * hmmap (as msync does), before doing anything.
+ */
+static int for_range(void *addr, size_t len, int (*fn)(struct hm_region *, uint64_t, uint64_t, void *),
+		     void *ctx, const char *what)
+{
+	uintptr_t a = (uintptr_t)addr, end;
+	int err = 0;
+
+	if (a & 4095)
+		return hm__error(-EINVAL, "%s: address %p is not page-aligned", what, addr);
+	if (len == 0)
+		return 0;
+	if (a + len < a)
+		return hm__error(-EINVAL, "%s: range wraps around", what);
+	end = a + len;
+	/* Check the whole range first: change nothing on bad input. */
+	for (uintptr_t cur = a; cur < end;) {
+		struct hm_region *r = hm_region_find((void *)cur);
+		if (!r)
+			return hm__error(-ENOMEM, "%s: %p is not in an hmmap region", what,
+					 (void *)cur);
+		cur = (uintptr_t)r->base + r->span;
+	}
+	for (uintptr_t cur = a; cur < end;) {
+		struct hm_region *r = hm__region_get(cur);
+		if (!r)
+			return hm__error(-ENOMEM, "%s: %p was unmapped meanwhile", what, (void *)cur);
+		uintptr_t rend = (uintptr_t)r->base + r->span;
+		uintptr_t stop = end < rend ? end : rend;
+		uint64_t first = (cur - (uintptr_t)r->base) >> r->ps_shift;
+		uint64_t last = (stop - 1 - (uintptr_t)r->base) >> r->ps_shift;
+		int rc = fn(r, first, last - first + 1, ctx);
+		hm__region_put(r);
+		if (rc && !err)
+			err = rc;
+		cur = rend;
+	}
+	return err;
+}
+
+static int do_sync(struct hm_region *r, uint64_t idx, uint64_t n, void *ctx)
+{
+	int flags = *(int *)ctx;
+	int rc = hm__region_sync(r, idx, n, flags & MS_SYNC);
+
+	if (!rc && (flags & MS_INVALIDATE))
+		rc = hm__cache_drop_range(r->cache, r, idx, n, false);
+	return rc;
+}
+
+int hm_sync(void *addr, size_t length, int flags)
+{
+	if (flags & ~(MS_ASYNC | MS_SYNC | MS_INVALIDATE))
+		return hm__error(-EINVAL, "hm_sync: unknown flags %#x", flags);
+	if ((flags & MS_ASYNC) && (flags & MS_SYNC))
+		return hm__error(-EINVAL, "hm_sync: MS_ASYNC and MS_SYNC together");
+	return for_range(addr, length, do_sync, &flags, "hm_sync");
+}
+
+static int do_advise(struct hm_region *r, uint64_t idx, uint64_t n, void *ctx)
+{
+	int advice = *(int *)ctx;
+	int rc;
+
+	switch (advice) {
+	case HM_ADV_NORMAL:
+	case HM_ADV_RANDOM:
+	case HM_ADV_SEQUENTIAL:
+		/* Readahead advice applies to the whole region. */
+		atomic_store(&r->advice, advice);
+		return 0;
+	case HM_ADV_WILLNEED: {
+		/* Within half the budget, so a hint cannot flush the cache. */
+		uint64_t cap = (r->cache->budget / 2) >> r->ps_shift;
+		if (n > cap)
+			n = cap ? cap : 1;
+		return hm__populate(r, idx, n, false);
+	}
+	case HM_ADV_DONTNEED:
+		rc = hm__region_sync(r, idx, n, false);
+		if (rc)
+			return rc;
+		return hm__cache_drop_range(r->cache, r, idx, n, false);
+	}
+	return hm__error(-EINVAL, "unknown advice %d", advice);
+}
+
+int hm_advise(void *addr, size_t length, int advice)
+{
+	if (advice < HM_ADV_NORMAL || advice > HM_ADV_DONTNEED)
+		return hm__error(-EINVAL, "hm_advise: unknown advice %d", advice);
+	return for_range(addr, length, do_advise, &advice, "hm_advise");
+}
+
+static int do_prefault(struct hm_region *r, uint64_t idx, uint64_t n, void *ctx)
+{
+	bool pin = *(int *)ctx & HM_PREFAULT_PIN;
+
+	if (!pin && ((n << r->ps_shift) > r->cache->budget))
+		return hm__error(-ENOMEM, "prefault of %llu bytes exceeds the cache budget",
+				 (unsigned long long)(n << r->ps_shift));
+	return hm__populate(r, idx, n, pin);
+}
+
+int hm_prefault(void *addr, size_t length, int flags)
+{
+	if (flags & ~HM_PREFAULT_PIN)
+		return hm__error(-EINVAL, "hm_prefault: unknown flags %#x", flags);
+	if (length == 0)
+		return hm__error(-EINVAL, "hm_prefault: length is zero");
+	return for_range(addr, length, do_prefault, &flags, "hm_prefault");
+}
+
+static int do_unpin(struct hm_region *r, uint64_t idx, uint64_t n, void *ctx)
+{
+	for (uint64_t i = idx; i < idx + n; i++)
+		hm__cache_unpin(r->cache, r, i);
+	return 0;
+}
+
+int hm_unpin(void *addr, size_t length)
+{
+	return for_range(addr, length, do_unpin, NULL, "hm_unpin");
+}
+
+int hm_region_stats(const struct hm_region *r, struct hm_stats *s)
+{
+	uint64_t dirty = 0;
+
+	if (!r || !s)
+		return hm__error(-EINVAL, "hm_region_stats: NULL argument");
+	memset(s, 0, sizeof *s);
+	hm__stats_fill(&r->ctr, s);
+	s->resident_bytes = atomic_load(&r->resident_pages) << r->ps_shift;
+	s->pinned_pages = atomic_load(&r->pinned_pages);
+	for (size_t d = 0; d < r->ndir; d++) {
+		struct hm_page *c = atomic_load(&r->dir[d]);
+		if (!c)
+			continue;
+		for (uint32_t i = 0; i < HM_CHUNK_PAGES; i++)
+			if (atomic_load_explicit(&c[i].st, memory_order_relaxed) & HM_PG_DIRTY)
+				dirty++;
+	}
+	s->dirty_pages = dirty;
+	s->budget_bytes = r->cache->budget;
+	return 0;
+}
+
+/* ---- the mmap-shaped calls ---- */
+
+void *hmmap(void *addr, size_t length, int prot, int flags, const char *uri, off_t offset)
+{
+	struct hm_cache *c;
+	struct hm_store *s;
+	struct hm_region *r;
+	int rc;
+
+	hm__error_clear();
+	if (!uri) {
+		rc = hm__error(-EINVAL, "hmmap: NULL uri");
+		goto fail;
+	}
+	if ((uintptr_t)addr & 4095) {
+		rc = hm__error(-EINVAL, "hmmap: address %p is not page-aligned", addr);
+		goto fail;
+	}
+	if (offset < 0) {
+		rc = hm__error(-EINVAL, "hmmap: negative offset");
+		goto fail;
+	}
+	if (length == 0) {
+		rc = hm__error(-EINVAL, "hmmap: length is zero");
+		goto fail;
+	}
+	if (flags & ~(HM_CACHED | HM_DIRECT | HM_HYBRID)) {
+		rc = hm__error(-EINVAL, "hmmap: unknown flags %#x", flags);
+		goto fail;
+	}
+	rc = hm_cache_default(&c);
+	if (rc)
+		goto fail;
+	rc = hm_store_open(&s, uri, (prot & PROT_WRITE) ? 0 : HM_STORE_RDONLY);
+	if (rc)
+		goto fail;
+	rc = hm_region_map(&r, c, s, (uint64_t)offset, length, prot, flags, 0);
+	if (rc) {
+		hm_store_close(s);
+		goto fail;
+	}
+	r->own_store = true;
+	return r->base;
+fail:
+	errno = -rc;
+	return MAP_FAILED;
+}
+
+int hmunmap(void *addr, size_t length)
+{
+	struct hm_region *r = hm_region_find(addr);
+	int rc;
+
+	if (!r || r->base != addr) {
+		hm__error(-EINVAL, "hmunmap: %p is not the start of an hmmap region", addr);
+		errno = EINVAL;
+		return -1;
+	}
+	if (((length + 4095) & ~(size_t)4095) != ((r->length + 4095) & ~(size_t)4095)) {
+		hm__error(-EINVAL, "hmunmap: length %zu differs from the mapping's %zu (partial "
+				   "unmaps are not supported)",
+			  length, r->length);
+		errno = EINVAL;
+		return -1;
+	}
+	rc = hm_region_unmap(r);
+	if (rc) {
+		errno = -rc;
+		return -1;
+	}
+	return 0;
+}
+
+int hmsync(void *addr, size_t length, int flags)
+{
+	int rc = hm_sync(addr, length, flags);
+
+	if (rc) {
+		errno = -rc;
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Opening stores by URI. "scheme:rest" picks a plug-in from the registry; a
+ * URI with no known scheme is a file path ("/data/x", "./x", "x").
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+#include "core/registry.h"
+
+int hm_store_open(struct hm_store **out, const char *uri, int flags)
+{
+	const struct hm_store_ops *ops = NULL;
+	const char *rest = uri;
+	struct hm_store *s;
+	int rc;
+
+	if (!out || !uri)
+		return hm__error(-EINVAL, "hm_store_open: NULL argument");
+	*out = NULL;
+	if (flags & ~HM_STORE_RDONLY)
+		return hm__error(-EINVAL, "hm_store_open: unknown flags %#x", flags);
+	if (!*uri)
+		return hm__error(-EINVAL, "empty store URI");
+	const char *colon = strchr(uri, ':');
+	const char *slash = strchr(uri, '/');
+	if (colon && (!slash || colon < slash)) {
+		ops = hm__store_lookup(uri, (size_t)(colon - uri));
+		if (!ops)
+			return hm__error(-EINVAL, "unknown store scheme '%.*s' in '%s'",
+					 (int)(colon - uri), uri, uri);
+		rest = colon + 1;
+	} else {
+		ops = hm__store_lookup("file", 4);
+	}
+	s = calloc(1, sizeof *s);
+	if (!s)
+		return hm__error(-ENOMEM, "out of memory");
+	s->uri = strdup(uri);
+	s->ops = ops;
+	if (!s->uri) {
+		free(s);
+		return hm__error(-ENOMEM, "out of memory");
+	}
+	rc = ops->open(&s->priv, rest, flags, &s->info);
+	if (rc) {
+		free(s->uri);
+		free(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+int hm_store_close(struct hm_store *s)
+{
+	if (!s)
+		return hm__error(-EINVAL, "hm_store_close: NULL store");
+	if (atomic_load(&s->maps))
+		return hm__error(-EBUSY, "store '%s' is still mapped", s->uri);
+	s->ops->close(s->priv);
+	free(s->uri);
+	free(s);
+	return 0;
+}
+
+uint64_t hm_store_size(const struct hm_store *s)
+{
+	return s ? s->info.size : 0;
+}
+
+const char *hm_store_scheme(const struct hm_store *s)
+{
+	return s ? s->ops->scheme : NULL;
+}
+
+int hm_store_ctl(struct hm_store *s, const char *command)
+{
+	char key[128];
+	const char *eq, *val = NULL;
+	size_t n;
+
+	if (!s || !command || !*command)
+		return hm__error(-EINVAL, "hm_store_ctl: NULL or empty argument");
+	if (!s->ops->ctl)
+		return hm__error(-ENOTSUP, "store '%s' takes no control commands", s->ops->scheme);
+	eq = strchr(command, '=');
+	n = eq ? (size_t)(eq - command) : strlen(command);
+	if (n == 0 || n >= sizeof key)
+		return hm__error(-EINVAL, "bad control command '%s'", command);
+	memcpy(key, command, n);
+	key[n] = 0;
+	if (eq)
+		val = eq + 1;
+	return s->ops->ctl(s->priv, key, val);
+}

@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Write-back: harvesting dirty pages and writing them to the store.
+ *
+ * A page is dirty when its DIRTY flag is set (by a harvest, a write-protect
+ * fault, or a failed write-back) or when its mapped PTE says it was written
+ * since it was last write-protected. hm__harvest() folds the second into the
+ * first and write-protects the pages again in the same system call, so a
+ * write that happens after the harvest dirties the page anew.
+ *
+ * A page is written back while BUSY, so eviction leaves it alone and no two
+ * syncs write it at once; DIRTY is cleared before the write and set again if
+ * the write fails, so a failed page is never mistaken for a clean one.
+ */
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "core/internal.h"
+
+static void harvest_cb(void *ctx, uintptr_t addr, size_t len)
+{
+	struct hm_region *r = ctx;
+	uint64_t first = (addr - (uintptr_t)r->base) >> r->ps_shift;
+	uint64_t last = (addr + len - 1 - (uintptr_t)r->base) >> r->ps_shift;
+
+	for (uint64_t i = first; i <= last; i++) {
+		struct hm_page *p = hm__page(r, i, false);
+		if (p && (atomic_load(&p->st) & HM_ST_MASK) != HM_ST_EMPTY)
+			atomic_fetch_or(&p->st, HM_PG_DIRTY);
+	}
+}
+
+int hm__harvest(struct hm_region *r, uint64_t idx, uint64_t n)
+{
+	const struct hm_engine_info *info;
+	int rc;
+
+	if (!r->wp)
+		return 0;
+	rc = hm__engine_start(&info);
+	if (rc)
+		return rc;
+	if (!info->wp_async)
+		return 0; /* synchronous tracking: DIRTY is set by the faults */
+	return hm__pagemap_harvest((uintptr_t)r->base + (idx << r->ps_shift),
+				   (uintptr_t)r->base + ((idx + n) << r->ps_shift), true, harvest_cb, r);
+}
+
+int hm__writeback_run(struct hm_region *r, uint64_t idx, uint64_t n)
+{
+	uint64_t off = r->offset + (idx << r->ps_shift);
+	size_t len = (size_t)n << r->ps_shift;
+	int rc;
+
+	/* Never write past the mapped end: the file must not grow beyond it. */
+	if (off >= r->wb_limit)
+		return 0;
+	if (off + len > r->wb_limit)
+		len = (size_t)(r->wb_limit - off);
+	rc = r->store->ops->write(r->store->priv, r->io + (idx << r->ps_shift), len, off);
+	if (rc) {
+		hm__count(&r->ctr, writeback_errors, 1);
+		hm__count(&r->cache->ctr, writeback_errors, 1);
+		return hm__error_errno(rc, "write-back of %zu bytes at offset %llu of '%s' failed",
+				       len, (unsigned long long)off, r->store->uri);
+	}
+	hm__count(&r->ctr, writebacks, n);
+	hm__count(&r->cache->ctr, writebacks, n);
+	hm__count(&r->ctr, bytes_written, len);
+	hm__count(&r->cache->ctr, bytes_written, len);
+	return 0;
+}
+
+/* Writes back held (BUSY, DIRTY cleared) pages [idx, idx+n); releases them. */
+static int flush_run(struct hm_region *r, uint64_t idx, uint64_t n)
+{
+	int rc = hm__writeback_run(r, idx, n);
+
+	for (uint64_t i = idx; i < idx + n; i++) {
+		struct hm_page *p = hm__page(r, i, false);
+		if (rc)
+			atomic_fetch_or(&p->st, HM_PG_DIRTY);
+		uint32_t old = atomic_fetch_and(&p->st, ~(HM_PG_BUSY | HM_PG_WAITERS));
+		if (old & HM_PG_WAITERS)
+			hm__page_wake(r, i, 1);
+	}
+	return rc;
+}
+
+/* One pass over [idx, idx+n): writes back every DIRTY resident page. */
+static int sync_pass(struct hm_region *r, uint64_t idx, uint64_t n, bool *busy_seen)
+{
+	const struct hm_engine_info *info;
+	uint64_t run = 0, run_start = 0;
+	const uint64_t max_run = (4u << 20) >> r->ps_shift; /* 4 MiB requests at most */
+	int err = 0, rc;
+	bool sync_wp = r->wp && !hm__engine_start(&info) && !info->wp_async;
+
+	for (uint64_t i = idx; i < idx + n; i++) {
+		struct hm_page *p = hm__page(r, i, false);
+		bool take = false;
+
+		if (!p) {
+			/* An absent chunk holds no page: skip it whole. */
+			uint64_t next = (i | (HM_CHUNK_PAGES - 1)) + 1;
+			if (run) {
+				rc = flush_run(r, run_start, run);
+				err = err ? err : rc;
+				run = 0;
+			}
+			i = next - 1;
+			continue;
+		}
+		uint32_t st = atomic_load(&p->st);
+		while ((st & HM_ST_MASK) == HM_ST_RESIDENT && (st & HM_PG_DIRTY) &&
+		       !(st & HM_PG_BUSY)) {
+			if (atomic_compare_exchange_weak(&p->st, &st,
+							 (st | HM_PG_BUSY) & ~HM_PG_DIRTY)) {
+				take = true;
+				break;
+			}
+		}
+		if (!take && (st & HM_PG_DIRTY) &&
+		    ((st & HM_PG_BUSY) || (st & HM_ST_MASK) == HM_ST_EVICTING))
+			*busy_seen = true;
+		if (take && sync_wp) {
+			/* Protect before writing, so a racing write faults again. */
+			hm__uffd_writeprotect(r->base + (i << r->ps_shift), r->ps, true);
+		}
+		if (take && run && run_start + run == i && run < max_run) {
+			run++;
+			continue;
+		}
+		if (run) {
+			rc = flush_run(r, run_start, run);
+			err = err ? err : rc;
+			run = 0;
+		}
+		if (take) {
+			run_start = i;
+			run = 1;
+		}
+	}
+	if (run) {
+		rc = flush_run(r, run_start, run);
+		err = err ? err : rc;
+	}
+	return err;
+}
+
+int hm__region_sync(struct hm_region *r, uint64_t idx, uint64_t n, bool flush)
+{
+	int err, rc;
+	bool busy;
+
+	if (!r->wp)
+		return 0;
+	pthread_mutex_lock(&r->sync_lock);
+	err = hm__harvest(r, idx, n);
+	for (int pass = 0; !err; pass++) {
+		busy = false;
+		err = sync_pass(r, idx, n, &busy);
+		if (err || !busy)
+			break;
+		/*
+		 * Some dirty pages were being evicted (their write-back is in
+		 * flight) or held by another operation: wait until those end,
+		 * then take what is still dirty.
+		 */
+		pthread_mutex_lock(&r->cache->lock);
+		while (atomic_load(&r->evicting)) {
+			pthread_mutex_unlock(&r->cache->lock);
+			sched_yield();
+			pthread_mutex_lock(&r->cache->lock);
+		}
+		pthread_mutex_unlock(&r->cache->lock);
+		if (pass > 1000) {
+			err = hm__error(-EBUSY, "sync: pages stayed busy");
+			break;
+		}
+	}
+	if (!err && flush && r->store->ops->flush) {
+		rc = r->store->ops->flush(r->store->priv);
+		if (rc)
+			err = hm__error_errno(rc, "flushing '%s' failed", r->store->uri);
+	}
+	pthread_mutex_unlock(&r->sync_lock);
+	return err;
+}
