@@ -293,12 +293,16 @@ static int make_room(struct hm_cache *c, uint64_t need)
 	return 0;
 }
 
-int hm__cache_reserve(struct hm_cache *c, size_t ps, uint32_t n, uint32_t *slots)
+int hm__cache_reserve(struct hm_cache *c, struct hm_region *r, uint64_t idx, uint32_t n,
+		      uint32_t *slots)
 {
-	uint64_t need = (uint64_t)ps * n;
+	uint64_t need = (uint64_t)r->ps * n;
 	int rc;
 
 	pthread_mutex_lock(&c->lock);
+	if (c->pops->miss)
+		for (uint32_t i = 0; i < n; i++)
+			c->pops->miss(c->pstate, page_key(r, idx + i));
 	rc = make_room(c, need);
 	if (!rc && c->nfree < n)
 		rc = hm__error(-ENOMEM, "cache is out of slots");
@@ -307,9 +311,67 @@ int hm__cache_reserve(struct hm_cache *c, size_t ps, uint32_t n, uint32_t *slots
 			slots[i] = c->free_slots[--c->nfree];
 		c->resident += need;
 		c->loading += n;
+		if (c->reclaimer_on && c->resident + c->low > c->budget)
+			pthread_cond_signal(&c->reclaim_cond);
 	}
 	pthread_mutex_unlock(&c->lock);
 	return rc;
+}
+
+/*
+ * The background evictor: when free room falls under the low watermark it
+ * evicts batches until the high watermark is free, so that faults find room
+ * without evicting themselves. It never lets the budget be exceeded (a
+ * fault that finds no room still evicts directly); it only moves the work
+ * off the fault path, into time a disk-bound workload leaves idle.
+ */
+static void *reclaim_main(void *arg)
+{
+	static __thread struct victim v[MAX_BATCH];
+	struct hm_cache *c = arg;
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pthread_mutex_lock(&c->lock);
+	while (!c->stop) {
+		struct timespec ts;
+		uint32_t k, busy, freed;
+		int rc = 0;
+
+		while (!c->stop && c->resident + c->high > c->budget) {
+			k = pick_victims(c, v, c->batch, &busy);
+			if (!k)
+				break;
+			c->evictors++;
+			pthread_mutex_unlock(&c->lock);
+			rc = evict(c, v, k, &freed);
+			pthread_mutex_lock(&c->lock);
+			c->evictors--;
+			if (rc && !freed)
+				break; /* the store fails: do not spin, retry later */
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		if (!c->stop)
+			pthread_cond_timedwait(&c->reclaim_cond, &c->lock, &ts);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+static void set_watermarks(struct hm_cache *c)
+{
+	uint64_t batch = (uint64_t)c->batch * 4096;
+
+	c->low = 2 * batch;
+	if (c->low > c->budget / 16)
+		c->low = c->budget / 16;
+	c->high = 2 * c->low;
 }
 
 void hm__cache_unreserve(struct hm_cache *c, size_t ps, uint32_t n, const uint32_t *slots)
@@ -607,6 +669,10 @@ int hm_cache_new(struct hm_cache **out, size_t budget, const char *policy)
 	c->concurrent_hit = ops->flags & HM_POLICY_CONCURRENT_HIT;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
+	pthread_cond_init(&c->reclaim_cond, NULL);
+	set_watermarks(c);
+	if (c->low >= 4096 && !pthread_create(&c->reclaimer, NULL, reclaim_main, c))
+		c->reclaimer_on = true;
 
 	pthread_mutex_lock(&caches_lock);
 	if (ncaches == (int)(sizeof caches / sizeof caches[0])) {
@@ -643,7 +709,11 @@ int hm_cache_free(struct hm_cache *c)
 		pthread_mutex_unlock(&c->lock);
 		return hm__error(-EBUSY, "cache still has %d region(s)", c->nregions);
 	}
+	c->stop = true;
+	pthread_cond_signal(&c->reclaim_cond);
 	pthread_mutex_unlock(&c->lock);
+	if (c->reclaimer_on)
+		pthread_join(c->reclaimer, NULL);
 	pthread_mutex_lock(&caches_lock);
 	for (int i = 0; i < ncaches; i++) {
 		if (caches[i] == c) {
@@ -661,6 +731,7 @@ int hm_cache_free(struct hm_cache *c)
 	munmap(c->free_slots, (size_t)c->capacity * sizeof *c->free_slots);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
+	pthread_cond_destroy(&c->reclaim_cond);
 	free(c);
 	return 0;
 }
@@ -678,9 +749,12 @@ int hm_cache_resize(struct hm_cache *c, size_t budget)
 	pthread_mutex_lock(&c->lock);
 	uint64_t old = c->budget;
 	c->budget = budget;
+	set_watermarks(c);
 	rc = make_room(c, 0);
-	if (rc)
+	if (rc) {
 		c->budget = old > c->resident ? old : c->resident;
+		set_watermarks(c);
+	}
 	pthread_mutex_unlock(&c->lock);
 	return rc;
 }

@@ -22,7 +22,7 @@ static struct hm_env env = {
 	.page_size = 4096,
 	.fault_mode = 0,
 	.fault_threads = 0,
-	.readahead = 1ull << 20,
+	.readahead = 2ull << 20,
 	.evict_batch = 64,
 	.sample_rate = 4096,
 };
@@ -42,9 +42,9 @@ static const struct {
 	{ "HMMAP_FAULT_MODE", K_MODE, offsetof(struct hm_env, fault_mode),
 	  "auto, thread or sigbus (auto)" },
 	{ "HMMAP_FAULT_THREADS", K_U64, offsetof(struct hm_env, fault_threads),
-	  "fault handler threads in thread mode (4)" },
+	  "fault handler threads in thread mode (16)" },
 	{ "HMMAP_READAHEAD", K_SIZE, offsetof(struct hm_env, readahead),
-	  "largest readahead per fault, 0 disables (1M)" },
+	  "largest readahead window, 0 disables (2M)" },
 	{ "HMMAP_EVICT_BATCH", K_U64, offsetof(struct hm_env, evict_batch),
 	  "pages evicted per batch (64)" },
 	{ "HMMAP_SAMPLE_RATE", K_SIZE, offsetof(struct hm_env, sample_rate),
@@ -111,6 +111,21 @@ static void load(void)
 			 (unsigned long long)env.page_size);
 		return;
 	}
+	/*
+	 * A policy the registry does not know (or one that works only in
+	 * replay) is a bad value of the variable, not a missing file.
+	 */
+	const struct hm_policy_ops *pops;
+	const char *popts;
+	if (hm_policy_lookup(env.policy, &pops, &popts) ||
+	    (pops->flags & HM_POLICY_REPLAY_ONLY)) {
+		env_err = -EINVAL;
+		snprintf(env_msg, sizeof env_msg,
+			 "HMMAP_POLICY='%s' is not valid: a live policy from `hmmap policies` "
+			 "(%s)",
+			 env.policy, hm_errormsg());
+		return;
+	}
 	if (env.cache_size < env.page_size) {
 		env_err = -EINVAL;
 		snprintf(env_msg, sizeof env_msg,
@@ -121,7 +136,7 @@ static void load(void)
 	if (env.evict_batch == 0)
 		env.evict_batch = 1;
 	if (env.fault_threads == 0)
-		env.fault_threads = 4;
+		env.fault_threads = 16;
 	if (env.fault_threads > 256)
 		env.fault_threads = 256;
 }

@@ -2,8 +2,7 @@
 /*
  * The fault path, common to both fault-service models.
  *
- * A missing page is loaded into the region's memfd through the I/O view
- * (the store reads straight into the frame, no bounce copy) and then mapped
+ * A missing page is loaded into the region's memfd (src/core/io.c) and mapped
  * into the application's view with UFFDIO_CONTINUE, write-protected when the
  * region tracks writes, so that its first write is recorded by the kernel
  * (asynchronous write protection) or reported as a fault (synchronous).
@@ -21,18 +20,31 @@
 
 #include "core/internal.h"
 
-#define MAX_WINDOW 256
+#define MAX_WINDOW 512
+/* Asynchronous windows kept in flight ahead of a sequential reader. */
+#define RA_DEPTH 3
 
-static uint32_t window(struct hm_region *r, uint64_t idx)
+/* The largest readahead window of r, in pages. */
+static uint32_t max_window(struct hm_region *r)
 {
 	const struct hm_env *env;
-	uint32_t max, w;
+	uint32_t max;
 
 	if (hm__env(&env))
 		return 1;
 	max = (uint32_t)(env->readahead >> r->ps_shift);
 	if (max > MAX_WINDOW)
 		max = MAX_WINDOW;
+	/* A window never takes more than an eighth of the budget. */
+	if ((uint64_t)max << r->ps_shift > r->cache->budget / 8)
+		max = (uint32_t)((r->cache->budget / 8) >> r->ps_shift);
+	return max ? max : 1;
+}
+
+static uint32_t window(struct hm_region *r, uint64_t idx)
+{
+	uint32_t max = max_window(r), w;
+
 	switch (atomic_load_explicit(&r->advice, memory_order_relaxed)) {
 	case HM_ADV_RANDOM:
 		return 1;
@@ -50,9 +62,6 @@ static uint32_t window(struct hm_region *r, uint64_t idx)
 	}
 	if (w > max)
 		w = max;
-	/* A window never takes more than an eighth of the budget. */
-	if ((uint64_t)w << r->ps_shift > r->cache->budget / 8)
-		w = (uint32_t)((r->cache->budget / 8) >> r->ps_shift);
 	if (w < 1)
 		w = 1;
 	if (idx + w > r->npages)
@@ -60,8 +69,11 @@ static uint32_t window(struct hm_region *r, uint64_t idx)
 	return w;
 }
 
-/* Leaves LOADING for `to` on pages [idx, idx+n); wakes waiters. */
-static void finish(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t to)
+/*
+ * Leaves LOADING for `to` on pages [idx, idx+n), the first page also taking
+ * `first` flags; wakes waiters.
+ */
+static void finish_ex(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t to, uint32_t first)
 {
 	bool wake = false;
 
@@ -70,7 +82,7 @@ static void finish(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t to)
 		uint32_t st = atomic_load(&p->st), nst;
 		do {
 			/* Keep DIRTY: a harvest may have seen a write already. */
-			nst = to | (to == HM_ST_EMPTY ? 0 : (st & HM_PG_DIRTY));
+			nst = to | (to == HM_ST_EMPTY ? 0 : (st & HM_PG_DIRTY)) | (i ? 0 : first);
 		} while (!atomic_compare_exchange_weak(&p->st, &st, nst));
 		if (st & HM_PG_WAITERS)
 			wake = true;
@@ -79,11 +91,19 @@ static void finish(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t to)
 		hm__page_wake(r, idx, n);
 }
 
+static void finish(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t to)
+{
+	finish_ex(r, idx, n, to, 0);
+}
+
 /*
  * Loads pages [idx, idx+n) that this thread moved to LOADING: reserves
- * room, reads, maps. On failure the pages are EMPTY again.
+ * room, reads, maps. On failure the pages are EMPTY again. With `marker`
+ * (asynchronous readahead) the first page stays unmapped, so that the
+ * reader's touch of it is a minor fault that queues the next window: the
+ * user-space form of the kernel's PG_readahead.
  */
-static int load(struct hm_region *r, uint64_t idx, uint32_t n)
+static int load(struct hm_region *r, uint64_t idx, uint32_t n, bool marker)
 {
 	struct hm_cache *c = r->cache;
 	uint32_t slots[MAX_WINDOW];
@@ -91,20 +111,19 @@ static int load(struct hm_region *r, uint64_t idx, uint32_t n)
 	size_t len;
 	int rc;
 
-	rc = hm__cache_reserve(c, r->ps, n, slots);
+	rc = hm__cache_reserve(c, r, idx, n, slots);
 	if (rc && n > 1) {
 		/* No room for the window: the demand page alone. */
 		finish(r, idx + 1, n - 1, HM_ST_EMPTY);
 		n = 1;
-		rc = hm__cache_reserve(c, r->ps, n, slots);
+		rc = hm__cache_reserve(c, r, idx, n, slots);
 	}
 	if (rc) {
 		finish(r, idx, n, HM_ST_EMPTY);
 		return rc;
 	}
 	len = (size_t)n << r->ps_shift;
-	rc = r->store->ops->read(r->store->priv, r->io + (idx << r->ps_shift), len,
-				 r->offset + (idx << r->ps_shift));
+	rc = hm__io_load(r, idx, n);
 	if (rc && n > 1) {
 		/* Readahead must not turn a good page into SIGBUS: retry alone. */
 		fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -113,8 +132,7 @@ static int load(struct hm_region *r, uint64_t idx, uint32_t n)
 		finish(r, idx + 1, n - 1, HM_ST_EMPTY);
 		n = 1;
 		len = r->ps;
-		rc = r->store->ops->read(r->store->priv, r->io + (idx << r->ps_shift), len,
-					 r->offset + (idx << r->ps_shift));
+		rc = hm__io_load(r, idx, 1);
 	}
 	if (rc) {
 		fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -126,14 +144,16 @@ static int load(struct hm_region *r, uint64_t idx, uint32_t n)
 		return hm__error_errno(rc, "cannot read page %llu of '%s'",
 				       (unsigned long long)idx, r->store->uri);
 	}
-	/* The frames are in the memfd now; the I/O view's PTEs are not needed. */
-	madvise(r->io + (idx << r->ps_shift), len, MADV_DONTNEED);
 	for (uint32_t i = 0; i < n; i++)
 		hm__page(r, idx + i, false)->slot = slots[i];
-	rc = hm__uffd_continue(r->base + (idx << r->ps_shift), len, r->wp);
+	if (marker && n < 2)
+		marker = false;
+	uint32_t m = marker ? 1 : 0;
+	rc = hm__uffd_continue(r->base + ((idx + m) << r->ps_shift), len - ((size_t)m << r->ps_shift),
+			       r->wp);
 	if (rc == -EEXIST) {
 		/* Someone mapped part of it (the application's own madvise?). */
-		for (uint32_t i = 0; i < n; i++) {
+		for (uint32_t i = m; i < n; i++) {
 			int e = hm__uffd_continue(r->base + ((idx + i) << r->ps_shift), r->ps, r->wp);
 			if (e && e != -EEXIST) {
 				rc = e;
@@ -149,16 +169,18 @@ static int load(struct hm_region *r, uint64_t idx, uint32_t n)
 		finish(r, idx, n, HM_ST_EMPTY);
 		return hm__error_errno(rc, "UFFDIO_CONTINUE");
 	}
-	finish(r, idx, n, HM_ST_RESIDENT);
+	finish_ex(r, idx, n, HM_ST_RESIDENT, marker ? HM_PG_UNMAPPED | HM_PG_RAMARK : 0);
 	hm__cache_insert(c, r, idx, n, slots);
 
-	atomic_store_explicit(&r->ra_next, idx + n, memory_order_relaxed);
-	atomic_store_explicit(&r->ra_window, n, memory_order_relaxed);
 	uint64_t dt = hm__now_ns() - t0;
-	hm__count(&r->ctr, misses, 1);
-	hm__count(&c->ctr, misses, 1);
-	hm__count(&r->ctr, readahead, n - 1);
-	hm__count(&c->ctr, readahead, n - 1);
+	if (!marker) {
+		atomic_store_explicit(&r->ra_next, idx + n, memory_order_relaxed);
+		atomic_store_explicit(&r->ra_window, n, memory_order_relaxed);
+		hm__count(&r->ctr, misses, 1);
+		hm__count(&c->ctr, misses, 1);
+	}
+	hm__count(&r->ctr, readahead, n - !marker);
+	hm__count(&c->ctr, readahead, n - !marker);
 	hm__count(&r->ctr, bytes_read, len);
 	hm__count(&c->ctr, bytes_read, len);
 	hm__count(&r->ctr, fault_ns, dt);
@@ -185,6 +207,61 @@ static uint32_t claim_window(struct hm_region *r, uint64_t idx, uint32_t w)
 	return n;
 }
 
+/*
+ * Keeps RA_DEPTH windows of `w` pages in flight beyond what a sequential
+ * reader has reached; `from` is where the reader is.
+ */
+static void stream_ahead(struct hm_region *r, uint64_t from, uint32_t w)
+{
+	uint64_t end = atomic_load(&r->ra_end);
+
+	if (end < from)
+		end = from;
+	while (end < r->npages && end < from + (uint64_t)RA_DEPTH * w) {
+		uint32_t n = (uint32_t)(r->npages - end < w ? r->npages - end : w);
+		uint64_t expected = atomic_load(&r->ra_end);
+		uint64_t want = end + n;
+		/* One thread extends the stream; the others see ra_end move. */
+		if (expected > end) {
+			end = expected;
+			continue;
+		}
+		if (!atomic_compare_exchange_strong(&r->ra_end, &expected, want)) {
+			end = expected;
+			continue;
+		}
+		hm__prefetch_queue(r, end, n);
+		end = want;
+	}
+	atomic_store_explicit(&r->ra_next, end, memory_order_relaxed);
+}
+
+void hm__readahead(struct hm_region *r, uint64_t idx, uint32_t n)
+{
+	uint64_t end = idx + n;
+
+	/* The reader may have faulted some pages in already: skip those. */
+	while (idx < end) {
+		struct hm_page *p = hm__page(r, idx, true);
+		uint32_t st;
+
+		if (!p)
+			return;
+		st = atomic_load(&p->st);
+		if ((st & HM_ST_MASK) != HM_ST_EMPTY) {
+			idx++;
+			continue;
+		}
+		if (!atomic_compare_exchange_strong(&p->st, &st,
+						    HM_ST_LOADING | (st & HM_PG_WAITERS)))
+			continue;
+		uint32_t got = claim_window(r, idx, (uint32_t)(end - idx));
+		if (load(r, idx, got, true))
+			return;
+		idx += got;
+	}
+}
+
 /* Maps a resident page whose PTE was zapped (a hint fault). */
 static int remap(struct hm_region *r, uint64_t idx, struct hm_page *p, uint32_t st,
 		 unsigned flags)
@@ -192,6 +269,18 @@ static int remap(struct hm_region *r, uint64_t idx, struct hm_page *p, uint32_t 
 	int rc;
 	bool was_unmapped = st & HM_PG_UNMAPPED;
 
+	if (st & HM_PG_RAMARK) {
+		/* The reader reached an async window: queue the next, larger. */
+		uint32_t w = atomic_load_explicit(&r->ra_window, memory_order_relaxed) * 2;
+		uint32_t max = max_window(r);
+		if (w > max)
+			w = max;
+		atomic_store_explicit(&r->ra_window, w, memory_order_relaxed);
+		atomic_fetch_and(&p->st, ~HM_PG_RAMARK);
+		if (w > 1 && atomic_load_explicit(&r->advice, memory_order_relaxed) != HM_ADV_RANDOM)
+			stream_ahead(r, idx, w);
+		was_unmapped = false; /* not a sampled reference */
+	}
 	rc = hm__uffd_continue(r->base + (idx << r->ps_shift), r->ps, r->wp);
 	if (rc == -EEXIST) {
 		/* Mapped already: a stale fault, or another thread won. */
@@ -242,7 +331,13 @@ int hm__fault(struct hm_region *r, uintptr_t addr, unsigned flags)
 				continue;
 			hm__count(&r->ctr, faults_missing, 1);
 			hm__count(&r->cache->ctr, faults_missing, 1);
-			return load(r, idx, claim_window(r, idx, window(r, idx)));
+			uint32_t w = window(r, idx);
+			uint32_t n = claim_window(r, idx, w);
+			int rc = load(r, idx, n, false);
+			/* A stream: keep windows of the same size in flight ahead. */
+			if (!rc && w >= 4 && idx + n < r->npages)
+				stream_ahead(r, idx + n, w);
+			return rc;
 		case HM_ST_RESIDENT:
 			if (st & HM_PG_BUSY)
 				break;
@@ -281,7 +376,7 @@ int hm__populate(struct hm_region *r, uint64_t idx, uint64_t n, bool pin)
 			if (!atomic_compare_exchange_strong(&p->st, &st,
 							    HM_ST_LOADING | (st & HM_PG_WAITERS)))
 				continue;
-			rc = load(r, idx, claim_window(r, idx, w));
+			rc = load(r, idx, claim_window(r, idx, w), false);
 			if (rc)
 				return rc;
 			continue; /* pins it, if asked, on the next pass */

@@ -41,6 +41,7 @@
 #define HM_PG_WAITERS (1u << 5)
 #define HM_PG_PINNED (1u << 6)
 #define HM_PG_UNMAPPED (1u << 7)
+#define HM_PG_RAMARK (1u << 8) /* first page of an async readahead window */
 
 #define HM_NO_SLOT UINT32_MAX
 
@@ -94,12 +95,16 @@ struct hm_cache {
 	void *pstate;
 	bool concurrent_hit;
 	bool is_default;
+	/* The background evictor keeps [low, high] bytes free ahead of faults. */
+	pthread_t reclaimer;
+	pthread_cond_t reclaim_cond;
+	bool reclaimer_on, stop;
+	uint64_t low, high;
 	struct hm_counters ctr;
 };
 
 struct hm_region {
 	char *base;          /* the registered mapping the application uses */
-	char *io;            /* a second mapping of the same frames, for I/O */
 	size_t length;       /* as asked */
 	size_t span;         /* length rounded up to the page size */
 	size_t ps;           /* region page size */
@@ -122,6 +127,7 @@ struct hm_region {
 	/* Readahead: where a sequential stream would fault next, and its window. */
 	_Atomic uint64_t ra_next;
 	_Atomic uint32_t ra_window;
+	_Atomic uint64_t ra_end; /* end of the area read ahead asynchronously */
 	_Atomic int advice;
 
 	_Atomic int refs;       /* faults in flight on this region */
@@ -160,11 +166,13 @@ void hm__page_wait(struct hm_page *p, uint32_t seen);
 
 /* ---- cache (src/core/cache.c) ---- */
 /*
- * Reserves room for n pages of `ps` bytes, evicting if needed; fills slots[].
+ * Reserves room for pages [idx, idx+n) of r, which missed, evicting if
+ * needed; fills slots[].
  * Returns 0, -ENOMEM (everything is pinned or in flight for too long) or
  * the write-back error that kept eviction from making room.
  */
-int hm__cache_reserve(struct hm_cache *c, size_t ps, uint32_t n, uint32_t *slots);
+int hm__cache_reserve(struct hm_cache *c, struct hm_region *r, uint64_t idx, uint32_t n,
+		      uint32_t *slots);
 /* Gives back reserved slots that were not used. */
 void hm__cache_unreserve(struct hm_cache *c, size_t ps, uint32_t n, const uint32_t *slots);
 /* Pages [idx, idx+n) of r became resident in slots[]: hand them to the policy. */
@@ -197,6 +205,10 @@ void hm__region_put(struct hm_region *r);
  * SIGBUS to the faulting thread.
  */
 int hm__fault(struct hm_region *r, uintptr_t addr, unsigned flags);
+/* Reads window [idx, idx+n) ahead of the application (a prefetch worker). */
+void hm__readahead(struct hm_region *r, uint64_t idx, uint32_t n);
+/* Queues an asynchronous readahead of [idx, idx+n); takes a reference on r. */
+void hm__prefetch_queue(struct hm_region *r, uint64_t idx, uint32_t n);
 /* Loads pages [idx, idx+n) that are absent (prefault, WILLNEED); pins if asked. */
 int hm__populate(struct hm_region *r, uint64_t idx, uint64_t n, bool pin);
 
@@ -205,8 +217,10 @@ int hm__populate(struct hm_region *r, uint64_t idx, uint64_t n, bool pin);
 int hm__harvest(struct hm_region *r, uint64_t idx, uint64_t n);
 /* Writes back DIRTY pages of [idx, idx+n); flushes the store if `flush`. */
 int hm__region_sync(struct hm_region *r, uint64_t idx, uint64_t n, bool flush);
-/* Writes pages [idx, idx+n) from the I/O view to the store, clipped. */
+/* Writes pages [idx, idx+n) from their frames to the store, clipped. */
 int hm__writeback_run(struct hm_region *r, uint64_t idx, uint64_t n);
+/* Reads pages [idx, idx+n) from the store into their frames. */
+int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n);
 
 /* ---- the fault engine (src/uffd/) ---- */
 struct hm_engine_info {

@@ -4,11 +4,10 @@
  * and the range calls (sync, advise, prefault, stats), plus the mmap-shaped
  * hmmap()/hmunmap()/hmsync().
  *
- * A region is two mappings of one memfd as long as the region: the
- * application's view, registered with userfaultfd, and an I/O view the core
- * reads into and writes back from. The memfd is sparse; the cache decides
- * which of its pages exist. Both views are MADV_DONTFORK: a child process
- * does not inherit them (it would see frames without a fault engine).
+ * A region is a shared mapping of a memfd as long as the region, registered
+ * with userfaultfd. The memfd is sparse: its pages are the region's frames
+ * and the cache decides which exist. The mapping is MADV_DONTFORK: a child
+ * process does not inherit it (it would see frames without a fault engine).
  */
 #include <sched.h>
 #include <stdio.h>
@@ -121,8 +120,6 @@ static void teardown(struct hm_region *r)
 		hm__uffd_unregister(r->base, r->span);
 		munmap(r->base, r->span);
 	}
-	if (r->io && r->io != MAP_FAILED)
-		munmap(r->io, r->span);
 	if (r->memfd >= 0)
 		close(r->memfd);
 	hm__pages_free(r);
@@ -228,14 +225,7 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 		rc = hm__error_errno(-errno, "mmap of %zu bytes", r->span);
 		goto fail;
 	}
-	r->io = mmap(NULL, r->span, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, r->memfd,
-		     0);
-	if (r->io == MAP_FAILED) {
-		rc = hm__error_errno(-errno, "mmap of the I/O view");
-		goto fail;
-	}
 	madvise(r->base, r->span, MADV_DONTFORK);
-	madvise(r->io, r->span, MADV_DONTFORK);
 	rc = hm__uffd_register(r->base, r->span, r->wp);
 	if (rc)
 		goto fail;

@@ -48,31 +48,6 @@ int hm__harvest(struct hm_region *r, uint64_t idx, uint64_t n)
 				   (uintptr_t)r->base + ((idx + n) << r->ps_shift), true, harvest_cb, r);
 }
 
-int hm__writeback_run(struct hm_region *r, uint64_t idx, uint64_t n)
-{
-	uint64_t off = r->offset + (idx << r->ps_shift);
-	size_t len = (size_t)n << r->ps_shift;
-	int rc;
-
-	/* Never write past the mapped end: the file must not grow beyond it. */
-	if (off >= r->wb_limit)
-		return 0;
-	if (off + len > r->wb_limit)
-		len = (size_t)(r->wb_limit - off);
-	rc = r->store->ops->write(r->store->priv, r->io + (idx << r->ps_shift), len, off);
-	if (rc) {
-		hm__count(&r->ctr, writeback_errors, 1);
-		hm__count(&r->cache->ctr, writeback_errors, 1);
-		return hm__error_errno(rc, "write-back of %zu bytes at offset %llu of '%s' failed",
-				       len, (unsigned long long)off, r->store->uri);
-	}
-	hm__count(&r->ctr, writebacks, n);
-	hm__count(&r->cache->ctr, writebacks, n);
-	hm__count(&r->ctr, bytes_written, len);
-	hm__count(&r->cache->ctr, bytes_written, len);
-	return 0;
-}
-
 /* Writes back held (BUSY, DIRTY cleared) pages [idx, idx+n); releases them. */
 static int flush_run(struct hm_region *r, uint64_t idx, uint64_t n)
 {

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Moving pages between a store and a region's frames.
+ *
+ * Frames are pages of the region's memfd. Data goes through a per-thread
+ * bounce buffer: the store reads into it and pwrite() puts it into the memfd
+ * (which allocates the frame without zeroing it first); write-back is the
+ * reverse. A second mapping of the memfd would save one copy but every page
+ * touched through it gets a PTE that must later be zapped, and on this kernel
+ * each zap of a scattered page costs a TLB-shootdown IPI (5 us with another
+ * thread running), several times the cost of copying 4 KiB.
+ */
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+
+#define BOUNCE_SIZE (2u << 20)
+
+static __thread char *bounce;
+static pthread_key_t bounce_key;
+static pthread_once_t bounce_once = PTHREAD_ONCE_INIT;
+
+static void bounce_free(void *p)
+{
+	munmap(p, BOUNCE_SIZE);
+}
+
+static void bounce_init(void)
+{
+	pthread_key_create(&bounce_key, bounce_free);
+}
+
+/* The calling thread's buffer; mmap and TLS only, so a signal handler may call it. */
+static char *get_bounce(void)
+{
+	if (!bounce) {
+		char *p = mmap(NULL, BOUNCE_SIZE, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			return NULL;
+		pthread_once(&bounce_once, bounce_init);
+		pthread_setspecific(bounce_key, p);
+		bounce = p;
+	}
+	return bounce;
+}
+
+static int pwrite_all(int fd, const char *buf, size_t len, off_t off)
+{
+	while (len) {
+		ssize_t n = pwrite(fd, buf, len, off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		buf += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
+static int pread_all(int fd, char *buf, size_t len, off_t off)
+{
+	while (len) {
+		ssize_t n = pread(fd, buf, len, off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		buf += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
+int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n)
+{
+	char *b = get_bounce();
+	uint64_t done = 0, len = n << r->ps_shift;
+	int rc;
+
+	if (!b)
+		return -ENOMEM;
+	while (done < len) {
+		size_t chunk = len - done < BOUNCE_SIZE ? (size_t)(len - done) : BOUNCE_SIZE;
+		uint64_t at = (idx << r->ps_shift) + done;
+
+		rc = r->store->ops->read(r->store->priv, b, chunk, r->offset + at);
+		if (rc)
+			return rc;
+		rc = pwrite_all(r->memfd, b, chunk, (off_t)at);
+		if (rc)
+			return rc;
+		done += chunk;
+	}
+	return 0;
+}
+
+int hm__writeback_run(struct hm_region *r, uint64_t idx, uint64_t n)
+{
+	uint64_t off = r->offset + (idx << r->ps_shift);
+	uint64_t len = n << r->ps_shift, done = 0;
+	char *b = get_bounce();
+	int rc = 0;
+
+	/* Never write past the mapped end: the file must not grow beyond it. */
+	if (off >= r->wb_limit)
+		return 0;
+	if (off + len > r->wb_limit)
+		len = r->wb_limit - off;
+	if (!b)
+		return hm__error(-ENOMEM, "cannot allocate a bounce buffer");
+	while (done < len) {
+		size_t chunk = len - done < BOUNCE_SIZE ? (size_t)(len - done) : BOUNCE_SIZE;
+
+		rc = pread_all(r->memfd, b, chunk, (off_t)((idx << r->ps_shift) + done));
+		if (!rc)
+			rc = r->store->ops->write(r->store->priv, b, chunk, off + done);
+		if (rc)
+			break;
+		done += chunk;
+	}
+	if (rc) {
+		hm__count(&r->ctr, writeback_errors, 1);
+		hm__count(&r->cache->ctr, writeback_errors, 1);
+		return hm__error_errno(rc, "write-back of %llu bytes at offset %llu of '%s' failed",
+				       (unsigned long long)len, (unsigned long long)off,
+				       r->store->uri);
+	}
+	hm__count(&r->ctr, writebacks, n);
+	hm__count(&r->cache->ctr, writebacks, n);
+	hm__count(&r->ctr, bytes_written, len);
+	hm__count(&r->cache->ctr, bytes_written, len);
+	return 0;
+}

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Prefetch workers: asynchronous readahead. A sequential reader queues
+ * windows ahead of itself and goes on; workers read them into the cache so
+ * that several large store requests are in flight at once, as the kernel's
+ * readahead keeps them for mmap. Requests hold a reference on their region,
+ * so a region is not unmapped under a worker. When the queue is full a
+ * request is dropped: readahead is a hint, and the reader then faults
+ * synchronously.
+ */
+#include <signal.h>
+
+#include "core/internal.h"
+
+#define QUEUE 128
+#define WORKERS 4
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct {
+		struct hm_region *r;
+		uint64_t idx;
+		uint32_t n;
+	} q[QUEUE];
+	uint32_t head, count;
+	int started;
+} pf = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+static void *worker(void *arg)
+{
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pthread_mutex_lock(&pf.lock);
+	for (;;) {
+		while (!pf.count)
+			pthread_cond_wait(&pf.cond, &pf.lock);
+		struct hm_region *r = pf.q[pf.head].r;
+		uint64_t idx = pf.q[pf.head].idx;
+		uint32_t n = pf.q[pf.head].n;
+		pf.head = (pf.head + 1) % QUEUE;
+		pf.count--;
+		pthread_mutex_unlock(&pf.lock);
+		hm__readahead(r, idx, n);
+		hm__region_put(r);
+		pthread_mutex_lock(&pf.lock);
+	}
+	return NULL;
+}
+
+void hm__prefetch_queue(struct hm_region *r, uint64_t idx, uint32_t n)
+{
+	pthread_mutex_lock(&pf.lock);
+	if (!pf.started) {
+		pf.started = 1;
+		for (int i = 0; i < WORKERS; i++) {
+			pthread_t t;
+			if (!pthread_create(&t, NULL, worker, NULL))
+				pthread_detach(t);
+		}
+	}
+	if (pf.count < QUEUE && !r->dying) {
+		uint32_t tail = (pf.head + pf.count) % QUEUE;
+		atomic_fetch_add(&r->refs, 1);
+		pf.q[tail].r = r;
+		pf.q[tail].idx = idx;
+		pf.q[tail].n = n;
+		pf.count++;
+		pthread_cond_signal(&pf.cond);
+	}
+	pthread_mutex_unlock(&pf.lock);
+}
