@@ -155,6 +155,16 @@ struct hm_cache *hm_region_cache(const struct hm_region *region);
 /* The region containing addr, or NULL. */
 struct hm_region *hm_region_find(const void *addr);
 
+/*
+ * Records the region's fault sequence (demand misses and sampled references)
+ * to `path`, one page index per line: a trace `hmmap replay` reads. NULL
+ * stops recording and flushes the file; unmapping does too. HMMAP_TRACE=PATH
+ * records every region of the process (the first to PATH, later ones to
+ * PATH.1, PATH.2, ...). Returns 0, -EBUSY if already recording, or the error
+ * of creating or writing the file.
+ */
+int hm_region_trace(struct hm_region *region, const char *path);
+
 /* Sync flags for hm_sync(); MS_* values are accepted too. */
 #define HM_SYNC_SYNC 0x4       /* = MS_SYNC */
 #define HM_SYNC_ASYNC 0x1      /* = MS_ASYNC */

@@ -290,6 +290,7 @@ static int remap(struct hm_region *r, uint64_t idx, struct hm_page *p, uint32_t 
 		hm__count(&r->ctr, faults_minor, 1);
 		hm__count(&r->cache->ctr, faults_minor, 1);
 		if (was_unmapped) {
+			hm__trace_record(r, idx);
 			hm__count(&r->ctr, hits, 1);
 			hm__count(&r->cache->ctr, hits, 1);
 			if (!(st & HM_PG_PINNED))
@@ -331,6 +332,7 @@ int hm__fault(struct hm_region *r, uintptr_t addr, unsigned flags)
 				continue;
 			hm__count(&r->ctr, faults_missing, 1);
 			hm__count(&r->cache->ctr, faults_missing, 1);
+			hm__trace_record(r, idx);
 			uint32_t w = window(r, idx);
 			uint32_t n = claim_window(r, idx, w);
 			int rc = load(r, idx, n, false);

@@ -135,6 +135,7 @@ struct hm_region {
 	_Atomic uint64_t resident_pages;
 	_Atomic uint64_t pinned_pages;
 	pthread_mutex_t sync_lock; /* one sync or unmap at a time */
+	struct hm_trace *_Atomic trace; /* fault recording, or NULL */
 	bool dying;
 	struct hm_counters ctr;
 };
@@ -221,6 +222,12 @@ int hm__region_sync(struct hm_region *r, uint64_t idx, uint64_t n, bool flush);
 int hm__writeback_run(struct hm_region *r, uint64_t idx, uint64_t n);
 /* Reads pages [idx, idx+n) from the store into their frames. */
 int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n);
+
+/* ---- fault traces (src/core/trace.c) ---- */
+void hm__trace_record(struct hm_region *r, uint64_t idx);
+/* HMMAP_TRACE: starts recording a new region; stops at unmap. */
+void hm__trace_region_start(struct hm_region *r);
+void hm__trace_region_end(struct hm_region *r);
 
 /* ---- the fault engine (src/uffd/) ---- */
 struct hm_engine_info {

@@ -236,6 +236,7 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 	c->nregions++;
 	pthread_mutex_unlock(&c->lock);
 	atomic_fetch_add(&s->maps, 1);
+	hm__trace_region_start(r);
 	*out = r;
 	return 0;
 fail:
@@ -262,6 +263,7 @@ int hm_region_unmap(struct hm_region *r)
 		return rc;
 	}
 	hm__cache_detach(r->cache, r);
+	hm__trace_region_end(r);
 	atomic_fetch_sub(&r->store->maps, 1);
 	if (r->own_store)
 		hm_store_close(r->store);

@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Recording a region's fault sequence: one page index per line, the format
+ * `hmmap replay` reads, so that a user can find the best policy for a real
+ * run offline. What user space can see of the access stream is its faults:
+ * demand misses and sampled references (hint faults); both are recorded,
+ * readahead is not (nobody asked for those pages yet).
+ *
+ * Recording runs on the fault path, possibly in a SIGBUS handler: numbers
+ * are formatted by hand into a buffer under a mutex and written with
+ * write(2), with no stdio and no allocation.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+
+struct hm_trace {
+	int fd;
+	pthread_mutex_t lock;
+	uint32_t n;
+	uint64_t records;
+	char buf[64 * 1024];
+};
+
+static int flush_locked(struct hm_trace *t)
+{
+	uint32_t off = 0;
+
+	while (off < t->n) {
+		ssize_t w = write(t->fd, t->buf + off, t->n - off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			t->n = 0;
+			return -errno;
+		}
+		off += (uint32_t)w;
+	}
+	t->n = 0;
+	return 0;
+}
+
+void hm__trace_record(struct hm_region *r, uint64_t idx)
+{
+	struct hm_trace *t = atomic_load_explicit(&r->trace, memory_order_acquire);
+	char tmp[24];
+	int k = 0;
+
+	if (!t)
+		return;
+	do {
+		tmp[k++] = (char)('0' + idx % 10);
+		idx /= 10;
+	} while (idx);
+	pthread_mutex_lock(&t->lock);
+	if (t->n + (uint32_t)k + 1 > sizeof t->buf)
+		flush_locked(t);
+	while (k)
+		t->buf[t->n++] = tmp[--k];
+	t->buf[t->n++] = '\n';
+	t->records++;
+	pthread_mutex_unlock(&t->lock);
+}
+
+static int trace_stop(struct hm_region *r)
+{
+	struct hm_trace *t = atomic_exchange(&r->trace, NULL);
+	int rc;
+
+	if (!t)
+		return 0;
+	/* Faults in flight may still hold t: take its lock once more. */
+	pthread_mutex_lock(&t->lock);
+	rc = flush_locked(t);
+	pthread_mutex_unlock(&t->lock);
+	if (close(t->fd) < 0 && !rc)
+		rc = -errno;
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+	return rc ? hm__error_errno(rc, "writing the fault trace failed") : 0;
+}
+
+int hm_region_trace(struct hm_region *r, const char *path)
+{
+	struct hm_trace *t;
+	int fd;
+
+	if (!r)
+		return hm__error(-EINVAL, "hm_region_trace: NULL region");
+	if (!path)
+		return trace_stop(r);
+	if (!*path)
+		return hm__error(-EINVAL, "hm_region_trace: empty path");
+	if (atomic_load(&r->trace))
+		return hm__error(-EBUSY, "region is already being traced");
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return hm__error_errno(-errno, "cannot create trace file '%s'", path);
+	t = calloc(1, sizeof *t);
+	if (!t) {
+		close(fd);
+		return hm__error(-ENOMEM, "out of memory");
+	}
+	t->fd = fd;
+	pthread_mutex_init(&t->lock, NULL);
+	struct hm_trace *expected = NULL;
+	if (!atomic_compare_exchange_strong(&r->trace, &expected, t)) {
+		close(fd);
+		pthread_mutex_destroy(&t->lock);
+		free(t);
+		return hm__error(-EBUSY, "region is already being traced");
+	}
+	return 0;
+}
+
+void hm__trace_region_start(struct hm_region *r)
+{
+	static _Atomic int seq;
+	const char *path = getenv("HMMAP_TRACE");
+	char name[4096];
+
+	if (!path || !*path)
+		return;
+	/* The first region traces to PATH, later ones to PATH.N. */
+	int n = atomic_fetch_add(&seq, 1);
+	if (n == 0)
+		snprintf(name, sizeof name, "%s", path);
+	else
+		snprintf(name, sizeof name, "%s.%d", path, n);
+	hm_region_trace(r, name);
+}
+
+void hm__trace_region_end(struct hm_region *r)
+{
+	trace_stop(r);
+}
