@@ -64,8 +64,14 @@ static int flush_run(struct hm_region *r, uint64_t idx, uint64_t n)
 	return rc;
 }
 
-/* One pass over [idx, idx+n): writes back every DIRTY resident page. */
-static int sync_pass(struct hm_region *r, uint64_t idx, uint64_t n, bool *busy_seen)
+/*
+ * Writes back every DIRTY page of [idx, idx+n) in runs. A page that is being
+ * evicted or is held by another operation may be dirty without the flag
+ * showing yet (its PTE was zapped before the harvest could see it), so the
+ * pass waits for it to settle and looks again: an eviction writes its dirty
+ * victims back before they leave.
+ */
+static int sync_pass(struct hm_region *r, uint64_t idx, uint64_t n)
 {
 	const struct hm_engine_info *info;
 	uint64_t run = 0, run_start = 0;
@@ -79,27 +85,36 @@ static int sync_pass(struct hm_region *r, uint64_t idx, uint64_t n, bool *busy_s
 
 		if (!p) {
 			/* An absent chunk holds no page: skip it whole. */
-			uint64_t next = (i | (HM_CHUNK_PAGES - 1)) + 1;
+			i = (i | (HM_CHUNK_PAGES - 1));
 			if (run) {
 				rc = flush_run(r, run_start, run);
 				err = err ? err : rc;
 				run = 0;
 			}
-			i = next - 1;
 			continue;
 		}
 		uint32_t st = atomic_load(&p->st);
-		while ((st & HM_ST_MASK) == HM_ST_RESIDENT && (st & HM_PG_DIRTY) &&
-		       !(st & HM_PG_BUSY)) {
+		for (;;) {
+			if ((st & HM_ST_MASK) == HM_ST_EVICTING || (st & HM_PG_BUSY)) {
+				/* Write out what we hold first: the owner may wait on it. */
+				if (run) {
+					rc = flush_run(r, run_start, run);
+					err = err ? err : rc;
+					run = 0;
+				}
+				if (hm__page_set_waiters(p, st))
+					hm__page_wait(p, st | HM_PG_WAITERS);
+				st = atomic_load(&p->st);
+				continue;
+			}
+			if ((st & HM_ST_MASK) != HM_ST_RESIDENT || !(st & HM_PG_DIRTY))
+				break;
 			if (atomic_compare_exchange_weak(&p->st, &st,
 							 (st | HM_PG_BUSY) & ~HM_PG_DIRTY)) {
 				take = true;
 				break;
 			}
 		}
-		if (!take && (st & HM_PG_DIRTY) &&
-		    ((st & HM_PG_BUSY) || (st & HM_ST_MASK) == HM_ST_EVICTING))
-			*busy_seen = true;
 		if (take && sync_wp) {
 			/* Protect before writing, so a racing write faults again. */
 			hm__uffd_writeprotect(r->base + (i << r->ps_shift), r->ps, true);
@@ -128,34 +143,13 @@ static int sync_pass(struct hm_region *r, uint64_t idx, uint64_t n, bool *busy_s
 int hm__region_sync(struct hm_region *r, uint64_t idx, uint64_t n, bool flush)
 {
 	int err, rc;
-	bool busy;
 
 	if (!r->wp)
 		return 0;
 	pthread_mutex_lock(&r->sync_lock);
 	err = hm__harvest(r, idx, n);
-	for (int pass = 0; !err; pass++) {
-		busy = false;
-		err = sync_pass(r, idx, n, &busy);
-		if (err || !busy)
-			break;
-		/*
-		 * Some dirty pages were being evicted (their write-back is in
-		 * flight) or held by another operation: wait until those end,
-		 * then take what is still dirty.
-		 */
-		pthread_mutex_lock(&r->cache->lock);
-		while (atomic_load(&r->evicting)) {
-			pthread_mutex_unlock(&r->cache->lock);
-			sched_yield();
-			pthread_mutex_lock(&r->cache->lock);
-		}
-		pthread_mutex_unlock(&r->cache->lock);
-		if (pass > 1000) {
-			err = hm__error(-EBUSY, "sync: pages stayed busy");
-			break;
-		}
-	}
+	if (!err)
+		err = sync_pass(r, idx, n);
 	if (!err && flush && r->store->ops->flush) {
 		rc = r->store->ops->flush(r->store->priv);
 		if (rc)
