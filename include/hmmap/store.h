@@ -62,6 +62,14 @@ struct hm_store_ops {
 	int (*flush)(void *priv);
 	/* Optional run-time control ("key" or "key=value"); see hm_store_ctl(). */
 	int (*ctl)(void *priv, const char *key, const char *value);
+	/*
+	 * Optional, for byte-addressable stores: the address of the len bytes
+	 * at off, or NULL when they cannot be reached directly (past the end,
+	 * or the store emulates a delay that read() must apply). The core then
+	 * copies from it without a bounce buffer. The memory must stay valid
+	 * while the store is open.
+	 */
+	const void *(*addr)(void *priv, uint64_t off, size_t len);
 };
 
 /* Every store compiled in, in a stable order. */

@@ -89,8 +89,11 @@ static void zap_and_harvest(struct hm_region *r, uint64_t idx, uint64_t n)
 	size_t len = (size_t)n << r->ps_shift;
 	const struct hm_engine_info *info;
 
+	/* Nothing to learn from a read-only region: the punch unmaps it. */
+	if (!r->wp)
+		return;
 	madvise(a, len, MADV_DONTNEED);
-	if (r->wp && !hm__engine_start(&info) && info->wp_async)
+	if (!hm__engine_start(&info) && info->wp_async)
 		hm__pagemap_harvest((uintptr_t)a, (uintptr_t)a + len, false, mark_dirty, r);
 }
 
@@ -536,14 +539,19 @@ void hm__cache_unpin(struct hm_cache *c, struct hm_region *r, uint64_t idx)
 static void sample_cache(struct hm_cache *c, uint32_t budget_pages, uint32_t *hand)
 {
 	static struct victim v[MAX_BATCH];
-	uint32_t k = 0, scanned = 0;
+	uint32_t k = 0, scanned = 0, max_scan;
 
 	pthread_mutex_lock(&c->lock);
 	/* Never hold more than an eighth of the cache at once. */
 	uint32_t limit = (uint32_t)((c->resident / 4096) / 8);
 	if (budget_pages > limit)
 		budget_pages = limit;
-	while (k < budget_pages && k < MAX_BATCH && scanned < c->capacity) {
+	/*
+	 * The lock is held while the hand moves, and faults need it: look at
+	 * a bounded number of slots per tick, however sparse the cache is.
+	 */
+	max_scan = budget_pages * 4 < c->capacity ? budget_pages * 4 : c->capacity;
+	while (k < budget_pages && k < MAX_BATCH && scanned < max_scan) {
 		uint32_t s = (*hand)++ % c->capacity;
 		struct hm_region *r = c->slots[s].region;
 		scanned++;
@@ -568,7 +576,12 @@ static void sample_cache(struct hm_cache *c, uint32_t budget_pages, uint32_t *ha
 	for (uint32_t i = 0, j; i < k; i = j) {
 		for (j = i + 1; j < k && v[j].r == v[i].r && v[j].idx == v[j - 1].idx + 1; j++)
 			;
-		zap_and_harvest(v[i].r, v[i].idx, v[j - 1].idx - v[i].idx + 1);
+		if (v[i].r->wp)
+			zap_and_harvest(v[i].r, v[i].idx, v[j - 1].idx - v[i].idx + 1);
+		else
+			madvise(v[i].r->base + (v[i].idx << v[i].r->ps_shift),
+				(size_t)(v[j - 1].idx - v[i].idx + 1) << v[i].r->ps_shift,
+				MADV_DONTNEED);
 	}
 	for (uint32_t i = 0; i < k; i++) {
 		struct hm_page *p = hm__page(v[i].r, v[i].idx, false);

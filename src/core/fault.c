@@ -2,8 +2,8 @@
 /*
  * The fault path, common to both fault-service models.
  *
- * A missing page is loaded into the region's memfd (src/core/io.c) and mapped
- * into the application's view with UFFDIO_CONTINUE, write-protected when the
+ * A missing page is read into a bounce buffer and given a frame and a mapping
+ * in one UFFDIO_COPY (src/core/io.c), write-protected when the
  * region tracks writes, so that its first write is recorded by the kernel
  * (asynchronous write protection) or reported as a fault (synchronous).
  *
@@ -96,6 +96,14 @@ static void finish(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t to)
 	finish_ex(r, idx, n, to, 0);
 }
 
+/* Unmaps and frees whatever part of [idx, idx+n) a failed load mapped. */
+static void drop_frames(struct hm_region *r, uint64_t idx, uint64_t n)
+{
+	madvise(r->base + (idx << r->ps_shift), (size_t)n << r->ps_shift, MADV_DONTNEED);
+	fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(idx << r->ps_shift),
+		  (off_t)(n << r->ps_shift));
+}
+
 /*
  * Loads pages [idx, idx+n) that this thread moved to LOADING: reserves
  * room, reads, maps. On failure the pages are EMPTY again. With `marker`
@@ -122,52 +130,32 @@ static int load(struct hm_region *r, uint64_t idx, uint32_t n, bool marker)
 		finish(r, idx, n, HM_ST_EMPTY);
 		return rc;
 	}
+	if (marker && n < 2)
+		marker = false;
+	for (uint32_t i = 0; i < n; i++)
+		hm__page(r, idx + i, false)->slot = slots[i];
 	len = (size_t)n << r->ps_shift;
-	rc = hm__io_load(r, idx, n);
+	rc = hm__io_load(r, idx, n, marker);
 	if (rc && n > 1) {
 		/* Readahead must not turn a good page into SIGBUS: retry alone. */
-		fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			  (off_t)((idx + 1) << r->ps_shift), (off_t)(len - r->ps));
+		drop_frames(r, idx, n);
 		hm__cache_unreserve(c, r->ps, n - 1, slots + 1);
 		finish(r, idx + 1, n - 1, HM_ST_EMPTY);
 		n = 1;
 		len = r->ps;
-		rc = hm__io_load(r, idx, 1);
+		marker = false;
+		rc = hm__io_load(r, idx, 1, false);
 	}
 	if (rc) {
-		fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			  (off_t)(idx << r->ps_shift), (off_t)len);
+		drop_frames(r, idx, n);
 		hm__cache_unreserve(c, r->ps, n, slots);
 		finish(r, idx, n, HM_ST_EMPTY);
+		if (rc == -EPROTO)
+			return rc; /* the message says what failed */
 		hm__count(&r->ctr, read_errors, 1);
 		hm__count(&c->ctr, read_errors, 1);
 		return hm__error_errno(rc, "cannot read page %llu of '%s'",
 				       (unsigned long long)idx, r->store->uri);
-	}
-	for (uint32_t i = 0; i < n; i++)
-		hm__page(r, idx + i, false)->slot = slots[i];
-	if (marker && n < 2)
-		marker = false;
-	uint32_t m = marker ? 1 : 0;
-	rc = hm__uffd_continue(r->base + ((idx + m) << r->ps_shift), len - ((size_t)m << r->ps_shift),
-			       r->wp);
-	if (rc == -EEXIST) {
-		/* Someone mapped part of it (the application's own madvise?). */
-		for (uint32_t i = m; i < n; i++) {
-			int e = hm__uffd_continue(r->base + ((idx + i) << r->ps_shift), r->ps, r->wp);
-			if (e && e != -EEXIST) {
-				rc = e;
-				break;
-			}
-			rc = 0;
-		}
-	}
-	if (rc) {
-		fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			  (off_t)(idx << r->ps_shift), (off_t)len);
-		hm__cache_unreserve(c, r->ps, n, slots);
-		finish(r, idx, n, HM_ST_EMPTY);
-		return hm__error_errno(rc, "UFFDIO_CONTINUE");
 	}
 	finish_ex(r, idx, n, HM_ST_RESIDENT, marker ? HM_PG_UNMAPPED | HM_PG_RAMARK : 0);
 	hm__cache_insert(c, r, idx, n, slots);

@@ -220,8 +220,13 @@ int hm__harvest(struct hm_region *r, uint64_t idx, uint64_t n);
 int hm__region_sync(struct hm_region *r, uint64_t idx, uint64_t n, bool flush);
 /* Writes pages [idx, idx+n) from their frames to the store, clipped. */
 int hm__writeback_run(struct hm_region *r, uint64_t idx, uint64_t n);
-/* Reads pages [idx, idx+n) from the store into their frames. */
-int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n);
+/*
+ * Reads pages [idx, idx+n) from the store into new frames and maps them,
+ * except the first page when `unmapped_first` (it gets a frame only).
+ * Returns 0, the store's error as is, or -EPROTO after hm__error() when
+ * the frames could not be made or mapped.
+ */
+int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n, bool unmapped_first);
 
 /* ---- fault traces (src/core/trace.c) ---- */
 void hm__trace_record(struct hm_region *r, uint64_t idx);
@@ -241,6 +246,11 @@ int hm__uffd_unregister(void *addr, size_t len);
 /* Maps [addr, addr+len) from the memfd's page cache; -EEXIST if any was mapped. */
 int hm__uffd_continue(void *addr, size_t len, bool wp);
 int hm__uffd_wake(void *addr, size_t len);
+/*
+ * Allocates frames for [dst, dst+len), fills them from src and maps them in
+ * one step (UFFDIO_COPY), write-protected if wp; -EEXIST if one was there.
+ */
+int hm__uffd_copy(void *dst, const void *src, size_t len, bool wp);
 /* Write-protects (or unprotects) a range: synchronous tracking only. */
 int hm__uffd_writeprotect(void *addr, size_t len, bool protect);
 /*

@@ -82,7 +82,26 @@ static int pread_all(int fd, char *buf, size_t len, off_t off)
 	return 0;
 }
 
-int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n)
+/* Makes frames for pages [idx, idx+n) from buf and maps them. */
+static int map_pages(struct hm_region *r, uint64_t idx, uint64_t n, const char *buf)
+{
+	int rc = hm__uffd_copy(r->base + (idx << r->ps_shift), buf, (size_t)n << r->ps_shift, r->wp);
+
+	if (rc != -EEXIST)
+		return rc;
+	/* A frame or PTE was there already: page by page, keeping what exists. */
+	for (uint64_t i = 0; i < n; i++) {
+		char *dst = r->base + ((idx + i) << r->ps_shift);
+		rc = hm__uffd_copy(dst, buf + (i << r->ps_shift), r->ps, r->wp);
+		if (rc == -EEXIST)
+			rc = hm__uffd_continue(dst, r->ps, r->wp);
+		if (rc && rc != -EEXIST)
+			return rc;
+	}
+	return 0;
+}
+
+int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n, bool unmapped_first)
 {
 	char *b = get_bounce();
 	uint64_t done = 0, len = n << r->ps_shift;
@@ -93,13 +112,34 @@ int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n)
 	while (done < len) {
 		size_t chunk = len - done < BOUNCE_SIZE ? (size_t)(len - done) : BOUNCE_SIZE;
 		uint64_t at = (idx << r->ps_shift) + done;
+		uint64_t first = at >> r->ps_shift, pages = chunk >> r->ps_shift;
+		const char *src = NULL;
 
-		rc = r->store->ops->read(r->store->priv, b, chunk, r->offset + at);
-		if (rc)
-			return rc;
-		rc = pwrite_all(r->memfd, b, chunk, (off_t)at);
-		if (rc)
-			return rc;
+		/* A byte-addressable store is copied from where it lies. */
+		if (r->store->ops->addr)
+			src = r->store->ops->addr(r->store->priv, r->offset + at, chunk);
+		if (!src) {
+			/* Chunks are whole pages: BOUNCE_SIZE is a multiple of every page size. */
+			rc = r->store->ops->read(r->store->priv, b, chunk, r->offset + at);
+			if (rc)
+				return rc;
+			src = b;
+		}
+		if (unmapped_first && first == idx) {
+			/* The readahead marker: a frame, but no mapping yet. */
+			rc = pwrite_all(r->memfd, src, r->ps, (off_t)at);
+			if (rc)
+				return hm__error_errno(-EPROTO, "pwrite to the frame memfd: %s",
+						       strerror(-rc));
+			src += r->ps;
+			first++;
+			pages--;
+		}
+		if (pages) {
+			rc = map_pages(r, first, pages, src);
+			if (rc)
+				return hm__error_errno(-EPROTO, "UFFDIO_COPY: %s", strerror(-rc));
+		}
 		done += chunk;
 	}
 	return 0;

@@ -136,9 +136,10 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 	char name[64];
 	int rc;
 
+	if (out)
+		*out = NULL;
 	if (!out || !c || !s)
 		return hm__error(-EINVAL, "hm_region_map: NULL argument");
-	*out = NULL;
 	if (flags & ~(HM_CACHED | HM_DIRECT | HM_HYBRID))
 		return hm__error(-EINVAL, "unknown map flags %#x", flags & ~(HM_CACHED | HM_DIRECT |
 									      HM_HYBRID));

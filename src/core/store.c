@@ -43,7 +43,10 @@ int hm_store_open(struct hm_store **out, const char *uri, int flags)
 		free(s);
 		return hm__error(-ENOMEM, "out of memory");
 	}
+	/* A plug-in's failing system calls must not leak into the caller's errno. */
+	int saved = errno;
 	rc = ops->open(&s->priv, rest, flags, &s->info);
+	errno = saved;
 	if (rc) {
 		free(s->uri);
 		free(s);

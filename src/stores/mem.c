@@ -79,6 +79,10 @@ static int open_common(void **priv, const char *rest, struct hm_store_info *info
 	if (size > (1ull << 46))
 		return hm__error(-EINVAL, "%s store: size %s is larger than 64 TiB",
 				 faulty ? "fault" : "mem", sizebuf);
+	/* hm_opts_parse() takes "" as no options; "mem:1G," is still a typo. */
+	if (comma && !comma[1])
+		return hm__error(-EINVAL, "%s store: empty option after ',' in '%s'",
+				 faulty ? "fault" : "mem", rest);
 	m = calloc(1, sizeof *m);
 	if (!m)
 		return hm__error(-ENOMEM, "out of memory");
@@ -173,6 +177,15 @@ static int mem_read(void *priv, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+static const void *mem_addr(void *priv, uint64_t off, size_t len)
+{
+	struct mem_store *m = priv;
+
+	if (m->faulty || m->read_ns || m->read_bw || off >= m->size || len > m->size - off)
+		return NULL;
+	return m->data + off;
+}
+
 static int mem_write(void *priv, const void *buf, size_t len, uint64_t off)
 {
 	struct mem_store *m = priv;
@@ -237,6 +250,7 @@ const struct hm_store_ops hm__store_mem = {
 	.read = mem_read,
 	.write = mem_write,
 	.ctl = mem_ctl,
+	.addr = mem_addr,
 };
 
 const struct hm_store_ops hm__store_fault = {

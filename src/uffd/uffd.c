@@ -414,6 +414,31 @@ int hm__uffd_continue(void *addr, size_t len, bool wp)
 	}
 }
 
+int hm__uffd_copy(void *dst, const void *src, size_t len, bool wp)
+{
+	struct uffdio_copy c;
+
+	for (;;) {
+		memset(&c, 0, sizeof c);
+		c.dst = (uintptr_t)dst;
+		c.src = (uintptr_t)src;
+		c.len = len;
+		c.mode = wp ? UFFDIO_COPY_MODE_WP : 0;
+		if (ioctl(eng.uffd, UFFDIO_COPY, &c) == 0)
+			return 0;
+		int e = errno;
+		if (c.copy > 0 && (size_t)c.copy < len) {
+			dst = (char *)dst + c.copy;
+			src = (const char *)src + c.copy;
+			len -= (size_t)c.copy;
+			continue;
+		}
+		if (e == EAGAIN)
+			continue;
+		return -e;
+	}
+}
+
 int hm__uffd_wake(void *addr, size_t len)
 {
 	struct uffdio_range r = { .start = (uintptr_t)addr, .len = len };
