@@ -65,11 +65,14 @@ static int flush_run(struct hm_region *r, uint64_t idx, uint64_t n)
 }
 
 /*
- * Writes back every DIRTY page of [idx, idx+n) in runs. A page that is being
- * evicted or is held by another operation may be dirty without the flag
- * showing yet (its PTE was zapped before the harvest could see it), so the
- * pass waits for it to settle and looks again: an eviction writes its dirty
- * victims back before they leave.
+ * Writes back every DIRTY page of [idx, idx+n) in runs. A page in a
+ * transient state may be dirty without the pass being able to take it: one
+ * being evicted (its PTE was zapped before the harvest could see it; the
+ * eviction writes it back before it leaves), one held by another operation,
+ * or one still LOADING although already mapped (in thread mode UFFDIO_COPY
+ * wakes the application before the handler marks the page resident, so the
+ * application may have written it and called hmsync already). The pass
+ * waits for such a page to settle and looks again.
  */
 static int sync_pass(struct hm_region *r, uint64_t idx, uint64_t n)
 {
@@ -95,7 +98,8 @@ static int sync_pass(struct hm_region *r, uint64_t idx, uint64_t n)
 		}
 		uint32_t st = atomic_load(&p->st);
 		for (;;) {
-			if ((st & HM_ST_MASK) == HM_ST_EVICTING || (st & HM_PG_BUSY)) {
+			if ((st & HM_ST_MASK) == HM_ST_EVICTING ||
+			    (st & HM_ST_MASK) == HM_ST_LOADING || (st & HM_PG_BUSY)) {
 				/* Write out what we hold first: the owner may wait on it. */
 				if (run) {
 					rc = flush_run(r, run_start, run);

@@ -356,7 +356,11 @@ int hm_fault_mode(void)
 int hm_features(uint64_t *features)
 {
 	const struct hm_engine_info *info;
-	int rc = hm__engine_start(&info);
+	int rc;
+
+	if (!features)
+		return hm__error(-EINVAL, "hm_features: NULL out-parameter");
+	rc = hm__engine_start(&info);
 
 	if (rc)
 		return rc;
