@@ -11,5 +11,6 @@ int hm_cli_demo(int argc, char **argv);
 int hm_cli_replay(int argc, char **argv);
 int hm_cli_policies(int argc, char **argv);
 int hm_cli_stores(int argc, char **argv);
+int hm_cli_ls(int argc, char **argv);
 
 #endif

@@ -18,6 +18,7 @@ static const struct {
 	{ "replay", hm_cli_replay, "replay a page trace through cache policies" },
 	{ "policies", hm_cli_policies, "list the cache policies" },
 	{ "stores", hm_cli_stores, "list the store kinds (URI schemes)" },
+	{ "ls", hm_cli_ls, "list the machine's memory: NUMA/CXL nodes, DAX, pmem, block" },
 };
 
 static void usage(FILE *f)

@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <hmmap/discover.h>
 #include <hmmap/policy.h>
 #include <hmmap/store.h>
 

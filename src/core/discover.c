@@ -567,7 +567,7 @@ static void read_node_lists(struct scan *s, const struct names *nodes)
 
 	s->ncolumns = 0;
 	if (attr(s, "devices/system/node/online") ||
-	    hm__sysfs_parse_list(s->buf, s->len, add_column, s)) {
+	    hm__sysfs_parse_list(s->buf, s->len, add_column, s) || !s->ncolumns) {
 		s->ncolumns = 0;
 		for (i = 0; i < nodes->n; i++)
 			s->columns[s->ncolumns++] = (uint32_t)numbered(nodes->v[i], "node");
@@ -796,6 +796,32 @@ found:
 	snprintf(r->device, sizeof r->device, "/dev/%s", name);
 }
 
+/*
+ * The namespace's mode, named as ndctl names it. The kernel's `mode` file
+ * says how the namespace is claimed: "memory" (by a pfn device: fsdax),
+ * "dax" (devdax), "safe" (by a btt: sector) or "raw"; ndctl's own names are
+ * accepted too. Anything else leaves the mode unknown ("").
+ */
+static void namespace_mode(struct scan *s, const char *ns, struct hm_resource *r)
+{
+	static const char *const names[][2] = {
+		{ "memory", "fsdax" }, { "dax", "devdax" }, { "safe", "sector" }, { "raw", "raw" },
+		{ "fsdax", "fsdax" },   { "devdax", "devdax" }, { "sector", "sector" },
+	};
+	const char *p = s->buf, *end;
+
+	if (attr(s, "bus/nd/devices/%s/mode", ns))
+		return;
+	end = s->buf + s->len;
+	trim(&p, &end);
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if ((size_t)(end - p) == strlen(names[i][0]) &&
+		    !memcmp(p, names[i][0], (size_t)(end - p))) {
+			snprintf(r->mode, sizeof r->mode, "%s", names[i][1]);
+			return;
+		}
+}
+
 static int list_pmem(struct scan *s)
 {
 	struct names l = { 0 };
@@ -812,27 +838,12 @@ static int list_pmem(struct scan *s)
 		r->size = attr_u64(s, "bus/nd/devices/%s/size", l.v[i]);
 		r->node = target_node(s, "bus/nd/devices", l.v[i]);
 		r->persistent = HM_YES;
-		if (!attr(s, "bus/nd/devices/%s/mode", l.v[i])) {
-			const char *p = s->buf, *end = s->buf + s->len;
-			size_t n;
-
-			trim(&p, &end);
-			n = (size_t)(end - p);
-			if (n && n < sizeof r->mode) {
-				bool ok = true;
-
-				for (size_t k = 0; k < n; k++)
-					ok &= islower((unsigned char)p[k]) != 0;
-				if (ok)
-					memcpy(r->mode, p, n);
-			}
-		}
-		/* Sector mode (BTT) is block I/O only; the others are DAX-capable. */
-		if (!strcmp(r->mode, "sector"))
-			r->byte_addressable = r->coherent = HM_NO;
-		else if (!strcmp(r->mode, "fsdax") || !strcmp(r->mode, "devdax") ||
-			 !strcmp(r->mode, "raw") || !strcmp(r->mode, "memory"))
+		namespace_mode(s, l.v[i], r);
+		/* fsdax and devdax map the medium; sector (BTT) and raw are block I/O. */
+		if (!strcmp(r->mode, "fsdax") || !strcmp(r->mode, "devdax"))
 			r->byte_addressable = r->coherent = HM_YES;
+		else if (r->mode[0])
+			r->byte_addressable = r->coherent = HM_NO;
 		namespace_device(s, l.v[i], r);
 		node_perf(s, r);
 	}
