@@ -57,6 +57,22 @@ static uint64_t page_key(const struct hm_region *r, uint64_t idx)
 	return ((uint64_t)r->id << 40) ^ idx;
 }
 
+/* With the cache lock held: gives a resident page's slot to the policy. */
+static void list_page(struct hm_cache *c, struct hm_region *r, uint64_t idx, uint32_t slot)
+{
+	struct hm_page *p = hm__page(r, idx, false);
+
+	c->pops->insert(c->pstate, slot, page_key(r, idx));
+	atomic_fetch_or(&p->st, HM_PG_LISTED);
+}
+
+/* With the cache lock held: takes a page out of the policy, if it is in. */
+static void unlist_page(struct hm_cache *c, struct hm_page *p)
+{
+	if (atomic_fetch_and(&p->st, ~HM_PG_LISTED) & HM_PG_LISTED)
+		c->pops->remove(c->pstate, p->slot);
+}
+
 static int cmp_victim(const void *a, const void *b)
 {
 	const struct victim *x = a, *y = b;
@@ -175,7 +191,7 @@ static int evict(struct hm_cache *c, struct victim *v, uint32_t n, uint32_t *nfr
 	for (i = 0; i < n; i++) {
 		struct hm_region *r = v[i].r;
 		if (v[i].failed) {
-			c->pops->insert(c->pstate, v[i].slot, page_key(r, v[i].idx));
+			list_page(c, r, v[i].idx, v[i].slot);
 		} else {
 			c->slots[v[i].slot].region = NULL;
 			c->free_slots[c->nfree++] = v[i].slot;
@@ -212,7 +228,7 @@ static uint32_t pick_victims(struct hm_cache *c, struct victim *v, uint32_t want
 		struct hm_region *r = c->slots[s].region;
 		uint64_t idx = c->slots[s].idx;
 		struct hm_page *p = hm__page(r, idx, false);
-		uint32_t st = atomic_load(&p->st);
+		uint32_t st = atomic_fetch_and(&p->st, ~HM_PG_LISTED) & ~HM_PG_LISTED;
 		for (;;) {
 			if ((st & HM_ST_MASK) != HM_ST_RESIDENT || (st & (HM_PG_BUSY | HM_PG_PINNED)))
 				break;
@@ -221,7 +237,7 @@ static uint32_t pick_victims(struct hm_cache *c, struct victim *v, uint32_t want
 				break;
 		}
 		if ((st & HM_ST_MASK) != HM_ST_RESIDENT || (st & (HM_PG_BUSY | HM_PG_PINNED))) {
-			c->pops->insert(c->pstate, s, page_key(r, idx));
+			list_page(c, r, idx, s);
 			skipped++;
 			continue;
 		}
@@ -397,7 +413,7 @@ void hm__cache_insert(struct hm_cache *c, struct hm_region *r, uint64_t idx, uin
 	for (uint32_t i = 0; i < n; i++) {
 		c->slots[slots[i]].region = r;
 		c->slots[slots[i]].idx = idx + i;
-		c->pops->insert(c->pstate, slots[i], page_key(r, idx + i));
+		list_page(c, r, idx + i, slots[i]);
 	}
 	c->loading -= n;
 	atomic_fetch_add(&r->resident_pages, n);
@@ -405,14 +421,20 @@ void hm__cache_insert(struct hm_cache *c, struct hm_region *r, uint64_t idx, uin
 	pthread_mutex_unlock(&c->lock);
 }
 
-void hm__cache_hit(struct hm_cache *c, uint32_t slot)
+void hm__cache_hit(struct hm_cache *c, struct hm_page *p)
 {
+	/*
+	 * A lock-free hit is a flag store into the slot's own data, harmless
+	 * even if the page left the policy a moment ago (insert() resets it).
+	 */
 	if (c->concurrent_hit) {
-		c->pops->hit(c->pstate, slot);
+		if (atomic_load(&p->st) & HM_PG_LISTED)
+			c->pops->hit(c->pstate, p->slot);
 		return;
 	}
 	pthread_mutex_lock(&c->lock);
-	c->pops->hit(c->pstate, slot);
+	if (atomic_load(&p->st) & HM_PG_LISTED)
+		c->pops->hit(c->pstate, p->slot);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -426,11 +448,10 @@ void hm__cache_detach(struct hm_cache *c, struct hm_region *r)
 		if (c->slots[s].region != r)
 			continue;
 		struct hm_page *p = hm__page(r, c->slots[s].idx, false);
+		unlist_page(c, p);
 		uint32_t st = atomic_exchange(&p->st, HM_ST_EMPTY);
 		if (st & HM_PG_PINNED)
 			c->pinned--;
-		else
-			c->pops->remove(c->pstate, s);
 		c->slots[s].region = NULL;
 		c->free_slots[c->nfree++] = s;
 		c->resident -= r->ps;
@@ -446,45 +467,71 @@ int hm__cache_drop_range(struct hm_cache *c, struct hm_region *r, uint64_t idx, 
 {
 	static __thread struct victim v[MAX_BATCH];
 	int err = 0;
-	uint64_t i = idx, end = idx + n;
 
-	while (i < end) {
-		uint32_t k = 0, freed;
+	/*
+	 * Pages held for a moment (sampled, mapped again after a hint fault,
+	 * loading) are waited for, not skipped: a page left behind would be
+	 * read from the cache where the caller asked for the store.
+	 */
+	for (int pass = 0; pass < 1000; pass++) {
+		uint64_t i = idx, end = idx + n;
+		struct hm_page *held = NULL;
+		uint32_t held_st = 0;
 
-		pthread_mutex_lock(&c->lock);
-		for (; i < end && k < MAX_BATCH; i++) {
-			struct hm_page *p = hm__page(r, i, false);
-			if (!p) {
-				/* A whole absent chunk: skip to the next one. */
-				i = (i | (HM_CHUNK_PAGES - 1));
-				continue;
+		while (i < end) {
+			uint32_t k = 0, freed;
+
+			pthread_mutex_lock(&c->lock);
+			for (; i < end && k < MAX_BATCH; i++) {
+				struct hm_page *p = hm__page(r, i, false);
+				if (!p) {
+					/* A whole absent chunk: skip to the next one. */
+					i = (i | (HM_CHUNK_PAGES - 1));
+					continue;
+				}
+				uint32_t st = atomic_load(&p->st);
+				if ((st & HM_PG_PINNED) || (st & HM_ST_MASK) == HM_ST_EMPTY)
+					continue;
+				/* Loading, evicting, held, or not yet (again) in the policy. */
+				if ((st & HM_ST_MASK) != HM_ST_RESIDENT || (st & HM_PG_BUSY) ||
+				    !(st & HM_PG_LISTED)) {
+					if (!held) {
+						held = p;
+						held_st = st;
+					}
+					continue;
+				}
+				if (clean_only && (st & HM_PG_DIRTY))
+					continue;
+				if (!atomic_compare_exchange_strong(
+					    &p->st, &st,
+					    (st & ~(HM_ST_MASK | HM_PG_LISTED)) | HM_ST_EVICTING)) {
+					i--; /* changed under us: look again */
+					continue;
+				}
+				c->pops->remove(c->pstate, p->slot);
+				atomic_fetch_add(&r->evicting, 1);
+				v[k].r = r;
+				v[k].idx = i;
+				v[k].slot = p->slot;
+				v[k].failed = v[k].waiters = false;
+				k++;
 			}
-			uint32_t st = atomic_load(&p->st);
-			if ((st & HM_ST_MASK) != HM_ST_RESIDENT || (st & (HM_PG_BUSY | HM_PG_PINNED)))
-				continue;
-			if (clean_only && (st & HM_PG_DIRTY))
-				continue;
-			if (!atomic_compare_exchange_strong(&p->st, &st,
-							    (st & ~HM_ST_MASK) | HM_ST_EVICTING))
-				continue;
-			c->pops->remove(c->pstate, p->slot);
-			atomic_fetch_add(&r->evicting, 1);
-			v[k].r = r;
-			v[k].idx = i;
-			v[k].slot = p->slot;
-			v[k].failed = v[k].waiters = false;
-			k++;
+			c->evictors++;
+			pthread_mutex_unlock(&c->lock);
+			if (k) {
+				int rc = evict(c, v, k, &freed);
+				if (rc && !err)
+					err = rc;
+			}
+			pthread_mutex_lock(&c->lock);
+			c->evictors--;
+			pthread_mutex_unlock(&c->lock);
 		}
-		c->evictors++;
-		pthread_mutex_unlock(&c->lock);
-		if (k) {
-			int rc = evict(c, v, k, &freed);
-			if (rc && !err)
-				err = rc;
-		}
-		pthread_mutex_lock(&c->lock);
-		c->evictors--;
-		pthread_mutex_unlock(&c->lock);
+		if (!held || err)
+			break;
+		if (hm__page_set_waiters(held, held_st))
+			hm__page_wait(held, held_st | HM_PG_WAITERS);
 	}
 	return err;
 }
@@ -504,7 +551,7 @@ int hm__cache_pin(struct hm_cache *c, struct hm_region *r, uint64_t idx)
 				       (unsigned long long)c->budget);
 		} else {
 			atomic_fetch_or(&p->st, HM_PG_PINNED);
-			c->pops->remove(c->pstate, p->slot);
+			unlist_page(c, p);
 			c->pinned++;
 			atomic_fetch_add(&r->pinned_pages, 1);
 		}
@@ -522,7 +569,7 @@ void hm__cache_unpin(struct hm_cache *c, struct hm_region *r, uint64_t idx)
 	pthread_mutex_lock(&c->lock);
 	if (atomic_load(&p->st) & HM_PG_PINNED) {
 		atomic_fetch_and(&p->st, ~HM_PG_PINNED);
-		c->pops->insert(c->pstate, p->slot, page_key(r, idx));
+		list_page(c, r, idx, p->slot);
 		c->pinned--;
 		atomic_fetch_sub(&r->pinned_pages, 1);
 	}

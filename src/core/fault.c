@@ -224,7 +224,15 @@ static void stream_ahead(struct hm_region *r, uint64_t from, uint32_t w)
 	atomic_store_explicit(&r->ra_next, end, memory_order_relaxed);
 }
 
-void hm__readahead(struct hm_region *r, uint64_t idx, uint32_t n)
+void hm__readahead_cancel(struct hm_region *r)
+{
+	atomic_fetch_add(&r->ra_gen, 1);
+	atomic_store(&r->ra_end, 0);
+	atomic_store(&r->ra_next, 0);
+	atomic_store(&r->ra_window, 0);
+}
+
+void hm__readahead(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t gen)
 {
 	uint64_t end = idx + n;
 
@@ -244,10 +252,26 @@ void hm__readahead(struct hm_region *r, uint64_t idx, uint32_t n)
 						    HM_ST_LOADING | (st & HM_PG_WAITERS)))
 			continue;
 		uint32_t got = claim_window(r, idx, (uint32_t)(end - idx));
+		/*
+		 * Checked with the pages held: a canceller bumps the generation
+		 * before it scans, so it either sees them LOADING and waits, or
+		 * this sees the new generation and lets them go.
+		 */
+		if (atomic_load(&r->ra_gen) != gen) {
+			finish(r, idx, got, HM_ST_EMPTY);
+			return;
+		}
 		if (load(r, idx, got, true))
 			return;
 		idx += got;
 	}
+}
+
+static bool wp_async(void)
+{
+	const struct hm_engine_info *info;
+
+	return !hm__engine_start(&info) && info->wp_async;
 }
 
 /* Maps a resident page whose PTE was zapped (a hint fault). */
@@ -270,7 +294,16 @@ static int remap(struct hm_region *r, uint64_t idx, struct hm_page *p, uint32_t 
 		was_unmapped = false; /* not a sampled reference */
 	}
 	rc = hm__uffd_continue(r->base + (idx << r->ps_shift), r->ps, r->wp);
-	if (rc == -EEXIST) {
+	if (rc == -EEXIST && (flags & HM_FAULT_F_WRITE) && r->wp && !wp_async()) {
+		/*
+		 * Mapped and write-protected: in sigbus mode a write-protect
+		 * fault arrives here without its own flag. Record the write.
+		 */
+		atomic_fetch_or(&p->st, HM_PG_DIRTY);
+		hm__count(&r->ctr, faults_wp, 1);
+		hm__count(&r->cache->ctr, faults_wp, 1);
+		rc = hm__uffd_writeprotect(r->base + (idx << r->ps_shift), r->ps, false);
+	} else if (rc == -EEXIST) {
 		/* Mapped already: a stale fault, or another thread won. */
 		hm__uffd_wake(r->base + (idx << r->ps_shift), r->ps);
 		rc = 0;
@@ -281,8 +314,7 @@ static int remap(struct hm_region *r, uint64_t idx, struct hm_page *p, uint32_t 
 			hm__trace_record(r, idx);
 			hm__count(&r->ctr, hits, 1);
 			hm__count(&r->cache->ctr, hits, 1);
-			if (!(st & HM_PG_PINNED))
-				hm__cache_hit(r->cache, p->slot);
+			hm__cache_hit(r->cache, p);
 		}
 	}
 	uint32_t old = atomic_fetch_and(&p->st, ~(HM_PG_BUSY | HM_PG_UNMAPPED | HM_PG_WAITERS));

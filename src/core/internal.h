@@ -14,7 +14,10 @@
  * again after a hint fault, writing it back for sync, sampling it), WAITERS
  * (a fault found the page in a transient state and waits for a wake-up),
  * PINNED (not evictable; out of the policy), UNMAPPED (resident but its PTE
- * was zapped, so the next touch is a hint fault).
+ * was zapped, so the next touch is a hint fault), LISTED (the policy holds
+ * the page's slot: a resident page is briefly unlisted after it loads and
+ * after a failed write-back, and only LISTED pages may be given to the
+ * policy's hit() or remove()).
  *
  * Only the thread that moved a page into LOADING or EVICTING, or set BUSY,
  * may leave that state; it wakes waiters when WAITERS was set.
@@ -42,6 +45,7 @@
 #define HM_PG_PINNED (1u << 6)
 #define HM_PG_UNMAPPED (1u << 7)
 #define HM_PG_RAMARK (1u << 8) /* first page of an async readahead window */
+#define HM_PG_LISTED (1u << 9) /* in the policy; changed under the cache lock only */
 
 #define HM_NO_SLOT UINT32_MAX
 
@@ -128,6 +132,7 @@ struct hm_region {
 	_Atomic uint64_t ra_next;
 	_Atomic uint32_t ra_window;
 	_Atomic uint64_t ra_end; /* end of the area read ahead asynchronously */
+	_Atomic uint32_t ra_gen; /* bumped to cancel queued readahead */
 	_Atomic int advice;
 
 	_Atomic int refs;       /* faults in flight on this region */
@@ -179,7 +184,7 @@ void hm__cache_unreserve(struct hm_cache *c, size_t ps, uint32_t n, const uint32
 /* Pages [idx, idx+n) of r became resident in slots[]: hand them to the policy. */
 void hm__cache_insert(struct hm_cache *c, struct hm_region *r, uint64_t idx, uint32_t n,
 		      const uint32_t *slots);
-void hm__cache_hit(struct hm_cache *c, uint32_t slot);
+void hm__cache_hit(struct hm_cache *c, struct hm_page *p);
 /* Drops every page of r from the cache (unmap); r must be synced and quiet. */
 void hm__cache_detach(struct hm_cache *c, struct hm_region *r);
 /* Evicts pages [idx, idx+n) of r now (DONTNEED, invalidate). */
@@ -206,10 +211,18 @@ void hm__region_put(struct hm_region *r);
  * SIGBUS to the faulting thread.
  */
 int hm__fault(struct hm_region *r, uintptr_t addr, unsigned flags);
-/* Reads window [idx, idx+n) ahead of the application (a prefetch worker). */
-void hm__readahead(struct hm_region *r, uint64_t idx, uint32_t n);
+/*
+ * Reads window [idx, idx+n) ahead of the application (a prefetch worker),
+ * unless the region's readahead generation moved past `gen`.
+ */
+void hm__readahead(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t gen);
 /* Queues an asynchronous readahead of [idx, idx+n); takes a reference on r. */
 void hm__prefetch_queue(struct hm_region *r, uint64_t idx, uint32_t n);
+/*
+ * Cancels r's readahead stream: queued windows are dropped, and a window
+ * being read is either waited for by the caller's scan or released.
+ */
+void hm__readahead_cancel(struct hm_region *r);
 /* Loads pages [idx, idx+n) that are absent (prefault, WILLNEED); pins if asked. */
 int hm__populate(struct hm_region *r, uint64_t idx, uint64_t n, bool pin);
 

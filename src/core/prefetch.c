@@ -21,7 +21,7 @@ static struct {
 	struct {
 		struct hm_region *r;
 		uint64_t idx;
-		uint32_t n;
+		uint32_t n, gen;
 	} q[QUEUE];
 	uint32_t head, count;
 	int started;
@@ -40,10 +40,11 @@ static void *worker(void *arg)
 		struct hm_region *r = pf.q[pf.head].r;
 		uint64_t idx = pf.q[pf.head].idx;
 		uint32_t n = pf.q[pf.head].n;
+		uint32_t gen = pf.q[pf.head].gen;
 		pf.head = (pf.head + 1) % QUEUE;
 		pf.count--;
 		pthread_mutex_unlock(&pf.lock);
-		hm__readahead(r, idx, n);
+		hm__readahead(r, idx, n, gen);
 		hm__region_put(r);
 		pthread_mutex_lock(&pf.lock);
 	}
@@ -67,6 +68,7 @@ void hm__prefetch_queue(struct hm_region *r, uint64_t idx, uint32_t n)
 		pf.q[tail].r = r;
 		pf.q[tail].idx = idx;
 		pf.q[tail].n = n;
+		pf.q[tail].gen = atomic_load(&r->ra_gen);
 		pf.count++;
 		pthread_cond_signal(&pf.cond);
 	}

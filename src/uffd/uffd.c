@@ -23,6 +23,8 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <ucontext.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +52,46 @@ static struct {
 	int stopfd;
 	struct sigaction old_bus;
 } eng = { .lock = PTHREAD_MUTEX_INITIALIZER, .uffd = -1, .pagemap = -1, .stopfd = -1 };
+
+/*
+ * Thread mode reports an unreadable page from a handler thread, and the
+ * kernel lets one thread send another a signal with a kernel si_code only
+ * from the thread-group leader. So the handler thread sends SI_QUEUE (which
+ * carries si_addr) to the faulting thread and notes (tid, address) here;
+ * hmmap's SIGBUS handler in that thread finds the note and hands the
+ * application a siginfo shaped as the kernel's for an mmap I/O error
+ * (BUS_ADRERR at the address), or takes the default action.
+ */
+#define PENDING 64
+static struct {
+	_Atomic pid_t tid;
+	uintptr_t addr;
+} pending[PENDING];
+
+static bool pending_put(pid_t tid, uintptr_t addr)
+{
+	for (int i = 0; i < PENDING; i++) {
+		pid_t free_tid = 0;
+		if (atomic_compare_exchange_strong(&pending[i].tid, &free_tid, -1)) {
+			pending[i].addr = addr;
+			atomic_store(&pending[i].tid, tid);
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool pending_take(pid_t tid, uintptr_t *addr)
+{
+	for (int i = 0; i < PENDING; i++) {
+		if (atomic_load(&pending[i].tid) == tid) {
+			*addr = pending[i].addr;
+			atomic_store(&pending[i].tid, 0);
+			return true;
+		}
+	}
+	return false;
+}
 
 static int open_uffd(bool user_only, bool *privileged)
 {
@@ -134,11 +176,14 @@ static int serve_one(const struct uffd_msg *m)
 		siginfo_t si;
 		memset(&si, 0, sizeof si);
 		si.si_signo = SIGBUS;
-		si.si_code = BUS_ADRERR;
+		si.si_code = SI_QUEUE;
 		si.si_addr = (void *)addr;
 		pid_t tid = (pid_t)m->arg.pagefault.feat.ptid;
-		if (tid <= 0 || syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, SIGBUS, &si) < 0)
-			kill(getpid(), SIGBUS);
+		if (tid > 0 && pending_put(tid, addr) &&
+		    syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, SIGBUS, &si) == 0)
+			return 0;
+		/* No thread id or no room to note it: the process must not run on. */
+		kill(getpid(), SIGBUS);
 	}
 	return 0;
 }
@@ -177,15 +222,54 @@ out:
 	return NULL;
 }
 
+/* Hands a SIGBUS to the handler the application had before hmmap's. */
+static void chain(int sig, siginfo_t *si, void *uc, bool raise_default)
+{
+	if (eng.old_bus.sa_flags & SA_SIGINFO) {
+		eng.old_bus.sa_sigaction(sig, si, uc);
+	} else if (eng.old_bus.sa_handler != SIG_DFL && eng.old_bus.sa_handler != SIG_IGN) {
+		eng.old_bus.sa_handler(sig);
+	} else {
+		/*
+		 * The default action. A faulting access that returns is retried
+		 * and faults again; a signal that came from a handler thread is
+		 * raised again, to arrive once this handler returns.
+		 */
+		signal(SIGBUS, SIG_DFL);
+		if (raise_default)
+			syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), SIGBUS);
+	}
+}
+
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
 	int saved = errno;
+	uintptr_t addr;
 
-	if (si->si_code == BUS_ADRERR && si->si_addr) {
-		uintptr_t addr = (uintptr_t)si->si_addr;
-		struct hm_region *r = hm__region_get(addr);
+	if (si->si_code == SI_QUEUE && pending_take((pid_t)syscall(SYS_gettid), &addr)) {
+		/* Thread mode: a page this thread touched could not be read. */
+		siginfo_t k;
+		memset(&k, 0, sizeof k);
+		k.si_signo = SIGBUS;
+		k.si_code = BUS_ADRERR;
+		k.si_addr = (void *)addr;
+		errno = saved;
+		chain(sig, &k, uc, true);
+		return;
+	}
+	if (eng.info.mode == HM_FAULT_SIGBUS && si->si_code == BUS_ADRERR && si->si_addr) {
+		struct hm_region *r;
+		unsigned flags = HM_FAULT_F_SIGBUS;
+
+		addr = (uintptr_t)si->si_addr;
+#if defined(__x86_64__)
+		/* The page-fault error code says whether the access was a write. */
+		if (uc && (((ucontext_t *)uc)->uc_mcontext.gregs[REG_ERR] & 2))
+			flags |= HM_FAULT_F_WRITE;
+#endif
+		r = hm__region_get(addr);
 		if (r) {
-			int rc = hm__fault(r, addr, HM_FAULT_F_SIGBUS);
+			int rc = hm__fault(r, addr, flags);
 			hm__region_put(r);
 			if (rc >= 0) {
 				errno = saved;
@@ -195,14 +279,7 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 	}
 	/* Not ours, or a page that cannot be read: the previous handler. */
 	errno = saved;
-	if (eng.old_bus.sa_flags & SA_SIGINFO) {
-		eng.old_bus.sa_sigaction(sig, si, uc);
-	} else if (eng.old_bus.sa_handler != SIG_DFL && eng.old_bus.sa_handler != SIG_IGN) {
-		eng.old_bus.sa_handler(sig);
-	} else {
-		/* Default action: the retried access faults again and kills. */
-		signal(SIGBUS, SIG_DFL);
-	}
+	chain(sig, si, uc, false);
 }
 
 static int start_threads(uint32_t n)
@@ -317,16 +394,20 @@ static int engine_init(void)
 			    ((have & UFFD_FEATURE_THREAD_ID) ? HM_FEAT_THREAD_ID : 0) |
 			    ((have & UFFD_FEATURE_MOVE) ? HM_FEAT_MOVE : 0);
 
-	if (mode == HM_FAULT_SIGBUS) {
-		struct sigaction sa;
-		memset(&sa, 0, sizeof sa);
-		sa.sa_sigaction = on_sigbus;
-		sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
-		sigemptyset(&sa.sa_mask);
-		if (sigaction(SIGBUS, &sa, &eng.old_bus) < 0)
-			return hm__error_errno(-errno, "sigaction(SIGBUS)");
+	/*
+	 * Both modes install a SIGBUS handler that chains to the previous one:
+	 * sigbus mode serves faults in it, thread mode uses it to report
+	 * unreadable pages with the kernel's siginfo.
+	 */
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_sigaction = on_sigbus;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGBUS, &sa, &eng.old_bus) < 0)
+		return hm__error_errno(-errno, "sigaction(SIGBUS)");
+	if (mode == HM_FAULT_SIGBUS)
 		return 0;
-	}
 	return start_threads(env->fault_threads);
 }
 
