@@ -82,7 +82,7 @@ $(TOOL): $(CLI_OBJ) $(LIBA)
 
 # Tests link the static library so that unit tests may reach internal
 # (hm__*) functions; everything else goes through the public header.
-$(B)/tests/%: tests/%.c $(LIBA) tests/harness.h
+$(B)/tests/%: tests/%.c $(LIBA) tests/harness.h tests/testutil.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LIBA) $(LDFLAGS) $(LDLIBS)
 

@@ -20,7 +20,7 @@ int hm_parse_u64(const char *s, uint64_t *out)
 	if (!s || !*s || !isdigit((unsigned char)s[0]))
 		return -EINVAL;
 	errno = 0;
-	v = strtoull(s, &end, 0);
+	v = strtoull(s, &end, 10);
 	if (errno || *end)
 		return -EINVAL;
 	*out = v;

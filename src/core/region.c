@@ -345,8 +345,10 @@ static int do_sync(struct hm_region *r, uint64_t idx, uint64_t n, void *ctx)
 	int flags = *(int *)ctx;
 	int rc = hm__region_sync(r, idx, n, flags & MS_SYNC);
 
-	if (!rc && (flags & MS_INVALIDATE))
+	if (!rc && (flags & MS_INVALIDATE)) {
+		hm__readahead_cancel(r);
 		rc = hm__cache_drop_range(r->cache, r, idx, n, false);
+	}
 	return rc;
 }
 
@@ -382,6 +384,7 @@ static int do_advise(struct hm_region *r, uint64_t idx, uint64_t n, void *ctx)
 		rc = hm__region_sync(r, idx, n, false);
 		if (rc)
 			return rc;
+		hm__readahead_cancel(r);
 		return hm__cache_drop_range(r->cache, r, idx, n, false);
 	}
 	return hm__error(-EINVAL, "unknown advice %d", advice);
@@ -394,14 +397,65 @@ int hm_advise(void *addr, size_t length, int advice)
 	return for_range(addr, length, do_advise, &advice, "hm_advise");
 }
 
+/*
+ * With synchronous write tracking a resident page is write-protected until
+ * its first write faults; a system call that writes into it (read(2)) would
+ * take that fault in the kernel, which an unprivileged or sigbus-mode
+ * process cannot serve. A prefault is a promise that system calls work, so
+ * the pages are opened for writing now and counted dirty (they may be
+ * written behind hmmap's back). Asynchronous tracking needs none of this:
+ * the kernel resolves such a write by itself.
+ */
+static int open_for_kernel_writes(struct hm_region *r, uint64_t idx, uint64_t n)
+{
+	const struct hm_engine_info *info;
+	int rc = hm__engine_start(&info);
+
+	if (rc || info->wp_async)
+		return rc;
+	for (uint64_t i = idx; i < idx + n; i++) {
+		struct hm_page *p = hm__page(r, i, false);
+		if (!p || (atomic_load(&p->st) & HM_ST_MASK) != HM_ST_RESIDENT)
+			continue;
+		atomic_fetch_or(&p->st, HM_PG_DIRTY);
+		rc = hm__uffd_writeprotect(r->base + (i << r->ps_shift), r->ps, false);
+		if (rc)
+			return hm__error_errno(rc, "UFFDIO_WRITEPROTECT");
+	}
+	return 0;
+}
+
 static int do_prefault(struct hm_region *r, uint64_t idx, uint64_t n, void *ctx)
 {
 	bool pin = *(int *)ctx & HM_PREFAULT_PIN;
+	uint8_t *was = NULL;
+	int rc;
 
-	if (!pin && ((n << r->ps_shift) > r->cache->budget))
-		return hm__error(-ENOMEM, "prefault of %llu bytes exceeds the cache budget",
+	if ((n << r->ps_shift) > r->cache->budget)
+		return hm__error(-ENOMEM, "%s of %llu bytes exceeds the cache budget",
+				 pin ? "pinning" : "prefault",
 				 (unsigned long long)(n << r->ps_shift));
-	return hm__populate(r, idx, n, pin);
+	if (pin) {
+		/* Remember what was pinned already: a failed pin undoes only its own. */
+		was = calloc((size_t)(n + 7) / 8, 1);
+		if (!was)
+			return hm__error(-ENOMEM, "out of memory");
+		for (uint64_t i = 0; i < n; i++) {
+			struct hm_page *p = hm__page(r, idx + i, false);
+			if (p && (atomic_load(&p->st) & HM_PG_PINNED))
+				was[i / 8] |= (uint8_t)(1u << (i % 8));
+		}
+	}
+	rc = hm__populate(r, idx, n, pin);
+	if (!rc && r->wp)
+		rc = open_for_kernel_writes(r, idx, n);
+	if (rc && pin) {
+		for (uint64_t i = 0; i < n; i++)
+			if (!(was[i / 8] & (1u << (i % 8))))
+				hm__cache_unpin(r->cache, r, idx + i);
+	}
+	free(was);
+	return rc;
 }
 
 int hm_prefault(void *addr, size_t length, int flags)
@@ -506,7 +560,7 @@ int hmunmap(void *addr, size_t length)
 		errno = EINVAL;
 		return -1;
 	}
-	if (((length + 4095) & ~(size_t)4095) != ((r->length + 4095) & ~(size_t)4095)) {
+	if (length == 0 || ((length + r->ps - 1) & ~(r->ps - 1)) != r->span) {
 		hm__error(-EINVAL, "hmunmap: length %zu differs from the mapping's %zu (partial "
 				   "unmaps are not supported)",
 			  length, r->length);
