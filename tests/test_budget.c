@@ -1,0 +1,397 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The budget and the range calls: resident memory of all regions on a cache
+ * never exceeds the budget (checked both from the cache's own count and from
+ * the frames that really exist, the regions' memfd blocks); shrinking a cache
+ * evicts and keeps the data; hm_advise() advice; hm_prefault() and pins make
+ * ranges safe for system calls; in thread mode system calls on non-resident
+ * region memory work as on mmap memory.
+ *
+ * Mode-specific cases run in children (the fault mode is process-wide).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "core/internal.h"
+#include "hmmap.h"
+#include "harness.h"
+#include "testutil.h"
+
+static char path[512];
+
+/* Bytes of frames that exist in a region's memfd right now. */
+static uint64_t frames(struct hm_region *r)
+{
+	struct stat st;
+
+	return fstat(r->memfd, &st) ? 0 : (uint64_t)st.st_blocks * 512;
+}
+
+struct budget_run {
+	struct hm_cache *c;
+	struct hm_region *r[2];
+	uint64_t budget, slack;
+	_Atomic int stop;
+	_Atomic uint64_t worst_count, worst_frames, samples;
+};
+
+static void *toucher(void *arg)
+{
+	struct budget_run *b = ((void **)arg)[0];
+	int id = (int)(intptr_t)((void **)arg)[1];
+	uint64_t s = (uint64_t)id + 5;
+
+	for (int i = 0; i < 30000 && !atomic_load(&b->stop); i++) {
+		struct hm_region *r = b->r[tu_rnd(&s) & 1];
+		size_t len = hm_region_length(r);
+		size_t off = (tu_rnd(&s) % (len / 8)) * 8;
+		volatile uint64_t *w = (volatile uint64_t *)((char *)hm_region_addr(r) + off);
+		if (tu_rnd(&s) & 1)
+			*w = off;
+		else
+			(void)*w;
+	}
+	return NULL;
+}
+
+static void *sampler(void *arg)
+{
+	struct budget_run *b = arg;
+
+	while (!atomic_load(&b->stop)) {
+		struct hm_stats st;
+		if (hm_cache_stats(b->c, &st) == 0 && st.resident_bytes > atomic_load(&b->worst_count))
+			atomic_store(&b->worst_count, st.resident_bytes);
+		uint64_t f = frames(b->r[0]) + frames(b->r[1]);
+		if (f > atomic_load(&b->worst_frames))
+			atomic_store(&b->worst_frames, f);
+		atomic_fetch_add(&b->samples, 1);
+	}
+	return NULL;
+}
+
+static void test_budget_two_regions(void)
+{
+	struct budget_run b = { .budget = 2 << 20 };
+	struct hm_store *s[2];
+	pthread_t t[2], smp;
+	void *args[2][2];
+
+	CHECK(hm_cache_new(&b.c, b.budget, "clock") == 0);
+	/* One eviction batch of the largest page size mapped here (64 KiB). */
+	b.slack = (uint64_t)b.c->batch * 65536;
+	CHECK(hm_store_open(&s[0], "mem:32M", 0) == 0);
+	CHECK(hm_store_open(&s[1], path, 0) == 0);
+	CHECK(hm_region_map(&b.r[0], b.c, s[0], 0, 32 << 20, PROT_READ | PROT_WRITE, HM_CACHED,
+			    4096) == 0);
+	CHECK(hm_region_map(&b.r[1], b.c, s[1], 0, 16 << 20, PROT_READ | PROT_WRITE, HM_CACHED,
+			    65536) == 0);
+	CHECK(pthread_create(&smp, NULL, sampler, &b) == 0);
+	for (int i = 0; i < 2; i++) {
+		args[i][0] = &b;
+		args[i][1] = (void *)(intptr_t)i;
+		CHECK(pthread_create(&t[i], NULL, toucher, args[i]) == 0);
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	atomic_store(&b.stop, 1);
+	pthread_join(smp, NULL);
+	CHECK(atomic_load(&b.samples) > 0);
+	CHECKF(atomic_load(&b.worst_count) <= b.budget + b.slack,
+	       "the cache counted %llu resident bytes, budget %llu",
+	       (unsigned long long)b.worst_count, (unsigned long long)b.budget);
+	CHECKF(atomic_load(&b.worst_frames) <= b.budget + b.slack,
+	       "%llu bytes of frames existed, budget %llu", (unsigned long long)b.worst_frames,
+	       (unsigned long long)b.budget);
+	struct hm_stats st;
+	CHECK(hm_cache_stats(b.c, &st) == 0 && st.evictions > 0);
+	/* Data: every written word holds its offset. */
+	for (int k = 0; k < 2; k++) {
+		CHECK(hm_region_unmap(b.r[k]) == 0);
+		CHECK(hm_store_close(s[k]) == 0);
+	}
+	CHECK(hm_cache_free(b.c) == 0);
+}
+
+static void test_resize(void)
+{
+	struct hm_cache *c;
+	struct hm_store *s;
+	struct hm_region *r;
+	struct hm_stats st;
+	const size_t len = 16 << 20;
+	unsigned char *ref = tu_make_file(path, len, 77), *b;
+
+	CHECK(ref);
+	CHECK(hm_cache_new(&c, 8 << 20, "fifo") == 0);
+	CHECK(hm_store_open(&s, path, 0) == 0);
+	CHECK(hm_region_map(&r, c, s, 0, len, PROT_READ | PROT_WRITE, HM_CACHED, 4096) == 0);
+	b = hm_region_addr(r);
+	/* 8 MiB of dirty pages. */
+	for (size_t i = 0; i < (8u << 20); i += 4096) {
+		b[i + 1] = (unsigned char)(i >> 12);
+		ref[i + 1] = (unsigned char)(i >> 12);
+	}
+	CHECK(hm_cache_stats(c, &st) == 0 && st.resident_bytes > (4u << 20));
+	CHECKF(hm_cache_resize(c, 1 << 20) == 0, "%s", hm_errormsg());
+	CHECK(hm_cache_budget(c) == 1 << 20);
+	CHECK(hm_cache_stats(c, &st) == 0 && st.resident_bytes <= (1u << 20));
+	CHECK(st.budget_bytes == 1 << 20);
+	CHECK(frames(r) <= (1u << 20));
+	/* The evicted dirty pages reached the file. */
+	CHECK(tu_cmp_file(path, ref, 4 << 20) == -1 || hm_sync(b, len, MS_SYNC) == 0);
+	/* Everything reads back, through the smaller cache. */
+	CHECK(tu_cmp_mem(b, ref, len) == -1);
+	CHECK(hm_cache_stats(c, &st) == 0 && st.resident_bytes <= (1u << 20));
+	/* Grow back to the creation budget, not beyond. */
+	CHECK(hm_cache_resize(c, 8 << 20) == 0);
+	CHECK(hm_cache_resize(c, 16 << 20) == -EINVAL);
+	CHECK(hm_cache_budget(c) == 8 << 20);
+	CHECK(hm_region_unmap(r) == 0);
+	CHECK(tu_cmp_file(path, ref, len) == -1);
+	CHECK(hm_store_close(s) == 0);
+	CHECK(hm_cache_free(c) == 0);
+	free(ref);
+}
+
+static void test_advise(void)
+{
+	struct hm_cache *c;
+	struct hm_store *s;
+	struct hm_region *r;
+	struct hm_stats a, z;
+	const size_t len = 16 << 20;
+	unsigned char *ref = tu_make_file(path, len, 78), *b;
+
+	CHECK(ref);
+	CHECK(hm_cache_new(&c, 4 << 20, "clock") == 0);
+	CHECK(hm_store_open(&s, path, 0) == 0);
+	CHECK(hm_region_map(&r, c, s, 0, len, PROT_READ | PROT_WRITE, HM_CACHED, 4096) == 0);
+	b = hm_region_addr(r);
+
+	/* WILLNEED reads the range in now: touching it costs no miss. */
+	CHECK(hm_advise(b, 256 << 10, HM_ADV_WILLNEED) == 0);
+	CHECK(hm_region_stats(r, &a) == 0 && a.resident_bytes >= (256u << 10));
+	CHECK(tu_cmp_mem(b, ref, 256 << 10) == -1);
+	CHECK(hm_region_stats(r, &z) == 0 && z.misses == a.misses &&
+	      z.faults_missing == a.faults_missing);
+
+	/* DONTNEED writes back, then drops. */
+	memset(b, 0x5c, 64 << 10);
+	memset(ref, 0x5c, 64 << 10);
+	CHECK(hm_region_stats(r, &a) == 0);
+	CHECK(hm_advise(b, 256 << 10, HM_ADV_DONTNEED) == 0);
+	CHECK(hm_region_stats(r, &z) == 0);
+	CHECKF(z.writebacks - a.writebacks == 16, "%llu pages written back, want 16",
+	       (unsigned long long)(z.writebacks - a.writebacks));
+	CHECK(z.resident_bytes == 0 && z.dirty_pages == 0);
+	CHECK(tu_cmp_file(path, ref, 256 << 10) == -1);
+	CHECK(tu_cmp_mem(b, ref, 256 << 10) == -1);
+	CHECK(hm_region_stats(r, &a) == 0 && a.misses > z.misses);
+
+	/* RANDOM: no readahead; every page is its own miss. */
+	CHECK(hm_advise(b, len, HM_ADV_DONTNEED) == 0);
+	CHECK(hm_advise(b, len, HM_ADV_RANDOM) == 0);
+	CHECK(hm_region_stats(r, &a) == 0);
+	for (size_t i = 0; i < (1u << 20); i += 4096)
+		CHECK(b[i] == ref[i]);
+	CHECK(hm_region_stats(r, &z) == 0);
+	CHECK(z.readahead == a.readahead);
+	/*
+	 * Not == 256: DONTNEED skips a page the sampler holds BUSY at that
+	 * moment (reported), so a few pages may still be resident.
+	 */
+	CHECKF(z.misses - a.misses <= 256 && z.misses - a.misses >= 192, "%llu misses",
+	       (unsigned long long)(z.misses - a.misses));
+
+	/* SEQUENTIAL: a scan takes far fewer misses than pages. */
+	CHECK(hm_advise(b, len, HM_ADV_DONTNEED) == 0);
+	CHECK(hm_advise(b, len, HM_ADV_SEQUENTIAL) == 0);
+	CHECK(hm_region_stats(r, &a) == 0);
+	for (size_t i = 0; i < (2u << 20); i += 4096)
+		CHECK(b[i] == ref[i]);
+	CHECK(hm_region_stats(r, &z) == 0);
+	CHECKF(z.misses - a.misses <= 512 / 4, "%llu misses for 512 pages",
+	       (unsigned long long)(z.misses - a.misses));
+	CHECK(z.readahead > a.readahead);
+
+	/* NORMAL: a sequential stream still gets readahead. */
+	CHECK(hm_advise(b, len, HM_ADV_DONTNEED) == 0);
+	CHECK(hm_advise(b, len, HM_ADV_NORMAL) == 0);
+	CHECK(hm_region_stats(r, &a) == 0);
+	for (size_t i = 0; i < (2u << 20); i += 4096)
+		CHECK(b[i] == ref[i]);
+	CHECK(hm_region_stats(r, &z) == 0);
+	CHECK(z.readahead > a.readahead && z.misses - a.misses < 512);
+
+	CHECK(hm_region_unmap(r) == 0);
+	CHECK(hm_store_close(s) == 0);
+	CHECK(hm_cache_free(c) == 0);
+	free(ref);
+}
+
+/* ---- system calls on region memory (per fault mode) ---- */
+
+static int out_fd(void)
+{
+	char p[600];
+
+	tu_path(p, sizeof p, "out");
+	return open(p, O_RDWR | O_CREAT | O_TRUNC, 0644);
+}
+
+static void test_prefault_pin(void)
+{
+	const size_t len = 16 << 20;
+	unsigned char *ref = tu_make_file(path, len, 79);
+	unsigned char *p, *buf = malloc(256 << 10);
+	int fd = out_fd();
+	struct hm_stats st;
+
+	CHECK(ref && buf && fd >= 0);
+	p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED, path, 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_cache *c = hm_region_cache(hm_region_find(p));
+
+	/* Prefaulted: write(2) from the range works in every mode. */
+	CHECKF(hm_prefault(p, 256 << 10, 0) == 0, "%s", hm_errormsg());
+	CHECK(write(fd, p, 256 << 10) == 256 << 10);
+	CHECK(pread(fd, buf, 256 << 10, 0) == 256 << 10);
+	CHECK(!memcmp(buf, ref, 256 << 10));
+
+	/* Pinned: survives heavy eviction, and stays usable by system calls. */
+	CHECKF(hm_prefault(p + (1 << 20), 256 << 10, HM_PREFAULT_PIN) == 0, "%s", hm_errormsg());
+	CHECK(hm_cache_stats(c, &st) == 0 && st.pinned_pages == 64);
+	for (size_t i = 2 << 20; i < len; i += 4096)
+		CHECK(p[i] == ref[i]);
+	CHECK(hm_cache_stats(c, &st) == 0 && st.pinned_pages == 64 && st.evictions > 0);
+	CHECK(pwrite(fd, p + (1 << 20), 256 << 10, 0) == 256 << 10);
+	CHECK(pread(fd, buf, 256 << 10, 0) == 256 << 10);
+	CHECK(!memcmp(buf, ref + (1 << 20), 256 << 10));
+	/* read(2) into a pinned range, then it is written back like any write. */
+	tu_fill(buf, 256 << 10, 5);
+	CHECK(pwrite(fd, buf, 256 << 10, 0) == 256 << 10);
+	CHECK(pread(fd, p + (1 << 20), 256 << 10, 0) == 256 << 10);
+	memcpy(ref + (1 << 20), buf, 256 << 10);
+	CHECK(hm_unpin(p + (1 << 20), 256 << 10) == 0);
+	CHECK(hm_cache_stats(c, &st) == 0 && st.pinned_pages == 0);
+	CHECK(hmsync(p, len, MS_SYNC) == 0);
+	CHECK(tu_cmp_file(path, ref, len) == -1);
+
+	/* Pinning more than the budget: -ENOMEM, and the cache stays usable. */
+	CHECK(hm_prefault(p, 8 << 20, HM_PREFAULT_PIN) == -ENOMEM);
+	CHECK(*hm_errormsg());
+	CHECK(hm_cache_stats(c, &st) == 0);
+	CHECKF(st.pinned_pages == 0, "a failed pin left %llu pages pinned",
+	       (unsigned long long)st.pinned_pages);
+	/* Cumulative: 3 MiB pinned, 2 MiB more fails and undoes only its own pins. */
+	CHECK(hm_prefault(p, 3 << 20, HM_PREFAULT_PIN) == 0);
+	CHECK(hm_prefault(p + (3 << 20), 2 << 20, HM_PREFAULT_PIN) == -ENOMEM);
+	CHECK(hm_cache_stats(c, &st) == 0);
+	CHECKF(st.pinned_pages == 768, "%llu pages pinned, want 768",
+	       (unsigned long long)st.pinned_pages);
+	CHECK(hm_unpin(p, len) == 0);
+	CHECK(hm_cache_stats(c, &st) == 0 && st.pinned_pages == 0);
+	for (size_t i = 0; i < len; i += 64 << 10)
+		CHECK(p[i] == ref[i]);
+	CHECK(hmunmap(p, len) == 0);
+	close(fd);
+	free(buf);
+	free(ref);
+}
+
+/* Thread mode: system calls on non-resident region memory wait for the page. */
+static void test_syscalls_thread_mode(void)
+{
+	const size_t len = 16 << 20;
+	unsigned char *ref = tu_make_file(path, len, 80);
+	unsigned char *p, *buf = malloc(1 << 20);
+	int fd = out_fd();
+
+	CHECK(ref && buf && fd >= 0);
+	if (hm_fault_mode() != HM_FAULT_THREAD)
+		SKIP("not in thread mode");
+	p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED, path, 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	CHECK(write(fd, p + (5 << 20), 1 << 20) == 1 << 20);
+	CHECK(pread(fd, buf, 1 << 20, 0) == 1 << 20);
+	CHECK(!memcmp(buf, ref + (5 << 20), 1 << 20));
+	tu_fill(buf, 1 << 20, 6);
+	CHECK(pwrite(fd, buf, 1 << 20, 0) == 1 << 20);
+	CHECK(pread(fd, p + (9 << 20), 1 << 20, 0) == 1 << 20);
+	memcpy(ref + (9 << 20), buf, 1 << 20);
+	CHECK(!memcmp(p + (9 << 20), buf, 1 << 20));
+	CHECK(hmunmap(p, len) == 0);
+	CHECK(tu_cmp_file(path, ref, len) == -1);
+	close(fd);
+	free(buf);
+	free(ref);
+}
+
+/* Sigbus mode: without a prefault a system call fails with EFAULT (documented). */
+static void test_syscalls_sigbus_mode(void)
+{
+	const size_t len = 4 << 20;
+	unsigned char *ref = tu_make_file(path, len, 81);
+	unsigned char *p;
+	int fd = out_fd();
+
+	CHECK(ref && fd >= 0);
+	if (hm_fault_mode() != HM_FAULT_SIGBUS)
+		SKIP("not in sigbus mode");
+	p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED, path, 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	errno = 0;
+	CHECK(write(fd, p + (1 << 20), 65536) == -1 && errno == EFAULT);
+	CHECK(hm_prefault(p + (1 << 20), 65536, 0) == 0);
+	CHECK(write(fd, p + (1 << 20), 65536) == 65536);
+	CHECK(hmunmap(p, len) == 0);
+	close(fd);
+	free(ref);
+}
+
+static int mode_child(void *arg)
+{
+	RUN(test_prefault_pin);
+	RUN(test_syscalls_thread_mode);
+	RUN(test_syscalls_sigbus_mode);
+	return test_done();
+}
+
+static void test_thread_mode(void)
+{
+	const char *env[] = { "HMMAP_FAULT_MODE=thread", "HMMAP_CACHE_SIZE=4M", NULL };
+
+	TU_CHILD_RESULT(tu_child(env, mode_child, NULL));
+}
+
+static void test_sigbus_mode(void)
+{
+	const char *env[] = { "HMMAP_FAULT_MODE=sigbus", "HMMAP_CACHE_SIZE=4M", NULL };
+
+	TU_CHILD_RESULT(tu_child(env, mode_child, NULL));
+}
+
+int main(void)
+{
+	if (!tu_tmpdir())
+		return 1;
+	tu_path(path, sizeof path, "data");
+	unsigned char *ref = tu_make_file(path, 16 << 20, 1);
+	if (!ref)
+		return 1;
+	free(ref);
+	/* Children first: this process must not have started the engine. */
+	RUN(test_thread_mode);
+	RUN(test_sigbus_mode);
+	RUN(test_budget_two_regions);
+	RUN(test_resize);
+	RUN(test_advise);
+	tu_cleanup();
+	return test_done();
+}

@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kill -9 after a sync: a child maps a file through a cache much smaller
+ * than it, writes the first half, calls hmsync(MS_SYNC), tells the parent,
+ * and goes on writing the second half until the parent kills it with
+ * SIGKILL. Everything written before the sync must be in the file; every
+ * word of the second half holds its old value or one the child wrote (a
+ * write-back is a snapshot of whole words, never garbage). Once in each
+ * fault mode, and once with the child killing itself.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "hmmap.h"
+#include "harness.h"
+#include "testutil.h"
+
+#define FILE_LEN (8u << 20)
+#define HALF (FILE_LEN / 2)
+
+static char path[512];
+
+/* The value the child writes to word i in round k (never 0, never the seed). */
+static uint64_t val(uint64_t i, uint64_t k)
+{
+	return (i * 0x9E3779B97F4A7C15ull) ^ (k << 56) ^ 0x5555000000000000ull;
+}
+
+static int child_main(int wfd, bool self_kill)
+{
+	uint64_t *p = hmmap(NULL, FILE_LEN, PROT_READ | PROT_WRITE, HM_CACHED, path, 0);
+	uint64_t s = 7;
+	char c = 'S';
+
+	if ((void *)p == MAP_FAILED) {
+		fprintf(stderr, "hmmap: %s\n", hm_errormsg());
+		return 2;
+	}
+	/* The first half, round 1, then MS_SYNC. */
+	for (uint64_t i = 0; i < HALF / 8; i++)
+		p[i] = val(i, 1);
+	if (hmsync(p, FILE_LEN, MS_SYNC)) {
+		fprintf(stderr, "hmsync: %s\n", hm_errormsg());
+		return 3;
+	}
+	if (write(wfd, &c, 1) != 1)
+		return 4;
+	/* The second half, forever, with periodic asynchronous syncs. */
+	for (uint64_t k = 2;; k++) {
+		for (int j = 0; j < 2000; j++) {
+			uint64_t i = HALF / 8 + tu_rnd(&s) % (HALF / 8);
+			p[i] = val(i, k & 0x7f);
+		}
+		if (k % 4 == 0)
+			hmsync(p, FILE_LEN, MS_ASYNC);
+		if (k == 3 && write(wfd, "W", 1) != 1)
+			return 5;
+		if (self_kill && k == 8)
+			raise(SIGKILL);
+	}
+}
+
+struct crash_arg {
+	bool self_kill;
+};
+
+/*
+ * The grandchild does the work: tu_child's child is the process whose
+ * output is shown, and it kills the worker and checks the file.
+ */
+static int run_crash(void *arg)
+{
+	struct crash_arg *a = arg;
+	int pfd[2], st;
+	pid_t pid;
+	char c;
+
+	if (pipe(pfd))
+		return 1;
+	pid = fork();
+	if (pid < 0)
+		return 1;
+	if (pid == 0) {
+		close(pfd[0]);
+		_exit(child_main(pfd[1], a->self_kill));
+	}
+	close(pfd[1]);
+	if (read(pfd[0], &c, 1) != 1) {
+		waitpid(pid, &st, 0);
+		printf("the writer died before its sync: %s\n", tu_status_str(st));
+		return 1;
+	}
+	/* Kill it once it has written (and evicted) past the sync for a while. */
+	if (read(pfd[0], &c, 1) == 1 && !a->self_kill)
+		kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	close(pfd[0]);
+	if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL) {
+		printf("the writer ended with %s, not SIGKILL\n", tu_status_str(st));
+		return 1;
+	}
+	return 0;
+}
+
+static void check_file(const unsigned char *orig)
+{
+	uint64_t *buf = malloc(FILE_LEN);
+	const uint64_t *o = (const uint64_t *)orig;
+	int fd = open(path, O_RDONLY);
+
+	CHECK(buf && fd >= 0);
+	CHECK(tu_read_all(fd, buf, FILE_LEN, 0) == 0);
+	close(fd);
+	CHECK(tu_file_size(path) == FILE_LEN);
+	for (uint64_t i = 0; i < HALF / 8; i++)
+		CHECKF(buf[i] == val(i, 1), "synced word %llu lost: %#llx", (unsigned long long)i,
+		       (unsigned long long)buf[i]);
+	for (uint64_t i = HALF / 8; i < FILE_LEN / 8; i++) {
+		if (buf[i] == o[i])
+			continue;
+		CHECKF((buf[i] & ~(0x7full << 56)) == (val(i, 0) & ~(0x7full << 56)),
+		       "word %llu is neither old nor written: %#llx", (unsigned long long)i,
+		       (unsigned long long)buf[i]);
+	}
+	free(buf);
+}
+
+static void crash_case(const char *mode, bool self_kill)
+{
+	const char *env[] = { mode, "HMMAP_CACHE_SIZE=1M", NULL };
+	struct crash_arg a = { .self_kill = self_kill };
+	unsigned char *orig = tu_make_file(path, FILE_LEN, 3);
+	int st;
+
+	CHECK(orig);
+	st = tu_child(env, run_crash, &a);
+	if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+		free(orig);
+		CHECKF(0, "child: %s", tu_status_str(st));
+	}
+	check_file(orig);
+	free(orig);
+}
+
+static void test_kill_thread_mode(void)
+{
+	crash_case("HMMAP_FAULT_MODE=thread", false);
+}
+
+static void test_kill_sigbus_mode(void)
+{
+	crash_case("HMMAP_FAULT_MODE=sigbus", false);
+}
+
+static void test_self_kill(void)
+{
+	crash_case("HMMAP_FAULT_MODE=auto", true);
+}
+
+int main(void)
+{
+	if (!tu_tmpdir())
+		return 1;
+	tu_path(path, sizeof path, "data");
+	RUN(test_kill_thread_mode);
+	RUN(test_kill_sigbus_mode);
+	RUN(test_self_kill);
+	tu_cleanup();
+	return test_done();
+}

@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Every bad-argument path: the documented error, errno for the mmap-shaped
+ * calls, a non-empty hm_errormsg(), and nothing changed (no descriptor
+ * leaked, an existing mapping still usable, nothing written).
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "hmmap.h"
+#include "harness.h"
+#include "testutil.h"
+
+static char path[512];
+
+#define EXPECT_MAP_FAILED(call, err)                                                     \
+	do {                                                                             \
+		errno = 0;                                                               \
+		void *p_ = (call);                                                       \
+		CHECKF(p_ == MAP_FAILED, "%s succeeded", #call);                         \
+		CHECKF(errno == (err), "%s: errno %d, want %d", #call, errno, (err));    \
+		CHECKF(*hm_errormsg(), "%s: no message", #call);                         \
+	} while (0)
+
+#define EXPECT_RC(call, err)                                                             \
+	do {                                                                             \
+		int rc_ = (call);                                                        \
+		CHECKF(rc_ == (err), "%s = %d, want %d (%s)", #call, rc_, (err),         \
+		       hm_errormsg());                                                   \
+		CHECKF(*hm_errormsg(), "%s: no message", #call);                         \
+	} while (0)
+
+#define EXPECT_M1(call, err)                                                             \
+	do {                                                                             \
+		errno = 0;                                                               \
+		int rc_ = (call);                                                        \
+		CHECKF(rc_ == -1 && errno == (err), "%s = %d errno %d, want -1/%d (%s)", \
+		       #call, rc_, errno, (err), hm_errormsg());                         \
+		CHECKF(*hm_errormsg(), "%s: no message", #call);                         \
+	} while (0)
+
+static void test_hmmap_args(void)
+{
+	const int rw = PROT_READ | PROT_WRITE;
+	int fds = tu_count_fds();
+	char missing[600];
+
+	snprintf(missing, sizeof missing, "%s/does-not-exist", tu_tmpdir());
+	EXPECT_MAP_FAILED(hmmap(NULL, 0, rw, HM_CACHED, path, 0), EINVAL);
+	EXPECT_MAP_FAILED(hmmap((void *)0x10001, 4096, rw, HM_CACHED, path, 0), EINVAL);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_CACHED, path, 100), EINVAL);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_CACHED, path, 2048), EINVAL);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_CACHED, path, -4096), EINVAL);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, 0, path, 0), EINVAL);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, 0x100, path, 0), EINVAL);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_CACHED | 0x100, path, 0), EINVAL);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_DIRECT, path, 0), ENOTSUP);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_HYBRID, path, 0), ENOTSUP);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_CACHED | HM_DIRECT, path, 0), ENOTSUP);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, 0, HM_CACHED, path, 0), EINVAL);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, PROT_WRITE, HM_CACHED, path, 0), EINVAL);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, PROT_READ | 0x100, HM_CACHED, path, 0), EINVAL);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_CACHED, NULL, 0), EINVAL);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_CACHED, "", 0), EINVAL);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_CACHED, "bogus:x", 0), EINVAL);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_CACHED, missing, 0), ENOENT);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_CACHED, "mem:0", 0), EINVAL);
+	/* Writable and past the end of a store that cannot grow. */
+	EXPECT_MAP_FAILED(hmmap(NULL, 2 << 20, rw, HM_CACHED, "mem:1M", 0), EINVAL);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_CACHED, "mem:1M", 1 << 20), EINVAL);
+	EXPECT_MAP_FAILED(hmmap(NULL, SIZE_MAX - 4095, rw, HM_CACHED, path, 0), EOVERFLOW);
+	/* Nothing was left open by the failures (stores, memfds). */
+	CHECKF(tu_count_fds() == fds, "fds %d, were %d", tu_count_fds(), fds);
+}
+
+static void test_cache_args(void)
+{
+	struct hm_cache *c = (struct hm_cache *)1;
+
+	EXPECT_RC(hm_cache_new(NULL, 1 << 20, NULL), -EINVAL);
+	EXPECT_RC(hm_cache_new(&c, 0, NULL), -EINVAL);
+	CHECK(c == NULL);
+	EXPECT_RC(hm_cache_new(&c, 4095, NULL), -EINVAL);
+	EXPECT_RC(hm_cache_new(&c, 1 << 20, "nosuch"), -ENOENT);
+	EXPECT_RC(hm_cache_new(&c, 1 << 20, "opt"), -EINVAL); /* replay only */
+	EXPECT_RC(hm_cache_new(&c, 1 << 20, "clock:bogus=1"), -EINVAL);
+	EXPECT_RC(hm_cache_free(NULL), -EINVAL);
+	EXPECT_RC(hm_cache_resize(NULL, 4096), -EINVAL);
+	CHECK(hm_cache_new(&c, 1 << 20, NULL) == 0);
+	EXPECT_RC(hm_cache_resize(c, 0), -EINVAL);
+	EXPECT_RC(hm_cache_resize(c, 4095), -EINVAL);
+	EXPECT_RC(hm_cache_resize(c, 2 << 20), -EINVAL);
+	CHECK(hm_cache_budget(c) == 1 << 20);
+	EXPECT_RC(hm_cache_stats(c, NULL), -EINVAL);
+	EXPECT_RC(hm_cache_stats(NULL, NULL), -EINVAL);
+	EXPECT_RC(hm_cache_default(NULL), -EINVAL);
+	CHECK(hm_cache_free(c) == 0);
+}
+
+static void test_region_args(void)
+{
+	struct hm_cache *c, *small;
+	struct hm_store *s;
+	struct hm_region *r = (struct hm_region *)1;
+	const int rw = PROT_READ | PROT_WRITE;
+	int fds;
+
+	CHECK(hm_cache_new(&c, 1 << 20, NULL) == 0);
+	CHECK(hm_cache_new(&small, 32 << 10, NULL) == 0);
+	CHECK(hm_store_open(&s, path, 0) == 0);
+	fds = tu_count_fds();
+	EXPECT_RC(hm_region_map(NULL, c, s, 0, 4096, rw, HM_CACHED, 0), -EINVAL);
+	EXPECT_RC(hm_region_map(&r, NULL, s, 0, 4096, rw, HM_CACHED, 0), -EINVAL);
+	CHECK(r == NULL);
+	EXPECT_RC(hm_region_map(&r, c, NULL, 0, 4096, rw, HM_CACHED, 0), -EINVAL);
+	EXPECT_RC(hm_region_map(&r, c, s, 0, 0, rw, HM_CACHED, 0), -EINVAL);
+	EXPECT_RC(hm_region_map(&r, c, s, 0, 4096, rw, 0, 0), -EINVAL);
+	EXPECT_RC(hm_region_map(&r, c, s, 0, 4096, rw, 0x80, 0), -EINVAL);
+	EXPECT_RC(hm_region_map(&r, c, s, 0, 4096, rw, HM_DIRECT, 0), -ENOTSUP);
+	EXPECT_RC(hm_region_map(&r, c, s, 0, 4096, 0, HM_CACHED, 0), -EINVAL);
+	/* Page sizes: powers of two from 4K to 2M only. */
+	static const size_t bad_ps[] = { 1, 512, 2048, 3000, 4097, 12288, 65535, 4u << 20,
+					 1u << 30 };
+	for (size_t i = 0; i < sizeof bad_ps / sizeof bad_ps[0]; i++)
+		EXPECT_RC(hm_region_map(&r, c, s, 0, 1 << 20, rw, HM_CACHED, bad_ps[i]), -EINVAL);
+	EXPECT_RC(hm_region_map(&r, c, s, 4096, 1 << 20, rw, HM_CACHED, 65536), -EINVAL);
+	EXPECT_RC(hm_region_map(&r, c, s, 100, 4096, rw, HM_CACHED, 4096), -EINVAL);
+	/* A budget smaller than one page. */
+	EXPECT_RC(hm_region_map(&r, small, s, 0, 1 << 20, rw, HM_CACHED, 65536), -EINVAL);
+	EXPECT_RC(hm_region_map(&r, small, s, 0, 1 << 20, rw, HM_CACHED, 2 << 20), -EINVAL);
+	CHECK(tu_count_fds() == fds);
+	/* Neither the cache nor the store thinks it is in use. */
+	CHECK(hm_store_close(s) == 0);
+	CHECK(hm_cache_free(small) == 0);
+	CHECK(hm_cache_free(c) == 0);
+	EXPECT_RC(hm_region_unmap(NULL), -EINVAL);
+	struct hm_stats st;
+	EXPECT_RC(hm_region_stats(NULL, &st), -EINVAL);
+	CHECK(hm_region_find(NULL) == NULL);
+	CHECK(hm_region_addr(NULL) == NULL && hm_region_length(NULL) == 0);
+}
+
+static void test_unmap_args(void)
+{
+	unsigned char *p = hmmap(NULL, 64 << 10, PROT_READ | PROT_WRITE, HM_CACHED, path, 0);
+	unsigned char stack[8192];
+
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	p[0] = 0x42;
+	EXPECT_M1(hmunmap(p + 4096, 60 << 10), EINVAL);
+	EXPECT_M1(hmunmap(p + 1, 64 << 10), EINVAL);
+	EXPECT_M1(hmunmap(p, 32 << 10), EINVAL);
+	EXPECT_M1(hmunmap(p, 128 << 10), EINVAL);
+	EXPECT_M1(hmunmap(p, 0), EINVAL);
+	EXPECT_M1(hmunmap(NULL, 4096), EINVAL);
+	EXPECT_M1(hmunmap(stack, 4096), EINVAL);
+	/* The mapping survived every refusal, with its data. */
+	CHECK(hm_region_find(p) != NULL);
+	CHECK(p[0] == 0x42);
+	p[4096] = 0x43;
+	CHECK(hmsync(p, 64 << 10, MS_SYNC) == 0);
+	CHECK(hmunmap(p, 64 << 10) == 0);
+	CHECK(hm_region_find(p) == NULL);
+	EXPECT_M1(hmunmap(p, 64 << 10), EINVAL); /* twice */
+}
+
+static void test_sync_args(void)
+{
+	unsigned char *p = hmmap(NULL, 64 << 10, PROT_READ | PROT_WRITE, HM_CACHED, path, 0);
+	unsigned char before[8192], after[8192];
+	void *anon = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int fd = open(path, O_RDONLY);
+
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	CHECK(anon != MAP_FAILED && fd >= 0);
+	CHECK(tu_read_all(fd, before, sizeof before, 0) == 0);
+	p[0] ^= 0xff;
+	EXPECT_M1(hmsync(anon, 8192, MS_SYNC), ENOMEM);
+	EXPECT_M1(hmsync(p + 1, 4096, MS_SYNC), EINVAL);
+	EXPECT_M1(hmsync(p, 4096, 0x100), EINVAL);
+	EXPECT_M1(hmsync(p, 4096, MS_SYNC | MS_ASYNC), EINVAL);
+	/* Partly outside any region: refused before anything is written. */
+	EXPECT_M1(hmsync(p, (64 << 10) + 4096, MS_SYNC), ENOMEM);
+	EXPECT_M1(hmsync(p - 4096, 8192, MS_SYNC), ENOMEM);
+	CHECK(tu_read_all(fd, after, sizeof after, 0) == 0);
+	CHECK(!memcmp(before, after, sizeof before));
+	/* The negative hm_* forms. */
+	EXPECT_RC(hm_sync(anon, 8192, MS_SYNC), -ENOMEM);
+	EXPECT_RC(hm_advise(anon, 8192, HM_ADV_DONTNEED), -ENOMEM);
+	EXPECT_RC(hm_advise(p, 4096, 0), -EINVAL);
+	EXPECT_RC(hm_advise(p, 4096, 99), -EINVAL);
+	EXPECT_RC(hm_advise(p + 8, 4096, HM_ADV_WILLNEED), -EINVAL);
+	EXPECT_RC(hm_prefault(p, 4096, 0x80), -EINVAL);
+	EXPECT_RC(hm_prefault(p, 0, 0), -EINVAL);
+	EXPECT_RC(hm_prefault(anon, 4096, 0), -ENOMEM);
+	EXPECT_RC(hm_unpin(anon, 4096), -ENOMEM);
+	CHECK(tu_read_all(fd, after, sizeof after, 0) == 0);
+	CHECK(!memcmp(before, after, sizeof before));
+	/* A sync of length 0 is a no-op, as for msync. */
+	CHECK(hmsync(p, 0, MS_SYNC) == 0);
+	CHECK(hmsync(p, 64 << 10, MS_SYNC) == 0);
+	CHECK(tu_read_all(fd, after, sizeof after, 0) == 0);
+	CHECK(after[0] == (unsigned char)(before[0] ^ 0xff));
+	CHECK(hmunmap(p, 64 << 10) == 0);
+	/* After unmap the range is not mapped. */
+	EXPECT_M1(hmsync(p, 4096, MS_SYNC), ENOMEM);
+	munmap(anon, 8192);
+	close(fd);
+}
+
+static int null_features_child(void *arg)
+{
+	int rc = hm_features(NULL);
+
+	if (rc != -EINVAL) {
+		printf("hm_features(NULL) = %d, want -EINVAL\n", rc);
+		return 1;
+	}
+	return 0;
+}
+
+static void test_null_features(void)
+{
+	uint64_t f = 0;
+
+	CHECK(hm_features(&f) == 0);
+	CHECK(f & HM_FEAT_MINOR_SHMEM);
+	CHECK(hm_fault_mode() == HM_FAULT_THREAD || hm_fault_mode() == HM_FAULT_SIGBUS);
+	/* In a child: a NULL dereference must not take the other cases down. */
+	int st = tu_child(NULL, null_features_child, NULL);
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "hm_features(NULL): child %s",
+	       tu_status_str(st));
+}
+
+/* The hm_* calls return -errno and leave errno alone (hmmap.h). */
+static void test_errno_untouched(void)
+{
+	struct hm_store *s;
+	struct hm_cache *c;
+
+	errno = 12345;
+	CHECK(hm_store_open(&s, "/nonexistent-hmmap/x", 0) == -ENOENT);
+	CHECKF(errno == 12345, "hm_store_open set errno to %d", errno);
+	CHECK(hm_cache_new(&c, 0, NULL) == -EINVAL);
+	CHECKF(errno == 12345, "hm_cache_new set errno to %d", errno);
+}
+
+int main(void)
+{
+	if (!tu_tmpdir())
+		return 1;
+	tu_path(path, sizeof path, "data");
+	unsigned char *ref = tu_make_file(path, 1 << 20, 9);
+	if (!ref)
+		return 1;
+	free(ref);
+	RUN(test_hmmap_args);
+	RUN(test_cache_args);
+	RUN(test_region_args);
+	RUN(test_unmap_args);
+	RUN(test_sync_args);
+	RUN(test_errno_untouched);
+	RUN(test_null_features);
+	tu_cleanup();
+	return test_done();
+}

@@ -1,0 +1,315 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Helpers shared by the core tests: a scratch directory, pattern files with a
+ * reference copy, a deterministic generator, child processes whose output is
+ * shown indented under the parent's case, and the process's resident size.
+ *
+ * The fault mode and the HMMAP_* options are read once per process, so
+ * every variant that needs its own options runs in a child forked from a
+ * parent that has not touched the library yet; the child sets its
+ * environment before its first hm_* call.
+ *
+ * Include after harness.h.
+ */
+#ifndef HMMAP_TEST_UTIL_H
+#define HMMAP_TEST_UTIL_H
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char tu_dir[256];
+
+/* Creates the scratch directory (once); returns its path or NULL. */
+static inline const char *tu_tmpdir(void)
+{
+	if (!tu_dir[0]) {
+		snprintf(tu_dir, sizeof tu_dir, "/tmp/hmmap-test-XXXXXX");
+		if (!mkdtemp(tu_dir)) {
+			tu_dir[0] = 0;
+			return NULL;
+		}
+	}
+	return tu_dir;
+}
+
+/* Removes the scratch directory and the files in it (no subdirectories). */
+static inline void tu_cleanup(void)
+{
+	DIR *d;
+	struct dirent *e;
+	char p[512];
+
+	if (!tu_dir[0])
+		return;
+	d = opendir(tu_dir);
+	if (d) {
+		while ((e = readdir(d))) {
+			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+				continue;
+			snprintf(p, sizeof p, "%s/%s", tu_dir, e->d_name);
+			unlink(p);
+		}
+		closedir(d);
+	}
+	rmdir(tu_dir);
+	tu_dir[0] = 0;
+}
+
+static inline void tu_path(char *buf, size_t n, const char *name)
+{
+	snprintf(buf, n, "%s/%s", tu_tmpdir(), name);
+}
+
+/* xorshift64*: deterministic and cheap. */
+static inline uint64_t tu_rnd(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 2685821657736338717ull;
+}
+
+static inline void tu_fill(void *buf, size_t len, uint64_t seed)
+{
+	uint64_t s = seed | 1, *w = buf;
+	size_t i;
+
+	for (i = 0; i < len / 8; i++)
+		w[i] = tu_rnd(&s);
+	for (i = len & ~(size_t)7; i < len; i++)
+		((unsigned char *)buf)[i] = (unsigned char)tu_rnd(&s);
+}
+
+static inline int tu_write_all(int fd, const void *buf, size_t len, off_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pwrite(fd, (const char *)buf + done, len - done, off + (off_t)done);
+		if (n <= 0)
+			return -1;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static inline int tu_read_all(int fd, void *buf, size_t len, off_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, (char *)buf + done, len - done, off + (off_t)done);
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (int)(done == len ? 0 : -1);
+}
+
+/*
+ * Creates `path` with `len` pseudo-random bytes from `seed`; returns a
+ * malloc'd reference copy (or NULL).
+ */
+static inline unsigned char *tu_make_file(const char *path, size_t len, uint64_t seed)
+{
+	unsigned char *ref = malloc(len ? len : 1);
+	int fd;
+
+	if (!ref)
+		return NULL;
+	tu_fill(ref, len, seed);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || tu_write_all(fd, ref, len, 0) || fsync(fd)) {
+		if (fd >= 0)
+			close(fd);
+		free(ref);
+		return NULL;
+	}
+	close(fd);
+	return ref;
+}
+
+/* Compares `path` with ref[0..len); returns the first differing offset or -1. */
+static inline long long tu_cmp_file(const char *path, const unsigned char *ref, size_t len)
+{
+	unsigned char *buf = malloc(len ? len : 1);
+	long long bad = -1;
+	int fd = open(path, O_RDONLY);
+
+	if (!buf || fd < 0 || tu_read_all(fd, buf, len, 0)) {
+		bad = -2;
+		goto out;
+	}
+	for (size_t i = 0; i < len; i++) {
+		if (buf[i] != ref[i]) {
+			bad = (long long)i;
+			break;
+		}
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return bad;
+}
+
+static inline long long tu_cmp_mem(const unsigned char *a, const unsigned char *b, size_t len)
+{
+	if (!memcmp(a, b, len))
+		return -1;
+	for (size_t i = 0; i < len; i++)
+		if (a[i] != b[i])
+			return (long long)i;
+	return -1;
+}
+
+static inline off_t tu_file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) ? -1 : st.st_size;
+}
+
+/* Resident set size of this process in bytes, from /proc/self/statm. */
+static inline uint64_t tu_rss(void)
+{
+	unsigned long size = 0, res = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "%lu %lu", &size, &res) != 2)
+		res = 0;
+	fclose(f);
+	return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static inline int tu_count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static inline const char *tu_sanitizer(void)
+{
+	const char *s = getenv("HMMAP_TEST_SANITIZER");
+
+	return s && *s ? s : NULL;
+}
+
+/*
+ * Runs fn(arg) in a forked child whose stdout and stderr are shown indented
+ * ("    | ") after it ends. `env` is a NULL-terminated list of "NAME=value"
+ * strings (a value-less "NAME" unsets it) applied in the child before fn.
+ * The child exits with fn's return value. Returns the wait status, or -1.
+ */
+static inline int tu_child(const char *const *env, int (*fn)(void *), void *arg)
+{
+	int pfd[2], status = -1;
+	pid_t pid;
+
+	fflush(stdout);
+	fflush(stderr);
+	if (pipe(pfd))
+		return -1;
+	pid = fork();
+	if (pid < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(pfd[0]);
+		dup2(pfd[1], 1);
+		dup2(pfd[1], 2);
+		close(pfd[1]);
+		for (const char *const *e = env; e && *e; e++) {
+			char name[128];
+			const char *eq = strchr(*e, '=');
+			size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
+			if (n >= sizeof name)
+				_exit(126);
+			memcpy(name, *e, n);
+			name[n] = 0;
+			if (eq)
+				setenv(name, eq + 1, 1);
+			else
+				unsetenv(name);
+		}
+		/* The child's harness counts its own cases (harness.h comes first). */
+		t_passed = t_failed = t_skipped = 0;
+		int rc = fn(arg);
+		fflush(stdout);
+		fflush(stderr);
+		_exit(rc);
+	}
+	close(pfd[1]);
+	{
+		FILE *f = fdopen(pfd[0], "r");
+		char line[1024];
+		while (f && fgets(line, sizeof line, f))
+			printf("    | %s", line[0] ? line : "\n"), fflush(stdout);
+		if (f)
+			fclose(f);
+		else
+			close(pfd[0]);
+	}
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	fflush(stdout);
+	return status;
+}
+
+/* A readable description of a wait status, for failure messages. */
+static inline const char *tu_status_str(int st)
+{
+	static char buf[64];
+
+	if (st == -1)
+		snprintf(buf, sizeof buf, "fork failed");
+	else if (WIFEXITED(st))
+		snprintf(buf, sizeof buf, "exit %d", WEXITSTATUS(st));
+	else if (WIFSIGNALED(st))
+		snprintf(buf, sizeof buf, "killed by signal %d (%s)", WTERMSIG(st),
+			 strsignal(WTERMSIG(st)));
+	else
+		snprintf(buf, sizeof buf, "status %#x", st);
+	return buf;
+}
+
+/*
+ * For a parent case that ran a child harness: passes if it exited 0, skips
+ * if it exited 77, fails otherwise. Used as TU_CHILD_RESULT(status).
+ */
+#define TU_CHILD_RESULT(st)                                                              \
+	do {                                                                             \
+		int tu_st_ = (st);                                                       \
+		if (WIFEXITED(tu_st_) && WEXITSTATUS(tu_st_) == 77)                      \
+			SKIP("every case in the child was skipped");                     \
+		CHECKF(WIFEXITED(tu_st_) && WEXITSTATUS(tu_st_) == 0, "child: %s",       \
+		       tu_status_str(tu_st_));                                           \
+	} while (0)
+
+#endif
