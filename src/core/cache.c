@@ -698,7 +698,11 @@ int hm_cache_new(struct hm_cache **out, size_t budget, const char *policy)
 	if (ops->flags & HM_POLICY_REPLAY_ONLY)
 		return hm__error(-EINVAL, "policy '%s' needs the future and works only in replay",
 				 ops->name);
-	c = calloc(1, sizeof *c);
+	/* Aligned for the counter shards, one cache line each. */
+	if (posix_memalign((void **)&c, 64, sizeof *c))
+		c = NULL;
+	else
+		memset(c, 0, sizeof *c);
 	if (!c)
 		return hm__error(-ENOMEM, "out of memory");
 	c->budget = c->max_budget = budget;
@@ -845,35 +849,12 @@ int hm_cache_default(struct hm_cache **out)
 	return rc;
 }
 
-static void fill_stats(const struct hm_counters *k, struct hm_stats *s)
-{
-	s->faults_missing = atomic_load(&k->faults_missing);
-	s->faults_minor = atomic_load(&k->faults_minor);
-	s->faults_wp = atomic_load(&k->faults_wp);
-	s->hits = atomic_load(&k->hits);
-	s->misses = atomic_load(&k->misses);
-	s->readahead = atomic_load(&k->readahead);
-	s->evictions = atomic_load(&k->evictions);
-	s->writebacks = atomic_load(&k->writebacks);
-	s->writeback_errors = atomic_load(&k->writeback_errors);
-	s->read_errors = atomic_load(&k->read_errors);
-	s->bytes_read = atomic_load(&k->bytes_read);
-	s->bytes_written = atomic_load(&k->bytes_written);
-	s->fault_ns_total = atomic_load(&k->fault_ns);
-}
-
-void hm__stats_fill(const struct hm_counters *k, struct hm_stats *s);
-void hm__stats_fill(const struct hm_counters *k, struct hm_stats *s)
-{
-	fill_stats(k, s);
-}
-
 int hm_cache_stats(const struct hm_cache *c, struct hm_stats *s)
 {
 	if (!c || !s)
 		return hm__error(-EINVAL, "hm_cache_stats: NULL argument");
 	memset(s, 0, sizeof *s);
-	fill_stats(&c->ctr, s);
+	hm__stats_fill(&c->ctr, s);
 	pthread_mutex_lock((pthread_mutex_t *)&c->lock);
 	s->resident_bytes = c->resident;
 	s->pinned_pages = c->pinned;

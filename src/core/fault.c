@@ -171,8 +171,8 @@ static int load(struct hm_region *r, uint64_t idx, uint32_t n, bool marker)
 	hm__count(&c->ctr, readahead, n - !marker);
 	hm__count(&r->ctr, bytes_read, len);
 	hm__count(&c->ctr, bytes_read, len);
-	hm__count(&r->ctr, fault_ns, dt);
-	hm__count(&c->ctr, fault_ns, dt);
+	hm__count(&r->ctr, fault_ns_total, dt);
+	hm__count(&c->ctr, fault_ns_total, dt);
 	return 0;
 }
 

@@ -58,14 +58,46 @@ struct hm_page {
 #define HM_CHUNK_SHIFT 12
 #define HM_CHUNK_PAGES (1u << HM_CHUNK_SHIFT)
 
-/* Counters kept per region and per cache (relaxed atomics). */
+/*
+ * Counters, declared once. Each region and cache keeps them in shards, one
+ * cache line each, and a thread always adds to its own shard: two threads
+ * faulting at once never bounce a counter's line between CPUs. A reader
+ * sums the shards. The shard also holds the region's reference count.
+ */
+#define HM_COUNTERS(X)                                                                  \
+	X(faults_missing) X(faults_minor) X(faults_wp) X(hits) X(misses) X(readahead)   \
+	X(evictions) X(writebacks) X(writeback_errors) X(read_errors) X(bytes_read)     \
+	X(bytes_written) X(fault_ns_total)
+
+#define HM_SHARDS 8
+
+struct hm_ctr_shard {
+#define HM_X(name) _Atomic uint64_t name;
+	HM_COUNTERS(HM_X)
+#undef HM_X
+	_Atomic int64_t refs; /* regions: faults and prefetches in flight */
+} __attribute__((aligned(64)));
+
 struct hm_counters {
-	_Atomic uint64_t faults_missing, faults_minor, faults_wp, hits, misses, readahead,
-		evictions, writebacks, writeback_errors, read_errors, bytes_read, bytes_written,
-		fault_ns;
+	struct hm_ctr_shard s[HM_SHARDS];
 };
 
-#define hm__count(c, field, n) atomic_fetch_add_explicit(&(c)->field, (n), memory_order_relaxed)
+extern __thread unsigned hm__shard_tls;
+unsigned hm__shard_assign(void);
+
+/* The calling thread's shard. */
+static inline unsigned hm__shard(void)
+{
+	unsigned s = hm__shard_tls;
+
+	return s ? s - 1 : hm__shard_assign();
+}
+
+#define hm__count(c, field, n)                                                          \
+	atomic_fetch_add_explicit(&(c)->s[hm__shard()].field, (n), memory_order_relaxed)
+
+/* Sums the shards into the counter fields of *s. */
+void hm__stats_fill(const struct hm_counters *k, struct hm_stats *s);
 
 struct hm_store {
 	const struct hm_store_ops *ops;
@@ -135,7 +167,6 @@ struct hm_region {
 	_Atomic uint32_t ra_gen; /* bumped to cancel queued readahead */
 	_Atomic int advice;
 
-	_Atomic int refs;       /* faults in flight on this region */
 	_Atomic uint32_t evicting; /* pages of this region being evicted */
 	_Atomic uint64_t resident_pages;
 	_Atomic uint64_t pinned_pages;
@@ -197,6 +228,8 @@ void hm__cache_unpin(struct hm_cache *c, struct hm_region *r, uint64_t idx);
 /* The region containing addr with a reference held, or NULL. */
 struct hm_region *hm__region_get(uintptr_t addr);
 void hm__region_put(struct hm_region *r);
+/* Takes one more reference on a region the caller holds (a queued prefetch). */
+void hm__region_hold(struct hm_region *r);
 
 /* ---- faults (src/core/fault.c) ---- */
 #define HM_FAULT_F_WRITE 0x1

@@ -82,6 +82,27 @@ void hm__page_wait(struct hm_page *p, uint32_t seen)
 	syscall(SYS_futex, &p->st, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
 }
 
+__thread unsigned hm__shard_tls;
+
+unsigned hm__shard_assign(void)
+{
+	static _Atomic unsigned next;
+	unsigned s = atomic_fetch_add(&next, 1) % HM_SHARDS;
+
+	hm__shard_tls = s + 1;
+	return s;
+}
+
+void hm__stats_fill(const struct hm_counters *k, struct hm_stats *s)
+{
+#define HM_X(name)                                                                    \
+	s->name = 0;                                                                  \
+	for (int i = 0; i < HM_SHARDS; i++)                                           \
+		s->name += atomic_load_explicit(&k->s[i].name, memory_order_relaxed);
+	HM_COUNTERS(HM_X)
+#undef HM_X
+}
+
 uint64_t hm__now_ns(void)
 {
 	struct timespec ts;

@@ -64,7 +64,7 @@ void hm__prefetch_queue(struct hm_region *r, uint64_t idx, uint32_t n)
 	}
 	if (pf.count < QUEUE && !r->dying) {
 		uint32_t tail = (pf.head + pf.count) % QUEUE;
-		atomic_fetch_add(&r->refs, 1);
+		hm__region_hold(r);
 		pf.q[tail].r = r;
 		pf.q[tail].idx = idx;
 		pf.q[tail].n = n;

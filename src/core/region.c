@@ -18,7 +18,6 @@
 
 #include "core/internal.h"
 
-void hm__stats_fill(const struct hm_counters *k, struct hm_stats *s);
 
 /* All regions, sorted by base address. */
 static pthread_rwlock_t table_lock = PTHREAD_RWLOCK_INITIALIZER;
@@ -58,14 +57,37 @@ struct hm_region *hm__region_get(uintptr_t addr)
 	pthread_rwlock_rdlock(&table_lock);
 	r = table_find(addr);
 	if (r)
-		atomic_fetch_add(&r->refs, 1);
+		hm__region_hold(r);
 	pthread_rwlock_unlock(&table_lock);
 	return r;
 }
 
+void hm__region_hold(struct hm_region *r)
+{
+	atomic_fetch_add_explicit(&r->ctr.s[hm__shard()].refs, 1, memory_order_acq_rel);
+}
+
 void hm__region_put(struct hm_region *r)
 {
-	atomic_fetch_sub(&r->refs, 1);
+	atomic_fetch_sub_explicit(&r->ctr.s[hm__shard()].refs, 1, memory_order_acq_rel);
+}
+
+/*
+ * References are spread over the shards (a prefetch may take one on one
+ * shard and drop it on another), so only the sum means anything. After the
+ * region left the table, new references come only from holders of one, so
+ * a sum of zero, seen twice, means none is left.
+ */
+static bool region_idle(struct hm_region *r)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		int64_t sum = 0;
+		for (int i = 0; i < HM_SHARDS; i++)
+			sum += atomic_load(&r->ctr.s[i].refs);
+		if (sum)
+			return false;
+	}
+	return true;
 }
 
 struct hm_region *hm_region_find(const void *addr)
@@ -184,7 +206,11 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 		return hm__error(-ENOTSUP, "this kernel cannot write-protect shmem through "
 					   "userfaultfd (Linux 5.19 or later); writable regions need it");
 
-	r = calloc(1, sizeof *r);
+	/* Aligned for the counter shards, one cache line each. */
+	if (posix_memalign((void **)&r, 64, sizeof *r))
+		r = NULL;
+	else
+		memset(r, 0, sizeof *r);
 	if (!r)
 		return hm__error(-ENOMEM, "out of memory");
 	r->memfd = -1;
@@ -255,7 +281,7 @@ int hm_region_unmap(struct hm_region *r)
 	if (rc)
 		return rc;
 	table_remove(r);
-	while (atomic_load(&r->refs))
+	while (!region_idle(r))
 		sched_yield();
 	/* Anything written between the first sync and the removal. */
 	rc = hm__region_sync(r, 0, r->npages, true);
