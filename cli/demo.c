@@ -420,18 +420,27 @@ int hm_cli_demo(int argc, char **argv)
 	drop_kernel_cache(path);
 	uint64_t file_bad = verify_file(path, pages, written);
 
-	/* ---- kernel mmap of the same file ---- */
+	/*
+	 * ---- kernel mmap of the same file ----
+	 * A fresh mapping per workload: the page cache cannot be dropped while
+	 * the previous workload's pages are still mapped.
+	 */
 	int fd = open(path, O_RDWR);
-	uint64_t *m = fd >= 0 ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) :
-				MAP_FAILED;
-	if (m == MAP_FAILED) {
-		perror("hmmap demo: mmap");
+	if (fd < 0) {
+		perror("hmmap demo: open");
 		status = 1;
 		goto out;
 	}
 	struct run krun = run;
-	krun.base = m;
 	for (int w = 0; w < 2; w++) {
+		uint64_t *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (m == MAP_FAILED) {
+			perror("hmmap demo: mmap");
+			close(fd);
+			status = 1;
+			goto out;
+		}
+		krun.base = m;
 		drop_kernel_cache(path);
 		uint64_t f0 = minflt();
 		atomic_store(&krun.bad, 0);
@@ -450,8 +459,8 @@ int hm_cli_demo(int argc, char **argv)
 		r->bad = atomic_load(&krun.bad);
 		r->faults = minflt() - f0;
 		r->resident = rss_bytes();
+		munmap(m, size);
 	}
-	munmap(m, size);
 	close(fd);
 
 	printf("\n%-7s %-10s %10s %8s %9s %9s %8s %9s %9s %9s %s\n", "system", "workload",
