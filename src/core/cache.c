@@ -82,19 +82,6 @@ static int cmp_victim(const void *a, const void *b)
 	return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-static void mark_dirty(void *ctx, uintptr_t addr, size_t len)
-{
-	struct hm_region *r = ctx;
-	uint64_t first = (addr - (uintptr_t)r->base) >> r->ps_shift;
-	uint64_t last = (addr + len - 1 - (uintptr_t)r->base) >> r->ps_shift;
-
-	for (uint64_t i = first; i <= last; i++) {
-		struct hm_page *p = hm__page(r, i, false);
-		if (p && (atomic_load(&p->st) & HM_ST_MASK) != HM_ST_EMPTY)
-			atomic_fetch_or(&p->st, HM_PG_DIRTY);
-	}
-}
-
 /*
  * Zaps the PTEs of pages [idx, idx+n) of r and folds what they said about
  * writes into DIRTY flags. The pages must be held (EVICTING or BUSY).
@@ -110,7 +97,7 @@ static void zap_and_harvest(struct hm_region *r, uint64_t idx, uint64_t n)
 		return;
 	madvise(a, len, MADV_DONTNEED);
 	if (!hm__engine_start(&info) && info->wp_async)
-		hm__pagemap_harvest((uintptr_t)a, (uintptr_t)a + len, false, mark_dirty, r);
+		hm__pagemap_harvest((uintptr_t)a, (uintptr_t)a + len, false, hm__mark_written, r);
 }
 
 /* Frees the frames of pages [idx, idx+n) of r. */

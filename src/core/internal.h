@@ -260,6 +260,8 @@ void hm__readahead_cancel(struct hm_region *r);
 int hm__populate(struct hm_region *r, uint64_t idx, uint64_t n, bool pin);
 
 /* ---- write-back (src/core/sync.c) ---- */
+/* PAGEMAP_SCAN callback (ctx is the region): marks the written pages DIRTY. */
+void hm__mark_written(void *ctx, uintptr_t addr, size_t len);
 /* Collects written pages of [idx, idx+n) into DIRTY flags (present pages only). */
 int hm__harvest(struct hm_region *r, uint64_t idx, uint64_t n);
 /* Writes back DIRTY pages of [idx, idx+n); flushes the store if `flush`. */

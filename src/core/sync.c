@@ -19,7 +19,11 @@
 
 #include "core/internal.h"
 
-static void harvest_cb(void *ctx, uintptr_t addr, size_t len)
+/*
+ * PAGEMAP_SCAN callback: pages [addr, addr+len) of the region ctx were
+ * written; record it on every page that holds data (not EMPTY).
+ */
+void hm__mark_written(void *ctx, uintptr_t addr, size_t len)
 {
 	struct hm_region *r = ctx;
 	uint64_t first = (addr - (uintptr_t)r->base) >> r->ps_shift;
@@ -45,7 +49,7 @@ int hm__harvest(struct hm_region *r, uint64_t idx, uint64_t n)
 	if (!info->wp_async)
 		return 0; /* synchronous tracking: DIRTY is set by the faults */
 	return hm__pagemap_harvest((uintptr_t)r->base + (idx << r->ps_shift),
-				   (uintptr_t)r->base + ((idx + n) << r->ps_shift), true, harvest_cb, r);
+				   (uintptr_t)r->base + ((idx + n) << r->ps_shift), true, hm__mark_written, r);
 }
 
 /* Writes back held (BUSY, DIRTY cleared) pages [idx, idx+n); releases them. */
