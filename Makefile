@@ -115,7 +115,8 @@ asan: deps
 
 tsan: deps
 	$(MAKE) B=build-tsan SAN="-fsanitize=thread" OPT="-O1 -g" all
-	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" HMMAP_TEST_SANITIZER=tsan \
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+		HMMAP_TEST_SANITIZER=tsan \
 		sh tests/run.sh build-tsan
 
 bench: deps

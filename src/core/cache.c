@@ -73,13 +73,32 @@ static void unlist_page(struct hm_cache *c, struct hm_page *p)
 		c->pops->remove(c->pstate, p->slot);
 }
 
-static int cmp_victim(const void *a, const void *b)
+static bool victim_before(const struct victim *x, const struct victim *y)
 {
-	const struct victim *x = a, *y = b;
-
 	if (x->r != y->r)
-		return (uintptr_t)x->r < (uintptr_t)y->r ? -1 : 1;
-	return x->idx < y->idx ? -1 : x->idx > y->idx;
+		return (uintptr_t)x->r < (uintptr_t)y->r;
+	return x->idx < y->idx;
+}
+
+/*
+ * Sorts victims by region and page, in place: eviction may run in a SIGBUS
+ * handler, where qsort (which may allocate) is not allowed. Shell sort with
+ * Ciura's gaps; batches are at most MAX_BATCH long.
+ */
+static void sort_victims(struct victim *v, uint32_t n)
+{
+	static const uint32_t gaps[] = { 301, 132, 57, 23, 10, 4, 1 };
+
+	for (size_t g = 0; g < sizeof gaps / sizeof gaps[0]; g++) {
+		uint32_t gap = gaps[g];
+		for (uint32_t i = gap; i < n; i++) {
+			struct victim t = v[i];
+			uint32_t j = i;
+			for (; j >= gap && victim_before(&t, &v[j - gap]); j -= gap)
+				v[j] = v[j - gap];
+			v[j] = t;
+		}
+	}
 }
 
 /*
@@ -116,7 +135,7 @@ static int evict(struct hm_cache *c, struct victim *v, uint32_t n, uint32_t *nfr
 	int err = 0;
 	uint32_t a, b, i, j;
 
-	qsort(v, n, sizeof *v, cmp_victim);
+	sort_victims(v, n);
 	for (a = 0; a < n; a = b) {
 		struct hm_region *r = v[a].r;
 
@@ -606,7 +625,7 @@ static void sample_cache(struct hm_cache *c, uint32_t budget_pages, uint32_t *ha
 	pthread_mutex_unlock(&c->lock);
 	if (!k)
 		return;
-	qsort(v, k, sizeof *v, cmp_victim);
+	sort_victims(v, k);
 	for (uint32_t i = 0, j; i < k; i = j) {
 		for (j = i + 1; j < k && v[j].r == v[i].r && v[j].idx == v[j - 1].idx + 1; j++)
 			;
@@ -799,7 +818,7 @@ int hm_cache_resize(struct hm_cache *c, size_t budget)
 				 budget, (unsigned long long)c->max_budget);
 	pthread_mutex_lock(&c->lock);
 	uint64_t old = c->budget;
-	c->budget = budget;
+	atomic_store_explicit((_Atomic uint64_t *)&c->budget, budget, memory_order_relaxed);
 	set_watermarks(c);
 	rc = make_room(c, 0);
 	if (rc) {
@@ -812,7 +831,7 @@ int hm_cache_resize(struct hm_cache *c, size_t budget)
 
 size_t hm_cache_budget(const struct hm_cache *c)
 {
-	return c ? (size_t)c->budget : 0;
+	return c ? (size_t)hm__budget(c) : 0;
 }
 
 int hm_cache_default(struct hm_cache **out)

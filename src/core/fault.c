@@ -36,8 +36,8 @@ static uint32_t max_window(struct hm_region *r)
 	if (max > MAX_WINDOW)
 		max = MAX_WINDOW;
 	/* A window never takes more than an eighth of the budget. */
-	if ((uint64_t)max << r->ps_shift > r->cache->budget / 8)
-		max = (uint32_t)((r->cache->budget / 8) >> r->ps_shift);
+	if ((uint64_t)max << r->ps_shift > hm__budget(r->cache) / 8)
+		max = (uint32_t)((hm__budget(r->cache) / 8) >> r->ps_shift);
 	return max ? max : 1;
 }
 

@@ -115,7 +115,7 @@ struct hm_slot {
 struct hm_cache {
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* evictions finished, slots freed */
-	uint64_t budget;     /* bytes */
+	uint64_t budget;     /* bytes; read without the lock through hm__budget() */
 	uint64_t max_budget;
 	uint64_t resident;   /* bytes, including pages being loaded */
 	uint32_t capacity;   /* slots */
@@ -202,6 +202,12 @@ void hm__page_wake(struct hm_region *r, uint64_t idx, uint64_t n);
 void hm__page_wait(struct hm_page *p, uint32_t seen);
 
 /* ---- cache (src/core/cache.c) ---- */
+/* The budget, for readers outside the cache lock (resize changes it). */
+static inline uint64_t hm__budget(const struct hm_cache *c)
+{
+	return atomic_load_explicit((_Atomic uint64_t *)&c->budget, memory_order_relaxed);
+}
+
 /*
  * Reserves room for pages [idx, idx+n) of r, which missed, evicting if
  * needed; fills slots[].
@@ -249,6 +255,8 @@ int hm__fault(struct hm_region *r, uintptr_t addr, unsigned flags);
  * unless the region's readahead generation moved past `gen`.
  */
 void hm__readahead(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t gen);
+/* Starts the prefetch workers (from ordinary context, never the fault path). */
+void hm__prefetch_start(void);
 /* Queues an asynchronous readahead of [idx, idx+n); takes a reference on r. */
 void hm__prefetch_queue(struct hm_region *r, uint64_t idx, uint32_t n);
 /*

@@ -51,7 +51,12 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-void hm__prefetch_queue(struct hm_region *r, uint64_t idx, uint32_t n)
+/*
+ * Starts the workers, once, from an ordinary call (a region being mapped):
+ * queueing happens on the fault path, possibly in a SIGBUS handler, where
+ * creating a thread is not allowed.
+ */
+void hm__prefetch_start(void)
 {
 	pthread_mutex_lock(&pf.lock);
 	if (!pf.started) {
@@ -62,7 +67,13 @@ void hm__prefetch_queue(struct hm_region *r, uint64_t idx, uint32_t n)
 				pthread_detach(t);
 		}
 	}
-	if (pf.count < QUEUE && !r->dying) {
+	pthread_mutex_unlock(&pf.lock);
+}
+
+void hm__prefetch_queue(struct hm_region *r, uint64_t idx, uint32_t n)
+{
+	pthread_mutex_lock(&pf.lock);
+	if (pf.started && pf.count < QUEUE && !r->dying) {
 		uint32_t tail = (pf.head + pf.count) % QUEUE;
 		hm__region_hold(r);
 		pf.q[tail].r = r;

@@ -196,9 +196,9 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 		return hm__error(-EINVAL, "range %llu+%zu is past the end of store '%s' (%llu bytes)",
 				 (unsigned long long)offset, length, s->uri,
 				 (unsigned long long)s->info.size);
-	if ((uint64_t)page_size * 1 > c->budget)
+	if ((uint64_t)page_size > hm__budget(c))
 		return hm__error(-EINVAL, "page size %zu is larger than the cache budget %llu",
-				 page_size, (unsigned long long)c->budget);
+				 page_size, (unsigned long long)hm__budget(c));
 	rc = hm__engine_start(&info);
 	if (rc)
 		return rc;
@@ -263,6 +263,7 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 	c->nregions++;
 	pthread_mutex_unlock(&c->lock);
 	atomic_fetch_add(&s->maps, 1);
+	hm__prefetch_start();
 	hm__trace_region_start(r);
 	*out = r;
 	return 0;
@@ -401,7 +402,7 @@ static int do_advise(struct hm_region *r, uint64_t idx, uint64_t n, void *ctx)
 		return 0;
 	case HM_ADV_WILLNEED: {
 		/* Within half the budget, so a hint cannot flush the cache. */
-		uint64_t cap = (r->cache->budget / 2) >> r->ps_shift;
+		uint64_t cap = (hm__budget(r->cache) / 2) >> r->ps_shift;
 		if (n > cap)
 			n = cap ? cap : 1;
 		return hm__populate(r, idx, n, false);
@@ -457,7 +458,7 @@ static int do_prefault(struct hm_region *r, uint64_t idx, uint64_t n, void *ctx)
 	uint8_t *was = NULL;
 	int rc;
 
-	if ((n << r->ps_shift) > r->cache->budget)
+	if ((n << r->ps_shift) > hm__budget(r->cache))
 		return hm__error(-ENOMEM, "%s of %llu bytes exceeds the cache budget",
 				 pin ? "pinning" : "prefault",
 				 (unsigned long long)(n << r->ps_shift));
@@ -524,7 +525,7 @@ int hm_region_stats(const struct hm_region *r, struct hm_stats *s)
 				dirty++;
 	}
 	s->dirty_pages = dirty;
-	s->budget_bytes = r->cache->budget;
+	s->budget_bytes = hm__budget(r->cache);
 	return 0;
 }
 
