@@ -247,14 +247,20 @@ static void sparse_tib(const char *uri)
 	uint64_t before, mapped, touched;
 	volatile char *b;
 
+	bool tsan = getenv("HMMAP_TEST_SANITIZER") && !strcmp(getenv("HMMAP_TEST_SANITIZER"), "tsan");
 	CHECK(hm_cache_new(&c, 8 << 20, "clock") == 0);
-	CHECKF(hm_store_open(&s, uri, 0) == 0, "%s: %s", uri, hm_errormsg());
+	int orc = hm_store_open(&s, uri, 0);
+	if (orc == -ENOMEM && tsan) {
+		/* TSan's fixed memory layout leaves no room for 1 TiB of address space. */
+		hm_cache_free(c);
+		SKIP("ThreadSanitizer cannot reserve 1 TiB of address space");
+	}
+	CHECKF(orc == 0, "%s: %s", uri, hm_errormsg());
 	CHECK(hm_store_size(s) == tib);
 	before = tu_rss();
 	CHECK(before > 0);
 	int rc = hm_region_map(&r, c, s, 0, tib, PROT_READ | PROT_WRITE, HM_CACHED, 4096);
-	if (rc == -ENOMEM && getenv("HMMAP_TEST_SANITIZER") &&
-	    !strcmp(getenv("HMMAP_TEST_SANITIZER"), "tsan")) {
+	if (rc == -ENOMEM && tsan) {
 		/* TSan's fixed memory layout leaves no room for a 1 TiB mapping. */
 		hm_store_close(s);
 		hm_cache_free(c);
