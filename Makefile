@@ -30,7 +30,9 @@ CPPFLAGS += -D_GNU_SOURCE -Iinclude -Isrc -DHM_VERSION_STRING=\"$(VERSION)\"
 CFLAGS ?= $(OPT)
 CFLAGS += -std=gnu11 -fPIC -pthread $(WARN) $(SAN) -MMD -MP
 LDFLAGS += -pthread $(SAN)
-LDLIBS += -lm
+# Libraries of the stores: remote (hiredis, libmemcached, libsodium for page
+# encryption), compressed (lz4, zstd) and NUMA placement (libnuma).
+LDLIBS += -lhiredis -lmemcached -lsodium -llz4 -lzstd -lnuma -lm
 
 LIB_SRC := $(wildcard src/core/*.c src/uffd/*.c src/os/*.c src/stores/*.c src/policies/*.c)
 CLI_SRC := $(wildcard cli/*.c)
@@ -50,7 +52,9 @@ TOOL := $(B)/hmmap
 
 # Debian packages the build and the tests need; `deps` installs what is
 # missing (as root) and is a no-op when everything is there.
-DEB_PKGS := gcc make libc6-dev pkg-config tmux gnuplot-nox
+DEB_PKGS := gcc make libc6-dev pkg-config tmux gnuplot-nox \
+	libhiredis-dev libmemcached-dev libsodium-dev liblz4-dev libzstd-dev libnuma-dev \
+	redis-server redis-tools memcached
 
 .PHONY: all lib tool tests benches examples deps demo test check asan tsan \
 	bench install uninstall clean fuzz format
@@ -129,7 +133,7 @@ fuzz:
 		n=$$(basename $$f .c); \
 		echo "  FUZZ $$n"; \
 		clang $(CPPFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined -o build-fuzz/$$n $$f \
-			build-fuzz/libhmmap.a -pthread -lm || exit 1; \
+			build-fuzz/libhmmap.a -pthread $(LDLIBS) || exit 1; \
 	done
 
 install: lib tool
