@@ -220,6 +220,12 @@ struct hm_stats {
 };
 int hm_region_stats(const struct hm_region *region, struct hm_stats *stats);
 int hm_cache_stats(const struct hm_cache *cache, struct hm_stats *stats);
+/*
+ * A store's traffic from every region and cache that used it: bytes_read,
+ * bytes_written (what the medium has absorbed: its endurance budget),
+ * writebacks, read_errors, writeback_errors. Other fields are zero.
+ */
+int hm_store_stats(const struct hm_store *store, struct hm_stats *stats);
 
 /* ------------------------------------------------------------------------
  * The fault engine.

@@ -154,6 +154,7 @@ static int load(struct hm_region *r, uint64_t idx, uint32_t n, bool marker)
 			return rc; /* the message says what failed */
 		hm__count(&r->ctr, read_errors, 1);
 		hm__count(&c->ctr, read_errors, 1);
+		hm__count(&r->store->ctr, read_errors, 1);
 		return hm__error_errno(rc, "cannot read page %llu of '%s'",
 				       (unsigned long long)idx, r->store->uri);
 	}
@@ -171,6 +172,7 @@ static int load(struct hm_region *r, uint64_t idx, uint32_t n, bool marker)
 	hm__count(&c->ctr, readahead, n - !marker);
 	hm__count(&r->ctr, bytes_read, len);
 	hm__count(&c->ctr, bytes_read, len);
+	hm__count(&r->store->ctr, bytes_read, len);
 	hm__count(&r->ctr, fault_ns_total, dt);
 	hm__count(&c->ctr, fault_ns_total, dt);
 	return 0;

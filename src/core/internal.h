@@ -105,6 +105,9 @@ struct hm_store {
 	struct hm_store_info info;
 	char *uri;
 	_Atomic int maps; /* regions mapping it */
+	/* Traffic of every region and cache on the store: bytes read and written
+	 * (endurance), reads and write-backs, their errors. */
+	struct hm_counters ctr;
 };
 
 struct hm_slot {

@@ -172,6 +172,7 @@ int hm__writeback_run(struct hm_region *r, uint64_t idx, uint64_t n)
 	if (rc) {
 		hm__count(&r->ctr, writeback_errors, 1);
 		hm__count(&r->cache->ctr, writeback_errors, 1);
+		hm__count(&r->store->ctr, writeback_errors, 1);
 		return hm__error_errno(rc, "write-back of %llu bytes at offset %llu of '%s' failed",
 				       (unsigned long long)len, (unsigned long long)off,
 				       r->store->uri);
@@ -180,5 +181,7 @@ int hm__writeback_run(struct hm_region *r, uint64_t idx, uint64_t n)
 	hm__count(&r->cache->ctr, writebacks, n);
 	hm__count(&r->ctr, bytes_written, len);
 	hm__count(&r->cache->ctr, bytes_written, len);
+	hm__count(&r->store->ctr, writebacks, n);
+	hm__count(&r->store->ctr, bytes_written, len);
 	return 0;
 }

@@ -34,9 +34,10 @@ int hm_store_open(struct hm_store **out, const char *uri, int flags)
 	} else {
 		ops = hm__store_lookup("file", 4);
 	}
-	s = calloc(1, sizeof *s);
-	if (!s)
+	/* Aligned for the counter shards inside. */
+	if (posix_memalign((void **)&s, 64, sizeof *s))
 		return hm__error(-ENOMEM, "out of memory");
+	memset(s, 0, sizeof *s);
 	s->uri = strdup(uri);
 	s->ops = ops;
 	if (!s->uri) {
@@ -97,4 +98,13 @@ int hm_store_ctl(struct hm_store *s, const char *command)
 	if (eq)
 		val = eq + 1;
 	return s->ops->ctl(s->priv, key, val);
+}
+
+int hm_store_stats(const struct hm_store *s, struct hm_stats *st)
+{
+	if (!s || !st)
+		return hm__error(-EINVAL, "hm_store_stats: NULL argument");
+	memset(st, 0, sizeof *st);
+	hm__stats_fill(&s->ctr, st);
+	return 0;
 }
