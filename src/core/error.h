@@ -14,6 +14,12 @@
 int hm__error(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* As hm__error, appending ": strerror(-err)". */
 int hm__error_errno(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/*
+ * As hm__error, appending ": " and the message the thread had before (what a
+ * store plug-in said about its failure), or ": strerror(-err)" if none. Clear
+ * the message before calling into the plug-in.
+ */
+int hm__error_wrap(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void hm__error_clear(void);
 
 #endif

@@ -159,6 +159,7 @@ int hm__writeback_run(struct hm_region *r, uint64_t idx, uint64_t n)
 		len = r->wb_limit - off;
 	if (!b)
 		return hm__error(-ENOMEM, "cannot allocate a bounce buffer");
+	hm__error_clear();
 	while (done < len) {
 		size_t chunk = len - done < BOUNCE_SIZE ? (size_t)(len - done) : BOUNCE_SIZE;
 
@@ -173,7 +174,7 @@ int hm__writeback_run(struct hm_region *r, uint64_t idx, uint64_t n)
 		hm__count(&r->ctr, writeback_errors, 1);
 		hm__count(&r->cache->ctr, writeback_errors, 1);
 		hm__count(&r->store->ctr, writeback_errors, 1);
-		return hm__error_errno(rc, "write-back of %llu bytes at offset %llu of '%s' failed",
+		return hm__error_wrap(rc, "write-back of %llu bytes at offset %llu of '%s' failed",
 				       (unsigned long long)len, (unsigned long long)off,
 				       r->store->uri);
 	}

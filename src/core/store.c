@@ -3,11 +3,37 @@
  * Opening stores by URI. "scheme:rest" picks a plug-in from the registry; a
  * URI with no known scheme is a file path ("/data/x", "./x", "x").
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/internal.h"
 #include "core/registry.h"
+
+/*
+ * The URI as messages, listings and the statistics segment show it: a
+ * password in "scheme://user:password@host" becomes "***". The plug-in is
+ * given the URI as written.
+ */
+static char *redact(const char *uri)
+{
+	const char *auth = strstr(uri, "//"), *at, *end, *colon;
+	char *out;
+
+	if (!auth)
+		return strdup(uri);
+	auth += 2;
+	end = auth + strcspn(auth, "/?");
+	at = memchr(auth, '@', (size_t)(end - auth));
+	if (!at)
+		return strdup(uri);
+	/* Keep the user name; hide whatever follows it up to the '@'. */
+	colon = memchr(auth, ':', (size_t)(at - auth));
+	const char *cut = colon ? colon + 1 : auth;
+	if (asprintf(&out, "%.*s***%s", (int)(cut - uri), uri, at) < 0)
+		return NULL;
+	return out;
+}
 
 int hm_store_open(struct hm_store **out, const char *uri, int flags)
 {
@@ -28,8 +54,8 @@ int hm_store_open(struct hm_store **out, const char *uri, int flags)
 	if (colon && (!slash || colon < slash)) {
 		ops = hm__store_lookup(uri, (size_t)(colon - uri));
 		if (!ops)
-			return hm__error(-EINVAL, "unknown store scheme '%.*s' in '%s'",
-					 (int)(colon - uri), uri, uri);
+			return hm__error(-EINVAL, "unknown store scheme '%.*s'", (int)(colon - uri),
+					 uri);
 		rest = colon + 1;
 	} else {
 		ops = hm__store_lookup("file", 4);
@@ -38,7 +64,7 @@ int hm_store_open(struct hm_store **out, const char *uri, int flags)
 	if (posix_memalign((void **)&s, 64, sizeof *s))
 		return hm__error(-ENOMEM, "out of memory");
 	memset(s, 0, sizeof *s);
-	s->uri = strdup(uri);
+	s->uri = redact(uri);
 	s->ops = ops;
 	if (!s->uri) {
 		free(s);

@@ -159,9 +159,10 @@ int hm__region_sync(struct hm_region *r, uint64_t idx, uint64_t n, bool flush)
 	if (!err)
 		err = sync_pass(r, idx, n);
 	if (!err && flush && r->store->ops->flush) {
+		hm__error_clear();
 		rc = r->store->ops->flush(r->store->priv);
 		if (rc)
-			err = hm__error_errno(rc, "flushing '%s' failed", r->store->uri);
+			err = hm__error_wrap(rc, "flushing '%s' failed", r->store->uri);
 	}
 	pthread_mutex_unlock(&r->sync_lock);
 	return err;
