@@ -216,7 +216,13 @@ struct hm_stats {
 	uint64_t pinned_pages;
 	uint64_t budget_bytes;   /* caches only */
 	uint64_t fault_ns_total; /* time spent serving missing faults */
-	uint64_t reserved[15];
+	uint64_t prefetch_used;   /* read-ahead pages seen reached (docs/stats.md) */
+	uint64_t prefetch_wasted; /* read-ahead pages evicted before being reached */
+	uint64_t faults_timed;    /* faults in the latency histogram (every kind) */
+	uint64_t fault_ns_p50;    /* fault-service latency percentiles, ns, within */
+	uint64_t fault_ns_p99;    /* 6.25%: the middle of a log-linear bucket; */
+	uint64_t fault_ns_p999;   /* cumulative since the object was created */
+	uint64_t reserved[9];
 };
 int hm_region_stats(const struct hm_region *region, struct hm_stats *stats);
 int hm_cache_stats(const struct hm_cache *cache, struct hm_stats *stats);
@@ -253,7 +259,96 @@ int hm_features(uint64_t *features);
 
 /* ------------------------------------------------------------------------
  * Live statistics and probes (shared-memory segment, hmmap stat/top/probe).
+ *
+ * Counting costs a few relaxed additions per fault to the calling thread's
+ * shard; HMMAP_STATS=0 turns counting and the segment off. See
+ * docs/stats.md.
  * ------------------------------------------------------------------------ */
+
+/*
+ * The statistics of the region containing `addr` (as hm_region_stats()),
+ * or with addr NULL the sum over every cache of the process (percentiles
+ * over the faults of all of them).
+ * Returns 0, -EINVAL, or -ENOENT if addr is in no region.
+ */
+int hm_stats(const void *addr, struct hm_stats *stats);
+
+/*
+ * Direct access to a store, beside any mapping (hmmap probe uses it).
+ * hm_store_read/hm_store_write move len bytes at byte offset off through the
+ * store's plug-in, counted in hm_store_stats(). Bytes past the end read as
+ * zeros; a write past the end fails with -ENOSPC unless the store is
+ * resizable; a write to a read-only store fails with -EACCES. A write that
+ * races with a region mapping the same bytes is not seen by the region
+ * (it reads the store only on a miss) and may be overwritten by its
+ * write-back. hm_store_info() copies the declared size and HM_PROP_* flags.
+ */
+int hm_store_read(struct hm_store *store, void *buf, size_t len, uint64_t off);
+int hm_store_write(struct hm_store *store, const void *buf, size_t len, uint64_t off);
+int hm_store_info(const struct hm_store *store, struct hm_store_info *info);
+
+/*
+ * Another process's statistics, read from the shared-memory segment
+ * /dev/shm/hmmap.PID that every process publishes while it maps a region
+ * (refreshed every HM_SNAPSHOT_INTERVAL_MS, with a sequence lock so that a
+ * reader never sees a half-written table). The segment's layout is
+ * versioned (HM_SNAPSHOT_VERSION) and documented in docs/stats.md.
+ */
+#define HM_SNAPSHOT_VERSION 1
+#define HM_SNAPSHOT_INTERVAL_MS 250
+
+enum hm_obj_kind {
+	HM_OBJ_CACHE = 1,
+	HM_OBJ_REGION,
+	HM_OBJ_STORE,
+};
+
+/* One cache, region or store of a process (a segment entry: 512 bytes). */
+struct hm_obj_stats {
+	uint32_t kind;      /* enum hm_obj_kind */
+	uint32_t id;        /* unique per kind within the process */
+	uint32_t cache_id;  /* regions: the id of their cache */
+	uint32_t store_id;  /* regions: the id of their store */
+	uint64_t addr;      /* regions: base address */
+	uint64_t length;    /* regions: mapped bytes; stores: capacity */
+	uint64_t page_size; /* regions */
+	uint32_t mode;      /* regions: HM_CACHED, HM_DIRECT, HM_HYBRID */
+	uint32_t props;     /* stores: HM_PROP_* */
+	char name[208];     /* regions and stores: the URI; caches: the policy */
+	struct hm_stats stats;
+};
+
+struct hm_snapshot {
+	pid_t pid;
+	int fault_mode;        /* enum hm_fault_mode, 0 if not started */
+	uint64_t start_time;   /* the process's start, clock ticks after boot */
+	uint64_t updated_ns;   /* CLOCK_REALTIME of the last publication */
+	uint32_t interval_ms;  /* publication period */
+	uint32_t truncated;    /* objects left out (the table was full) */
+	char comm[16];         /* the process's name */
+	size_t nobjs;
+	struct hm_obj_stats objs[];
+};
+
+/*
+ * Takes a consistent snapshot of process pid's statistics into a new
+ * object (free it with hm_snapshot_free()). Returns 0; -EINVAL for a bad
+ * pid or NULL; -ESRCH if there is no such process; -ENOENT if the process
+ * publishes no statistics (not an hmmap process, no region mapped yet, or
+ * HMMAP_STATS=0); -ESTALE if the segment belonged to a process that is gone
+ * (the segment is removed); -EACCES if it belongs to another user;
+ * -EPROTO if it is not a statistics segment or -EPROTONOSUPPORT if its
+ * version is newer than this library's; -EBUSY if the writer kept it
+ * changing.
+ */
+int hm_snapshot_read(pid_t pid, struct hm_snapshot **snap);
+void hm_snapshot_free(struct hm_snapshot *snap);
+/*
+ * The pids of every live process that publishes statistics, sorted, in a
+ * new array (free() it). Segments of dead processes found on the way are
+ * removed and never listed.
+ */
+int hm_snapshot_list(pid_t **pids, size_t *count);
 
 /* ------------------------------------------------------------------------
  * Byte-addressable media: direct and hybrid regions, protection.

@@ -189,6 +189,10 @@ static int evict(struct hm_cache *c, struct victim *v, uint32_t n, uint32_t *nfr
 			else
 				old = atomic_exchange(&p->st, HM_ST_EMPTY);
 			v[i].waiters = old & HM_PG_WAITERS;
+			if (!v[i].failed && (old & HM_PG_RA)) {
+				hm__count(&r->ctr, prefetch_wasted, 1);
+				hm__count(&c->ctr, prefetch_wasted, 1);
+			}
 		}
 	}
 
@@ -752,6 +756,7 @@ int hm_cache_new(struct hm_cache **out, size_t budget, const char *policy)
 		goto fail;
 	}
 	caches[ncaches++] = c;
+	hm__stats_cache_add(c);
 	if (!sampler_started && env->sample_rate) {
 		if (!pthread_create(&sampler, NULL, sampler_main, NULL)) {
 			pthread_detach(sampler);
@@ -782,6 +787,7 @@ int hm_cache_free(struct hm_cache *c)
 	c->stop = true;
 	pthread_cond_signal(&c->reclaim_cond);
 	pthread_mutex_unlock(&c->lock);
+	hm__stats_cache_del(c);
 	if (c->reclaimer_on)
 		pthread_join(c->reclaimer, NULL);
 	pthread_mutex_lock(&caches_lock);
@@ -861,6 +867,7 @@ int hm_cache_stats(const struct hm_cache *c, struct hm_stats *s)
 		return hm__error(-EINVAL, "hm_cache_stats: NULL argument");
 	memset(s, 0, sizeof *s);
 	hm__stats_fill(&c->ctr, s);
+	s->dirty_pages = hm__stats_cache_dirty(c);
 	pthread_mutex_lock((pthread_mutex_t *)&c->lock);
 	s->resident_bytes = c->resident;
 	s->pinned_pages = c->pinned;

@@ -25,6 +25,7 @@ static struct hm_env env = {
 	.readahead = 2ull << 20,
 	.evict_batch = 64,
 	.sample_rate = 4096,
+	.stats = 1,
 };
 
 static const struct {
@@ -49,6 +50,8 @@ static const struct {
 	  "pages evicted per batch (64)" },
 	{ "HMMAP_SAMPLE_RATE", K_SIZE, offsetof(struct hm_env, sample_rate),
 	  "resident pages unmapped per second to sample references (4096)" },
+	{ "HMMAP_STATS", K_U64, offsetof(struct hm_env, stats),
+	  "1 counts statistics and publishes them for `hmmap stat`, 0 turns both off (1)" },
 };
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -133,6 +136,13 @@ static void load(void)
 			 (unsigned long long)env.cache_size, (unsigned long long)env.page_size);
 		return;
 	}
+	if (env.stats > 1) {
+		env_err = -EINVAL;
+		snprintf(env_msg, sizeof env_msg, "HMMAP_STATS=%u is not valid: 0 or 1",
+			 env.stats);
+		return;
+	}
+	hm__stats_set(env.stats);
 	if (env.evict_batch == 0)
 		env.evict_batch = 1;
 	if (env.fault_threads == 0)

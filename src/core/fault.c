@@ -115,7 +115,6 @@ static int load(struct hm_region *r, uint64_t idx, uint32_t n, bool marker)
 {
 	struct hm_cache *c = r->cache;
 	uint32_t slots[MAX_WINDOW];
-	uint64_t t0 = hm__now_ns();
 	size_t len;
 	int rc;
 
@@ -159,9 +158,12 @@ static int load(struct hm_region *r, uint64_t idx, uint32_t n, bool marker)
 				       (unsigned long long)idx, r->store->uri);
 	}
 	finish_ex(r, idx, n, HM_ST_RESIDENT, marker ? HM_PG_UNMAPPED | HM_PG_RAMARK : 0);
+	/* Read-ahead pages carry HM_PG_RA until seen used or evicted (stats). */
+	if (hm__stats_enabled())
+		for (uint32_t i = marker ? 0 : 1; i < n; i++)
+			atomic_fetch_or(&hm__page(r, idx + i, false)->st, HM_PG_RA);
 	hm__cache_insert(c, r, idx, n, slots);
 
-	uint64_t dt = hm__now_ns() - t0;
 	if (!marker) {
 		atomic_store_explicit(&r->ra_next, idx + n, memory_order_relaxed);
 		atomic_store_explicit(&r->ra_window, n, memory_order_relaxed);
@@ -173,8 +175,6 @@ static int load(struct hm_region *r, uint64_t idx, uint32_t n, bool marker)
 	hm__count(&r->ctr, bytes_read, len);
 	hm__count(&c->ctr, bytes_read, len);
 	hm__count(&r->store->ctr, bytes_read, len);
-	hm__count(&r->ctr, fault_ns_total, dt);
-	hm__count(&c->ctr, fault_ns_total, dt);
 	return 0;
 }
 
@@ -283,7 +283,10 @@ static int remap(struct hm_region *r, uint64_t idx, struct hm_page *p, uint32_t 
 	int rc;
 	bool was_unmapped = st & HM_PG_UNMAPPED;
 
+	if (st & HM_PG_RA)
+		hm__ra_used(r, p);
 	if (st & HM_PG_RAMARK) {
+		hm__ra_passed(r, idx);
 		/* The reader reached an async window: queue the next, larger. */
 		uint32_t w = atomic_load_explicit(&r->ra_window, memory_order_relaxed) * 2;
 		uint32_t max = max_window(r);
@@ -328,13 +331,20 @@ static int remap(struct hm_region *r, uint64_t idx, struct hm_page *p, uint32_t 
 /* A synchronous write-protect fault: record the write and let it through. */
 static int write_fault(struct hm_region *r, uint64_t idx, struct hm_page *p)
 {
+	hm__ra_used(r, p);
 	atomic_fetch_or(&p->st, HM_PG_DIRTY);
 	hm__count(&r->ctr, faults_wp, 1);
 	hm__count(&r->cache->ctr, faults_wp, 1);
 	return hm__uffd_writeprotect(r->base + (idx << r->ps_shift), r->ps, false);
 }
 
-int hm__fault(struct hm_region *r, uintptr_t addr, unsigned flags)
+/*
+ * For hm__fault(): set when a fault only queued itself behind another
+ * thread's load (not timed), and when it loaded pages (a missing fault).
+ */
+static __thread bool fault_deferred, fault_loaded;
+
+static int fault_serve(struct hm_region *r, uintptr_t addr, unsigned flags)
 {
 	uint64_t idx = (addr - (uintptr_t)r->base) >> r->ps_shift;
 	struct hm_page *p;
@@ -357,7 +367,9 @@ int hm__fault(struct hm_region *r, uintptr_t addr, unsigned flags)
 			hm__trace_record(r, idx);
 			uint32_t w = window(r, idx);
 			uint32_t n = claim_window(r, idx, w);
+			fault_loaded = true;
 			int rc = load(r, idx, n, false);
+			hm__ra_passed(r, idx);
 			/* A stream: keep windows of the same size in flight ahead. */
 			if (!rc && w >= 4 && idx + n < r->npages)
 				stream_ahead(r, idx + n, w);
@@ -378,8 +390,39 @@ int hm__fault(struct hm_region *r, uintptr_t addr, unsigned flags)
 			continue;
 		if (flags & HM_FAULT_F_SIGBUS)
 			hm__page_wait(p, st | HM_PG_WAITERS);
+		else
+			fault_deferred = true; /* the owner's wake-up serves it */
 		return 0;
 	}
+}
+
+/*
+ * Serves a fault and adds its service time to the region's and the cache's
+ * latency histograms (and for a missing fault to fault_ns_total): two clock
+ * reads (vDSO), skipped with HMMAP_STATS=0. A fault that only waits for
+ * another thread's load in thread mode is not timed: the faulting thread
+ * sleeps in the kernel until that load is done.
+ */
+int hm__fault(struct hm_region *r, uintptr_t addr, unsigned flags)
+{
+	uint64_t t0;
+	int rc;
+
+	if (!hm__stats_enabled())
+		return fault_serve(r, addr, flags);
+	t0 = hm__now_ns();
+	fault_deferred = fault_loaded = false;
+	rc = fault_serve(r, addr, flags);
+	if (!fault_deferred) {
+		uint64_t dt = hm__now_ns() - t0;
+		hm__lat_record(&r->ctr, dt);
+		hm__lat_record(&r->cache->ctr, dt);
+		if (fault_loaded) {
+			hm__count(&r->ctr, fault_ns_total, dt);
+			hm__count(&r->cache->ctr, fault_ns_total, dt);
+		}
+	}
+	return rc;
 }
 
 int hm__populate(struct hm_region *r, uint64_t idx, uint64_t n, bool pin)

@@ -46,6 +46,8 @@
 #define HM_PG_UNMAPPED (1u << 7)
 #define HM_PG_RAMARK (1u << 8) /* first page of an async readahead window */
 #define HM_PG_LISTED (1u << 9) /* in the policy; changed under the cache lock only */
+/* Read ahead and not yet seen used (statistics: prefetches used and wasted, src/core/stats.c). */
+#define HM_PG_RA (1u << 15)
 
 #define HM_NO_SLOT UINT32_MAX
 
@@ -67,15 +69,26 @@ struct hm_page {
 #define HM_COUNTERS(X)                                                                  \
 	X(faults_missing) X(faults_minor) X(faults_wp) X(hits) X(misses) X(readahead)   \
 	X(evictions) X(writebacks) X(writeback_errors) X(read_errors) X(bytes_read)     \
-	X(bytes_written) X(fault_ns_total)
+	X(bytes_written) X(fault_ns_total) X(prefetch_used) X(prefetch_wasted)
 
 #define HM_SHARDS 8
+
+/*
+ * Latency buckets: exact below 8 ns, then 8 linear sub-buckets per power of
+ * two up to 2^40 ns (18 minutes), so a bucket is at most 1/8 of its value
+ * wide and a percentile read from its middle is within 1/16 (6.25%).
+ */
+#define HM_LAT_SUB 8
+#define HM_LAT_MAXPOW 40
+#define HM_LAT_BUCKETS (HM_LAT_SUB + (HM_LAT_MAXPOW - 3) * HM_LAT_SUB)
 
 struct hm_ctr_shard {
 #define HM_X(name) _Atomic uint64_t name;
 	HM_COUNTERS(HM_X)
 #undef HM_X
 	_Atomic int64_t refs; /* regions: faults and prefetches in flight */
+	/* Fault-service latency, log-linear buckets (hm__lat_bucket()). */
+	_Atomic uint64_t lat[HM_LAT_BUCKETS];
 } __attribute__((aligned(64)));
 
 struct hm_counters {
@@ -93,11 +106,65 @@ static inline unsigned hm__shard(void)
 	return s ? s - 1 : hm__shard_assign();
 }
 
+/* Counting is on unless HMMAP_STATS=0 (src/core/stats.c); read on every count. */
+extern _Atomic int hm__stats_on;
+
+static inline bool hm__stats_enabled(void)
+{
+	return atomic_load_explicit(&hm__stats_on, memory_order_relaxed);
+}
+
 #define hm__count(c, field, n)                                                          \
-	atomic_fetch_add_explicit(&(c)->s[hm__shard()].field, (n), memory_order_relaxed)
+	do {                                                                            \
+		uint64_t hm_n_ = (n);                                                   \
+		if (hm_n_ && hm__stats_enabled())                                       \
+			atomic_fetch_add_explicit(&(c)->s[hm__shard()].field, hm_n_,    \
+						  memory_order_relaxed);                \
+	} while (0)
+
+static inline unsigned hm__lat_bucket(uint64_t ns)
+{
+	unsigned k;
+
+	if (ns < HM_LAT_SUB)
+		return (unsigned)ns;
+	k = 63u - (unsigned)__builtin_clzll(ns); /* >= 3 */
+	if (k >= HM_LAT_MAXPOW)
+		return HM_LAT_BUCKETS - 1;
+	return HM_LAT_SUB + (k - 3) * HM_LAT_SUB + (unsigned)((ns >> (k - 3)) & (HM_LAT_SUB - 1));
+}
+
+/* Adds one fault-service time to the calling thread's shard of k. */
+static inline void hm__lat_record(struct hm_counters *k, uint64_t ns)
+{
+	atomic_fetch_add_explicit(&k->s[hm__shard()].lat[hm__lat_bucket(ns)], 1,
+				  memory_order_relaxed);
+}
 
 /* Sums the shards into the counter fields of *s. */
 void hm__stats_fill(const struct hm_counters *k, struct hm_stats *s);
+
+/* ---- statistics (src/core/stats.c) ---- */
+/* The latency fields of *s (faults_timed, fault_p50/p99/p999_ns) from k's histogram. */
+void hm__lat_fill(const struct hm_counters *k, struct hm_stats *s);
+/* Turns counting on or off at run time (benchmarks; HMMAP_STATS sets it at start). */
+void hm__stats_set(bool on);
+/*
+ * The live-statistics segment: objects come and go from ordinary context
+ * (never the fault path). Adding the first region creates the segment and
+ * its publisher thread. Removal waits for a publication in progress, so the
+ * object may be freed once it returns.
+ */
+void hm__stats_region_add(struct hm_region *r);
+void hm__stats_region_del(struct hm_region *r);
+void hm__stats_cache_add(struct hm_cache *c);
+void hm__stats_cache_del(struct hm_cache *c);
+/* Dirty pages of the cache's regions (hm_cache_stats). */
+uint64_t hm__stats_cache_dirty(const struct hm_cache *c);
+/* A read-ahead page (HM_PG_RA) was reached: count it used. */
+void hm__ra_used(struct hm_region *r, struct hm_page *p);
+/* A reader faulted at idx: read-ahead pages right before it were passed over, so used. */
+void hm__ra_passed(struct hm_region *r, uint64_t idx);
 
 struct hm_store {
 	const struct hm_store_ops *ops;
@@ -189,6 +256,7 @@ struct hm_env {
 	uint64_t readahead;   /* max bytes per fault */
 	uint32_t evict_batch; /* pages */
 	uint64_t sample_rate; /* pages per second zapped for hint faults */
+	uint32_t stats;       /* HMMAP_STATS: 0 off, 1 counters and the live segment */
 };
 /* Reads HMMAP_* once; returns 0 or -EINVAL naming the variable. */
 int hm__env(const struct hm_env **env);

@@ -101,6 +101,7 @@ void hm__stats_fill(const struct hm_counters *k, struct hm_stats *s)
 		s->name += atomic_load_explicit(&k->s[i].name, memory_order_relaxed);
 	HM_COUNTERS(HM_X)
 #undef HM_X
+	hm__lat_fill(k, s);
 }
 
 uint64_t hm__now_ns(void)

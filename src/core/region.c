@@ -265,6 +265,7 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 	atomic_fetch_add(&s->maps, 1);
 	hm__prefetch_start();
 	hm__trace_region_start(r);
+	hm__stats_region_add(r);
 	*out = r;
 	return 0;
 fail:
@@ -290,6 +291,7 @@ int hm_region_unmap(struct hm_region *r)
 		table_insert(r);
 		return rc;
 	}
+	hm__stats_region_del(r);
 	hm__cache_detach(r->cache, r);
 	hm__trace_region_end(r);
 	atomic_fetch_sub(&r->store->maps, 1);

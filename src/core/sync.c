@@ -31,8 +31,12 @@ void hm__mark_written(void *ctx, uintptr_t addr, size_t len)
 
 	for (uint64_t i = first; i <= last; i++) {
 		struct hm_page *p = hm__page(r, i, false);
-		if (p && (atomic_load(&p->st) & HM_ST_MASK) != HM_ST_EMPTY)
-			atomic_fetch_or(&p->st, HM_PG_DIRTY);
+		if (p && (atomic_load(&p->st) & HM_ST_MASK) != HM_ST_EMPTY) {
+			uint32_t old = atomic_fetch_or(&p->st, HM_PG_DIRTY);
+			/* Written, so reached (an unmapped readahead marker only looks written). */
+			if ((old & (HM_PG_RA | HM_PG_RAMARK)) == HM_PG_RA)
+				hm__ra_used(r, p);
+		}
 	}
 }
 
