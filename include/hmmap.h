@@ -47,8 +47,9 @@ const char *hm_errormsg(void);
  * hmmap() maps `length` bytes of the store named by `uri` at `offset`.
  *   addr    NULL, or a page-aligned hint (as mmap without MAP_FIXED).
  *   prot    PROT_READ, optionally | PROT_WRITE.
- *   flags   exactly one mode: HM_CACHED (HM_DIRECT and HM_HYBRID are
- *           reserved for byte-addressable media and rejected for now).
+ *   flags   exactly one mode: HM_CACHED, or HM_DIRECT / HM_HYBRID for a
+ *           store that can be mapped (pmem:, numa:; see "Byte-addressable
+ *           media" below).
  *   uri     "file:PATH" or a bare path; "mem:SIZE[,k=v...]"; see
  *           hm_store_open(). A store opened here belongs to the mapping.
  *   offset  a multiple of the region's page size.
@@ -71,8 +72,8 @@ int hmsync(void *addr, size_t length, int flags);
 
 /* Region modes (hmmap() flags and hm_region_map() flags). */
 #define HM_CACHED 0x1
-#define HM_DIRECT 0x2 /* reserved: byte-addressable media */
-#define HM_HYBRID 0x4 /* reserved: byte-addressable media */
+#define HM_DIRECT 0x2 /* the medium itself, no faults (pmem:, numa:) */
+#define HM_HYBRID 0x4 /* the medium read-only; written pages move into DRAM */
 
 /* ------------------------------------------------------------------------
  * Stores.
@@ -86,6 +87,17 @@ int hmsync(void *addr, size_t length, int flags);
  *                         per request), read_bw=SIZE, write_bw=SIZE (bytes
  *                         per second; 0 = unlimited) to stand in for slower
  *                         memory.
+ *   pmem:PATH[,opts]      a file on a DAX file system, a device-DAX node,
+ *                         or any regular file, byte-addressable (mappable
+ *                         HM_DIRECT and HM_HYBRID). opts: size=SIZE
+ *                         (create or extend the file to SIZE),
+ *                         sync=auto|map_sync|msync (MAP_SYNC if offered,
+ *                         required, or never; hm_store_persistence()).
+ *   numa:N[,M...],size=SIZE[,policy=P]
+ *                         memory of NUMA nodes N, M (or ranges A-B);
+ *                         P: bind (default), preferred, interleave,
+ *                         weighted. A node that does not exist or has no
+ *                         memory is an error (-ENODEV). Byte-addressable.
  *   fault:SIZE[,opts]     a mem: store whose failures tests switch on with
  *                         hm_store_ctl(): "fail_read", "fail_write" (0, 1,
  *                         or a count), "fail_read_at" / "fail_write_at" (a
@@ -352,7 +364,49 @@ int hm_snapshot_list(pid_t **pids, size_t *count);
 
 /* ------------------------------------------------------------------------
  * Byte-addressable media: direct and hybrid regions, protection.
+ *
+ * HM_DIRECT maps the store's medium at the region (loads and stores reach
+ * it with no fault of hmmap's); hmsync(MS_SYNC) makes stores durable (a CPU
+ * cache flush under MAP_SYNC or device-DAX, msync otherwise). HM_HYBRID maps
+ * the medium read-only: the first write to a page copies it into a DRAM
+ * frame (a SIGSEGV handled by hmmap in the faulting thread), and write-back
+ * (when the bounded set of such pages is full, at hmsync, at unmap) copies
+ * it back and maps the medium again. A hybrid region holds at most
+ * min(budget of its cache / page size, what is left of a quarter of
+ * vm.max_map_count for the whole process) pages in DRAM. Both modes need a
+ * store with HM_PROP_BYTE_ADDRESSABLE that can be mapped (pmem:, numa:);
+ * others fail with -ENOTSUP. A system call writing into a hybrid page that
+ * is not in DRAM fails with EFAULT: hm_prefault() (with HM_PREFAULT_PIN to
+ * keep them) moves pages in first. The coherence between direct, hybrid and
+ * cached views of one store is docs/memory-model.md.
+ *
+ * hmmap installs a SIGSEGV handler at the first hybrid map and chains to
+ * the one installed before it; a handler installed afterwards must call
+ * hmmap's (sigaction returns it) for addresses it does not own.
  * ------------------------------------------------------------------------ */
+
+/*
+ * Makes [addr, addr+length) read-only (prot PROT_READ) or writable again
+ * (PROT_READ | PROT_WRITE), in any region mode; the range is extended to
+ * whole region pages and may span regions. Data is kept: a hybrid page in
+ * DRAM is written back first, a cached page keeps its dirty state. A write
+ * to a read-only range gets SIGSEGV (SEGV_ACCERR), as with mprotect(2).
+ * Returns 0; -EINVAL (alignment, prot); -ENOMEM when part of the range is in
+ * no region (nothing is changed); -EACCES for PROT_WRITE on a region mapped
+ * without it; or a hybrid write-back error.
+ */
+int hm_protect(void *addr, size_t length, int prot);
+
+/* How stores through a mapping of a store's medium become durable. */
+enum hm_persistence {
+	HM_PERSIST_NONE = 1, /* volatile medium (numa:, mem:, pmem: on tmpfs) */
+	HM_PERSIST_MSYNC,    /* a page cache in between: hmsync runs msync/fsync */
+	HM_PERSIST_FLUSH,    /* MAP_SYNC or device-DAX: hmsync flushes CPU caches */
+};
+/* The store's enum hm_persistence, or -EINVAL. */
+int hm_store_persistence(const struct hm_store *store);
+/* "none", "msync", or the flush in use ("clwb+sfence", "clflushopt+sfence", "clflush"). */
+const char *hm_persistence_name(int persistence);
 
 /* ------------------------------------------------------------------------
  * Tiers: chains of stores, bind and move, evacuation, automatic tiering.

@@ -31,6 +31,13 @@ extern "C" {
 #define HM_PROP_READONLY 0x08 /* opened read-only */
 #define HM_PROP_BLOCKDEV 0x10
 #define HM_PROP_RESIZABLE 0x20 /* writes past the end extend it (files) */
+/*
+ * Direct mappings of the medium are synchronous (MAP_SYNC on a DAX file
+ * system, or device-DAX): a CPU cache flush (clwb/clflushopt + sfence) makes
+ * a store durable. Without it a persistent byte-addressable store needs
+ * msync/fsync, as the page cache sits between the mapping and the medium.
+ */
+#define HM_PROP_MAP_SYNC 0x40
 
 struct hm_store_info {
 	uint64_t size;   /* bytes; reads past it give zeros */
@@ -70,6 +77,22 @@ struct hm_store_ops {
 	 * while the store is open.
 	 */
 	const void *(*addr)(void *priv, uint64_t off, size_t len);
+	/*
+	 * Optional, for stores a region may map itself (HM_DIRECT, HM_HYBRID):
+	 * maps len bytes of the medium from off at addr, replacing what is
+	 * there (MAP_FIXED), shared, with prot. off is page-aligned and
+	 * off + len may pass the end only within its last page. Returns 0 or
+	 * -errno. Called from ordinary context and from the hybrid write-back
+	 * path, which may run in a SIGSEGV handler: use only async-signal-safe
+	 * calls (mmap).
+	 */
+	int (*map)(void *priv, void *addr, size_t len, uint64_t off, int prot);
+	/*
+	 * Optional, with map: makes stores to [off, off+len) made through any
+	 * mapping of the medium durable (a CPU cache flush under MAP_SYNC, msync
+	 * otherwise); 0 at once for a volatile medium. Returns 0 or -errno.
+	 */
+	int (*persist)(void *priv, uint64_t off, size_t len);
 };
 
 /* Every store compiled in, in a stable order. */

@@ -223,6 +223,7 @@ struct hm_region {
 	int memfd;
 	bool wp;             /* dirty tracking on (writable region) */
 	bool own_store;      /* opened by hmmap(); closed at unmap */
+	struct hm_bam *bam;  /* HM_DIRECT/HM_HYBRID state (src/core/direct.h), else NULL */
 	struct hm_store *store;
 	struct hm_cache *cache;
 	uint32_t id;
@@ -380,6 +381,12 @@ int hm__uffd_wake(void *addr, size_t len);
 int hm__uffd_copy(void *dst, const void *src, size_t len, bool wp);
 /* Write-protects (or unprotects) a range: synchronous tracking only. */
 int hm__uffd_writeprotect(void *addr, size_t len, bool protect);
+/*
+ * Registers [addr, addr+len) for asynchronous write protection only (any
+ * memory, file mappings too: direct regions' endurance counting) and
+ * write-protects it. -ENOTSUP without asynchronous WP.
+ */
+int hm__uffd_register_wp_async(void *addr, size_t len);
 /*
  * Reports written pages in [start, end) and write-protects them again.
  * If present_only, only pages still mapped count; otherwise zapped pages

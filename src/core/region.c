@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "core/direct.h"
 
 
 /* All regions, sorted by base address. */
@@ -138,6 +139,7 @@ static void table_remove(struct hm_region *r)
 
 static void teardown(struct hm_region *r)
 {
+	hm__bam_teardown(r);
 	if (r->base && r->base != MAP_FAILED) {
 		hm__uffd_unregister(r->base, r->span);
 		munmap(r->base, r->span);
@@ -165,11 +167,15 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 	if (flags & ~(HM_CACHED | HM_DIRECT | HM_HYBRID))
 		return hm__error(-EINVAL, "unknown map flags %#x", flags & ~(HM_CACHED | HM_DIRECT |
 									      HM_HYBRID));
-	if (flags & (HM_DIRECT | HM_HYBRID))
-		return hm__error(-ENOTSUP, "HM_DIRECT and HM_HYBRID need a byte-addressable store "
-					   "mode that is not available yet; use HM_CACHED");
-	if (flags != HM_CACHED)
-		return hm__error(-EINVAL, "exactly one mode flag is needed (HM_CACHED)");
+	/* A store that cannot be mapped is the first thing to say about HM_DIRECT/HM_HYBRID. */
+	if (flags & (HM_DIRECT | HM_HYBRID)) {
+		rc = hm__bam_check(s, flags & HM_DIRECT ? HM_DIRECT : HM_HYBRID, prot);
+		if (rc)
+			return rc;
+	}
+	if (flags != HM_CACHED && flags != HM_DIRECT && flags != HM_HYBRID)
+		return hm__error(-EINVAL, "exactly one mode flag is needed (HM_CACHED, HM_DIRECT or "
+					  "HM_HYBRID)");
 	if (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC))
 		return hm__error(-EINVAL, "unknown prot bits %#x", prot);
 	if (!(prot & PROT_READ))
@@ -199,10 +205,11 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 	if ((uint64_t)page_size > hm__budget(c))
 		return hm__error(-EINVAL, "page size %zu is larger than the cache budget %llu",
 				 page_size, (unsigned long long)hm__budget(c));
-	rc = hm__engine_start(&info);
+	/* Direct and hybrid regions take no userfaultfd faults: they map without it. */
+	rc = flags == HM_CACHED ? hm__engine_start(&info) : 0;
 	if (rc)
 		return rc;
-	if ((prot & PROT_WRITE) && !(info->features & HM_FEAT_WP_SHMEM))
+	if (flags == HM_CACHED && (prot & PROT_WRITE) && !(info->features & HM_FEAT_WP_SHMEM))
 		return hm__error(-ENOTSUP, "this kernel cannot write-protect shmem through "
 					   "userfaultfd (Linux 5.19 or later); writable regions need it");
 
@@ -237,6 +244,12 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 		rc = hm__error(-ENOMEM, "cannot allocate the page directory");
 		goto fail;
 	}
+	if (flags != HM_CACHED) {
+		rc = hm__bam_map(r);
+		if (rc)
+			goto fail;
+		goto mapped;
+	}
 	snprintf(name, sizeof name, "hmmap-%u", r->id);
 	r->memfd = memfd_create(name, MFD_CLOEXEC);
 	if (r->memfd < 0) {
@@ -256,6 +269,7 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 	rc = hm__uffd_register(r->base, r->span, r->wp);
 	if (rc)
 		goto fail;
+mapped:
 	rc = table_insert(r);
 	if (rc)
 		goto fail;
@@ -372,6 +386,8 @@ static int for_range(void *addr, size_t len, int (*fn)(struct hm_region *, uint6
 static int do_sync(struct hm_region *r, uint64_t idx, uint64_t n, void *ctx)
 {
 	int flags = *(int *)ctx;
+	if (r->bam)
+		return hm__bam_sync(r, idx, n, flags);
 	int rc = hm__region_sync(r, idx, n, flags & MS_SYNC);
 
 	if (!rc && (flags & MS_INVALIDATE)) {
@@ -395,6 +411,8 @@ static int do_advise(struct hm_region *r, uint64_t idx, uint64_t n, void *ctx)
 	int advice = *(int *)ctx;
 	int rc;
 
+	if (r->bam)
+		return hm__bam_advise(r, idx, n, advice);
 	switch (advice) {
 	case HM_ADV_NORMAL:
 	case HM_ADV_RANDOM:
@@ -460,6 +478,8 @@ static int do_prefault(struct hm_region *r, uint64_t idx, uint64_t n, void *ctx)
 	uint8_t *was = NULL;
 	int rc;
 
+	if (r->bam)
+		return hm__bam_prefault(r, idx, n, *(int *)ctx);
 	if ((n << r->ps_shift) > hm__budget(r->cache))
 		return hm__error(-ENOMEM, "%s of %llu bytes exceeds the cache budget",
 				 pin ? "pinning" : "prefault",
@@ -498,6 +518,8 @@ int hm_prefault(void *addr, size_t length, int flags)
 
 static int do_unpin(struct hm_region *r, uint64_t idx, uint64_t n, void *ctx)
 {
+	if (r->bam)
+		return hm__bam_unpin(r, idx, n);
 	for (uint64_t i = idx; i < idx + n; i++)
 		hm__cache_unpin(r->cache, r, i);
 	return 0;

@@ -28,6 +28,8 @@ static const struct hm_store_ops *const stores[] = {
 	&hm__store_file,
 	&hm__store_mem,
 	&hm__store_fault,
+	&hm__store_pmem,
+	&hm__store_numa,
 };
 
 const struct hm_policy_ops *const *hm_policy_list(size_t *count)

@@ -22,6 +22,8 @@ extern const struct hm_policy_ops hm__policy_opt;
 extern const struct hm_store_ops hm__store_file;
 extern const struct hm_store_ops hm__store_mem;
 extern const struct hm_store_ops hm__store_fault;
+extern const struct hm_store_ops hm__store_pmem;
+extern const struct hm_store_ops hm__store_numa;
 
 /* The store ops for a scheme of `len` bytes, or NULL. */
 const struct hm_store_ops *hm__store_lookup(const char *scheme, size_t len);

@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 
 #include "core/internal.h"
+#include "core/direct.h"
 
 /*
  * PAGEMAP_SCAN callback: pages [addr, addr+len) of the region ctx were
@@ -156,6 +157,8 @@ int hm__region_sync(struct hm_region *r, uint64_t idx, uint64_t n, bool flush)
 {
 	int err, rc;
 
+	if (r->bam)
+		return hm__bam_sync(r, idx, n, flush ? MS_SYNC : MS_ASYNC);
 	if (!r->wp)
 		return 0;
 	pthread_mutex_lock(&r->sync_lock);

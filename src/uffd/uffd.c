@@ -466,6 +466,25 @@ int hm__uffd_register(void *addr, size_t len, bool wp)
 	return 0;
 }
 
+int hm__uffd_register_wp_async(void *addr, size_t len)
+{
+	struct uffdio_register reg;
+	int rc;
+
+	if (!eng.info.wp_async)
+		return -ENOTSUP;
+	memset(&reg, 0, sizeof reg);
+	reg.range.start = (uintptr_t)addr;
+	reg.range.len = len;
+	reg.mode = UFFDIO_REGISTER_MODE_WP;
+	if (ioctl(eng.uffd, UFFDIO_REGISTER, &reg) < 0)
+		return -errno;
+	rc = hm__uffd_writeprotect(addr, len, true);
+	if (rc)
+		hm__uffd_unregister(addr, len);
+	return rc;
+}
+
 int hm__uffd_unregister(void *addr, size_t len)
 {
 	struct uffdio_range r = { .start = (uintptr_t)addr, .len = len };
