@@ -31,7 +31,7 @@ enum hm_resource_kind {
 	HM_RES_DAX,      /* a device-DAX character device (/dev/daxX.Y) */
 	HM_RES_PMEM,     /* a persistent-memory namespace (namespaceX.Y) */
 	HM_RES_BLOCK,    /* a block device (/sys/block/NAME) */
-	HM_RES_STORE,    /* a store the user configured (reserved; not listed yet) */
+	HM_RES_STORE,    /* a store the user configured in the stores file (docs/discovery.md) */
 };
 
 /* A property that sysfs may or may not tell. Zero is never valid. */
@@ -83,7 +83,11 @@ struct hm_resource {
 /*
  * Lists the machine's memory resources: *out receives an array of *count
  * rows (NUMA nodes by id, then device-DAX, pmem namespaces, block devices,
- * each in name order), to be released with hm_resources_free(). Block
+ * each in name order, then the stores of the stores file in its order:
+ * name, URI as device, scheme as mode, size and properties from opening
+ * the store read-only, figures from the file), to be released with
+ * hm_resources_free(). A malformed stores file fails with -EINVAL naming
+ * the line. Block
  * devices of size 0 (unattached loop and ram devices, empty drives) are
  * left out. Returns 0, -EINVAL (a NULL argument), -ENOMEM, or the error of
  * a sysfs root that cannot be read or does not look like sysfs (-ENOENT);

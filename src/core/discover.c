@@ -903,6 +903,181 @@ static int list_block(struct scan *s)
 }
 
 /* ------------------------------------------------------------------------
+ * Stores a user configured.
+ *
+ * The stores file ($HMMAP_STORES; else $XDG_CONFIG_HOME/hmmap/stores or
+ * ~/.config/hmmap/stores, but only when HMMAP_SYSFS_ROOT is unset, as a
+ * fixture root describes another machine) names stores, one a line:
+ *
+ *   NAME URI [read_latency_ns=N] [write_latency_ns=N]
+ *            [read_bandwidth_mbps=N] [write_bandwidth_mbps=N]
+ *
+ * '#' starts a comment. The figures are what `hmmap probe URI` measured (or
+ * any other measurement). Each store is opened read-only to learn its size
+ * and properties; one that cannot be opened is listed with them unknown.
+ * Unlike sysfs this file is the user's own: a malformed line is an error
+ * naming the file and the line, not a silent unknown.
+ * ------------------------------------------------------------------------ */
+
+#define STORE_LINE_CAP 4096
+
+static int stores_path(char *out, size_t cap, bool *explicit_path)
+{
+	const char *env = getenv("HMMAP_STORES"), *base;
+
+	*explicit_path = env != NULL;
+	if (env) {
+		if (!*env)
+			return 1; /* set and empty: no stores file */
+		if (strlen(env) >= cap)
+			return hm__error(-ENAMETOOLONG, "HMMAP_STORES is too long");
+		snprintf(out, cap, "%s", env);
+		return 0;
+	}
+	if (getenv("HMMAP_SYSFS_ROOT") && *getenv("HMMAP_SYSFS_ROOT"))
+		return 1;
+	base = getenv("XDG_CONFIG_HOME");
+	if (base && *base) {
+		if ((size_t)snprintf(out, cap, "%s/hmmap/stores", base) >= cap)
+			return 1;
+		return 0;
+	}
+	base = getenv("HOME");
+	if (!base || !*base || (size_t)snprintf(out, cap, "%s/.config/hmmap/stores", base) >= cap)
+		return 1;
+	return 0;
+}
+
+static bool store_name_ok(const char *n)
+{
+	if (!*n || strlen(n) >= NAME_CAP)
+		return false;
+	for (; *n; n++)
+		if (!isalnum((unsigned char)*n) && *n != '_' && *n != '-' && *n != '.')
+			return false;
+	return true;
+}
+
+/* Size and properties of the store at uri, opened read-only; unknown if it cannot be. */
+static void store_facts(struct hm_resource *r, const char *uri)
+{
+	struct hm_store *st;
+	struct hm_store_info info;
+	const char *colon = strchr(uri, ':'), *slash = strchr(uri, '/');
+	size_t n = colon && (!slash || colon < slash) ? (size_t)(colon - uri) : 0;
+
+	snprintf(r->mode, sizeof r->mode, "%.*s", n ? (int)n : 4, n ? uri : "file");
+	if (!strncmp(uri, "numa:", 5) && isdigit((unsigned char)uri[5]))
+		r->node = atoi(uri + 5);
+	if (hm_store_open(&st, uri, HM_STORE_RDONLY))
+		return;
+	if (!hm_store_info(st, &info)) {
+		r->size = info.size;
+		r->byte_addressable = info.props & HM_PROP_BYTE_ADDRESSABLE ? HM_YES : HM_NO;
+		r->persistent = info.props & HM_PROP_PERSISTENT ? HM_YES : HM_NO;
+		r->coherent = info.props & HM_PROP_COHERENT ? HM_YES : HM_NO;
+	}
+	hm_store_close(st);
+}
+
+static int store_line(struct scan *s, const char *file, int lineno, char *line)
+{
+	char *save = NULL, *name, *uri, *kv;
+	struct hm_resource *r;
+
+	name = strtok_r(line, " \t\r\n", &save);
+	if (!name || *name == '#')
+		return 0;
+	uri = strtok_r(NULL, " \t\r\n", &save);
+	if (!store_name_ok(name))
+		return hm__error(-EINVAL, "stores file %s line %d: '%.64s' is not a name (letters, "
+					  "digits, '_', '-', '.')", file, lineno, name);
+	if (!uri || *uri == '#')
+		return hm__error(-EINVAL, "stores file %s line %d: store '%s' has no URI (NAME URI "
+					  "[figures])", file, lineno, name);
+	if (strlen(uri) >= sizeof r->device)
+		return hm__error(-EINVAL, "stores file %s line %d: the URI is too long", file, lineno);
+	for (size_t i = 0; i < s->n; i++)
+		if (s->res[i].kind == HM_RES_STORE && !strcmp(s->res[i].name, name))
+			return hm__error(-EINVAL, "stores file %s line %d: store '%s' is named twice",
+					 file, lineno, name);
+	r = row_new(s, HM_RES_STORE, name);
+	if (!r)
+		return -ENOMEM;
+	snprintf(r->device, sizeof r->device, "%s", uri);
+	while ((kv = strtok_r(NULL, " \t\r\n", &save))) {
+		char *eq = strchr(kv, '=');
+		uint64_t v, *field = NULL;
+
+		if (*kv == '#')
+			break;
+		if (eq) {
+			*eq = 0;
+			if (!strcmp(kv, "read_latency_ns"))
+				field = &r->read_latency_ns;
+			else if (!strcmp(kv, "write_latency_ns"))
+				field = &r->write_latency_ns;
+			else if (!strcmp(kv, "read_bandwidth_mbps"))
+				field = &r->read_bandwidth_mbps;
+			else if (!strcmp(kv, "write_bandwidth_mbps"))
+				field = &r->write_bandwidth_mbps;
+		}
+		if (!field) {
+			s->n--;
+			return hm__error(-EINVAL, "stores file %s line %d: unknown figure '%.64s' (known: "
+						  "read_latency_ns, write_latency_ns, "
+						  "read_bandwidth_mbps, write_bandwidth_mbps)",
+					 file, lineno, kv);
+		}
+		if (hm_parse_u64(eq + 1, &v) || v == HM_RES_UNKNOWN) {
+			s->n--;
+			return hm__error(-EINVAL, "stores file %s line %d: %s='%.64s' is not a number",
+					 file, lineno, kv, eq + 1);
+		}
+		*field = v;
+	}
+	store_facts(r, uri);
+	return 0;
+}
+
+static int list_stores(struct scan *s)
+{
+	char path[PATH_MAX], *line;
+	bool explicit_path;
+	int rc, lineno = 0;
+	FILE *f;
+
+	rc = stores_path(path, sizeof path, &explicit_path);
+	if (rc)
+		return rc < 0 ? rc : 0;
+	f = fopen(path, "re");
+	if (!f) {
+		if (errno == ENOENT && !explicit_path)
+			return 0;
+		return hm__error_errno(-errno, "stores file %s (%s) cannot be read", path,
+				       explicit_path ? "HMMAP_STORES" : "the default");
+	}
+	line = malloc(STORE_LINE_CAP);
+	if (!line) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	rc = 0;
+	while (!rc && fgets(line, STORE_LINE_CAP, f)) {
+		lineno++;
+		if (!strchr(line, '\n') && !feof(f)) {
+			rc = hm__error(-EINVAL, "stores file %s line %d is longer than %u bytes", path,
+				       lineno, STORE_LINE_CAP - 1);
+			break;
+		}
+		rc = store_line(s, path, lineno, line);
+	}
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------
  * The public calls.
  * ------------------------------------------------------------------------ */
 
@@ -982,6 +1157,13 @@ int hm_resources(struct hm_resource **out, size_t *count)
 		rc = list_block(s);
 	if (rc)
 		goto out_nomem;
+	rc = list_stores(s);
+	if (rc == -ENOMEM)
+		goto out_nomem;
+	if (rc) {
+		hm_resources_free(s->res, s->n);
+		goto out_free;
+	}
 	*out = s->res;
 	*count = s->n;
 	s->res = NULL;

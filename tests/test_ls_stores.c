@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Stores a user configured, in `hmmap ls` and hm_resources(): the stores
+ * file ($HMMAP_STORES), its rows (name, URI, scheme, node, figures, size
+ * and properties from the store), a store that cannot be opened, and every
+ * malformed line as a clear error naming the line. Runs against a fixture
+ * sysfs root, so the machine's own rows are known.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "hmmap.h"
+#include "harness.h"
+#include "testutil.h"
+#include "bamutil.h"
+
+#define FIX "tests/fixtures/sysfs/"
+
+static char stores[256], data[256];
+
+static int write_stores(const char *text)
+{
+	FILE *f = fopen(stores, "w");
+
+	if (!f)
+		return -1;
+	fputs(text, f);
+	return fclose(f);
+}
+
+/* The rows of kind store, with the total row count. */
+static const struct hm_resource *find(const struct hm_resource *res, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (res[i].kind == HM_RES_STORE && !strcmp(res[i].name, name))
+			return &res[i];
+	return NULL;
+}
+
+static void test_store_rows(void)
+{
+	struct hm_resource *res, *base;
+	size_t n, nbase;
+	const struct hm_resource *r;
+	char text[1024];
+
+	unsetenv("HMMAP_STORES");
+	CHECK(hm_resources(&base, &nbase) == 0);
+	snprintf(text, sizeof text,
+		 "# name uri figures\n"
+		 "\n"
+		 "fast   numa:0,size=1M,policy=bind   read_latency_ns=95 write_latency_ns=110 "
+		 "read_bandwidth_mbps=20000 write_bandwidth_mbps=15000\n"
+		 "   log  pmem:%s  read_latency_ns=300   # measured with hmmap probe\n"
+		 "gone   pmem:%s.missing\n"
+		 "plain\t%s\n",
+		 data, data, data);
+	CHECK(write_stores(text) == 0);
+	setenv("HMMAP_STORES", stores, 1);
+	CHECKF(hm_resources(&res, &n) == 0, "%s", hm_errormsg());
+	CHECKF(n == nbase + 4, "%zu rows, %zu without stores", n, nbase);
+	/* The machine's rows first, unchanged; the stores after them, in order. */
+	for (size_t i = 0; i < nbase; i++)
+		CHECK(res[i].kind == base[i].kind && !strcmp(res[i].name, base[i].name));
+	CHECK(!strcmp(res[nbase].name, "fast") && !strcmp(res[nbase + 3].name, "plain"));
+	r = find(res, n, "fast");
+	CHECK(r && !strcmp(r->device, "numa:0,size=1M,policy=bind") && !strcmp(r->mode, "numa"));
+	CHECK(r->node == 0 && r->size == 1 << 20);
+	CHECK(r->byte_addressable == HM_YES && r->persistent == HM_NO && r->coherent == HM_YES);
+	CHECK(r->read_latency_ns == 95 && r->write_latency_ns == 110);
+	CHECK(r->read_bandwidth_mbps == 20000 && r->write_bandwidth_mbps == 15000);
+	CHECK(!strcmp(hm_resource_kind_name(r->kind), "store"));
+	r = find(res, n, "log");
+	CHECK(r && !strcmp(r->mode, "pmem") && r->size == 8192 && r->node == -1);
+	CHECK(r->byte_addressable == HM_YES && r->persistent == HM_YES);
+	CHECK(r->read_latency_ns == 300 && r->write_latency_ns == HM_RES_UNKNOWN);
+	CHECK(r->read_bandwidth_mbps == HM_RES_UNKNOWN);
+	/* A store that cannot be opened is listed, its facts unknown. */
+	r = find(res, n, "gone");
+	CHECK(r && r->size == HM_RES_UNKNOWN && r->byte_addressable == HM_UNKNOWN);
+	r = find(res, n, "plain");
+	CHECK(r && !strcmp(r->mode, "file") && r->size == 8192 && r->byte_addressable == HM_NO);
+	hm_resources_free(res, n);
+	hm_resources_free(base, nbase);
+	/* Set and empty: no stores file. */
+	setenv("HMMAP_STORES", "", 1);
+	CHECK(hm_resources(&res, &n) == 0 && n == nbase);
+	hm_resources_free(res, n);
+}
+
+static void test_bad_stores_files(void)
+{
+	static const struct {
+		const char *text, *says;
+	} bad[] = {
+		{ "onlyname\n", "line 1: store 'onlyname' has no URI" },
+		{ "ok mem:1M\nbad/name mem:1M\n", "line 2" },
+		{ "a mem:1M read_latency_ns=fast\n", "is not a number" },
+		{ "a mem:1M read_latency_ns=-1\n", "is not a number" },
+		{ "a mem:1M latency=5\n", "unknown figure" },
+		{ "a mem:1M 5\n", "unknown figure" },
+		{ "a mem:1M\n\n# c\na mem:2M\n", "line 4: store 'a' is named twice" },
+		{ "a # no uri\n", "has no URI" },
+	};
+	struct hm_resource *res = (struct hm_resource *)1;
+	size_t n = 7;
+	char big[6000];
+
+	setenv("HMMAP_STORES", stores, 1);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		CHECK(write_stores(bad[i].text) == 0);
+		EXPECT_RC(hm_resources(&res, &n), -EINVAL);
+		CHECK(res == NULL && n == 0);
+		CHECKF(strstr(hm_errormsg(), bad[i].says) && strstr(hm_errormsg(), stores),
+		       "case %zu: %s", i, hm_errormsg());
+	}
+	memset(big, 'x', sizeof big - 2);
+	big[sizeof big - 2] = '\n';
+	big[sizeof big - 1] = 0;
+	memcpy(big, "a mem:1M ", 9);
+	CHECK(write_stores(big) == 0);
+	EXPECT_RC(hm_resources(&res, &n), -EINVAL);
+	CHECK(strstr(hm_errormsg(), "longer than"));
+	/* A named file that does not exist is an error; the default one is optional. */
+	setenv("HMMAP_STORES", "/nonexistent/hmmap-stores", 1);
+	EXPECT_RC(hm_resources(&res, &n), -ENOENT);
+	CHECK(strstr(hm_errormsg(), "HMMAP_STORES"));
+	unsetenv("HMMAP_STORES");
+	CHECK(hm_resources(&res, &n) == 0);
+	hm_resources_free(res, n);
+}
+
+/* The tool shows them, in the table and in JSON, and fails clearly on a bad file. */
+static void test_ls_cli(void)
+{
+	char cmd[1024], out[8192];
+	const char *b = getenv("HMMAP_BUILD") ? getenv("HMMAP_BUILD") : "build";
+	FILE *p;
+	size_t len;
+	int st;
+
+	snprintf(cmd, sizeof cmd, "%.200s/hmmap", b);
+	if (access(cmd, X_OK))
+		SKIP("%.300s is not built", cmd);
+	CHECK(write_stores("fast numa:0,size=1M read_latency_ns=95\n") == 0);
+	snprintf(cmd, sizeof cmd, "HMMAP_STORES=%.250s %.200s/hmmap ls --json 2>&1", stores, b);
+	p = popen(cmd, "r");
+	CHECK(p);
+	len = fread(out, 1, sizeof out - 1, p);
+	out[len] = 0;
+	st = pclose(p);
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%.300s", out);
+	CHECKF(strstr(out, "\"kind\": \"store\", \"name\": \"fast\", \"device\": "
+			   "\"numa:0,size=1M\", \"size_bytes\": 1048576"),
+	       "%.300s", out);
+	CHECK(strstr(out, "\"read_latency_ns\": 95"));
+	snprintf(cmd, sizeof cmd, "HMMAP_STORES=%.250s %.200s/hmmap ls 2>&1", stores, b);
+	p = popen(cmd, "r");
+	len = fread(out, 1, sizeof out - 1, p);
+	out[len] = 0;
+	st = pclose(p);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CHECKF(strstr(out, "store") && strstr(out, "fast") && strstr(out, "numa:0,size=1M"), "%.300s",
+	       out);
+	CHECK(write_stores("fast\n") == 0);
+	p = popen(cmd, "r");
+	len = fread(out, 1, sizeof out - 1, p);
+	out[len] = 0;
+	st = pclose(p);
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 1 && strstr(out, "has no URI"), "%.300s", out);
+}
+
+int main(void)
+{
+	unsigned char *ref;
+
+	if (!tu_tmpdir())
+		return 1;
+	tu_path(stores, sizeof stores, "stores");
+	tu_path(data, sizeof data, "data");
+	ref = tu_make_file(data, 8192, 1);
+	if (!ref)
+		return 1;
+	free(ref);
+	setenv("HMMAP_SYSFS_ROOT", FIX "two-socket-cxl", 1);
+	RUN(test_store_rows);
+	RUN(test_bad_stores_files);
+	RUN(test_ls_cli);
+	tu_cleanup();
+	return test_done();
+}
