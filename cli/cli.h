@@ -12,5 +12,15 @@ int hm_cli_replay(int argc, char **argv);
 int hm_cli_policies(int argc, char **argv);
 int hm_cli_stores(int argc, char **argv);
 int hm_cli_ls(int argc, char **argv);
+/* Live statistics and probes (cli/stat.c, cli/top.c, cli/probe.c). */
+int hm_cli_stat(int argc, char **argv);
+int hm_cli_top(int argc, char **argv);
+int hm_cli_probe(int argc, char **argv);
+/* Shared by stat and top (cli/stat.c): "1.5G", "12us", "cached", JSON members. */
+struct hm_stats;
+void hm_cli_bytes(char *out, size_t cap, uint64_t v);
+void hm_cli_ns(char *out, size_t cap, uint64_t ns);
+const char *hm_cli_mode_name(uint32_t mode);
+void hm_cli_json_stats(const struct hm_stats *s);
 
 #endif

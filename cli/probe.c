@@ -1,0 +1,543 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `hmmap probe URI`: measures a store through its plug-in (hm_store_read(),
+ * hm_store_write()) and prints the figures beside the properties the store
+ * declares.
+ *
+ *   latency    4 KiB requests at random 4 KiB-aligned offsets, one at a
+ *              time (queue depth 1): p50, p99 and mean of every request.
+ *              A set of 1024 offsets is touched once untimed first, so
+ *              one-time costs (a RAM store's first write allocating memory)
+ *              are not taken for the medium's latency.
+ *   bandwidth  1 MiB sequential requests from several threads at once (the
+ *              queue depth is the thread count), each thread cycling over
+ *              its own part of the first 256 MiB.
+ *
+ * Writes never change the store's contents: each write puts back the bytes
+ * just read from the same place. Even so a write races with any other
+ * writer of the store, so a persistent store is written only with --write;
+ * a store that is not persistent (mem:, fault:) is private to this process
+ * and is always written.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "hmmap.h"
+#include "cli.h"
+
+#define LAT_BLOCK 4096u
+#define LAT_OFFSETS 1024u
+#define BW_BLOCK (1u << 20)
+#define BW_RANGE (256ull << 20)
+#define MAX_THREADS 64
+#define MAX_SAMPLES (1u << 22)
+
+static void probe_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: hmmap probe URI [--json] [--write] [--size SIZE] [--seconds S] "
+		"[--threads N]\n"
+		"\n"
+		"Measures a store's read and write latency (4 KiB at random offsets, one\n"
+		"request at a time: p50, p99, mean) and bandwidth (1 MiB sequential\n"
+		"requests from N threads at once), and prints them with the properties the\n"
+		"store declares (byte-addressable, persistent, coherent, capacity).\n"
+		"\n"
+		"Writes put back the bytes just read, so the contents never change; still,\n"
+		"a persistent store (a file, a device) is written only with --write, since\n"
+		"another writer at the same moment could lose its write. Stores that are\n"
+		"not persistent (mem:, fault:) are always written.\n"
+		"\n"
+		"  --json         print one JSON object instead (fields in docs/stats.md)\n"
+		"  --write        also measure writes on a persistent store\n"
+		"  --size SIZE    the part of the store used, from offset 0 (all of it, at\n"
+		"                 most 1G)\n"
+		"  --seconds S    total measuring time, split over the tests (2)\n"
+		"  --threads N    threads for the bandwidth tests, 1 to 64 (4)\n"
+		"  -h, --help     this text\n"
+		"\n"
+		"Exit status: 0 success, 1 the store cannot be opened or fails, 2 bad usage.\n");
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t xs(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * What timing one request costs by itself: the median of back-to-back clock
+ * reads. It is taken off every latency sample, so that a store that answers
+ * in 1 us is not reported as the clock's 1 us plus its overhead.
+ */
+static uint64_t clock_overhead_ns(void)
+{
+	uint64_t d[1001];
+
+	for (int i = 0; i < 1001; i++) {
+		uint64_t a = now_ns();
+		d[i] = now_ns() - a;
+	}
+	qsort(d, 1001, sizeof d[0], cmp_u64);
+	return d[500];
+}
+
+struct lat {
+	bool done;
+	uint64_t n, p50, p99, min, max;
+	uint64_t clock_ns; /* timing overhead taken off each sample */
+	uint64_t preempted; /* samples left out: the probe lost the CPU meanwhile */
+	double mean;
+};
+
+struct bw {
+	bool done;
+	double mbps; /* 10^6 bytes per second */
+	uint64_t bytes;
+	double seconds;
+};
+
+/* Involuntary context switches of the calling thread so far. */
+static long preemptions(void)
+{
+	struct rusage u;
+
+	return getrusage(RUSAGE_THREAD, &u) ? 0 : u.ru_nivcsw;
+}
+
+/*
+ * Queue-depth-1 latency of 4 KiB requests at random offsets for `secs`.
+ * A write first reads the block (untimed) and writes those bytes back.
+ * A request during which this thread was preempted (another process took
+ * the CPU) measures the machine's load, not the store: it is left out, and
+ * counted. Waiting for I/O is a voluntary switch and stays in.
+ */
+static int measure_latency(struct hm_store *s, uint64_t size, bool write, double secs,
+			   struct lat *out)
+{
+	uint64_t nblk = size / LAT_BLOCK, offs[LAT_OFFSETS], seed = 0x9E3779B97F4A7C15ull;
+	uint64_t *samples = malloc(MAX_SAMPLES * sizeof *samples);
+	void *buf = NULL;
+	uint64_t n = 0, ovh = clock_overhead_ns(), dropped = 0, kept_any = 0;
+	double sum = 0, end;
+	int rc = 0;
+
+	if (!samples || posix_memalign(&buf, 4096, LAT_BLOCK)) {
+		free(samples);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < LAT_OFFSETS; i++)
+		offs[i] = (xs(&seed) % nblk) * LAT_BLOCK;
+	/* Untimed pass: one-time costs of first touches stay out of the figures. */
+	for (unsigned i = 0; i < LAT_OFFSETS && !rc; i++) {
+		rc = hm_store_read(s, buf, LAT_BLOCK, offs[i]);
+		if (!rc && write)
+			rc = hm_store_write(s, buf, LAT_BLOCK, offs[i]);
+	}
+	end = now_s() + secs;
+	for (unsigned i = 0; !rc && n < MAX_SAMPLES; i = (i + 1) % LAT_OFFSETS) {
+		uint64_t t0, t1, d;
+		long pre;
+		if (write) {
+			rc = hm_store_read(s, buf, LAT_BLOCK, offs[i]);
+			if (rc)
+				break;
+			pre = preemptions();
+			t0 = now_ns();
+			rc = hm_store_write(s, buf, LAT_BLOCK, offs[i]);
+		} else {
+			pre = preemptions();
+			t0 = now_ns();
+			rc = hm_store_read(s, buf, LAT_BLOCK, offs[i]);
+		}
+		t1 = now_ns();
+		d = t1 - t0 > ovh ? t1 - t0 - ovh : 0;
+		if (preemptions() != pre) {
+			/* Kept aside, used only if nothing else could be measured. */
+			dropped++;
+			if (kept_any)
+				goto next;
+		} else if (!kept_any) {
+			/* The first clean sample: forget the preempted ones before it. */
+			kept_any = 1;
+			n = 0;
+			sum = 0;
+		}
+		samples[n++] = d;
+		sum += (double)d;
+next:
+		/* At least 20 requests, however slow the store. */
+		if (n >= 20 && now_s() >= end)
+			break;
+		if (n < 20 && now_s() >= end + 10 * secs)
+			break; /* a machine so busy that clean samples are rare */
+	}
+	if (!rc && n) {
+		qsort(samples, n, sizeof *samples, cmp_u64);
+		out->preempted = kept_any ? dropped : 0;
+		out->n = n;
+		out->min = samples[0];
+		out->max = samples[n - 1];
+		/* Nearest rank: the smallest sample with at least q of them at or below. */
+		out->p50 = samples[(n * 50 + 99) / 100 - 1];
+		out->p99 = samples[(n * 99 + 99) / 100 - 1];
+		out->mean = sum / (double)n;
+		out->clock_ns = ovh;
+		out->done = true;
+	}
+	free(buf);
+	free(samples);
+	return rc;
+}
+
+struct bw_thread {
+	struct hm_store *s;
+	uint64_t first, count; /* blocks of this thread */
+	bool write;
+	double end;
+	uint64_t bytes;
+	uint64_t busy_ns; /* time in the measured requests */
+	int rc;
+};
+
+static void *bw_main(void *arg)
+{
+	struct bw_thread *t = arg;
+	void *buf;
+	uint64_t i = 0;
+
+	if (posix_memalign(&buf, 4096, BW_BLOCK)) {
+		t->rc = -ENOMEM;
+		return NULL;
+	}
+	memset(buf, 0, BW_BLOCK);
+	while (!t->rc) {
+		uint64_t off = (t->first + i) * BW_BLOCK, t0;
+		if (t->write) {
+			/* Put back what is there; only the write is timed. */
+			t->rc = hm_store_read(t->s, buf, BW_BLOCK, off);
+			if (t->rc)
+				break;
+			t0 = now_ns();
+			t->rc = hm_store_write(t->s, buf, BW_BLOCK, off);
+		} else {
+			t0 = now_ns();
+			t->rc = hm_store_read(t->s, buf, BW_BLOCK, off);
+		}
+		t->busy_ns += now_ns() - t0;
+		if (t->rc)
+			break;
+		t->bytes += BW_BLOCK;
+		i = (i + 1) % t->count;
+		if (now_s() >= t->end)
+			break;
+	}
+	free(buf);
+	return NULL;
+}
+
+/*
+ * Bandwidth of 1 MiB sequential requests from `nt` threads at once for
+ * `secs`. Reads: bytes over wall time. Writes, each after an untimed read
+ * of its block: the sum over threads of bytes over time spent writing.
+ */
+static int measure_bw(struct hm_store *s, uint64_t size, bool write, int nt, double secs,
+		      struct bw *out)
+{
+	struct bw_thread t[MAX_THREADS];
+	pthread_t th[MAX_THREADS];
+	/* At most 256 MiB, cycled: a RAM store need not allocate more than that. */
+	uint64_t nblk = (size < BW_RANGE ? size : BW_RANGE) / BW_BLOCK, per, bytes = 0;
+	double t0, t1, rate = 0;
+	int rc = 0, started = 0;
+
+	if (nblk < (uint64_t)nt)
+		nt = (int)nblk;
+	per = nblk / (uint64_t)nt;
+	t0 = now_s();
+	for (int i = 0; i < nt; i++) {
+		t[i] = (struct bw_thread){ .s = s, .first = (uint64_t)i * per, .count = per,
+					   .write = write, .end = t0 + secs };
+		if (pthread_create(&th[i], NULL, bw_main, &t[i])) {
+			rc = -EAGAIN;
+			break;
+		}
+		started++;
+	}
+	for (int i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	t1 = now_s();
+	if (rc)
+		return rc;
+	for (int i = 0; i < nt; i++) {
+		if (t[i].rc)
+			return t[i].rc;
+		bytes += t[i].bytes;
+		if (t[i].busy_ns)
+			rate += (double)t[i].bytes / ((double)t[i].busy_ns / 1e9);
+	}
+	out->bytes = bytes;
+	out->seconds = t1 - t0;
+	out->mbps = (write ? rate : (double)bytes / out->seconds) / 1e6;
+	out->done = true;
+	return 0;
+}
+
+static void print_lat_text(const char *what, const struct lat *l, const char *why)
+{
+	char a[32], b[32], c[32];
+
+	if (!l->done) {
+		printf("  %-22s not measured: %s\n", what, why);
+		return;
+	}
+	hm_cli_ns(a, sizeof a, l->p50);
+	hm_cli_ns(b, sizeof b, l->p99);
+	hm_cli_ns(c, sizeof c, (uint64_t)l->mean);
+	printf("  %-22s p50 %-9s p99 %-9s mean %-9s (%" PRIu64 " requests; %" PRIu64
+	       " preempted left out; clock %" PRIu64 " ns taken off)\n",
+	       what, a, b, c, l->n, l->preempted, l->clock_ns);
+}
+
+static void print_bw_text(const char *what, const struct bw *w, int nt, const char *why)
+{
+	if (!w->done) {
+		printf("  %-22s not measured: %s\n", what, why);
+		return;
+	}
+	printf("  %-22s %.1f MB/s (%d thread%s, %.0f MiB in %.2f s)\n", what, w->mbps, nt,
+	       nt == 1 ? "" : "s", (double)w->bytes / (1 << 20), w->seconds);
+}
+
+static void json_lat(const char *key, const struct lat *l)
+{
+	if (!l->done) {
+		printf(", \"%s\": null", key);
+		return;
+	}
+	printf(", \"%s\": {\"p50_ns\": %" PRIu64 ", \"p99_ns\": %" PRIu64 ", \"mean_ns\": %.0f, "
+	       "\"min_ns\": %" PRIu64 ", \"max_ns\": %" PRIu64 ", \"requests\": %" PRIu64
+	       ", \"clock_overhead_ns\": %" PRIu64 ", \"preempted_left_out\": %" PRIu64 "}",
+	       key, l->p50, l->p99, l->mean, l->min, l->max, l->n, l->clock_ns, l->preempted);
+}
+
+static void json_bw(const char *key, const struct bw *w)
+{
+	if (!w->done) {
+		printf(", \"%s\": null", key);
+		return;
+	}
+	printf(", \"%s\": {\"mb_per_s\": %.1f, \"bytes\": %" PRIu64 ", \"seconds\": %.3f}", key,
+	       w->mbps, w->bytes, w->seconds);
+}
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
+
+int hm_cli_probe(int argc, char **argv)
+{
+	const char *uri = NULL;
+	bool json = false, allow_write = false;
+	uint64_t size = 0;
+	double secs = 2.0;
+	int nt = 4, rc;
+	struct hm_store *s;
+	struct hm_store_info info;
+	struct lat rl = { 0 }, wl = { 0 };
+	struct bw rb = { 0 }, wb = { 0 };
+	const char *nowrite = "";
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--json")) {
+			json = true;
+		} else if (!strcmp(a, "--write")) {
+			allow_write = true;
+		} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			probe_usage(stdout);
+			return 0;
+		} else if (!strcmp(a, "--size") || !strcmp(a, "--seconds") ||
+			   !strcmp(a, "--threads")) {
+			const char *v = i + 1 < argc ? argv[++i] : NULL;
+			char *end;
+			uint64_t u;
+			if (!v) {
+				fprintf(stderr, "hmmap probe: %s needs a value\n\n", a);
+				probe_usage(stderr);
+				return 2;
+			}
+			if (!strcmp(a, "--size")) {
+				if (hm_parse_size(v, &u) || u < BW_BLOCK) {
+					fprintf(stderr, "hmmap probe: --size '%s' is not a size of "
+							"at least 1M\n", v);
+					return 2;
+				}
+				size = u;
+			} else if (!strcmp(a, "--seconds")) {
+				secs = strtod(v, &end);
+				if (*end || end == v || !isfinite(secs) || secs < 0.1 ||
+				    secs > 3600) {
+					fprintf(stderr, "hmmap probe: --seconds '%s' is not a time "
+							"from 0.1 to 3600\n", v);
+					return 2;
+				}
+			} else {
+				if (hm_parse_u64(v, &u) || u < 1 || u > MAX_THREADS) {
+					fprintf(stderr, "hmmap probe: --threads '%s' is not a count "
+							"from 1 to %d\n", v, MAX_THREADS);
+					return 2;
+				}
+				nt = (int)u;
+			}
+		} else if (a[0] == '-' && a[1]) {
+			fprintf(stderr, "hmmap probe: unknown option '%s'\n\n", a);
+			probe_usage(stderr);
+			return 2;
+		} else if (uri) {
+			fprintf(stderr, "hmmap probe: one URI only ('%s' is extra)\n\n", a);
+			probe_usage(stderr);
+			return 2;
+		} else {
+			uri = a;
+		}
+	}
+	if (!uri) {
+		fprintf(stderr, "hmmap probe: missing URI\n\n");
+		probe_usage(stderr);
+		return 2;
+	}
+	/*
+	 * Opened writable when the store allows it (opening changes nothing),
+	 * so that "read-only" is what the store says; written only as below.
+	 */
+	rc = hm_store_open(&s, uri, 0);
+	if (rc == -EACCES || rc == -EROFS || rc == -EPERM)
+		rc = hm_store_open(&s, uri, HM_STORE_RDONLY);
+	if (rc) {
+		fprintf(stderr, "hmmap probe: %s\n", hm_errormsg());
+		return 1;
+	}
+	hm_store_info(s, &info);
+	bool do_write = !(info.props & HM_PROP_READONLY) &&
+			(allow_write || !(info.props & HM_PROP_PERSISTENT));
+	if (info.props & HM_PROP_READONLY)
+		nowrite = "the store is read-only";
+	else if (!do_write)
+		nowrite = "a persistent store is written only with --write";
+	if (!size)
+		size = info.size < (1ull << 30) ? info.size : (1ull << 30);
+	if (size > info.size) {
+		fprintf(stderr, "hmmap probe: --size is larger than the store (%" PRIu64 " bytes)\n",
+			info.size);
+		hm_store_close(s);
+		return 2;
+	}
+	if (size < BW_BLOCK) {
+		fprintf(stderr, "hmmap probe: the store holds %" PRIu64 " bytes; at least 1 MiB is "
+				"needed\n", info.size);
+		hm_store_close(s);
+		return 1;
+	}
+
+	double part = secs / (do_write ? 4 : 2);
+	rc = measure_latency(s, size, false, part, &rl);
+	if (!rc)
+		rc = measure_bw(s, size, false, nt, part, &rb);
+	if (!rc && do_write)
+		rc = measure_latency(s, size, true, part, &wl);
+	if (!rc && do_write)
+		rc = measure_bw(s, size, true, nt, part, &wb);
+	if (rc) {
+		fprintf(stderr, "hmmap probe: %s\n", *hm_errormsg() ? hm_errormsg() : strerror(-rc));
+		hm_store_close(s);
+		return 1;
+	}
+
+	if (json) {
+		printf("{\"uri\": ");
+		json_str(uri);
+		printf(", \"scheme\": ");
+		json_str(hm_store_scheme(s));
+		printf(", \"capacity\": %" PRIu64 ", \"byte_addressable\": %s, \"persistent\": %s, "
+		       "\"coherent\": %s, \"read_only\": %s, \"block_device\": %s, \"tested_bytes\": "
+		       "%" PRIu64 ", \"threads\": %d",
+		       info.size, info.props & HM_PROP_BYTE_ADDRESSABLE ? "true" : "false",
+		       info.props & HM_PROP_PERSISTENT ? "true" : "false",
+		       info.props & HM_PROP_COHERENT ? "true" : "false",
+		       info.props & HM_PROP_READONLY ? "true" : "false",
+		       info.props & HM_PROP_BLOCKDEV ? "true" : "false", size, nt);
+		printf(", \"persistence\": ");
+		json_str(hm_persistence_name(hm_store_persistence(s)));
+		json_lat("read_latency", &rl);
+		json_lat("write_latency", &wl);
+		json_bw("read_bandwidth", &rb);
+		json_bw("write_bandwidth", &wb);
+		printf("}\n");
+	} else {
+		char cap[32], tested[32];
+		hm_cli_bytes(cap, sizeof cap, info.size);
+		hm_cli_bytes(tested, sizeof tested, size);
+		printf("store %s (%s)\n", uri, hm_store_scheme(s));
+		printf("  declared: capacity %s, byte-addressable %s, persistent %s, coherent %s, "
+		       "read-only %s%s\n",
+		       cap, info.props & HM_PROP_BYTE_ADDRESSABLE ? "yes" : "no",
+		       info.props & HM_PROP_PERSISTENT ? "yes" : "no",
+		       info.props & HM_PROP_COHERENT ? "yes" : "no",
+		       info.props & HM_PROP_READONLY ? "yes" : "no",
+		       info.props & HM_PROP_BLOCKDEV ? ", block device" : "");
+		/* What makes a store durable: MAP_SYNC + CPU cache flush, or msync/fsync. */
+		printf("  persistence: %s\n", hm_persistence_name(hm_store_persistence(s)));
+		printf("  measured over the first %s:\n", tested);
+		print_lat_text("read 4K, depth 1", &rl, "");
+		print_lat_text("write 4K, depth 1", &wl, nowrite);
+		print_bw_text("read 1M sequential", &rb, nt, "");
+		print_bw_text("write 1M sequential", &wb, nt, nowrite);
+	}
+	hm_store_close(s);
+	return 0;
+}
