@@ -1,0 +1,801 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Live statistics: latency histograms and percentiles, prefetches used and
+ * wasted, the HMMAP_STATS switch, direct store access, and the shared-memory
+ * segment - snapshots of a live process, stale segments of dead processes,
+ * recycled PIDs, foreign and future segments, and bad arguments.
+ *
+ * Workload processes are this program re-executed with --workload, so that
+ * each starts with a fresh library (no fork of a process whose library
+ * threads may hold locks).
+ */
+#include <fcntl.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "harness.h"
+#include "testutil.h"
+
+#include "hmmap.h"
+#include "core/internal.h"
+
+/* The documented segment header (docs/stats.md), to craft segments. */
+struct seg_header {
+	char magic[8];
+	uint32_t version, header_size, entry_size, capacity;
+	int32_t pid, fault_mode;
+	uint64_t start_time, seq, updated_ns;
+	uint32_t interval_ms, nobjs, truncated, pad;
+	char comm[16];
+	uint8_t reserved[40];
+};
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+static uint64_t start_time_of(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	if (!p)
+		return 0;
+	p += 2;
+	for (int field = 3; field < 22; field++) {
+		p = strchr(p, ' ');
+		if (!p)
+			return 0;
+		p++;
+	}
+	return strtoull(p, NULL, 10);
+}
+
+static bool seg_exists(pid_t pid)
+{
+	char path[64];
+
+	snprintf(path, sizeof path, "/dev/shm/hmmap.%d", (int)pid);
+	return access(path, F_OK) == 0;
+}
+
+/* ---- the workload child ---- */
+
+/* Maps a mem: region and touches pages until killed; says "ready" on stdout. */
+static int workload(const char *uri)
+{
+	struct hm_store *s;
+	struct hm_cache *c;
+	struct hm_region *r;
+	uint64_t seed = 7;
+
+	if (hm_store_open(&s, uri, 0) || hm_cache_new(&c, 1 << 20, "clock") ||
+	    hm_region_map(&r, c, s, 0, 8 << 20, PROT_READ | PROT_WRITE, HM_CACHED, 4096)) {
+		fprintf(stderr, "workload: %s\n", hm_errormsg());
+		return 1;
+	}
+	hm_advise(hm_region_addr(r), 8 << 20, HM_ADV_RANDOM);
+	printf("ready\n");
+	fflush(stdout);
+	for (;;) {
+		volatile char *p = hm_region_addr(r);
+		struct pollfd pfd = { .fd = 0, .events = POLLIN };
+		p[(tu_rnd(&seed) % 2048) * 4096] += 1;
+		/* Standard input closed: exit cleanly (atexit removes the segment). */
+		if (poll(&pfd, 1, 1) > 0)
+			return 0;
+	}
+}
+
+static char self[512];
+
+/*
+ * Starts `self --workload URI` (or a plain sleeper if uri is NULL) and waits
+ * until it is ready. *in (if not NULL) gets the write end of its standard
+ * input: closing it makes the workload exit cleanly.
+ */
+static pid_t spawn_in(const char *uri, int *in)
+{
+	int pfd[2], ifd[2];
+	pid_t pid;
+	char line[64] = "";
+
+	if (pipe(pfd))
+		return -1;
+	if (pipe(ifd)) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return -1;
+	}
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		dup2(ifd[0], 0);
+		close(pfd[0]);
+		close(pfd[1]);
+		close(ifd[0]);
+		close(ifd[1]);
+		if (!uri) {
+			/* Not an hmmap process: never touches the library. */
+			printf("ready\n");
+			fflush(stdout);
+			for (;;)
+				pause();
+		}
+		execl(self, self, "--workload", uri, (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	close(ifd[0]);
+	if (in)
+		*in = ifd[1];
+	else
+		fcntl(ifd[1], F_SETFD, FD_CLOEXEC); /* kept open: the child runs on */
+	FILE *f = fdopen(pfd[0], "r");
+	if (!f || !fgets(line, sizeof line, f) || strncmp(line, "ready", 5)) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		if (f)
+			fclose(f);
+		return -1;
+	}
+	fclose(f);
+	return pid;
+}
+
+static pid_t spawn(const char *uri)
+{
+	return spawn_in(uri, NULL);
+}
+
+static void reap(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+/* ---- histograms ---- */
+
+static struct hm_counters *new_counters(void)
+{
+	struct hm_counters *k = NULL;
+
+	if (posix_memalign((void **)&k, 64, sizeof *k))
+		return NULL;
+	memset(k, 0, sizeof *k);
+	return k;
+}
+
+static bool within(uint64_t got, double want, double tol)
+{
+	return (double)got >= want * (1 - tol) && (double)got <= want * (1 + tol);
+}
+
+static void latency_buckets(void)
+{
+	struct hm_counters *k = new_counters();
+	struct hm_stats s;
+	unsigned prev = 0;
+
+	CHECK(k);
+	/* Buckets grow with the value and stay in range. */
+	for (uint64_t v = 0; v < (1ull << 42); v = v < 64 ? v + 1 : v + v / 7) {
+		unsigned b = hm__lat_bucket(v);
+		CHECKF(b >= prev && b < HM_LAT_BUCKETS, "value %llu bucket %u after %u",
+		       (unsigned long long)v, b, prev);
+		prev = b;
+	}
+	/* Empty: no percentiles. */
+	memset(&s, 0xff, sizeof s);
+	hm__lat_fill(k, &s);
+	CHECK(s.faults_timed == 0 && s.fault_ns_p50 == 0 && s.fault_ns_p999 == 0);
+	free(k);
+}
+
+static void latency_percentiles(void)
+{
+	static const uint64_t values[] = { 5, 100, 1234, 5000, 77777, 1000000, 123456789 };
+	struct hm_counters *k = new_counters();
+	struct hm_stats s;
+
+	CHECK(k);
+	for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+		memset(k, 0, sizeof *k);
+		for (int j = 0; j < 100; j++)
+			hm__lat_record(k, values[i]);
+		hm__lat_fill(k, &s);
+		CHECK(s.faults_timed == 100);
+		CHECKF(within(s.fault_ns_p50, (double)values[i], 0.0625) &&
+			       s.fault_ns_p50 == s.fault_ns_p99 && s.fault_ns_p99 == s.fault_ns_p999,
+		       "value %llu: p50 %llu p99 %llu p999 %llu", (unsigned long long)values[i],
+		       (unsigned long long)s.fault_ns_p50, (unsigned long long)s.fault_ns_p99,
+		       (unsigned long long)s.fault_ns_p999);
+	}
+	/* 1..100000 once each: the percentiles are 50000, 99000, 99900 within 1/16. */
+	memset(k, 0, sizeof *k);
+	for (uint64_t v = 1; v <= 100000; v++)
+		hm__lat_record(k, v);
+	hm__lat_fill(k, &s);
+	CHECK(s.faults_timed == 100000);
+	CHECKF(within(s.fault_ns_p50, 50000, 0.0625), "p50 %llu", (unsigned long long)s.fault_ns_p50);
+	CHECKF(within(s.fault_ns_p99, 99000, 0.0625), "p99 %llu", (unsigned long long)s.fault_ns_p99);
+	CHECKF(within(s.fault_ns_p999, 99900, 0.0625), "p999 %llu",
+	       (unsigned long long)s.fault_ns_p999);
+	/* A tail: 990 fast, 10 slow. p50 fast, p99 fast (rank 990), p999 slow. */
+	memset(k, 0, sizeof *k);
+	for (int j = 0; j < 990; j++)
+		hm__lat_record(k, 2000);
+	for (int j = 0; j < 10; j++)
+		hm__lat_record(k, 900000);
+	hm__lat_fill(k, &s);
+	CHECK(within(s.fault_ns_p50, 2000, 0.0625) && within(s.fault_ns_p99, 2000, 0.0625));
+	CHECK(within(s.fault_ns_p999, 900000, 0.0625));
+	/* Values past the last bucket are clamped, not lost. */
+	memset(k, 0, sizeof *k);
+	hm__lat_record(k, UINT64_MAX);
+	hm__lat_fill(k, &s);
+	CHECK(s.faults_timed == 1 && s.fault_ns_p50 > (1ull << 39));
+	free(k);
+}
+
+/* ---- counters on a live region ---- */
+
+struct fixture {
+	struct hm_store *s;
+	struct hm_cache *c;
+	struct hm_region *r;
+	char *p;
+	size_t len;
+};
+
+static int fx_open(struct fixture *f, size_t len, size_t budget)
+{
+	char uri[64];
+	int rc;
+
+	memset(f, 0, sizeof *f);
+	snprintf(uri, sizeof uri, "mem:%zu", len);
+	f->len = len;
+	if ((rc = hm_store_open(&f->s, uri, 0)))
+		return rc;
+	if ((rc = hm_cache_new(&f->c, budget, "clock")))
+		return rc;
+	if ((rc = hm_region_map(&f->r, f->c, f->s, 0, len, PROT_READ | PROT_WRITE, HM_CACHED,
+				4096)))
+		return rc;
+	f->p = hm_region_addr(f->r);
+	return 0;
+}
+
+static void fx_close(struct fixture *f)
+{
+	if (f->r)
+		hm_region_unmap(f->r);
+	if (f->c)
+		hm_cache_free(f->c);
+	if (f->s)
+		hm_store_close(f->s);
+}
+
+/* Waits until the region's read-ahead count stops moving (prefetch workers done). */
+static void settle(struct hm_region *r)
+{
+	struct hm_stats a, b;
+
+	hm_region_stats(r, &a);
+	for (int i = 0; i < 200; i++) {
+		sleep_ms(10);
+		hm_region_stats(r, &b);
+		if (b.readahead == a.readahead && b.bytes_read == a.bytes_read)
+			return;
+		a = b;
+	}
+}
+
+static void counters_and_latency(void)
+{
+	struct fixture f;
+	struct hm_stats rs, cs, ss, ps, as;
+	int rc = fx_open(&f, 16 << 20, 64 << 20);
+
+	CHECKF(rc == 0, "%s", hm_errormsg());
+	CHECK(hm_advise(f.p, f.len, HM_ADV_RANDOM) == 0);
+	for (int i = 0; i < 256; i++)
+		(void)*(volatile char *)(f.p + (size_t)((i * 37) % 4096) * 4096);
+	/* A fault's miss is counted just after the page is mapped: let the last one land. */
+	for (int i = 0; i < 500; i++) {
+		CHECK(hm_region_stats(f.r, &rs) == 0);
+		if (rs.misses >= 256)
+			break;
+		sleep_ms(2);
+	}
+	CHECK(hm_region_stats(f.r, &rs) == 0);
+	CHECK(hm_cache_stats(f.c, &cs) == 0);
+	CHECK(hm_store_stats(f.s, &ss) == 0);
+	CHECKF(rs.faults_missing == 256 && rs.misses == 256, "missing %llu misses %llu",
+	       (unsigned long long)rs.faults_missing, (unsigned long long)rs.misses);
+	CHECK(rs.readahead == 0 && rs.prefetch_used == 0 && rs.prefetch_wasted == 0);
+	CHECK(rs.bytes_read == 256 * 4096 && ss.bytes_read == 256 * 4096);
+	CHECK(rs.resident_bytes == 256 * 4096 && cs.resident_bytes == 256 * 4096);
+	/* Every fault served is timed: missing ones, and hint faults of the sampler. */
+	CHECKF(rs.faults_timed >= 256 &&
+		       rs.faults_timed <= rs.faults_missing + rs.faults_minor + rs.faults_wp,
+	       "timed %llu", (unsigned long long)rs.faults_timed);
+	CHECK(rs.fault_ns_p50 > 0 && rs.fault_ns_p50 <= rs.fault_ns_p99 &&
+	      rs.fault_ns_p99 <= rs.fault_ns_p999);
+	CHECK(cs.faults_timed >= rs.faults_timed && cs.fault_ns_p50 > 0);
+	/* Dirty pages: written pages are found dirty by the cache too. */
+	for (int i = 0; i < 10; i++)
+		f.p[(size_t)i * 4096] = 1;
+	CHECK(hm_stats(f.p + 4096, &ps) == 0);
+	CHECK(ps.faults_missing >= 256 && ps.budget_bytes == 64 << 20);
+	CHECK(hm_stats(NULL, &as) == 0);
+	CHECK(as.faults_missing >= 256 && as.faults_timed >= rs.faults_timed);
+	CHECK(as.budget_bytes >= 64 << 20);
+	/* Bad input. */
+	CHECK(hm_stats(NULL, NULL) == -EINVAL);
+	CHECK(hm_stats(&rc, &ps) == -ENOENT && strstr(hm_errormsg(), "not in an hmmap region"));
+	fx_close(&f);
+}
+
+static void prefetch_used_when_scanned(void)
+{
+	struct fixture f;
+	struct hm_stats s;
+	uint64_t sum = 0;
+	int rc = fx_open(&f, 32 << 20, 64 << 20);
+
+	CHECKF(rc == 0, "%s", hm_errormsg());
+	for (size_t off = 0; off < f.len; off += 4096)
+		sum += *(volatile unsigned char *)(f.p + off);
+	settle(f.r);
+	CHECK(hm_region_stats(f.r, &s) == 0);
+	CHECKF(s.readahead > 1000, "readahead %llu", (unsigned long long)s.readahead);
+	/* Nothing was evicted, so nothing was wasted. */
+	CHECK(s.prefetch_wasted == 0 && s.evictions == 0);
+	CHECKF(s.prefetch_used <= s.readahead, "used %llu > readahead %llu",
+	       (unsigned long long)s.prefetch_used, (unsigned long long)s.readahead);
+	/* All but the windows still ahead of the reader at the end were passed over. */
+	CHECKF(s.prefetch_used + 4 * 512 >= s.readahead, "used %llu of %llu",
+	       (unsigned long long)s.prefetch_used, (unsigned long long)s.readahead);
+	fx_close(&f);
+	(void)sum;
+}
+
+static void prefetch_wasted_when_dropped(void)
+{
+	struct fixture f;
+	struct hm_stats s;
+	int rc = fx_open(&f, 32 << 20, 64 << 20);
+
+	CHECKF(rc == 0, "%s", hm_errormsg());
+	/* Two sequential touches start a stream: the second reads ahead. */
+	(void)*(volatile char *)f.p;
+	(void)*(volatile char *)(f.p + 4096);
+	settle(f.r);
+	CHECK(hm_region_stats(f.r, &s) == 0);
+	CHECKF(s.readahead >= 3, "readahead %llu", (unsigned long long)s.readahead);
+	uint64_t ra = s.readahead;
+	/* Dropped untouched: every read-ahead page is wasted. */
+	CHECK(hm_advise(f.p, f.len, HM_ADV_DONTNEED) == 0);
+	CHECK(hm_region_stats(f.r, &s) == 0);
+	CHECKF(s.prefetch_wasted == ra && s.prefetch_used == 0, "wasted %llu used %llu of %llu",
+	       (unsigned long long)s.prefetch_wasted, (unsigned long long)s.prefetch_used,
+	       (unsigned long long)ra);
+	struct hm_stats cs;
+	CHECK(hm_cache_stats(f.c, &cs) == 0 && cs.prefetch_wasted == ra);
+	/* A written read-ahead page is used, found at eviction. */
+	(void)*(volatile char *)f.p;
+	(void)*(volatile char *)(f.p + 4096);
+	settle(f.r);
+	f.p[3 * 4096] = 1;
+	CHECK(hm_advise(f.p, f.len, HM_ADV_DONTNEED) == 0);
+	CHECK(hm_region_stats(f.r, &s) == 0);
+	CHECKF(s.prefetch_used >= 1, "used %llu", (unsigned long long)s.prefetch_used);
+	CHECK(s.prefetch_used + s.prefetch_wasted <= s.readahead);
+	fx_close(&f);
+}
+
+/* ---- children with their own options ---- */
+
+static int stats_off_child(void *arg)
+{
+	struct fixture f;
+	struct hm_stats s;
+	struct hm_snapshot *sn;
+	int rc = fx_open(&f, 4 << 20, 8 << 20);
+
+	if (rc) {
+		printf("open: %s\n", hm_errormsg());
+		return 1;
+	}
+	for (int i = 0; i < 64; i++)
+		(void)*(volatile char *)(f.p + (size_t)i * 4096);
+	hm_region_stats(f.r, &s);
+	if (s.faults_missing || s.misses || s.faults_timed || s.bytes_read) {
+		printf("counted with HMMAP_STATS=0: missing %llu timed %llu\n",
+		       (unsigned long long)s.faults_missing, (unsigned long long)s.faults_timed);
+		return 1;
+	}
+	/* Current values are still there: they are not counters. */
+	if (s.resident_bytes == 0) {
+		printf("no resident bytes\n");
+		return 1;
+	}
+	rc = hm_snapshot_read(getpid(), &sn);
+	if (rc != -ENOENT) {
+		printf("segment published with HMMAP_STATS=0 (%d)\n", rc);
+		return 1;
+	}
+	fx_close(&f);
+	return 0;
+}
+
+static void stats_off(void)
+{
+	static const char *const env[] = { "HMMAP_STATS=0", NULL };
+	int st = tu_child(env, stats_off_child, NULL);
+
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: %s", tu_status_str(st));
+}
+
+static int stats_bad_child(void *arg)
+{
+	struct hm_cache *c;
+	int rc = hm_cache_new(&c, 1 << 20, NULL);
+
+	if (rc != -EINVAL || !strstr(hm_errormsg(), "HMMAP_STATS")) {
+		printf("HMMAP_STATS=2 gave %d '%s'\n", rc, hm_errormsg());
+		return 1;
+	}
+	return 0;
+}
+
+static void stats_bad_value(void)
+{
+	static const char *const env[] = { "HMMAP_STATS=2", NULL };
+	int st = tu_child(env, stats_bad_child, NULL);
+
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: %s", tu_status_str(st));
+}
+
+/* In a fresh process: its own segment follows its regions. */
+static int own_segment_child(void *arg)
+{
+	struct fixture f;
+	struct hm_snapshot *sn;
+	struct hm_stats rs;
+	int rc, found = 0;
+
+	if (hm_snapshot_read(getpid(), &sn) != -ENOENT) {
+		printf("a segment before any map\n");
+		return 1;
+	}
+	rc = fx_open(&f, 4 << 20, 8 << 20);
+	if (rc) {
+		printf("open: %s\n", hm_errormsg());
+		return 1;
+	}
+	hm_advise(f.p, f.len, HM_ADV_RANDOM);
+	for (int i = 0; i < 100; i++)
+		(void)*(volatile char *)(f.p + (size_t)i * 4096);
+	hm_region_stats(f.r, &rs);
+	/* Published every 250 ms: wait until the figures arrive (bounded). */
+	for (int tries = 0; tries < 100 && found != 3; tries++) {
+		found = 0;
+		rc = hm_snapshot_read(getpid(), &sn);
+		if (rc) {
+			printf("hm_snapshot_read: %d %s\n", rc, hm_errormsg());
+			return 1;
+		}
+		if (sn->pid != getpid() || sn->start_time != start_time_of(getpid()) ||
+		    !sn->comm[0] || sn->interval_ms != HM_SNAPSHOT_INTERVAL_MS) {
+			printf("bad header\n");
+			return 1;
+		}
+		for (size_t i = 0; i < sn->nobjs; i++) {
+			const struct hm_obj_stats *o = &sn->objs[i];
+			if (o->kind == HM_OBJ_REGION && !strcmp(o->name, "mem:4194304") &&
+			    o->addr == (uintptr_t)f.p && o->length == f.len && o->page_size == 4096 &&
+			    o->mode == HM_CACHED && o->stats.faults_missing == rs.faults_missing &&
+			    o->stats.fault_ns_p50 > 0)
+				found |= 1;
+			if (o->kind == HM_OBJ_CACHE && !strcmp(o->name, "clock") &&
+			    o->stats.budget_bytes == 8 << 20 && o->stats.faults_missing >= 100)
+				found |= 2;
+		}
+		hm_snapshot_free(sn);
+		if (found != 3)
+			sleep_ms(50);
+	}
+	if (found != 3) {
+		printf("region or cache not found in the segment (%d)\n", found);
+		return 1;
+	}
+	/* A forked child that exits normally leaves its parent's segment alone. */
+	fflush(stdout);
+	pid_t kid = fork();
+	if (kid == 0)
+		exit(0);
+	waitpid(kid, NULL, 0);
+	if (!seg_exists(getpid())) {
+		printf("a child's exit removed its parent's segment\n");
+		return 1;
+	}
+	/* Unmapped: gone from the segment at once. */
+	hm_region_unmap(f.r);
+	f.r = NULL;
+	if (hm_snapshot_read(getpid(), &sn)) {
+		printf("read after unmap: %s\n", hm_errormsg());
+		return 1;
+	}
+	for (size_t i = 0; i < sn->nobjs; i++)
+		if (sn->objs[i].kind == HM_OBJ_REGION || sn->objs[i].kind == HM_OBJ_STORE) {
+			printf("region or store still listed after unmap\n");
+			return 1;
+		}
+	hm_snapshot_free(sn);
+	fx_close(&f);
+	return 0;
+}
+
+static void own_segment(void)
+{
+	int st = tu_child(NULL, own_segment_child, NULL);
+
+	TU_CHILD_RESULT(st);
+}
+
+/* ---- other processes ---- */
+
+static void live_and_dead_process(void)
+{
+	struct hm_snapshot *sn = NULL;
+	pid_t *pids;
+	size_t n;
+	bool listed = false;
+	pid_t pid = spawn("mem:8M");
+
+	CHECK(pid > 0);
+	CHECK(seg_exists(pid));
+	int rc = hm_snapshot_read(pid, &sn);
+	if (rc)
+		reap(pid);
+	CHECKF(rc == 0, "%d %s", rc, hm_errormsg());
+	bool region = false;
+	for (size_t i = 0; i < sn->nobjs; i++)
+		region |= sn->objs[i].kind == HM_OBJ_REGION && !strcmp(sn->objs[i].name, "mem:8M");
+	hm_snapshot_free(sn);
+	CHECK(hm_snapshot_list(&pids, &n) == 0);
+	for (size_t i = 0; i < n; i++)
+		listed |= pids[i] == pid;
+	free(pids);
+	reap(pid);
+	CHECK(region && listed);
+	/* Killed: the segment stayed behind; a reader removes it and says so. */
+	CHECK(seg_exists(pid));
+	rc = hm_snapshot_read(pid, &sn);
+	CHECKF(rc == -ESTALE && strstr(hm_errormsg(), "stale"), "%d %s", rc, hm_errormsg());
+	CHECK(!seg_exists(pid));
+	CHECK(hm_snapshot_read(pid, &sn) == -ESRCH);
+	CHECK(sn == NULL);
+}
+
+static void dead_process_never_listed(void)
+{
+	pid_t *pids;
+	size_t n;
+	pid_t pid = spawn("mem:8M");
+
+	CHECK(pid > 0);
+	reap(pid);
+	CHECK(seg_exists(pid));
+	CHECK(hm_snapshot_list(&pids, &n) == 0);
+	for (size_t i = 0; i < n; i++)
+		CHECKF(pids[i] != pid, "dead pid %d listed", (int)pid);
+	free(pids);
+	CHECK(!seg_exists(pid));
+}
+
+static void exit_removes_segment(void)
+{
+	int in = -1, st;
+	pid_t pid = spawn_in("mem:8M", &in);
+
+	CHECK(pid > 0);
+	CHECK(seg_exists(pid));
+	close(in);
+	waitpid(pid, &st, 0);
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "workload: %s", tu_status_str(st));
+	CHECK(!seg_exists(pid));
+}
+
+static void publisher_cleans_stale(void)
+{
+	pid_t pid = spawn("mem:8M");
+
+	CHECK(pid > 0);
+	CHECK(seg_exists(pid));
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	/* The next process to publish cleans stale segments on the way. */
+	pid_t other = spawn("mem:8M");
+	CHECK(other > 0);
+	bool gone = !seg_exists(pid);
+	reap(other);
+	hm_snapshot_read(other, &(struct hm_snapshot *){ NULL });
+	CHECK(gone);
+}
+
+/* Writes a crafted segment for pid. */
+static int craft(pid_t pid, const char *magic, uint32_t version, uint64_t start)
+{
+	char path[64];
+	struct seg_header h;
+	int fd;
+
+	memset(&h, 0, sizeof h);
+	memcpy(h.magic, magic, 8);
+	h.version = version;
+	h.header_size = 128;
+	h.entry_size = sizeof(struct hm_obj_stats);
+	h.capacity = 4;
+	h.pid = pid;
+	h.start_time = start;
+	h.interval_ms = 250;
+	snprintf(path, sizeof path, "/dev/shm/hmmap.%d", (int)pid);
+	fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+	if (fd < 0)
+		return -1;
+	if (write(fd, &h, sizeof h) != (ssize_t)sizeof h ||
+	    ftruncate(fd, 128 + 4 * (off_t)sizeof(struct hm_obj_stats))) {
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+static void recycled_and_foreign_segments(void)
+{
+	struct hm_snapshot *sn;
+	pid_t pid = spawn(NULL); /* alive, never uses hmmap */
+	int rc;
+
+	CHECK(pid > 0);
+	/* Not an hmmap process. */
+	rc = hm_snapshot_read(pid, &sn);
+	if (rc != -ENOENT)
+		reap(pid);
+	CHECKF(rc == -ENOENT && strstr(hm_errormsg(), "publishes no hmmap statistics"), "%d %s",
+	       rc, hm_errormsg());
+	/* A segment of an earlier process with the same pid: another start time. */
+	if (craft(pid, "HMMAPSTS", 1, start_time_of(pid) + 1)) {
+		reap(pid);
+		CHECK(!"cannot craft a segment");
+	}
+	rc = hm_snapshot_read(pid, &sn);
+	bool gone = !seg_exists(pid);
+	/* The right start time, but the process does not map it (it ran exec). */
+	craft(pid, "HMMAPSTS", 1, start_time_of(pid));
+	int rc2 = hm_snapshot_read(pid, &sn);
+	bool gone2 = !seg_exists(pid);
+	/* Not a statistics segment: an error, and left alone (the process is alive). */
+	craft(pid, "GARBAGE!", 1, start_time_of(pid));
+	int rc3 = hm_snapshot_read(pid, &sn);
+	bool kept3 = seg_exists(pid);
+	/* A newer format than this library reads. */
+	craft(pid, "HMMAPSTS", 99, start_time_of(pid));
+	int rc4 = hm_snapshot_read(pid, &sn);
+	char msg4[256];
+	snprintf(msg4, sizeof msg4, "%s", hm_errormsg());
+	char path[64];
+	snprintf(path, sizeof path, "/dev/shm/hmmap.%d", (int)pid);
+	unlink(path);
+	reap(pid);
+	CHECKF(rc == -ESTALE && gone, "recycled pid: %d", rc);
+	CHECKF(rc2 == -ESTALE && gone2, "after exec: %d", rc2);
+	CHECKF(rc3 == -EPROTO && kept3, "garbage: %d", rc3);
+	CHECKF(rc4 == -EPROTONOSUPPORT && strstr(msg4, "version 99"), "future: %d %s", rc4, msg4);
+}
+
+static void bad_arguments(void)
+{
+	struct hm_snapshot *sn = (void *)1;
+	pid_t *pids;
+	size_t n;
+
+	CHECK(hm_snapshot_read(0, &sn) == -EINVAL && sn == NULL);
+	CHECK(hm_snapshot_read(-5, &sn) == -EINVAL);
+	CHECK(hm_snapshot_read(getpid(), NULL) == -EINVAL);
+	CHECK(hm_snapshot_list(NULL, &n) == -EINVAL);
+	CHECK(hm_snapshot_list(&pids, NULL) == -EINVAL);
+	hm_snapshot_free(NULL);
+}
+
+/* ---- direct store access ---- */
+
+static void store_access(void)
+{
+	struct hm_store *s, *ro;
+	struct hm_store_info info;
+	struct hm_stats st;
+	char *buf = aligned_alloc(4096, 8192), *back = aligned_alloc(4096, 8192);
+	char path[512];
+
+	CHECK(buf && back);
+	CHECK(hm_store_open(&s, "mem:1M", 0) == 0);
+	CHECK(hm_store_info(s, &info) == 0 && info.size == 1 << 20 &&
+	      (info.props & HM_PROP_BYTE_ADDRESSABLE) && !(info.props & HM_PROP_PERSISTENT));
+	tu_fill(buf, 8192, 3);
+	CHECK(hm_store_write(s, buf, 8192, 4096) == 0);
+	CHECK(hm_store_read(s, back, 8192, 4096) == 0 && !memcmp(buf, back, 8192));
+	/* Odd lengths and offsets pass through. */
+	CHECK(hm_store_read(s, back, 100, 4096 + 7) == 0 && !memcmp(buf + 7, back, 100));
+	CHECK(hm_store_write(s, buf, 4096, (1 << 20) - 100) == -ENOSPC);
+	CHECK(strstr(hm_errormsg(), "past the end"));
+	CHECK(hm_store_read(s, NULL, 10, 0) == -EINVAL);
+	CHECK(hm_store_write(NULL, buf, 10, 0) == -EINVAL);
+	CHECK(hm_store_read(s, back, 10, UINT64_MAX - 3) == -EINVAL);
+	CHECK(hm_store_read(s, back, 0, 0) == 0);
+	CHECK(hm_store_info(NULL, &info) == -EINVAL && hm_store_info(s, NULL) == -EINVAL);
+	CHECK(hm_store_stats(s, &st) == 0 && st.bytes_written == 8192 && st.bytes_read == 8292);
+	CHECK(hm_store_close(s) == 0);
+
+	/* A read-only file store refuses writes and keeps its bytes. */
+	tu_path(path, sizeof path, "ro.bin");
+	unsigned char *ref = tu_make_file(path, 16384, 11);
+	CHECK(ref);
+	CHECK(hm_store_open(&ro, path, HM_STORE_RDONLY) == 0);
+	CHECK(hm_store_info(ro, &info) == 0 && (info.props & HM_PROP_PERSISTENT) &&
+	      (info.props & HM_PROP_READONLY));
+	CHECK(hm_store_write(ro, buf, 4096, 0) == -EACCES);
+	CHECK(hm_store_read(ro, back, 4096, 4096) == 0 && !memcmp(back, ref + 4096, 4096));
+	CHECK(hm_store_close(ro) == 0);
+	CHECK(tu_cmp_file(path, ref, 16384) == -1);
+	free(ref);
+	free(buf);
+	free(back);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && !strcmp(argv[1], "--workload"))
+		return workload(argv[2]);
+	if (readlink("/proc/self/exe", self, sizeof self - 1) <= 0)
+		snprintf(self, sizeof self, "%s", argv[0]);
+	signal(SIGPIPE, SIG_IGN);
+	RUN(latency_buckets);
+	RUN(latency_percentiles);
+	RUN(bad_arguments);
+	RUN(store_access);
+	RUN(stats_off);
+	RUN(stats_bad_value);
+	RUN(own_segment);
+	RUN(live_and_dead_process);
+	RUN(dead_process_never_listed);
+	RUN(exit_removes_segment);
+	RUN(publisher_cleans_stale);
+	RUN(recycled_and_foreign_segments);
+	RUN(counters_and_latency);
+	RUN(prefetch_used_when_scanned);
+	RUN(prefetch_wasted_when_dropped);
+	tu_cleanup();
+	return test_done();
+}
