@@ -102,6 +102,13 @@ int hmsync(void *addr, size_t length, int flags);
  *                         hm_store_ctl(): "fail_read", "fail_write" (0, 1,
  *                         or a count), "fail_read_at" / "fail_write_at" (a
  *                         byte offset; the page holding it fails).
+ *   redis://[user:password@]host:port[/namespace][?opts]
+ *   redis-cluster://host:port[,host:port...][/namespace][?opts]
+ *   memcached://host:port[,host:port...][/namespace][?opts]
+ *                         remote memory (see "Remote stores" below and
+ *                         docs/remote.md). opts: size=, page=, timeout=MS,
+ *                         io_timeout=MS, conns=N, prefetch=N, replicas=,
+ *                         user=, password_file=, key_file= (encryption).
  * ------------------------------------------------------------------------ */
 struct hm_store;
 
@@ -414,7 +421,33 @@ const char *hm_persistence_name(int persistence);
 
 /* ------------------------------------------------------------------------
  * Remote stores (redis://, memcached://).
+ *
+ * Pages of a remote store live as keys on Redis, a Redis Cluster or a
+ * memcached pool (docs/remote.md). Each open store draws a random object id,
+ * so no two stores (processes, runs) share a key; a page never written reads
+ * as zeros without a network round trip; a page the server lost, changed or
+ * replayed is reported as SIGBUS, never returned as data.
  * ------------------------------------------------------------------------ */
+struct hm_remote_stats {
+	uint64_t round_trips;      /* request batches sent to a server and answered */
+	uint64_t gets, sets, dels; /* keys read, written, deleted */
+	uint64_t zero_fills;       /* never-written pages served without the server */
+	uint64_t prefetched;       /* pages fetched by the store's strided prefetch */
+	uint64_t prefetch_hits;    /* reads served from that prefetch */
+	uint64_t retries;          /* attempts repeated after a back-off */
+	uint64_t reconnects;       /* connections opened after the first */
+	uint64_t redirects;        /* Redis Cluster MOVED and ASK replies followed */
+	uint64_t refreshes;        /* Redis Cluster slot maps fetched */
+	uint64_t waits;            /* Redis WAITs for replicas (hm_sync) */
+	uint64_t integrity_errors; /* pages lost, stale, modified or replayed */
+	uint64_t timeouts;         /* requests that gave up after timeout= */
+	uint64_t repairs;          /* memcached replicas: bad copies rewritten from a good one */
+	uint64_t leaked;           /* old page versions left on the server (delete queue full) */
+	uint64_t reserved[6];
+	char prefix[96];           /* keys are PREFIX + "IDX:VERSION" in hex: "hm:NS:OBJECT:" */
+};
+/* The traffic of a redis, redis-cluster or memcached store; -EINVAL for others. */
+int hm_remote_stats(const struct hm_store *store, struct hm_remote_stats *stats);
 
 #ifdef __cplusplus
 }

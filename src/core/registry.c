@@ -28,6 +28,9 @@ static const struct hm_store_ops *const stores[] = {
 	&hm__store_file,
 	&hm__store_mem,
 	&hm__store_fault,
+	&hm__store_redis,
+	&hm__store_redis_cluster,
+	&hm__store_memcached,
 	&hm__store_pmem,
 	&hm__store_numa,
 };

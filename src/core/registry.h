@@ -22,6 +22,9 @@ extern const struct hm_policy_ops hm__policy_opt;
 extern const struct hm_store_ops hm__store_file;
 extern const struct hm_store_ops hm__store_mem;
 extern const struct hm_store_ops hm__store_fault;
+extern const struct hm_store_ops hm__store_redis;
+extern const struct hm_store_ops hm__store_redis_cluster;
+extern const struct hm_store_ops hm__store_memcached;
 extern const struct hm_store_ops hm__store_pmem;
 extern const struct hm_store_ops hm__store_numa;
 
