@@ -1,0 +1,369 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The memcached:// store against two real memcached instances (-M) on
+ * loopback, started here and stopped at exit even on failure:
+ *
+ *   - a server without -M (it would evict pages) and an unreachable server
+ *     are refused with clear errors;
+ *   - pages spread over both servers (consistent hashing), through
+ *     eviction, sync and re-read; never-written pages cost no round trip;
+ *   - a server that stops answering (SIGSTOP): SIGBUS after timeout=, dirty
+ *     pages kept, sync fails, then succeeds, nothing lost;
+ *   - a server killed and restarted (memcached keeps nothing): its pages
+ *     raise SIGBUS, never read as zeros or old data; the other server's
+ *     pages and the pages that were dirty in the cache are intact;
+ *   - replicas=1 (a copy on the other server): killing and restarting a
+ *     server loses nothing, a page tampered with on one server is read from
+ *     the other, and a page bad on both raises SIGBUS.
+ */
+#include <libmemcached/memcached.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+
+#include "hmmap.h"
+#include "harness.h"
+#include "testutil.h"
+#include "remote_util.h"
+
+#define PS 4096u
+#define NPAGES 512u
+#define LEN ((size_t)NPAGES * PS)
+#define BUDGET (64u * PS)
+
+static int mport[2];
+static pid_t mpid[2];
+
+static pid_t start_mc(int i)
+{
+	mpid[i] = ru_memcached_start(mport[i], 0, NULL, NULL);
+	return mpid[i];
+}
+
+static void uri2(char *buf, size_t n, const char *ns, const char *opts)
+{
+	snprintf(buf, n, "memcached://127.0.0.1:%d,127.0.0.1:%d/%s%s%s", mport[0], mport[1], ns,
+		 opts ? "?" : "", opts ? opts : "");
+}
+
+/* curr_items of the server on port (via libmemcached's stats), or -1. */
+static long long items(int port)
+{
+	memcached_st *m = memcached_create(NULL);
+	memcached_return_t rc;
+	memcached_stat_st *st;
+	long long n = -1;
+
+	memcached_server_add(m, "127.0.0.1", (in_port_t)port);
+	st = memcached_stat(m, NULL, &rc);
+	if (st && rc == MEMCACHED_SUCCESS)
+		n = (long long)st[0].curr_items;
+	if (st)
+		memcached_stat_free(m, st);
+	memcached_free(m);
+	return n;
+}
+
+/* Stores a raw value under key on the server on port. */
+static int raw_set(int port, const char *key, const void *val, size_t len)
+{
+	memcached_st *m = memcached_create(NULL);
+	memcached_return_t rc;
+
+	memcached_server_add(m, "127.0.0.1", (in_port_t)port);
+	rc = memcached_set(m, key, strlen(key), val, len, 0, 0);
+	memcached_free(m);
+	return rc == MEMCACHED_SUCCESS ? 0 : -1;
+}
+
+static int raw_get(int port, const char *key, void *val, size_t cap, size_t *len)
+{
+	memcached_st *m = memcached_create(NULL);
+	memcached_return_t rc;
+	uint32_t fl;
+	char *v;
+
+	memcached_server_add(m, "127.0.0.1", (in_port_t)port);
+	v = memcached_get(m, key, strlen(key), len, &fl, &rc);
+	memcached_free(m);
+	if (!v)
+		return -1;
+	if (*len <= cap)
+		memcpy(val, v, *len);
+	free(v);
+	return *len <= cap ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------ cases */
+
+static void t_refused(void)
+{
+	struct hm_store *s;
+	char uri[256], want[64];
+	int port = ru_free_port(), rc;
+	pid_t pid;
+
+	CHECK(port > 0);
+	pid = ru_memcached_start(port, 1, NULL, NULL);
+	CHECK(pid > 0);
+	snprintf(uri, sizeof uri, "memcached://127.0.0.1:%d,127.0.0.1:%d/ns", mport[0], port);
+	rc = hm_store_open(&s, uri, 0);
+	ru_stop(pid, SIGKILL);
+	snprintf(want, sizeof want, "127.0.0.1:%d", port);
+	CHECKF(rc == -EINVAL && strstr(hm_errormsg(), "-M") && strstr(hm_errormsg(), want),
+	       "rc %d: %s", rc, hm_errormsg());
+	/* Unreachable (the same port, now closed). */
+	snprintf(uri, sizeof uri, "memcached://127.0.0.1:%d/ns?io_timeout=300", port);
+	rc = hm_store_open(&s, uri, 0);
+	CHECKF(rc == -ECONNREFUSED && strstr(hm_errormsg(), "cannot reach") &&
+		       strstr(hm_errormsg(), want),
+	       "rc %d: %s", rc, hm_errormsg());
+	/* More copies than servers. */
+	uri2(uri, sizeof uri, "ns", "replicas=2");
+	rc = hm_store_open(&s, uri, 0);
+	CHECKF(rc == -EINVAL && strstr(hm_errormsg(), "replicas=2"), "rc %d: %s", rc,
+	       hm_errormsg());
+	/* A page larger than the servers' largest item. */
+	uri2(uri, sizeof uri, "ns", "page=1M");
+	rc = hm_store_open(&s, uri, 0);
+	CHECKF(rc == -EINVAL && strstr(hm_errormsg(), "-I"), "rc %d: %s", rc, hm_errormsg());
+}
+
+static void t_spread_roundtrip(void)
+{
+	struct ru_env e;
+	struct hm_remote_stats st;
+	char uri[256];
+	unsigned char *ref = malloc(LEN), page[PS];
+	long long i0 = items(mport[0]), i1 = items(mport[1]);
+
+	CHECK(ref);
+	uri2(uri, sizeof uri, "mc", NULL);
+	/*
+	 * Never written: zeros, and no round trip. (A budget that holds the
+	 * region: the core may write back clean pages it read ahead when it
+	 * evicts them, which would be round trips of its own.)
+	 */
+	CHECKF(!ru_env_open(&e, uri, LEN, LEN), "%s", hm_errormsg());
+	for (size_t off = 0; off < LEN; off += PS)
+		CHECK(!ru_try_copy(page, e.p + off, PS) && !page[0] && !page[PS - 1]);
+	CHECK(hm_remote_stats(e.s, &st) == 0);
+	CHECKF(st.round_trips == 0 && st.zero_fills >= NPAGES, "round trips %llu",
+	       (unsigned long long)st.round_trips);
+	ru_env_close(&e);
+	CHECKF(!ru_env_open(&e, uri, LEN, BUDGET), "%s", hm_errormsg());
+	tu_fill(ref, LEN, 5);
+	CHECK(!ru_try_write(e.p, ref, LEN));
+	CHECK(hm_sync(e.p, LEN, MS_SYNC) == 0);
+	CHECK(hm_advise(e.p, LEN, HM_ADV_DONTNEED) == 0);
+	long long bad = ru_verify(e.p, ref, LEN);
+	CHECKF(bad == -1, "mismatch at %lld", bad);
+	/* Both servers got a fair share (consistent hashing). */
+	long long d0 = items(mport[0]) - i0, d1 = items(mport[1]) - i1;
+	CHECKF(d0 > NPAGES / 8 && d1 > NPAGES / 8, "items: %lld and %lld", d0, d1);
+	ru_env_close(&e);
+	/* Closing deletes them. */
+	CHECKF(items(mport[0]) == i0 && items(mport[1]) == i1, "items left after close");
+	free(ref);
+}
+
+struct toucher {
+	unsigned char *p;
+	unsigned char page[PS];
+	int bus;
+	double secs;
+};
+
+static void *touch_thread(void *arg)
+{
+	struct toucher *t = arg;
+	struct timespec a, b;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	t->bus = ru_try_copy(t->page, t->p, PS);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	t->secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
+	return NULL;
+}
+
+static void t_server_frozen(void)
+{
+	struct ru_env e;
+	char uri[256];
+	unsigned char *ref = malloc(LEN), tmp[PS];
+	int sigbus = 0, rc;
+
+	CHECK(ref);
+	uri2(uri, sizeof uri, "frz", "timeout=1200,io_timeout=300");
+	CHECKF(!ru_env_open(&e, uri, LEN, BUDGET), "%s", hm_errormsg());
+	tu_fill(ref, LEN, 6);
+	CHECK(!ru_try_write(e.p, ref, LEN));
+	CHECK(hm_sync(e.p, LEN, MS_SYNC) == 0);
+	CHECK(hm_advise(e.p, LEN, HM_ADV_DONTNEED) == 0);
+	for (int i = 0; i < 8; i++)
+		CHECK(!ru_try_copy(tmp, e.p + (size_t)i * PS, PS));
+	kill(mpid[0], SIGSTOP);
+	/* Dirty pages while a server is frozen. */
+	for (int i = 0; i < 8; i++) {
+		memset(ref + (size_t)i * PS, 0x70 + i, 32);
+		memset(e.p + (size_t)i * PS, 0x70 + i, 32);
+	}
+	/* Faults on absent pages: those on the frozen server raise SIGBUS after the timeout. */
+	for (int pg = 100; pg < 110 && !sigbus; pg++) {
+		struct toucher t = { .p = e.p + (size_t)pg * PS };
+		pthread_t th;
+		pthread_create(&th, NULL, touch_thread, &t);
+		pthread_join(th, NULL);
+		if (t.bus) {
+			sigbus = 1;
+			CHECKF(t.secs >= 0.9 && t.secs < 10, "SIGBUS after %.2f s", t.secs);
+		} else {
+			CHECK(!memcmp(t.page, ref + (size_t)pg * PS, PS));
+		}
+	}
+	CHECKF(sigbus, "no page on the frozen server among 10");
+	rc = hm_sync(e.p, LEN, MS_SYNC);
+	CHECKF(rc < 0, "sync succeeded with a frozen server");
+	kill(mpid[0], SIGCONT);
+	rc = hm_sync(e.p, LEN, MS_SYNC);
+	CHECKF(rc == 0, "sync once the server answers: %s", hm_errormsg());
+	CHECK(hm_advise(e.p, LEN, HM_ADV_DONTNEED) == 0);
+	long long bad = ru_verify(e.p, ref, LEN);
+	CHECKF(bad == -1, "mismatch at %lld", bad);
+	ru_env_close(&e);
+	free(ref);
+}
+
+static void t_server_restarted(void)
+{
+	struct ru_env e;
+	char uri[256];
+	unsigned char *ref = malloc(LEN), page[PS];
+	int lost = 0, good = 0, rc;
+
+	CHECK(ref);
+	uri2(uri, sizeof uri, "rst", "timeout=3000,io_timeout=300");
+	CHECKF(!ru_env_open(&e, uri, LEN, BUDGET), "%s", hm_errormsg());
+	tu_fill(ref, LEN, 8);
+	CHECK(!ru_try_write(e.p, ref, LEN));
+	CHECK(hm_sync(e.p, LEN, MS_SYNC) == 0);
+	/* The last pages are resident; make them dirty, then lose a server. */
+	for (int i = 0; i < 16; i++) {
+		size_t off = (size_t)(NPAGES - 1 - i) * PS;
+		memset(ref + off, 0x90 + i, 50);
+		memset(e.p + off, 0x90 + i, 50);
+	}
+	ru_stop(mpid[0], SIGKILL);
+	rc = hm_sync(e.p, LEN, MS_SYNC);
+	/* With half the pages on the dead server, some of the 16 dirty pages go there. */
+	CHECKF(rc < 0, "sync succeeded with a server dead");
+	CHECK(start_mc(0) > 0);
+	rc = hm_sync(e.p, LEN, MS_SYNC);
+	CHECKF(rc == 0, "sync after the restart: %s", hm_errormsg());
+	CHECK(hm_advise(e.p, LEN, HM_ADV_DONTNEED) == 0);
+	for (size_t pg = 0; pg < NPAGES; pg++) {
+		if (ru_try_copy(page, e.p + pg * PS, PS)) {
+			lost++;
+			CHECKF(pg < NPAGES - 16, "page %zu, dirty at the kill, was lost", pg);
+			continue;
+		}
+		CHECKF(!memcmp(page, ref + pg * PS, PS), "page %zu read wrong data", pg);
+		good++;
+	}
+	/* The restarted server's pages are gone and say so; the others are intact. */
+	CHECKF(lost > 0 && good > (int)NPAGES / 4, "%d lost, %d good", lost, good);
+	struct hm_remote_stats st;
+	CHECK(hm_remote_stats(e.s, &st) == 0);
+	CHECK(st.integrity_errors >= (uint64_t)lost);
+	ru_env_close(&e);
+	free(ref);
+}
+
+static void t_replicas(void)
+{
+	struct ru_env e;
+	struct hm_remote_stats st;
+	char uri[256], key[160];
+	unsigned char *ref = malloc(LEN), page[PS], frame[PS + 64];
+	size_t fl;
+	int rc;
+
+	CHECK(ref);
+	uri2(uri, sizeof uri, "rep", "replicas=1,timeout=3000,io_timeout=300");
+	CHECKF(!ru_env_open(&e, uri, LEN, BUDGET), "%s", hm_errormsg());
+	tu_fill(ref, LEN, 10);
+	CHECK(!ru_try_write(e.p, ref, LEN));
+	CHECK(hm_sync(e.p, LEN, MS_SYNC) == 0);
+	CHECK(hm_advise(e.p, LEN, HM_ADV_DONTNEED) == 0);
+	/* Killed: reads go to the copy at once; restarted empty: nothing is lost. */
+	ru_stop(mpid[1], SIGKILL);
+	long long bad = ru_verify(e.p, ref, LEN / 2);
+	CHECKF(bad == -1, "mismatch at %lld with a server down", bad);
+	CHECK(start_mc(1) > 0);
+	CHECK(hm_advise(e.p, LEN, HM_ADV_DONTNEED) == 0);
+	bad = ru_verify(e.p, ref, LEN);
+	CHECKF(bad == -1, "mismatch at %lld after the restart", bad);
+	/* Reading repaired the copies the restarted server had lost. */
+	CHECK(hm_remote_stats(e.s, &st) == 0);
+	CHECKF(st.repairs > NPAGES / 8, "%llu copies repaired", (unsigned long long)st.repairs);
+	/*
+	 * A page stale on one server (its version changed): the other copy is
+	 * read. The page is one whose copy on the restarted server exists
+	 * (written there as its primary, or repaired by a read).
+	 */
+	CHECK(hm_remote_stats(e.s, &st) == 0);
+	size_t pg;
+	for (pg = 0; pg < NPAGES; pg++) {
+		/* Written once: version 1 ("hm:NS:OBJ:IDX:VER"). */
+		snprintf(key, sizeof key, "%s%zx:1", st.prefix, pg);
+		if (raw_get(mport[1], key, frame, sizeof frame, &fl) == 0)
+			break;
+	}
+	CHECK(pg < NPAGES);
+	frame[5] ^= 0xff; /* the version in the frame's header */
+	CHECK(raw_set(mport[1], key, frame, fl) == 0);
+	CHECK(hm_advise(e.p, LEN, HM_ADV_DONTNEED) == 0);
+	CHECKF(!ru_try_copy(page, e.p + pg * PS, PS), "SIGBUS: %s", hm_errormsg());
+	CHECK(!memcmp(page, ref + pg * PS, PS));
+	/* The read repaired the stale copy; now make both stale: SIGBUS. */
+	CHECK(hm_remote_stats(e.s, &st) == 0);
+	CHECK(st.repairs >= 1);
+	CHECK(raw_set(mport[0], key, frame, fl) == 0);
+	CHECK(raw_set(mport[1], key, frame, fl) == 0);
+	CHECK(hm_advise(e.p, LEN, HM_ADV_DONTNEED) == 0);
+	CHECK(ru_try_copy(page, e.p + pg * PS, PS) == 1);
+	/* Rewritten by the application: good again everywhere. */
+	memset(ref + pg * PS, 0x3c, PS);
+	rc = ru_try_write(e.p + pg * PS, ref + pg * PS, PS);
+	CHECK(rc == 1); /* the write touches the absent page first: SIGBUS again */
+	ru_env_close(&e);
+	free(ref);
+}
+
+int main(void)
+{
+	if (!ru_have("memcached")) {
+		printf("skip memcached tests: memcached not installed\n");
+		t_skipped++;
+		return test_done();
+	}
+	ru_install_bus();
+	for (int i = 0; i < 2; i++) {
+		mport[i] = ru_free_port();
+		if (mport[i] < 0 || (i && mport[1] == mport[0]) || start_mc(i) < 0) {
+			printf("FAIL setup: cannot start memcached\n");
+			t_failed++;
+			ru_kill_all();
+			ru_cleanup();
+			return test_done();
+		}
+	}
+	RUN(t_refused);
+	RUN(t_spread_roundtrip);
+	RUN(t_server_frozen);
+	RUN(t_server_restarted);
+	RUN(t_replicas);
+	ru_kill_all();
+	ru_cleanup();
+	return test_done();
+}

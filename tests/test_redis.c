@@ -1,0 +1,875 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The redis:// store against real redis-server processes on loopback
+ * (started here, stopped at exit even on failure):
+ *
+ *   - bad URIs, an unreachable server, wrong or missing credentials: clear
+ *     errors that never contain the password;
+ *   - data through eviction, sync and re-read, byte for byte;
+ *   - a never-written page reads as zeros with no round trip;
+ *   - two stores on one namespace never see each other's pages;
+ *   - a server with an evicting maxmemory-policy is refused;
+ *   - encryption: a page modified on the server, moved to another key or
+ *     replayed from an older version raises SIGBUS, never returns data; a
+ *     replay is caught without encryption too (versions);
+ *   - a server that stops answering (SIGSTOP): SIGBUS after timeout=, dirty
+ *     pages kept, sync fails, then succeeds once it answers, nothing lost;
+ *   - a server killed and restarted (AOF): faults wait for it, write-back
+ *     resumes, every byte intact;
+ *   - WAIT: a sync waits for the replica; asking for more replicas than
+ *     exist fails the sync;
+ *   - several threads at once.
+ */
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+
+#include "hmmap.h"
+#include "harness.h"
+#include "testutil.h"
+#include "remote_util.h"
+
+#define PS 4096u
+#define NPAGES 512u
+#define LEN ((size_t)NPAGES * PS)
+#define BUDGET (64u * PS)
+
+static int port1 = -1;
+static pid_t pid1 = -1;
+
+struct env {
+	struct hm_store *s;
+	struct hm_cache *c;
+	struct hm_region *r;
+	unsigned char *p;
+};
+
+static int env_open(struct env *e, const char *uri, size_t budget)
+{
+	int rc;
+
+	memset(e, 0, sizeof *e);
+	rc = hm_store_open(&e->s, uri, 0);
+	if (rc)
+		return rc;
+	rc = hm_cache_new(&e->c, budget, "clock");
+	if (!rc)
+		rc = hm_region_map(&e->r, e->c, e->s, 0, LEN, PROT_READ | PROT_WRITE, HM_CACHED, PS);
+	if (rc) {
+		if (e->c)
+			hm_cache_free(e->c);
+		hm_store_close(e->s);
+		memset(e, 0, sizeof *e);
+		return rc;
+	}
+	e->p = hm_region_addr(e->r);
+	return 0;
+}
+
+static void env_close(struct env *e)
+{
+	if (e->r && hm_region_unmap(e->r)) {
+		/* Write-back failed: drop the data on purpose so that close works. */
+		hm_advise(e->p, LEN, HM_ADV_DONTNEED);
+		hm_region_unmap(e->r);
+	}
+	if (e->c)
+		hm_cache_free(e->c);
+	if (e->s)
+		hm_store_close(e->s);
+	memset(e, 0, sizeof *e);
+}
+
+static void uri_of(char *buf, size_t n, int port, const char *ns, const char *opts)
+{
+	snprintf(buf, n, "redis://127.0.0.1:%d/%s%s%s", port, ns, opts ? "?" : "", opts ? opts : "");
+}
+
+/* Compares region memory with ref, catching SIGBUS; -1 if equal, -2 on SIGBUS, else offset. */
+static long long verify(const unsigned char *p, const unsigned char *ref, size_t len)
+{
+	unsigned char page[PS];
+
+	for (size_t off = 0; off < len; off += PS) {
+		if (ru_try_copy(page, p + off, PS))
+			return -2;
+		long long bad = tu_cmp_mem(page, ref + off, PS);
+		if (bad >= 0)
+			return (long long)off + bad;
+	}
+	return -1;
+}
+
+static redisContext *cli(int port)
+{
+	struct timeval tv = { 2, 0 };
+	redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+
+	if (c && c->err) {
+		redisFree(c);
+		return NULL;
+	}
+	return c;
+}
+
+static long long count_keys(int port, const char *pattern)
+{
+	redisContext *c = cli(port);
+	redisReply *r;
+	long long n = -1;
+
+	if (!c)
+		return -1;
+	r = redisCommand(c, "KEYS %s", pattern);
+	if (r && r->type == REDIS_REPLY_ARRAY)
+		n = (long long)r->elements;
+	if (r)
+		freeReplyObject(r);
+	redisFree(c);
+	return n;
+}
+
+/* The key of page idx under prefix (one version after a sync), or -1. */
+static int cur_key(int port, const char *prefix, unsigned idx, char *out, size_t n)
+{
+	redisContext *c = cli(port);
+	redisReply *r;
+	int rc = -1;
+
+	if (!c)
+		return -1;
+	r = redisCommand(c, "KEYS %s%x:*", prefix, idx);
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 && r->element[0]->len < n) {
+		memcpy(out, r->element[0]->str, r->element[0]->len + 1);
+		rc = 0;
+	}
+	if (r)
+		freeReplyObject(r);
+	redisFree(c);
+	return rc;
+}
+
+static int get_raw(int port, const char *key, unsigned char *buf, size_t cap, size_t *len)
+{
+	redisContext *c = cli(port);
+	redisReply *r;
+	int rc = -1;
+
+	if (!c)
+		return -1;
+	r = redisCommand(c, "GET %s", key);
+	if (r && r->type == REDIS_REPLY_STRING && r->len <= cap) {
+		memcpy(buf, r->str, r->len);
+		*len = r->len;
+		rc = 0;
+	}
+	if (r)
+		freeReplyObject(r);
+	redisFree(c);
+	return rc;
+}
+
+static int set_raw(int port, const char *key, const unsigned char *buf, size_t len)
+{
+	redisContext *c = cli(port);
+	redisReply *r;
+	int rc = -1;
+
+	if (!c)
+		return -1;
+	r = redisCommand(c, "SET %s %b", key, buf, len);
+	rc = r && r->type == REDIS_REPLY_STATUS ? 0 : -1;
+	if (r)
+		freeReplyObject(r);
+	redisFree(c);
+	return rc;
+}
+
+static int redis_cmd(int port, const char *cmd)
+{
+	redisContext *c = cli(port);
+	redisReply *r;
+	int rc;
+
+	if (!c)
+		return -1;
+	r = redisCommand(c, cmd);
+	rc = r && r->type != REDIS_REPLY_ERROR ? 0 : -1;
+	if (r)
+		freeReplyObject(r);
+	redisFree(c);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ cases */
+
+static void t_bad_uris(void)
+{
+	static const struct {
+		const char *uri;
+		int err;
+		const char *msg;
+	} bad[] = {
+		{ "redis:", -EINVAL, "must start with '//'" },
+		{ "redis:127.0.0.1:6379", -EINVAL, "must start with '//'" },
+		{ "redis://", -EINVAL, "no server" },
+		{ "redis:///ns", -EINVAL, "no server" },
+		{ "redis://127.0.0.1:0", -EINVAL, "port" },
+		{ "redis://127.0.0.1:99999", -EINVAL, "port" },
+		{ "redis://127.0.0.1:abc", -EINVAL, "port" },
+		{ "redis://127.0.0.1:6379/", -EINVAL, "namespace" },
+		{ "redis://127.0.0.1:6379/a b", -EINVAL, "namespace" },
+		{ "redis://127.0.0.1:6379/a:b", -EINVAL, "namespace" },
+		{ "redis://127.0.0.1:1,127.0.0.1:2", -EINVAL, "one server only" },
+		{ "redis://127.0.0.1:6379/ns?", -EINVAL, "empty option" },
+		{ "redis://127.0.0.1:6379/ns?bogus=1", -EINVAL, "unknown option 'bogus'" },
+		{ "redis://127.0.0.1:6379/ns?timeout=x", -EINVAL, "timeout" },
+		{ "redis://127.0.0.1:6379/ns?page=3000", -EINVAL, "power of two" },
+		{ "redis://127.0.0.1:6379/ns?size=0", -EINVAL, "size" },
+		{ "redis://127.0.0.1:6379/ns?conns=0", -EINVAL, "conns" },
+		{ "redis://127.0.0.1:6379/ns?replicas=many", -EINVAL, "replicas" },
+		{ "redis://127.0.0.1:6379/ns?key_file=/nonexistent/k", -ENOENT, "key_file" },
+		{ "redis://127.0.0.1:6379/ns?password_file=/nonexistent/p", -ENOENT, "password_file" },
+		{ "redis://ho$t:6379", -EINVAL, "bad character" },
+		{ "redis-cluster://", -EINVAL, "no server" },
+		{ "memcached://127.0.0.1:11211/ns?timeout=", -EINVAL, "timeout" },
+		{ "memcached://u:pw@127.0.0.1:11211", -EINVAL, "no credentials" },
+	};
+	struct hm_store *s;
+
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		int rc = hm_store_open(&s, bad[i].uri, 0);
+		CHECKF(rc == bad[i].err, "%s: rc %d (%s), want %d", bad[i].uri, rc, hm_errormsg(),
+		       bad[i].err);
+		CHECKF(strstr(hm_errormsg(), bad[i].msg), "%s: message '%s' lacks '%s'", bad[i].uri,
+		       hm_errormsg(), bad[i].msg);
+	}
+	/* A bad key file: wrong length. */
+	char kp[512];
+	tu_path(kp, sizeof kp, "short.key");
+	FILE *f = fopen(kp, "w");
+	CHECK(f);
+	fputs("abcd\n", f);
+	fclose(f);
+	chmod(kp, 0600);
+	char uri[700];
+	snprintf(uri, sizeof uri, "redis://127.0.0.1:6379/ns?key_file=%s", kp);
+	CHECK(hm_store_open(&s, uri, 0) == -EINVAL);
+	CHECKF(strstr(hm_errormsg(), "32 raw bytes or 64 hex"), "%s", hm_errormsg());
+}
+
+static void t_unreachable(void)
+{
+	struct hm_store *s;
+	char uri[256], want[64];
+	int port = ru_free_port(), rc;
+
+	CHECK(port > 0);
+	snprintf(uri, sizeof uri, "redis://127.0.0.1:%d/ns?io_timeout=500", port);
+	snprintf(want, sizeof want, "127.0.0.1:%d", port);
+	rc = hm_store_open(&s, uri, 0);
+	CHECKF(rc == -ECONNREFUSED, "rc %d: %s", rc, hm_errormsg());
+	CHECKF(strstr(hm_errormsg(), want) && strstr(hm_errormsg(), "cannot connect"), "%s",
+	       hm_errormsg());
+	rc = hm_store_open(&s, "redis://no-such-host.invalid:6379/ns?io_timeout=500", 0);
+	CHECKF(rc == -ECONNREFUSED, "rc %d: %s", rc, hm_errormsg());
+	CHECKF(strstr(hm_errormsg(), "no-such-host.invalid"), "%s", hm_errormsg());
+}
+
+static void t_roundtrip(void)
+{
+	struct env e;
+	struct hm_remote_stats st;
+	char uri[256];
+	unsigned char *ref = malloc(LEN);
+	int rc;
+
+	CHECK(ref);
+	uri_of(uri, sizeof uri, port1, "rt", NULL);
+	rc = env_open(&e, uri, BUDGET);
+	CHECKF(!rc, "%s", hm_errormsg());
+	tu_fill(ref, LEN, 42);
+	/* Twice the budget and more: pages are evicted and written back on the way. */
+	CHECK(!ru_try_write(e.p, ref, LEN));
+	CHECK(hm_sync(e.p, LEN, MS_SYNC) == 0);
+	CHECK(hm_advise(e.p, LEN, HM_ADV_DONTNEED) == 0);
+	long long bad = verify(e.p, ref, LEN);
+	CHECKF(bad == -1, "mismatch at %lld", bad);
+	CHECK(hm_remote_stats(e.s, &st) == 0);
+	CHECKF(st.sets >= NPAGES && st.gets + st.prefetch_hits >= NPAGES,
+	       "sets %llu gets %llu prefetch hits %llu", (unsigned long long)st.sets,
+	       (unsigned long long)st.gets, (unsigned long long)st.prefetch_hits);
+	CHECK(st.integrity_errors == 0);
+	/* The server holds one key per page, under hm:NS:OBJECT:. */
+	CHECKF(count_keys(port1, "hm:rt:*") == NPAGES, "%lld keys", count_keys(port1, "hm:rt:*"));
+	env_close(&e);
+	/* Closing gives the remote memory back. */
+	CHECK(count_keys(port1, "hm:rt:*") == 0);
+	/* Not a remote store. */
+	struct hm_store *m;
+	CHECK(hm_store_open(&m, "mem:1M", 0) == 0);
+	CHECK(hm_remote_stats(m, &st) == -EINVAL);
+	hm_store_close(m);
+	free(ref);
+}
+
+static void t_zero_without_round_trip(void)
+{
+	struct env e;
+	struct hm_remote_stats st;
+	char uri[256];
+	unsigned char page[PS], zero[PS] = { 0 };
+	int rc;
+
+	uri_of(uri, sizeof uri, port1, "zero", NULL);
+	/* A budget that holds the region: no page is read twice because it was evicted. */
+	rc = env_open(&e, uri, LEN);
+	CHECKF(!rc, "%s", hm_errormsg());
+	for (size_t off = 0; off < LEN; off += PS) {
+		CHECK(!ru_try_copy(page, e.p + off, PS));
+		CHECK(!memcmp(page, zero, PS));
+	}
+	CHECK(hm_remote_stats(e.s, &st) == 0);
+	CHECKF(st.round_trips == 0, "%llu round trips for never-written pages",
+	       (unsigned long long)st.round_trips);
+	CHECKF(st.zero_fills >= NPAGES, "zero_fills %llu", (unsigned long long)st.zero_fills);
+	/* One written page costs exactly one GET when read again. */
+	e.p[5 * PS + 7] = 0x5a;
+	CHECK(hm_sync(e.p, LEN, MS_SYNC) == 0);
+	CHECK(hm_advise(e.p, LEN, HM_ADV_DONTNEED) == 0);
+	CHECK(hm_store_ctl(e.s, "reset_stats") == 0);
+	for (size_t off = 0; off < LEN; off += PS)
+		CHECK(!ru_try_copy(page, e.p + off, PS));
+	CHECK(e.p[5 * PS + 7] == 0x5a);
+	CHECK(hm_remote_stats(e.s, &st) == 0);
+	/*
+	 * Every round trip was for the written page (the core may read it
+	 * twice: a fault-around window, then the page alone).
+	 */
+	CHECKF(st.gets >= 1 && st.gets <= 2 && st.round_trips == st.gets,
+	       "gets %llu round trips %llu", (unsigned long long)st.gets,
+	       (unsigned long long)st.round_trips);
+	CHECK(st.zero_fills >= NPAGES - 1);
+	env_close(&e);
+}
+
+static void t_isolation(void)
+{
+	struct env a, b;
+	char uri[256];
+	unsigned char page[PS], zero[PS] = { 0 };
+
+	uri_of(uri, sizeof uri, port1, "iso", NULL);
+	CHECKF(!env_open(&a, uri, BUDGET), "%s", hm_errormsg());
+	CHECKF(!env_open(&b, uri, BUDGET), "%s", hm_errormsg());
+	for (int i = 0; i < 10; i++)
+		memset(a.p + (size_t)i * PS, 0xa0 + i, PS);
+	CHECK(hm_sync(a.p, LEN, MS_SYNC) == 0);
+	for (int i = 0; i < 10; i++) {
+		CHECK(!ru_try_copy(page, b.p + (size_t)i * PS, PS));
+		CHECKF(!memcmp(page, zero, PS), "store B sees store A's page %d", i);
+	}
+	/* B writes the same page indexes: A keeps its own. */
+	for (int i = 0; i < 10; i++)
+		memset(b.p + (size_t)i * PS, 0xb0 + i, PS);
+	CHECK(hm_sync(b.p, LEN, MS_SYNC) == 0);
+	CHECK(hm_advise(a.p, LEN, HM_ADV_DONTNEED) == 0);
+	CHECK(hm_advise(b.p, LEN, HM_ADV_DONTNEED) == 0);
+	for (int i = 0; i < 10; i++) {
+		CHECK(!ru_try_copy(page, a.p + (size_t)i * PS, PS));
+		CHECK(page[0] == 0xa0 + i && page[PS - 1] == 0xa0 + i);
+		CHECK(!ru_try_copy(page, b.p + (size_t)i * PS, PS));
+		CHECK(page[0] == 0xb0 + i && page[PS - 1] == 0xb0 + i);
+	}
+	/*
+	 * Two objects under the namespace (the core may also write back some
+	 * zero pages it read ahead, so count prefixes, not keys).
+	 */
+	char out[65536];
+	CHECK(ru_sh(out, sizeof out, "redis-cli -p %d KEYS 'hm:iso:*' | cut -d: -f3 | sort -u | wc -l",
+		    port1) == 0);
+	CHECKF(atoi(out) == 2, "%d objects in the namespace", atoi(out));
+	env_close(&a);
+	CHECK(ru_sh(out, sizeof out, "redis-cli -p %d KEYS 'hm:iso:*' | cut -d: -f3 | sort -u | wc -l",
+		    port1) == 0);
+	CHECKF(atoi(out) == 1, "%d objects after closing one", atoi(out));
+	CHECK(count_keys(port1, "hm:iso:*") >= 10);
+	env_close(&b);
+	CHECK(count_keys(port1, "hm:iso:*") == 0);
+}
+
+static void t_evicting_server_refused(void)
+{
+	struct hm_store *s;
+	char uri[256];
+	int rc;
+
+	CHECK(redis_cmd(port1, "CONFIG SET maxmemory-policy allkeys-lru") == 0);
+	uri_of(uri, sizeof uri, port1, "ev", NULL);
+	rc = hm_store_open(&s, uri, 0);
+	redis_cmd(port1, "CONFIG SET maxmemory-policy noeviction");
+	CHECKF(rc == -EINVAL, "rc %d", rc);
+	CHECKF(strstr(hm_errormsg(), "maxmemory-policy allkeys-lru") &&
+		       strstr(hm_errormsg(), "noeviction"),
+	       "%s", hm_errormsg());
+	rc = hm_store_open(&s, uri, 0);
+	CHECKF(rc == 0, "%s", hm_errormsg());
+	hm_store_close(s);
+}
+
+static void t_auth(void)
+{
+	static const char pw[] = "Secret-PW-4711";
+	struct hm_store *s;
+	char uri[700], path[512];
+	int port = ru_free_port(), rc;
+	pid_t pid;
+
+	CHECK(port > 0);
+	pid = ru_redis_start(port, "--requirepass", pw, "--user", "alice", "on", ">alice-PW-99", "~*",
+			     "&*", "+@all", NULL);
+	CHECK(pid > 0);
+	/* No password. */
+	uri_of(uri, sizeof uri, port, "auth", NULL);
+	unsetenv("HMMAP_REDIS_PASSWORD");
+	rc = hm_store_open(&s, uri, 0);
+	CHECKF(rc == -EACCES && strstr(hm_errormsg(), "requires a password"), "rc %d: %s", rc,
+	       hm_errormsg());
+	/* A wrong one: refused, and never echoed. */
+	snprintf(uri, sizeof uri, "redis://:Wrong-PW-0815@127.0.0.1:%d/auth", port);
+	rc = hm_store_open(&s, uri, 0);
+	CHECKF(rc == -EACCES && strstr(hm_errormsg(), "authentication"), "rc %d: %s", rc,
+	       hm_errormsg());
+	CHECKF(!strstr(hm_errormsg(), "Wrong-PW-0815"), "password printed: %s", hm_errormsg());
+	/* The right one, from the URI. */
+	snprintf(uri, sizeof uri, "redis://:%s@127.0.0.1:%d/auth", pw, port);
+	rc = hm_store_open(&s, uri, 0);
+	CHECKF(rc == 0, "%s", hm_errormsg());
+	hm_store_close(s);
+	/* A user and a password. */
+	snprintf(uri, sizeof uri, "redis://alice:alice-PW-99@127.0.0.1:%d/auth", port);
+	rc = hm_store_open(&s, uri, 0);
+	CHECKF(rc == 0, "%s", hm_errormsg());
+	hm_store_close(s);
+	snprintf(uri, sizeof uri, "redis://alice:nope@127.0.0.1:%d/auth", port);
+	CHECK(hm_store_open(&s, uri, 0) == -EACCES);
+	/* From a file, which must not be readable by others. */
+	tu_path(path, sizeof path, "redis.pw");
+	FILE *f = fopen(path, "w");
+	CHECK(f);
+	fprintf(f, "%s\n", pw);
+	fclose(f);
+	chmod(path, 0644);
+	snprintf(uri, sizeof uri, "redis://127.0.0.1:%d/auth?password_file=%s", port, path);
+	rc = hm_store_open(&s, uri, 0);
+	CHECKF(rc == -EACCES && strstr(hm_errormsg(), "readable by others"), "rc %d: %s", rc,
+	       hm_errormsg());
+	chmod(path, 0600);
+	rc = hm_store_open(&s, uri, 0);
+	CHECKF(rc == 0, "%s", hm_errormsg());
+	hm_store_close(s);
+	/* From the environment. */
+	setenv("HMMAP_REDIS_PASSWORD", pw, 1);
+	uri_of(uri, sizeof uri, port, "auth", NULL);
+	rc = hm_store_open(&s, uri, 0);
+	unsetenv("HMMAP_REDIS_PASSWORD");
+	CHECKF(rc == 0, "%s", hm_errormsg());
+	hm_store_close(s);
+	ru_stop(pid, SIGKILL);
+}
+
+static void write_key_file(char *path, size_t n)
+{
+	unsigned char key[32];
+	FILE *f;
+
+	tu_path(path, n, "pages.key");
+	tu_fill(key, sizeof key, 7);
+	f = fopen(path, "w");
+	if (!f)
+		return;
+	for (int i = 0; i < 32; i++)
+		fprintf(f, "%02x", key[i]);
+	fputc('\n', f);
+	fclose(f);
+	chmod(path, 0600);
+}
+
+/*
+ * Modified, moved and replayed pages raise SIGBUS. `encrypted` picks the
+ * store; without encryption a replayed version is still caught (the version
+ * in the frame), and the plaintext is visible on the server.
+ */
+static void tamper_case(bool encrypted)
+{
+	struct env e;
+	char uri[700], kp[512], k0[160], k1[160], kold[160];
+	struct hm_remote_stats st;
+	unsigned char old0[PS + 100], cur0[PS + 100], cur1[PS + 100], page[PS];
+	size_t l_old0, l_cur0, l_cur1;
+	const char *ns = encrypted ? "crypt" : "plain";
+
+	write_key_file(kp, sizeof kp);
+	if (encrypted)
+		snprintf(uri, sizeof uri, "redis://127.0.0.1:%d/%s?key_file=%s", port1, ns, kp);
+	else
+		uri_of(uri, sizeof uri, port1, ns, NULL);
+	CHECKF(!env_open(&e, uri, BUDGET), "%s", hm_errormsg());
+	memset(e.p, 'A', PS);
+	memset(e.p + PS, 'Z', PS);
+	CHECK(hm_sync(e.p, LEN, MS_SYNC) == 0);
+	CHECK(hm_remote_stats(e.s, &st) == 0);
+	CHECK(cur_key(port1, st.prefix, 0, kold, sizeof kold) == 0);
+	CHECK(get_raw(port1, kold, old0, sizeof old0, &l_old0) == 0);
+	CHECK(l_old0 == (encrypted ? PS + 56 : PS + 16));
+	/* The server sees ciphertext only. */
+	CHECK(encrypted == !memmem(old0, l_old0, "AAAAAAAAAAAAAAAA", 16));
+	/* A newer version of page 0. */
+	memset(e.p, 'B', PS);
+	CHECK(hm_sync(e.p, LEN, MS_SYNC) == 0);
+	CHECK(hm_advise(e.p, LEN, HM_ADV_DONTNEED) == 0);
+	/* Each version has its own key; the old one is gone after the sync. */
+	CHECK(cur_key(port1, st.prefix, 0, k0, sizeof k0) == 0);
+	CHECK(cur_key(port1, st.prefix, 1, k1, sizeof k1) == 0);
+	CHECKF(strcmp(k0, kold), "a new version under the old key %s", k0);
+	CHECK(get_raw(port1, k0, cur0, sizeof cur0, &l_cur0) == 0);
+	CHECK(get_raw(port1, k1, cur1, sizeof cur1, &l_cur1) == 0);
+
+	/* Replay: the old version back on the server. */
+	CHECK(set_raw(port1, k0, old0, l_old0) == 0);
+	int bus0 = atomic_load(&ru_bus_count);
+	CHECKF(ru_try_copy(page, e.p, PS) == 1, "a replayed page was returned as data ('%c')",
+	       page[0]);
+	CHECK(atomic_load(&ru_bus_count) == bus0 + 1);
+	/* Moved: page 1's frame under page 0's key. */
+	CHECK(set_raw(port1, k0, cur1, l_cur1) == 0);
+	CHECK(ru_try_copy(page, e.p, PS) == 1);
+	if (encrypted) {
+		/* Modified: one byte of the ciphertext (SETRANGE, as an attacker would). */
+		unsigned char bad[PS + 100];
+		memcpy(bad, cur0, l_cur0);
+		bad[100] ^= 1;
+		CHECK(set_raw(port1, k0, bad, l_cur0) == 0);
+		CHECK(ru_try_copy(page, e.p, PS) == 1);
+		char cmd[300];
+		CHECK(set_raw(port1, k0, cur0, l_cur0) == 0);
+		snprintf(cmd, sizeof cmd, "redis-cli -p %d SETRANGE %s 2000 XYZ >/dev/null", port1, k0);
+		CHECK(ru_sh(NULL, 0, "%s", cmd) == 0);
+		CHECK(ru_try_copy(page, e.p, PS) == 1);
+	} else {
+		/* A plain frame's data can be changed undetected: that is what key_file= is for. */
+	}
+	/* Deleted on the server (a flushed or restarted server). */
+	CHECK(redis_cmd(port1, "DEL nothing") == 0);
+	{
+		char cmd[300];
+		snprintf(cmd, sizeof cmd, "redis-cli -p %d DEL %s >/dev/null", port1, k0);
+		CHECK(ru_sh(NULL, 0, "%s", cmd) == 0);
+	}
+	CHECK(ru_try_copy(page, e.p, PS) == 1);
+	/* The genuine frame back: the page reads right again. */
+	CHECK(set_raw(port1, k0, cur0, l_cur0) == 0);
+	CHECK(ru_try_copy(page, e.p, PS) == 0);
+	CHECK(page[0] == 'B' && page[PS - 1] == 'B');
+	CHECK(!ru_try_copy(page, e.p + PS, PS) && page[0] == 'Z');
+	CHECK(hm_remote_stats(e.s, &st) == 0);
+	CHECKF(st.integrity_errors >= (encrypted ? 5u : 3u), "%llu",
+	       (unsigned long long)st.integrity_errors);
+	env_close(&e);
+}
+
+static void t_encrypted_tamper_replay(void)
+{
+	tamper_case(true);
+}
+
+static void t_plain_replay(void)
+{
+	tamper_case(false);
+}
+
+struct toucher {
+	unsigned char *p;
+	unsigned char page[PS];
+	int bus;
+	double secs;
+};
+
+static void *touch_thread(void *arg)
+{
+	struct toucher *t = arg;
+	struct timespec a, b;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	t->bus = ru_try_copy(t->page, t->p, PS);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	t->secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
+	return NULL;
+}
+
+static void t_server_stops_answering(void)
+{
+	struct env e;
+	char uri[256];
+	unsigned char *ref = malloc(LEN);
+	struct toucher t;
+	pthread_t th;
+	int rc;
+
+	CHECK(ref);
+	uri_of(uri, sizeof uri, port1, "stop", "timeout=1500,io_timeout=300");
+	CHECKF(!env_open(&e, uri, BUDGET), "%s", hm_errormsg());
+	tu_fill(ref, LEN, 9);
+	CHECK(!ru_try_write(e.p, ref, LEN));
+	CHECK(hm_sync(e.p, LEN, MS_SYNC) == 0);
+	CHECK(hm_advise(e.p, LEN, HM_ADV_DONTNEED) == 0);
+	/* A few pages resident and then dirtied while the server is frozen. */
+	unsigned char tmp[PS];
+	for (int i = 0; i < 8; i++)
+		CHECK(!ru_try_copy(tmp, e.p + (size_t)i * PS, PS));
+	kill(pid1, SIGSTOP);
+	for (int i = 0; i < 8; i++) {
+		memset(ref + (size_t)i * PS, 0xc0 + i, 64);
+		memset(e.p + (size_t)i * PS, 0xc0 + i, 64);
+	}
+	/* A fault on an absent page: SIGBUS in the touching thread after the timeout. */
+	t.p = e.p + 300 * PS;
+	pthread_create(&th, NULL, touch_thread, &t);
+	pthread_join(th, NULL);
+	CHECKF(t.bus == 1, "a fault on a frozen server did not raise SIGBUS");
+	CHECKF(t.secs >= 1.0 && t.secs < 10, "SIGBUS after %.2f s (timeout=1.5 s)", t.secs);
+	/* Write-back fails; the dirty pages stay. */
+	rc = hm_sync(e.p, LEN, MS_SYNC);
+	CHECKF(rc < 0, "sync succeeded on a frozen server");
+	kill(pid1, SIGCONT);
+	rc = hm_sync(e.p, LEN, MS_SYNC);
+	CHECKF(rc == 0, "sync after the server answers again: %d %s", rc, hm_errormsg());
+	CHECK(hm_advise(e.p, LEN, HM_ADV_DONTNEED) == 0);
+	long long bad = verify(e.p, ref, LEN);
+	CHECKF(bad == -1, "mismatch at %lld", bad);
+	struct hm_remote_stats st;
+	CHECK(hm_remote_stats(e.s, &st) == 0);
+	CHECK(st.timeouts >= 1 && st.retries >= 1);
+	env_close(&e);
+	free(ref);
+}
+
+static void t_kill_and_restart(void)
+{
+	struct env e;
+	char uri[256];
+	unsigned char *ref = malloc(LEN);
+	struct toucher t;
+	pthread_t th;
+	int rc;
+
+	CHECK(ref);
+	uri_of(uri, sizeof uri, port1, "restart", "timeout=8000,io_timeout=300");
+	CHECKF(!env_open(&e, uri, BUDGET), "%s", hm_errormsg());
+	tu_fill(ref, LEN, 11);
+	CHECK(!ru_try_write(e.p, ref, LEN));
+	CHECK(hm_sync(e.p, LEN, MS_SYNC) == 0);
+	/* Dirty pages in the cache when the server dies. */
+	for (int i = 0; i < 16; i++) {
+		size_t off = (size_t)(NPAGES - 1 - i) * PS;
+		memset(ref + off, 0x33 + i, 100);
+		memset(e.p + off, 0x33 + i, 100);
+	}
+	ru_stop(pid1, SIGKILL);
+	pid1 = -1;
+	rc = hm_store_ctl(e.s, "timeout=500");
+	CHECK(rc == 0);
+	rc = hm_sync(e.p, LEN, MS_SYNC);
+	CHECKF(rc < 0, "sync succeeded with the server dead");
+	CHECK(hm_store_ctl(e.s, "timeout=8000") == 0);
+	/* A fault while the server is down waits for it (restart within the timeout). */
+	t.p = e.p + 10 * PS;
+	CHECK(hm_advise(e.p, 64 * PS, HM_ADV_DONTNEED) == 0);
+	pthread_create(&th, NULL, touch_thread, &t);
+	/*
+	 * Restarted from this thread: a server dies with the thread that
+	 * started it (PR_SET_PDEATHSIG).
+	 */
+	ru_sleep_ms(700);
+	pid1 = ru_redis_start(port1, "--appendonly", "yes", "--appendfsync", "always", NULL);
+	pthread_join(th, NULL);
+	CHECK(pid1 > 0);
+	CHECKF(t.bus == 0, "fault during the restart raised SIGBUS: %s", hm_errormsg());
+	CHECK(!memcmp(t.page, ref + 10 * PS, PS));
+	rc = hm_sync(e.p, LEN, MS_SYNC);
+	CHECKF(rc == 0, "sync after restart: %s", hm_errormsg());
+	CHECK(hm_advise(e.p, LEN, HM_ADV_DONTNEED) == 0);
+	long long bad = verify(e.p, ref, LEN);
+	CHECKF(bad == -1, "mismatch at %lld", bad);
+	env_close(&e);
+	free(ref);
+}
+
+struct worker {
+	unsigned char *p;
+	int id;
+	int errors;
+};
+
+static void *worker(void *arg)
+{
+	struct worker *w = arg;
+	uint64_t seed = (uint64_t)w->id * 977 + 1;
+
+	/* Each worker owns the pages i with i % 4 == id. */
+	for (int round = 0; round < 400; round++) {
+		size_t pg = (size_t)(tu_rnd(&seed) % (NPAGES / 4)) * 4 + (size_t)w->id;
+		volatile uint32_t *q = (volatile uint32_t *)(w->p + pg * PS);
+		uint32_t v = q[0];
+		if (v && q[PS / 4 - 1] != v)
+			w->errors++;
+		q[0] = v + 1;
+		q[PS / 4 - 1] = v + 1;
+	}
+	return NULL;
+}
+
+static void t_threads(void)
+{
+	struct env e;
+	struct worker w[4];
+	pthread_t th[4];
+	char uri[256];
+
+	uri_of(uri, sizeof uri, port1, "mt", "conns=2");
+	CHECKF(!env_open(&e, uri, 32 * PS), "%s", hm_errormsg());
+	for (int i = 0; i < 4; i++) {
+		w[i] = (struct worker){ e.p, i, 0 };
+		pthread_create(&th[i], NULL, worker, &w[i]);
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	for (int i = 0; i < 4; i++)
+		CHECKF(w[i].errors == 0, "worker %d saw %d torn pages", i, w[i].errors);
+	CHECK(hm_sync(e.p, LEN, MS_SYNC) == 0);
+	CHECK(hm_advise(e.p, LEN, HM_ADV_DONTNEED) == 0);
+	for (size_t pg = 0; pg < NPAGES; pg++) {
+		uint32_t a, b;
+		CHECK(!ru_try_copy(&a, e.p + pg * PS, 4));
+		CHECK(!ru_try_copy(&b, e.p + pg * PS + PS - 4, 4));
+		CHECK(a == b);
+	}
+	env_close(&e);
+}
+
+/*
+ * The store's strided prefetch: a scan with a stride of 5 pages (which the
+ * core's sequential readahead does not follow) is fetched ahead in
+ * batches; a random scan triggers nothing. Contents are right either way.
+ */
+static void t_strided_prefetch(void)
+{
+	struct ru_env e;
+	struct hm_remote_stats st;
+	char uri[256];
+	unsigned char *ref = malloc(LEN), page[PS];
+	uint64_t seed = 3;
+
+	CHECK(ref);
+	uri_of(uri, sizeof uri, port1, "leap", NULL);
+	CHECKF(!ru_env_open(&e, uri, LEN, BUDGET), "%s", hm_errormsg());
+	tu_fill(ref, LEN, 21);
+	CHECK(!ru_try_write(e.p, ref, LEN));
+	CHECK(hm_sync(e.p, LEN, MS_SYNC) == 0);
+	CHECK(hm_advise(e.p, LEN, HM_ADV_DONTNEED) == 0);
+	CHECK(hm_advise(e.p, LEN, HM_ADV_RANDOM) == 0); /* no core readahead: the store alone */
+	CHECK(hm_store_ctl(e.s, "reset_stats") == 0);
+	for (size_t pg = 0; pg < NPAGES; pg += 5) {
+		CHECK(!ru_try_copy(page, e.p + pg * PS, PS));
+		CHECKF(!memcmp(page, ref + pg * PS, PS), "page %zu", pg);
+	}
+	CHECK(hm_remote_stats(e.s, &st) == 0);
+	CHECKF(st.prefetch_hits > NPAGES / 5 / 2, "strided scan: %llu prefetched, %llu hits",
+	       (unsigned long long)st.prefetched, (unsigned long long)st.prefetch_hits);
+	CHECK(hm_advise(e.p, LEN, HM_ADV_DONTNEED) == 0);
+	CHECK(hm_store_ctl(e.s, "reset_stats") == 0);
+	for (int i = 0; i < 100; i++) {
+		size_t pg = (size_t)(tu_rnd(&seed) % NPAGES);
+		CHECK(!ru_try_copy(page, e.p + pg * PS, PS));
+		CHECK(!memcmp(page, ref + pg * PS, PS));
+	}
+	CHECK(hm_remote_stats(e.s, &st) == 0);
+	CHECKF(st.prefetched < 20, "random scan: %llu prefetched", (unsigned long long)st.prefetched);
+	ru_env_close(&e);
+	free(ref);
+}
+
+static void t_wait_for_replica(void)
+{
+	struct env e;
+	struct hm_remote_stats st;
+	char uri[256], out[4096], pstr[16];
+	int port = ru_free_port(), rc;
+	pid_t rp;
+
+	CHECK(port > 0);
+	snprintf(pstr, sizeof pstr, "%d", port1);
+	rp = ru_redis_start(port, "--replicaof", "127.0.0.1", pstr, NULL);
+	CHECK(rp > 0);
+	for (int i = 0; i < 100; i++) {
+		ru_sh(out, sizeof out, "redis-cli -p %d INFO replication", port);
+		if (strstr(out, "master_link_status:up"))
+			break;
+		ru_sleep_ms(50);
+	}
+	CHECKF(strstr(out, "master_link_status:up"), "replica did not connect");
+	uri_of(uri, sizeof uri, port1, "wait", NULL);
+	CHECKF(!env_open(&e, uri, BUDGET), "%s", hm_errormsg());
+	memset(e.p, 1, 40 * PS);
+	CHECK(hm_sync(e.p, LEN, MS_SYNC) == 0);
+	CHECK(hm_remote_stats(e.s, &st) == 0);
+	CHECKF(st.waits >= 1, "no WAIT was sent");
+	/* Synced means on the replica. */
+	CHECKF(count_keys(port, "hm:wait:*") == 40, "replica holds %lld keys",
+	       count_keys(port, "hm:wait:*"));
+	env_close(&e);
+	/* More replicas than exist: the sync fails rather than pretend. */
+	uri_of(uri, sizeof uri, port1, "wait2", "replicas=2,timeout=1000");
+	CHECKF(!env_open(&e, uri, BUDGET), "%s", hm_errormsg());
+	memset(e.p, 2, PS);
+	rc = hm_sync(e.p, LEN, MS_SYNC);
+	CHECKF(rc == -EIO, "rc %d: %s", rc, hm_errormsg());
+	env_close(&e);
+	ru_stop(rp, SIGKILL);
+}
+
+int main(void)
+{
+	if (!ru_have("redis-server") || !ru_have("redis-cli")) {
+		RUN(t_bad_uris);
+		printf("skip redis tests: redis-server or redis-cli not installed\n");
+		return test_done();
+	}
+	ru_install_bus();
+	port1 = ru_free_port();
+	if (port1 > 0)
+		pid1 = ru_redis_start(port1, "--appendonly", "yes", "--appendfsync", "always", NULL);
+	if (pid1 < 0) {
+		printf("FAIL setup: cannot start redis-server on port %d\n", port1);
+		t_failed++;
+		return test_done();
+	}
+	RUN(t_bad_uris);
+	RUN(t_unreachable);
+	RUN(t_roundtrip);
+	RUN(t_zero_without_round_trip);
+	RUN(t_isolation);
+	RUN(t_evicting_server_refused);
+	RUN(t_auth);
+	RUN(t_encrypted_tamper_replay);
+	RUN(t_plain_replay);
+	RUN(t_server_stops_answering);
+	RUN(t_kill_and_restart);
+	RUN(t_threads);
+	RUN(t_strided_prefetch);
+	RUN(t_wait_for_replica);
+	ru_kill_all();
+	ru_cleanup();
+	return test_done();
+}
