@@ -26,6 +26,7 @@
 #include <hmmap/discover.h>
 #include <hmmap/policy.h>
 #include <hmmap/store.h>
+#include <hmmap/tier.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -417,7 +418,108 @@ const char *hm_persistence_name(int persistence);
 
 /* ------------------------------------------------------------------------
  * Tiers: chains of stores, bind and move, evacuation, automatic tiering.
+ *
+ * A tier chain is anonymous memory over an ordered list of stores, fastest
+ * first, written as one URI that hmmap() and hm_store_open() take:
+ *
+ *   tiers:dram:2G > lz4:8G > file:/ssd/swap
+ *
+ * dram:SIZE is tier 0, the DRAM budget of the cache the chain brings (its
+ * options: cache=POLICY, tiering=NAME, rate=SIZE per second, hot=FRACTION,
+ * period=MS); each later element is a store, optionally prefixed
+ * "explicit:" (it receives pages only from hm_bind()/hm_move()) or
+ * "emergency:" (explicit, but implicit placement may use it when every
+ * other lower tier is full). Each page lives in exactly one tier: DRAM while
+ * resident, else one lower tier, else nowhere (never written: it reads as
+ * zeros and costs nothing). Evicted pages go to the highest lower tier with
+ * room; touched pages come up on their fault. Compressed tiers:
+ *   lz4:SIZE[,accel=N][,space=SIZE]    zstd:SIZE[,level=N][,space=SIZE]
+ * SIZE is the RAM pool; `space` the address range offered (4 x SIZE).
+ * See docs/tiers.md.
  * ------------------------------------------------------------------------ */
+
+/* Tier flags (hm_tier_get/hm_tier_set). */
+#define HM_TIER_EXPLICIT 0x1  /* receives pages only from hm_bind()/hm_move() */
+#define HM_TIER_EMERGENCY 0x2 /* with EXPLICIT: implicit pages when the others are full */
+#define HM_TIER_CLOSED 0x4    /* takes no new pages (hm_store_evacuate sets it) */
+
+/* Tiers in the chain, DRAM included; -EINVAL if `chain` is not a tiers: store. */
+int hm_chain_tiers(const struct hm_store *chain);
+/* Tier `index` of the chain (0 = DRAM), or NULL. The chain owns it: do not close it. */
+struct hm_store *hm_chain_tier(const struct hm_store *chain, int index);
+/*
+ * The cache of the chain's dram: tier (made on first call, freed when the
+ * chain closes), for hm_region_map(). -ENOENT if the chain has no dram:.
+ */
+int hm_chain_cache(struct hm_store *chain, struct hm_cache **cache);
+/* The position of a tier store in its chain (0 = DRAM), or -ENOENT. */
+int hm_tier_index(const struct hm_store *tier);
+/* A tier's HM_TIER_* flags, or -errno. */
+int hm_tier_get(const struct hm_store *tier);
+/* Sets them (EMERGENCY needs EXPLICIT; clear CLOSED to reopen an evacuated tier). */
+int hm_tier_set(struct hm_store *tier, int flags);
+
+struct hm_tier_stats {
+	int index;               /* in its chain (0 = DRAM), -1 for a store outside one */
+	uint32_t flags;          /* HM_TIER_* */
+	uint64_t pages;          /* pages held now */
+	uint64_t capacity_bytes; /* room: DRAM budget, slots x 4 KiB, or a compressed pool */
+	uint64_t used_bytes;     /* room in use */
+	uint64_t moved_in;       /* pages placed here since the chain opened */
+	uint64_t moved_out;      /* pages taken away */
+	/* lz4: and zstd: stores: */
+	uint64_t compressed_pages, raw_pages, zero_pages;
+	uint64_t compressed_bytes; /* bytes the compressed pages take */
+	double ratio;              /* 4 KiB x pages held / used_bytes (0 when empty) */
+	/* Tier 0 of a chain being mapped: the automatic tiering engine. */
+	uint64_t hot_pages, promoted, demoted, sampled;
+	uint64_t reserved[8];
+};
+/* Statistics of a tier, or of any lz4:/zstd: store. */
+int hm_tier_stats(const struct hm_store *tier, struct hm_tier_stats *stats);
+
+/*
+ * hm_bind(): placement of [addr, addr+length), which must lie in one region
+ * over a chain; `store` is one of that chain's tiers.
+ *   HM_BIND          future evictions of the range go to `store` only (a
+ *                    lower tier: as mbind(MPOL_BIND) - if it is full the
+ *                    pages stay in DRAM); for the DRAM tier the range is
+ *                    brought in and pinned (-ENOMEM past the budget).
+ *   HM_MIGRATE       move the range's pages to `store` now; with HM_BIND
+ *                    too, both. Returns the number of pages moved.
+ *   HM_BIND_DEFAULT  back to the chain's own placement (store may be NULL).
+ * The range stays readable and writable by other threads while it moves.
+ * Returns the pages moved (0 without HM_MIGRATE) or -errno; -ENOSPC when
+ * the target had no room for some page (those stay where they were).
+ */
+#define HM_BIND 0x1
+#define HM_MIGRATE 0x2
+#define HM_BIND_DEFAULT 0x4
+long hm_bind(void *addr, size_t length, struct hm_store *store, int flags);
+
+/*
+ * hm_move(): per page, like move_pages(2). pages[i] is an address in a
+ * region over a chain. With stores == NULL it only reports where each page
+ * is: status[i] = tier index (0 = DRAM), -ENOENT (never written: nowhere),
+ * -EFAULT (not in a chain region). Otherwise it moves page i to stores[i]
+ * and sets status[i] to the tier it is in now, or -ENOSPC (no room),
+ * -EBUSY (pinned), -ENOENT (nothing to move), -EINVAL (not a tier of that
+ * page's chain). Returns the number of pages not moved, or -errno for bad
+ * arguments. flags must be 0.
+ */
+long hm_move(size_t count, void *const *pages, struct hm_store *const *stores, int *status,
+	     int flags);
+
+/*
+ * Moves every page off a lower tier into the other tiers while the
+ * application runs, then leaves it empty and HM_TIER_CLOSED, so the device
+ * behind it can go offline. progress(ctx, done, total) is called from the
+ * calling thread as pages move (may be NULL). If the other tiers run out of
+ * room it stops with -ENOSPC: nothing is lost (moved pages stay moved, the
+ * rest stay), and the tier takes pages again.
+ */
+int hm_store_evacuate(struct hm_store *store,
+		      void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx);
 
 /* ------------------------------------------------------------------------
  * Remote stores (redis://, memcached://).

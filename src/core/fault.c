@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 
 #include "core/internal.h"
+#include "core/tier.h"
 
 #define MAX_WINDOW 512
 /* Asynchronous windows kept in flight ahead of a sequential reader. */
@@ -157,6 +158,7 @@ static int load(struct hm_region *r, uint64_t idx, uint32_t n, bool marker)
 		return hm__error_errno(rc, "cannot read page %llu of '%s'",
 				       (unsigned long long)idx, r->store->uri);
 	}
+	hm__tier_loaded(r, idx, n); /* a chain: exclusive tiers, hotness */
 	finish_ex(r, idx, n, HM_ST_RESIDENT, marker ? HM_PG_UNMAPPED | HM_PG_RAMARK : 0);
 	/* Read-ahead pages carry HM_PG_RA until seen used or evicted (stats). */
 	if (hm__stats_enabled())
@@ -320,6 +322,7 @@ static int remap(struct hm_region *r, uint64_t idx, struct hm_page *p, uint32_t 
 			hm__count(&r->ctr, hits, 1);
 			hm__count(&r->cache->ctr, hits, 1);
 			hm__cache_hit(r->cache, p);
+			hm__tier_touch(r, idx);
 		}
 	}
 	uint32_t old = atomic_fetch_and(&p->st, ~(HM_PG_BUSY | HM_PG_UNMAPPED | HM_PG_WAITERS));

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "core/tier.h"
 #include "core/direct.h"
 
 
@@ -270,9 +271,14 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 	if (rc)
 		goto fail;
 mapped:
-	rc = table_insert(r);
+	rc = hm__tier_attach(r); /* a chain starts its tiering engine */
 	if (rc)
 		goto fail;
+	rc = table_insert(r);
+	if (rc) {
+		hm__tier_detach(r);
+		goto fail;
+	}
 	pthread_mutex_lock(&c->lock);
 	c->nregions++;
 	pthread_mutex_unlock(&c->lock);
@@ -293,14 +299,16 @@ int hm_region_unmap(struct hm_region *r)
 
 	if (!r)
 		return hm__error(-EINVAL, "hm_region_unmap: NULL region");
-	rc = hm__region_sync(r, 0, r->npages, true);
+	/* hmmap()'s own tier chain closes with it: anonymous pages are dropped. */
+	bool drop = hm__tier_detach(r);
+	rc = drop ? 0 : hm__region_sync(r, 0, r->npages, true);
 	if (rc)
 		return rc;
 	table_remove(r);
 	while (!region_idle(r))
 		sched_yield();
 	/* Anything written between the first sync and the removal. */
-	rc = hm__region_sync(r, 0, r->npages, true);
+	rc = drop ? 0 : hm__region_sync(r, 0, r->npages, true);
 	if (rc) {
 		table_insert(r);
 		return rc;
@@ -589,6 +597,11 @@ void *hmmap(void *addr, size_t length, int prot, int flags, const char *uri, off
 	rc = hm_store_open(&s, uri, (prot & PROT_WRITE) ? 0 : HM_STORE_RDONLY);
 	if (rc)
 		goto fail;
+	rc = hm__tier_pick_cache(s, &c); /* a chain brings its DRAM tier */
+	if (rc) {
+		hm_store_close(s);
+		goto fail;
+	}
 	rc = hm_region_map(&r, c, s, (uint64_t)offset, length, prot, flags, 0);
 	if (rc) {
 		hm_store_close(s);

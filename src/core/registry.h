@@ -22,6 +22,9 @@ extern const struct hm_policy_ops hm__policy_opt;
 extern const struct hm_store_ops hm__store_file;
 extern const struct hm_store_ops hm__store_mem;
 extern const struct hm_store_ops hm__store_fault;
+extern const struct hm_store_ops hm__store_lz4;   /* src/stores/compress.c */
+extern const struct hm_store_ops hm__store_zstd;
+extern const struct hm_store_ops hm__store_chain; /* src/stores/chain.c */
 extern const struct hm_store_ops hm__store_redis;
 extern const struct hm_store_ops hm__store_redis_cluster;
 extern const struct hm_store_ops hm__store_memcached;

@@ -1,0 +1,937 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Placement over tier chains: the hooks the core calls for a region over a
+ * chain, the explicit controls (hm_bind, hm_move, hm_store_evacuate), and
+ * the automatic tiering engine that runs a tiering policy plug-in.
+ *
+ * Where a page of a region over a chain is: DRAM when its page state is not
+ * EMPTY (the cache holds it), else the tier its chain entry names, else
+ * nowhere. Moving a page down is an eviction (the core writes it to the
+ * chain, which places it by the entry's destination, binding or order);
+ * moving it between lower tiers is a chain-level copy under the page's
+ * stripe lock; moving it up is a load (hm__populate). All three are the
+ * paths faults already take, so the application keeps reading and writing
+ * the range while it moves: a fault on a page being evicted waits for the
+ * eviction and reads the page back; a fault on a page being copied between
+ * lower tiers waits on the stripe lock.
+ *
+ * The engine keeps "hot" pages in DRAM by pinning them (out of the cache's
+ * replacement, within a share of the budget) and lets them go when the
+ * policy finds them cold. Hot pages are out of the cache's sampler, so the
+ * engine samples them itself: it zaps the mapping of a bounded number per
+ * period, and the next touch is a hint fault reported to the policy.
+ */
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "core/internal.h"
+#include "core/tier.h"
+
+struct hm_tier_engine {
+	struct hm_chain *ch;
+	struct hm_region *r;
+	const struct hm_tier_policy_ops *ops;
+	void *state;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;
+	_Atomic uint8_t *hot; /* per region page: pinned by the engine */
+	_Atomic uint64_t hot_pages;
+	uint64_t hot_max;
+	int64_t budget;       /* bytes this period may still move */
+	uint32_t sample_left; /* hot pages this period may still sample */
+	uint64_t t0_ns, now_ms;
+	_Atomic uint64_t promoted, demoted, sampled;
+};
+
+/* Set around the engine's and hm_bind's own loads: they are not references. */
+static __thread bool quiet;
+
+/* ---- small helpers ---- */
+
+static uint64_t chain_pg(const struct hm_region *r, uint64_t idx)
+{
+	return (r->offset + (idx << r->ps_shift)) / HM_CHAIN_PAGE;
+}
+
+static uint64_t pages_per(const struct hm_region *r)
+{
+	return r->ps / HM_CHAIN_PAGE;
+}
+
+/* Where region page idx is: 0 DRAM, t lower tier, -ENOENT nowhere. */
+static int where(struct hm_chain *ch, struct hm_region *r, uint64_t idx)
+{
+	struct hm_page *p = hm__page(r, idx, false);
+
+	if (p && (atomic_load(&p->st) & HM_ST_MASK) != HM_ST_EMPTY)
+		return 0;
+	uint64_t pg = chain_pg(r, idx);
+	/* A large region page is where its first 4 KiB page is. */
+	for (uint64_t k = 0; k < pages_per(r); k++) {
+		if (pg + k >= ch->npages)
+			break;
+		unsigned t = CE_TIER(atomic_load(&ch->map[pg + k]));
+		if (t)
+			return (int)t;
+	}
+	return -ENOENT;
+}
+
+static struct hm_tier_engine *engine_get(struct hm_chain *ch)
+{
+	atomic_fetch_add(&ch->eng_users, 1);
+	struct hm_tier_engine *e = atomic_load(&ch->engine);
+	if (!e)
+		atomic_fetch_sub(&ch->eng_users, 1);
+	return e;
+}
+
+static void engine_put(struct hm_chain *ch)
+{
+	atomic_fetch_sub(&ch->eng_users, 1);
+}
+
+/* ---- hooks from the core ---- */
+
+int hm__tier_pick_cache(struct hm_store *s, struct hm_cache **c)
+{
+	struct hm_chain *ch = hm__chain_of(s);
+
+	if (!ch || !ch->dram_budget)
+		return 0;
+	return hm_chain_cache(s, c);
+}
+
+void hm__tier_loaded(struct hm_region *r, uint64_t idx, uint64_t n)
+{
+	struct hm_chain *ch = hm__chain_of(r->store);
+	struct hm_tier_engine *e;
+
+	if (!ch)
+		return;
+	/*
+	 * Exclusive tiers: the page now lives in DRAM only. It is dirty with
+	 * respect to the chain (which forgets its lower copy), so its eviction
+	 * writes it down again. A read-only region is never written back, so
+	 * it keeps the lower copies instead.
+	 */
+	if (r->wp) {
+		for (uint64_t i = idx; i < idx + n; i++)
+			atomic_fetch_or(&hm__page(r, i, false)->st, HM_PG_DIRTY);
+		hm__chain_release(ch, r->offset + (idx << r->ps_shift), n << r->ps_shift);
+	}
+	if (quiet)
+		return;
+	e = engine_get(ch);
+	if (e) {
+		e->ops->touch(e->state, idx, HM_TOUCH_MISS);
+		engine_put(ch);
+	}
+}
+
+void hm__tier_touch(struct hm_region *r, uint64_t idx)
+{
+	struct hm_chain *ch = hm__chain_of(r->store);
+	struct hm_tier_engine *e;
+
+	if (!ch || !(e = engine_get(ch)))
+		return;
+	e->ops->touch(e->state, idx, HM_TOUCH_HINT);
+	engine_put(ch);
+}
+
+/* ---- the engine's services to policies ---- */
+
+uint64_t hm_tier_now_ms(const struct hm_tier_ctx *ctx)
+{
+	return ((const struct hm_tier_engine *)ctx)->now_ms;
+}
+
+int hm_tier_where(const struct hm_tier_ctx *ctx, uint64_t idx)
+{
+	const struct hm_tier_engine *e = (const struct hm_tier_engine *)ctx;
+
+	if (idx >= e->r->npages)
+		return -EINVAL;
+	return where(e->ch, e->r, idx);
+}
+
+bool hm_tier_is_hot(const struct hm_tier_ctx *ctx, uint64_t idx)
+{
+	const struct hm_tier_engine *e = (const struct hm_tier_engine *)ctx;
+
+	return idx < e->r->npages && atomic_load(&e->hot[idx]);
+}
+
+void hm_tier_hot_count(const struct hm_tier_ctx *ctx, uint64_t *hot, uint64_t *max)
+{
+	const struct hm_tier_engine *e = (const struct hm_tier_engine *)ctx;
+
+	if (hot)
+		*hot = atomic_load(&e->hot_pages);
+	if (max)
+		*max = e->hot_max;
+}
+
+static bool dram_bound(struct hm_chain *ch, struct hm_region *r, uint64_t idx)
+{
+	uint64_t pg = chain_pg(r, idx);
+
+	return pg < ch->npages && CE_BIND(atomic_load(&ch->map[pg])) == 1;
+}
+
+/* Takes idx out of the hot set, if it was in: unpins it unless a DRAM binding holds it. */
+static bool unhot(struct hm_tier_engine *e, uint64_t idx)
+{
+	if (!atomic_exchange(&e->hot[idx], 0))
+		return false;
+	atomic_fetch_sub(&e->hot_pages, 1);
+	if (!dram_bound(e->ch, e->r, idx))
+		hm__cache_unpin(e->r->cache, e->r, idx);
+	atomic_fetch_add(&e->demoted, 1);
+	return true;
+}
+
+int hm_tier_promote(struct hm_tier_ctx *ctx, uint64_t idx)
+{
+	struct hm_tier_engine *e = (struct hm_tier_engine *)ctx;
+	struct hm_region *r = e->r;
+	struct hm_page *p;
+	int rc;
+
+	if (idx >= r->npages)
+		return -EINVAL;
+	if (atomic_load(&e->hot[idx]))
+		return 0;
+	if (atomic_load(&e->hot_pages) >= e->hot_max)
+		return -ENOSPC;
+	p = hm__page(r, idx, true);
+	if (!p)
+		return -ENOMEM;
+	uint32_t st = atomic_load(&p->st);
+	if (st & HM_PG_PINNED)
+		return 0; /* pinned by the user or a DRAM binding: in DRAM anyway */
+	if ((st & HM_ST_MASK) == HM_ST_EMPTY) {
+		if (e->budget < (int64_t)r->ps)
+			return -EAGAIN;
+		e->budget -= (int64_t)r->ps;
+		quiet = true;
+		rc = hm__populate(r, idx, 1, false);
+		quiet = false;
+		if (rc)
+			return rc;
+	}
+	rc = hm__cache_pin(r->cache, r, idx);
+	if (rc == -EAGAIN)
+		return -EBUSY;
+	if (rc)
+		return -ENOSPC;
+	atomic_store(&e->hot[idx], 1);
+	atomic_fetch_add(&e->hot_pages, 1);
+	atomic_fetch_add(&e->promoted, 1);
+	return 0;
+}
+
+int hm_tier_demote(struct hm_tier_ctx *ctx, uint64_t idx, bool evict)
+{
+	struct hm_tier_engine *e = (struct hm_tier_engine *)ctx;
+	struct hm_region *r = e->r;
+
+	if (idx >= r->npages)
+		return -EINVAL;
+	unhot(e, idx);
+	if (!evict || dram_bound(e->ch, r, idx))
+		return 0;
+	if (e->budget < (int64_t)r->ps)
+		return -EAGAIN;
+	e->budget -= (int64_t)r->ps;
+	return hm__cache_drop_range(r->cache, r, idx, 1, false);
+}
+
+static bool wp_async(void)
+{
+	const struct hm_engine_info *info;
+
+	return !hm__engine_start(&info) && info->wp_async;
+}
+
+int hm_tier_sample(struct hm_tier_ctx *ctx, uint64_t idx)
+{
+	struct hm_tier_engine *e = (struct hm_tier_engine *)ctx;
+	struct hm_region *r = e->r;
+	struct hm_cache *c = r->cache;
+	struct hm_page *p;
+
+	if (idx >= r->npages)
+		return -EINVAL;
+	if (!e->sample_left)
+		return -EAGAIN;
+	p = hm__page(r, idx, false);
+	uint32_t st = atomic_load(&p->st);
+	if ((st & HM_ST_MASK) != HM_ST_RESIDENT || (st & (HM_PG_BUSY | HM_PG_UNMAPPED)) ||
+	    !atomic_compare_exchange_strong(&p->st, &st, st | HM_PG_BUSY))
+		return -EBUSY;
+	e->sample_left--;
+	pthread_mutex_lock(&c->lock);
+	atomic_fetch_add(&r->evicting, 1); /* keeps the region mapped meanwhile */
+	pthread_mutex_unlock(&c->lock);
+	char *a = r->base + (idx << r->ps_shift);
+	madvise(a, r->ps, MADV_DONTNEED);
+	/* The zap drops the PTE's written bit: fold it into DIRTY first-hand. */
+	if (r->wp && wp_async())
+		hm__pagemap_harvest((uintptr_t)a, (uintptr_t)a + r->ps, false, hm__mark_written, r);
+	uint32_t old = atomic_load(&p->st);
+	while (!atomic_compare_exchange_weak(&p->st, &old,
+					     (old & ~(HM_PG_BUSY | HM_PG_WAITERS)) | HM_PG_UNMAPPED))
+		;
+	if (old & HM_PG_WAITERS)
+		hm__page_wake(r, idx, 1);
+	pthread_mutex_lock(&c->lock);
+	atomic_fetch_sub(&r->evicting, 1);
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	atomic_fetch_add(&e->sampled, 1);
+	return 0;
+}
+
+/* ---- the engine ---- */
+
+static void *engine_main(void *arg)
+{
+	struct hm_tier_engine *e = arg;
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pthread_mutex_lock(&e->lock);
+	while (!e->stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)(e->ch->period_ms % 1000) * 1000000;
+		ts.tv_sec += (time_t)(e->ch->period_ms / 1000) + ts.tv_nsec / 1000000000;
+		ts.tv_nsec %= 1000000000;
+		pthread_cond_timedwait(&e->cond, &e->lock, &ts);
+		if (e->stop)
+			break;
+		pthread_mutex_unlock(&e->lock);
+		e->now_ms = (hm__now_ns() - e->t0_ns) / 1000000;
+		/* Unused budget does not pile up: a burst stays within one period's worth. */
+		e->budget = (int64_t)(e->ch->rate * e->ch->period_ms / 1000);
+		/* Sampling: at most an eighth of the resident pages per period, at least 64. */
+		uint64_t rp = atomic_load(&e->r->resident_pages);
+		e->sample_left = (uint32_t)(rp / 8 > 64 ? rp / 8 : 64);
+		e->ops->tick(e->state, (struct hm_tier_ctx *)e);
+		pthread_mutex_lock(&e->lock);
+	}
+	pthread_mutex_unlock(&e->lock);
+	return NULL;
+}
+
+static void engine_free(struct hm_tier_engine *e)
+{
+	if (e->state)
+		e->ops->destroy(e->state);
+	if (e->hot)
+		munmap((void *)e->hot, e->r->npages);
+	pthread_mutex_destroy(&e->lock);
+	pthread_cond_destroy(&e->cond);
+	free(e);
+}
+
+/* Starts the chain's policy on region r. Caller holds ch->lock. */
+static int engine_start(struct hm_chain *ch, struct hm_region *r)
+{
+	const struct hm_tier_policy_ops *ops;
+	struct hm_tier_engine *e;
+	const char *opts;
+	int rc;
+
+	rc = hm__tier_policy_find(ch->tier_policy, &ops, &opts);
+	if (rc)
+		return rc;
+	if (!ops)
+		return 0; /* "none": demand paging through the cache alone */
+	e = calloc(1, sizeof *e);
+	if (!e)
+		return hm__error(-ENOMEM, "out of memory");
+	e->ch = ch;
+	e->r = r;
+	e->ops = ops;
+	pthread_mutex_init(&e->lock, NULL);
+	pthread_cond_init(&e->cond, NULL);
+	e->hot = mmap(NULL, r->npages, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (e->hot == MAP_FAILED) {
+		e->hot = NULL;
+		engine_free(e);
+		return hm__error(-ENOMEM, "tiers: cannot allocate the hot-page map");
+	}
+	e->hot_max = (uint64_t)((double)hm__budget(r->cache) * ch->hot_fraction) >> r->ps_shift;
+	rc = ops->create(&e->state, r->npages, opts);
+	if (rc) {
+		e->state = NULL;
+		engine_free(e);
+		if (!*hm_errormsg())
+			hm__error(rc, "tiering policy '%s' rejected options '%s'", ops->name, opts);
+		return rc;
+	}
+	e->t0_ns = hm__now_ns();
+	if (pthread_create(&e->thread, NULL, engine_main, e)) {
+		engine_free(e);
+		return hm__error(-EAGAIN, "tiers: cannot start the tiering thread");
+	}
+	atomic_store(&ch->engine, e);
+	return 0;
+}
+
+/* Stops the engine, giving its hot pages back to the cache. Caller holds ch->lock. */
+static void engine_stop(struct hm_chain *ch)
+{
+	struct hm_tier_engine *e = atomic_exchange(&ch->engine, NULL);
+
+	if (!e)
+		return;
+	pthread_mutex_lock(&e->lock);
+	e->stop = true;
+	pthread_cond_signal(&e->cond);
+	pthread_mutex_unlock(&e->lock);
+	pthread_join(e->thread, NULL);
+	/* Faults that read the engine before it was withdrawn finish with it. */
+	while (atomic_load(&ch->eng_users))
+		sched_yield();
+	for (uint64_t i = 0; i < e->r->npages && atomic_load(&e->hot_pages); i++)
+		unhot(e, i);
+	engine_free(e);
+}
+
+void hm__tier_pause(struct hm_chain *ch)
+{
+	pthread_mutex_lock(&ch->lock);
+	engine_stop(ch);
+}
+
+int hm__tier_resume(struct hm_chain *ch)
+{
+	int rc = ch->region ? engine_start(ch, ch->region) : 0;
+
+	pthread_mutex_unlock(&ch->lock);
+	return rc;
+}
+
+int hm__tier_attach(struct hm_region *r)
+{
+	struct hm_chain *ch = hm__chain_of(r->store);
+	int rc;
+
+	if (!ch)
+		return 0;
+	pthread_mutex_lock(&ch->lock);
+	if (ch->region) {
+		pthread_mutex_unlock(&ch->lock);
+		return hm__error(-EBUSY, "tiers: chain '%s' is mapped by another region already",
+				 r->store->uri);
+	}
+	/* Anonymous pages have no sequential home to read ahead from. */
+	atomic_store(&r->advice, HM_ADV_RANDOM);
+	rc = engine_start(ch, r);
+	if (!rc)
+		ch->region = r;
+	pthread_mutex_unlock(&ch->lock);
+	return rc;
+}
+
+bool hm__tier_detach(struct hm_region *r)
+{
+	struct hm_chain *ch = hm__chain_of(r->store);
+
+	if (!ch)
+		return false;
+	pthread_mutex_lock(&ch->lock);
+	if (ch->region == r) {
+		engine_stop(ch);
+		ch->region = NULL;
+	}
+	pthread_mutex_unlock(&ch->lock);
+	/* hmmap()'s own chain closes with the region: its pages go with it. */
+	return r->own_store;
+}
+
+/* ---- chains and tiers ---- */
+
+int hm_chain_tiers(const struct hm_store *chain)
+{
+	struct hm_chain *ch = hm__chain_of(chain);
+
+	if (!ch)
+		return hm__error(-EINVAL, "hm_chain_tiers: not a tiers: store");
+	return ch->ntiers;
+}
+
+struct hm_store *hm_chain_tier(const struct hm_store *chain, int index)
+{
+	struct hm_chain *ch = hm__chain_of(chain);
+
+	if (!ch) {
+		hm__error(-EINVAL, "hm_chain_tier: not a tiers: store");
+		return NULL;
+	}
+	if (index < 0 || index >= ch->ntiers) {
+		hm__error(-EINVAL, "hm_chain_tier: tier %d is outside 0..%d", index, ch->ntiers - 1);
+		return NULL;
+	}
+	return ch->tier[index].store;
+}
+
+int hm_chain_cache(struct hm_store *chain, struct hm_cache **cache)
+{
+	struct hm_chain *ch = hm__chain_of(chain);
+	int rc = 0;
+
+	if (!ch || !cache)
+		return hm__error(-EINVAL, "hm_chain_cache: not a tiers: store, or NULL cache");
+	if (!ch->dram_budget)
+		return hm__error(-ENOENT, "chain '%s' has no dram: tier; map it through any cache",
+				 chain->uri);
+	pthread_mutex_lock(&ch->lock);
+	if (!ch->cache)
+		rc = hm_cache_new(&ch->cache, ch->dram_budget, ch->cache_policy);
+	*cache = ch->cache;
+	pthread_mutex_unlock(&ch->lock);
+	return rc;
+}
+
+int hm_tier_index(const struct hm_store *tier)
+{
+	struct hm_chain *ch;
+	int t = hm__chain_find(tier, &ch);
+
+	return t < 0 ? hm__error(-ENOENT, "store is not a tier of an open chain") : t;
+}
+
+int hm_tier_get(const struct hm_store *tier)
+{
+	struct hm_chain *ch;
+	int t = hm__chain_find(tier, &ch);
+
+	if (t < 0)
+		return hm__error(-ENOENT, "hm_tier_get: store is not a tier of an open chain");
+	return (int)(atomic_load(&ch->tier[t].flags) & (HM_TIER_EXPLICIT | HM_TIER_EMERGENCY |
+							 HM_TIER_CLOSED));
+}
+
+int hm_tier_set(struct hm_store *tier, int flags)
+{
+	struct hm_chain *ch;
+	int t = hm__chain_find(tier, &ch);
+
+	if (t < 0)
+		return hm__error(-ENOENT, "hm_tier_set: store is not a tier of an open chain");
+	if (flags & ~(HM_TIER_EXPLICIT | HM_TIER_EMERGENCY | HM_TIER_CLOSED))
+		return hm__error(-EINVAL, "hm_tier_set: unknown flags %#x", flags);
+	if ((flags & HM_TIER_EMERGENCY) && !(flags & HM_TIER_EXPLICIT))
+		return hm__error(-EINVAL, "hm_tier_set: HM_TIER_EMERGENCY needs HM_TIER_EXPLICIT");
+	if (t == 0)
+		return hm__error(-EINVAL, "hm_tier_set: the DRAM tier takes no flags (it is the "
+					  "cache)");
+	uint32_t old = atomic_load(&ch->tier[t].flags);
+	if (old & HM_TIER_EVACUATING)
+		return hm__error(-EBUSY, "hm_tier_set: '%s' is being evacuated", tier->uri);
+	atomic_store(&ch->tier[t].flags, (uint32_t)flags);
+	return 0;
+}
+
+int hm_tier_stats(const struct hm_store *tier, struct hm_tier_stats *st)
+{
+	struct hm_chain *ch = NULL;
+	int t;
+
+	if (!tier || !st)
+		return hm__error(-EINVAL, "hm_tier_stats: NULL argument");
+	memset(st, 0, sizeof *st);
+	t = hm__chain_find(tier, &ch);
+	st->index = t;
+	if (tier->ops == &hm__store_lz4 || tier->ops == &hm__store_zstd) {
+		hm__zstore_info(tier->priv, st);
+		uint64_t logical = st->pages * HM_CHAIN_PAGE;
+		st->ratio = st->used_bytes ? (double)logical / (double)st->used_bytes : 0.0;
+	} else if (t < 0) {
+		return hm__error(-EINVAL, "hm_tier_stats: '%s' is neither a tier of an open chain "
+					  "nor a compressed store",
+				 tier->uri);
+	}
+	if (t < 0)
+		return 0;
+	struct hm_chain_tier *ct = &ch->tier[t];
+	st->flags = atomic_load(&ct->flags) & (HM_TIER_EXPLICIT | HM_TIER_EMERGENCY | HM_TIER_CLOSED);
+	st->moved_in = atomic_load(&ct->moved_in);
+	st->moved_out = atomic_load(&ct->moved_out);
+	if (t == 0) {
+		pthread_mutex_lock(&ch->lock);
+		struct hm_region *r = ch->region;
+		st->capacity_bytes = r ? hm__budget(r->cache) : ch->dram_budget;
+		if (r) {
+			st->pages = atomic_load(&r->resident_pages) * pages_per(r);
+			st->used_bytes = atomic_load(&r->resident_pages) << r->ps_shift;
+		}
+		struct hm_tier_engine *e = atomic_load(&ch->engine);
+		if (e) {
+			st->hot_pages = atomic_load(&e->hot_pages);
+			st->promoted = atomic_load(&e->promoted);
+			st->demoted = atomic_load(&e->demoted);
+			st->sampled = atomic_load(&e->sampled);
+		}
+		pthread_mutex_unlock(&ch->lock);
+		return 0;
+	}
+	if (!ct->compressed) {
+		st->pages = atomic_load(&ct->pages);
+		st->capacity_bytes = ct->nslots * HM_CHAIN_PAGE;
+		st->used_bytes = st->pages * HM_CHAIN_PAGE;
+		st->ratio = st->pages ? 1.0 : 0.0;
+	}
+	return 0;
+}
+
+/* ---- bind and move ---- */
+
+/* Whether the engine holds idx hot (then a move may take it down). */
+static bool engine_hot(struct hm_chain *ch, uint64_t idx)
+{
+	bool hot = false;
+
+	pthread_mutex_lock(&ch->lock);
+	struct hm_tier_engine *e = atomic_load(&ch->engine);
+	if (e && idx < e->r->npages)
+		hot = atomic_load(&e->hot[idx]);
+	pthread_mutex_unlock(&ch->lock);
+	return hot;
+}
+
+/* The region over a chain holding [addr, addr+len), held; or an error. */
+static int range_region(void *addr, size_t len, const char *what, struct hm_region **out,
+			struct hm_chain **chain)
+{
+	uintptr_t a = (uintptr_t)addr;
+	struct hm_region *r;
+
+	if (a & 4095)
+		return hm__error(-EINVAL, "%s: address %p is not page-aligned", what, addr);
+	if (len == 0)
+		return hm__error(-EINVAL, "%s: length is zero", what);
+	if (a + len < a)
+		return hm__error(-EINVAL, "%s: range wraps around", what);
+	r = hm__region_get(a);
+	if (!r)
+		return hm__error(-EFAULT, "%s: %p is not in an hmmap region", what, addr);
+	if (a + len > (uintptr_t)r->base + r->span) {
+		hm__region_put(r);
+		return hm__error(-EINVAL, "%s: the range %p+%zu runs past its region", what, addr,
+				 len);
+	}
+	*chain = hm__chain_of(r->store);
+	if (!*chain) {
+		hm__region_put(r);
+		return hm__error(-EINVAL, "%s: the region at %p maps '%s', not a tier chain", what,
+				 addr, r->store->uri);
+	}
+	*out = r;
+	return 0;
+}
+
+/* Count of pages of [i0, i0+n) in tier t (or, for t < 0, in no lower tier and not in DRAM). */
+static uint64_t count_in(struct hm_chain *ch, struct hm_region *r, uint64_t i0, uint64_t n, int t,
+			 uint8_t *mark)
+{
+	uint64_t k = 0;
+
+	for (uint64_t i = 0; i < n; i++) {
+		bool in = where(ch, r, i0 + i) == t;
+		if (mark)
+			mark[i] = in;
+		k += in;
+	}
+	return k;
+}
+
+/*
+ * Moves pages [i0, i0+n) of r to tier t now. Returns the pages that are in
+ * t now and were not before, or -errno (-ENOSPC: t had no room for some).
+ */
+static long migrate(struct hm_chain *ch, struct hm_region *r, uint64_t i0, uint64_t n, int t)
+{
+	uint8_t *before = calloc(n ? n : 1, 1);
+	long moved = 0;
+	int rc = 0;
+
+	if (!before)
+		return hm__error(-ENOMEM, "out of memory");
+	count_in(ch, r, i0, n, t, before);
+	if (t == 0) {
+		/* Up: loads, in windows the budget holds. */
+		uint64_t cap = (hm__budget(r->cache) / 2) >> r->ps_shift;
+		if (n > cap) {
+			free(before);
+			return hm__error(-ENOMEM, "hm_bind: %llu bytes do not fit in the DRAM tier "
+						  "(%llu bytes, half of which a migration may fill)",
+					 (unsigned long long)(n << r->ps_shift),
+					 (unsigned long long)hm__budget(r->cache));
+		}
+		quiet = true;
+		rc = hm__populate(r, i0, n, false);
+		quiet = false;
+	} else {
+		uint64_t pg = chain_pg(r, i0), npg = n * pages_per(r);
+		struct hm_tier_engine *e;
+		/* Down: hot pages go back to the cache first, then evictions place at t. */
+		pthread_mutex_lock(&ch->lock);
+		e = atomic_load(&ch->engine);
+		for (uint64_t i = i0; e && i < i0 + n; i++)
+			unhot(e, i);
+		pthread_mutex_unlock(&ch->lock);
+		hm__chain_set(ch, pg, npg, true, (unsigned)t + 1);
+		rc = hm__cache_drop_range(r->cache, r, i0, n, false);
+		if (rc == -ENOSPC) {
+			/*
+			 * A write-back run fails whole; page by page, those that
+			 * fit still move.
+			 */
+			rc = 0;
+			for (uint64_t i = i0; i < i0 + n; i++) {
+				int one = hm__cache_drop_range(r->cache, r, i, 1, false);
+				if (one && one != -ENOSPC && !rc)
+					rc = one;
+				if (one == -ENOSPC)
+					rc = rc ? rc : -ENOSPC;
+			}
+		}
+		for (uint64_t k = 0; k < npg && (!rc || rc == -ENOSPC); k++) {
+			int m = hm__chain_move_page(ch, pg + k, (unsigned)t, 0);
+			if (m < 0 && (!rc || m != -ENOSPC))
+				rc = m;
+		}
+		hm__chain_set(ch, pg, npg, true, 0);
+	}
+	for (uint64_t i = 0; i < n; i++)
+		if (!before[i] && where(ch, r, i0 + i) == t)
+			moved++;
+	free(before);
+	if (rc == -ENOSPC)
+		return hm__error(-ENOSPC, "tier %d ('%s') has no room for every page of the range "
+					  "(%ld moved; the others stay where they were)",
+				 t, ch->tier[t].store->uri, moved);
+	if (rc)
+		return rc;
+	return moved;
+}
+
+long hm_bind(void *addr, size_t length, struct hm_store *store, int flags)
+{
+	struct hm_region *r = NULL;
+	struct hm_chain *ch, *sch = NULL;
+	long rc;
+	int t = -1;
+
+	if (flags & ~(HM_BIND | HM_MIGRATE | HM_BIND_DEFAULT))
+		return hm__error(-EINVAL, "hm_bind: unknown flags %#x", flags);
+	if (!flags)
+		return hm__error(-EINVAL, "hm_bind: flags must be HM_BIND, HM_MIGRATE (or both), or "
+					  "HM_BIND_DEFAULT");
+	if ((flags & HM_BIND_DEFAULT) && (flags & ~HM_BIND_DEFAULT))
+		return hm__error(-EINVAL, "hm_bind: HM_BIND_DEFAULT goes alone");
+	if (!(flags & HM_BIND_DEFAULT) && !store)
+		return hm__error(-EINVAL, "hm_bind: NULL store");
+	rc = range_region(addr, length, "hm_bind", &r, &ch);
+	if (rc)
+		return rc;
+	if (store) {
+		t = hm__chain_find(store, &sch);
+		if (t < 0 || sch != ch) {
+			hm__region_put(r);
+			return hm__error(-EINVAL, "hm_bind: store '%s' is not a tier of the chain "
+						  "mapped at %p ('%s')",
+					 store->uri, addr, r->store->uri);
+		}
+	}
+	uint64_t i0 = ((uintptr_t)addr - (uintptr_t)r->base) >> r->ps_shift;
+	uint64_t i1 = ((uintptr_t)addr + length - 1 - (uintptr_t)r->base) >> r->ps_shift;
+	uint64_t n = i1 - i0 + 1;
+	uint64_t pg = chain_pg(r, i0), npg = n * pages_per(r);
+	void *a = r->base + (i0 << r->ps_shift);
+	size_t len = (size_t)n << r->ps_shift;
+
+	if (flags & HM_BIND_DEFAULT) {
+		/* DRAM bindings were pins: release them. */
+		for (uint64_t i = i0; i < i1 + 1; i++)
+			if (dram_bound(ch, r, i))
+				hm__cache_unpin(r->cache, r, i);
+		hm__chain_set(ch, pg, npg, false, 0);
+		hm__region_put(r);
+		return 0;
+	}
+	if (t == 0 && (flags & HM_BIND)) {
+		/* DRAM binding: bring the range in and pin it, or fail whole. */
+		uint64_t was = count_in(ch, r, i0, n, 0, NULL);
+		quiet = true;
+		rc = hm_prefault(a, len, HM_PREFAULT_PIN);
+		quiet = false;
+		if (!rc) {
+			hm__chain_set(ch, pg, npg, false, 1);
+			rc = (flags & HM_MIGRATE) ? (long)(count_in(ch, r, i0, n, 0, NULL) - was) : 0;
+			if (rc < 0)
+				rc = 0;
+		}
+		hm__region_put(r);
+		return rc;
+	}
+	if (flags & HM_BIND) {
+		/* A DRAM binding of the range ends: its pins go. */
+		for (uint64_t i = i0; i < i1 + 1; i++)
+			if (dram_bound(ch, r, i))
+				hm__cache_unpin(r->cache, r, i);
+		hm__chain_set(ch, pg, npg, false, (unsigned)t + 1);
+	}
+	rc = (flags & HM_MIGRATE) ? migrate(ch, r, i0, n, t) : 0;
+	hm__region_put(r);
+	return rc;
+}
+
+long hm_move(size_t count, void *const *pages, struct hm_store *const *stores, int *status,
+	     int flags)
+{
+	long failed = 0;
+
+	if (flags)
+		return hm__error(-EINVAL, "hm_move: flags must be 0");
+	if (count && (!pages || !status))
+		return hm__error(-EINVAL, "hm_move: NULL pages or status");
+	for (size_t i = 0; i < count; i++) {
+		struct hm_region *r = hm__region_get((uintptr_t)pages[i]);
+		struct hm_chain *ch = r ? hm__chain_of(r->store) : NULL, *sch = NULL;
+
+		if (!ch) {
+			status[i] = -EFAULT;
+			failed++;
+			if (r)
+				hm__region_put(r);
+			continue;
+		}
+		uint64_t idx = ((uintptr_t)pages[i] - (uintptr_t)r->base) >> r->ps_shift;
+		if (!stores) {
+			status[i] = where(ch, r, idx);
+			hm__region_put(r);
+			continue;
+		}
+		int t = stores[i] ? hm__chain_find(stores[i], &sch) : -1;
+		if (t < 0 || sch != ch) {
+			status[i] = -EINVAL;
+			failed++;
+			hm__region_put(r);
+			continue;
+		}
+		int w = where(ch, r, idx);
+		struct hm_page *p = hm__page(r, idx, false);
+		if (w == 0 && t != 0 && p && (atomic_load(&p->st) & HM_PG_PINNED) &&
+		    !engine_hot(ch, idx)) {
+			status[i] = -EBUSY;
+		} else if (w == -ENOENT && t != 0) {
+			status[i] = -ENOENT;
+		} else if (w == t) {
+			status[i] = t;
+		} else {
+			long m = migrate(ch, r, idx, 1, t);
+			status[i] = m < 0 ? (int)m : where(ch, r, idx);
+		}
+		if (status[i] != t)
+			failed++;
+		hm__region_put(r);
+	}
+	return failed;
+}
+
+/* ---- evacuation ---- */
+
+int hm_store_evacuate(struct hm_store *store,
+		      void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx)
+{
+	struct hm_chain *ch;
+	int t = hm__chain_find(store, &ch);
+	uint64_t done = 0, total, step, next;
+	uint32_t old;
+	int rc = 0;
+
+	if (!store)
+		return hm__error(-EINVAL, "hm_store_evacuate: NULL store");
+	if (t < 0)
+		return hm__error(-EINVAL, "hm_store_evacuate: '%s' is not a tier of an open chain",
+				 store->uri);
+	if (t == 0)
+		return hm__error(-EINVAL, "hm_store_evacuate: the DRAM tier is the cache; shrink it "
+					  "with hm_cache_resize()");
+	struct hm_chain_tier *ct = &ch->tier[t];
+	old = atomic_load(&ct->flags);
+	do {
+		if (old & HM_TIER_EVACUATING)
+			return hm__error(-EBUSY, "hm_store_evacuate: '%s' is being evacuated already",
+					 store->uri);
+	} while (!atomic_compare_exchange_weak(&ct->flags, &old,
+					       old | HM_TIER_CLOSED | HM_TIER_EVACUATING));
+	total = atomic_load(&ct->pages);
+	step = total / 100 ? total / 100 : 1;
+	next = step;
+	if (progress)
+		progress(ctx, 0, total);
+	/*
+	 * A write-back that picked this tier before it closed may still land:
+	 * scan again until the tier is empty.
+	 */
+	for (int pass = 0; pass < 1000 && !rc && atomic_load(&ct->pages); pass++) {
+		for (uint64_t pg = 0; pg < ch->npages && !rc; pg++) {
+			if (CE_TIER(atomic_load(&ch->map[pg])) != (unsigned)t)
+				continue;
+			int m = hm__chain_move_page(ch, pg, 0, (unsigned)t);
+			if (m < 0) {
+				rc = m;
+				break;
+			}
+			done += (uint64_t)m;
+			if (done > total)
+				total = done;
+			if (progress && done >= next) {
+				progress(ctx, done, total);
+				next = done + step;
+			}
+		}
+		if (!rc && atomic_load(&ct->pages)) {
+			struct timespec ts = { 0, 1000000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+	if (!rc && atomic_load(&ct->pages))
+		rc = -EBUSY;
+	if (rc) {
+		/* Open again, with the flags it had: nothing was lost. */
+		atomic_store(&ct->flags, old);
+		if (progress)
+			progress(ctx, done, total);
+		if (rc == -ENOSPC)
+			return hm__error(-ENOSPC, "evacuation of '%s' stopped after %llu of %llu pages: "
+						  "the other tiers are full; no page was lost and the "
+						  "store takes pages again",
+					 store->uri, (unsigned long long)done,
+					 (unsigned long long)total);
+		return hm__error_errno(rc, "evacuation of '%s' stopped after %llu of %llu pages "
+					   "(no page was lost; the store takes pages again)",
+				       store->uri, (unsigned long long)done, (unsigned long long)total);
+	}
+	atomic_store(&ct->flags, (old | HM_TIER_CLOSED) & ~(uint32_t)HM_TIER_EVACUATING);
+	if (progress)
+		progress(ctx, total, total);
+	return 0;
+}

@@ -1,0 +1,544 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lz4: and zstd: - stores that keep pages compressed in a RAM pool, the
+ * user-space zswap/zram. Both schemes share this file; only the codec
+ * differs.
+ *
+ *   lz4:SIZE[,accel=N][,space=SIZE]
+ *   zstd:SIZE[,level=N][,space=SIZE]
+ *
+ * SIZE is the RAM the pool may use: what the tier costs. `space` is the
+ * address space the store offers (default 4 x SIZE), since compressed pages
+ * take less room than their address range; a write that does not fit in the
+ * pool fails with -ENOSPC and leaves the old contents. Each 4 KiB page is
+ * compressed on its own. A page of zeros takes no pool room; a page that
+ * does not compress below 4 KiB - 64 bytes is kept raw (an incompressible
+ * page costs one copy, not a failed compression on every read).
+ *
+ * The pool is one MAP_NORESERVE mapping of SIZE bytes carved into objects
+ * of 64-byte classes (64 .. 4096) with a free list per class: the write path
+ * may run inside eviction on the fault path (even in a SIGBUS handler), so
+ * nothing here calls malloc after open. Compression contexts are made at
+ * open, a few of them, each behind its own lock.
+ */
+#include <lz4.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <zstd.h>
+
+#include "core/internal.h"
+#include "core/tier.h"
+
+#define ZPAGE 4096u
+#define ZUNIT 64u
+#define NCLASS (ZPAGE / ZUNIT) /* class c holds objects of c * 64 bytes, 1..64 */
+#define NCTX 8
+#define NSTRIPE 64
+#define NONE UINT32_MAX
+
+enum { K_ABSENT = 0, K_ZERO, K_COMP, K_RAW };
+
+/* One page of the address space: where its bytes are in the pool. */
+struct zent {
+	uint32_t obj;  /* pool offset / 64 */
+	uint16_t len;  /* compressed bytes (K_COMP) */
+	uint8_t kind;
+	uint8_t cls;   /* object class */
+};
+
+struct zctx {
+	pthread_mutex_t lock;
+	ZSTD_CCtx *cctx;
+	ZSTD_DCtx *dctx;
+	void *lz4state;
+	char out[ZPAGE * 2]; /* compression output, larger than any bound */
+};
+
+struct zstore {
+	bool zstd;
+	int level;  /* zstd level */
+	int accel;  /* lz4 acceleration */
+	uint64_t cap, space, npages;
+	char *pool;
+	struct zent *map;
+	pthread_mutex_t pool_lock;
+	uint64_t top;            /* bytes carved from the pool */
+	uint32_t free_head[NCLASS + 1];
+	pthread_mutex_t stripe[NSTRIPE];
+	struct zctx *ctx;
+	_Atomic unsigned next_ctx;
+	/* Contents now, under pool_lock. */
+	uint64_t used;           /* bytes of live objects */
+	uint64_t payload;        /* compressed bytes of live K_COMP pages */
+	uint64_t n_comp, n_raw, n_zero;
+};
+
+static uint64_t *obj_next(struct zstore *z, uint32_t obj)
+{
+	return (uint64_t *)(z->pool + (uint64_t)obj * ZUNIT);
+}
+
+/*
+ * Takes an object of class cls (or a larger free one: better a little waste
+ * than a failed write). Returns its unit index, or NONE when the pool is
+ * full. Caller holds pool_lock.
+ */
+static uint32_t pool_alloc(struct zstore *z, unsigned cls, unsigned *got)
+{
+	for (unsigned c = cls; c <= NCLASS; c++) {
+		uint32_t h = z->free_head[c];
+		if (h == NONE)
+			continue;
+		z->free_head[c] = (uint32_t)*obj_next(z, h);
+		*got = c;
+		return h;
+	}
+	uint64_t bytes = (uint64_t)cls * ZUNIT;
+	if (z->top + bytes > z->cap)
+		return NONE;
+	uint32_t obj = (uint32_t)(z->top / ZUNIT);
+	z->top += bytes;
+	*got = cls;
+	return obj;
+}
+
+static void pool_free(struct zstore *z, uint32_t obj, unsigned cls)
+{
+	*obj_next(z, obj) = z->free_head[cls];
+	z->free_head[cls] = obj;
+}
+
+static struct zctx *ctx_get(struct zstore *z)
+{
+	unsigned start = atomic_fetch_add_explicit(&z->next_ctx, 1, memory_order_relaxed);
+
+	for (unsigned i = 0; i < NCTX; i++) {
+		struct zctx *c = &z->ctx[(start + i) % NCTX];
+		if (!pthread_mutex_trylock(&c->lock))
+			return c;
+	}
+	struct zctx *c = &z->ctx[start % NCTX];
+	pthread_mutex_lock(&c->lock);
+	return c;
+}
+
+static void ctx_put(struct zctx *c)
+{
+	pthread_mutex_unlock(&c->lock);
+}
+
+static bool all_zero(const char *p)
+{
+	const uint64_t *q = (const uint64_t *)p;
+
+	for (unsigned i = 0; i < ZPAGE / 8; i++)
+		if (q[i])
+			return false;
+	return true;
+}
+
+/* Decompresses page pg into dst (4 KiB). Caller holds the page's stripe. */
+static int get_page(struct zstore *z, uint64_t pg, char *dst)
+{
+	struct zent e = z->map[pg];
+	const char *src = z->pool + (uint64_t)e.obj * ZUNIT;
+
+	switch (e.kind) {
+	case K_ABSENT:
+	case K_ZERO:
+		memset(dst, 0, ZPAGE);
+		return 0;
+	case K_RAW:
+		memcpy(dst, src, ZPAGE);
+		return 0;
+	}
+	if (z->zstd) {
+		struct zctx *c = ctx_get(z);
+		size_t n = ZSTD_decompressDCtx(c->dctx, dst, ZPAGE, src, e.len);
+		ctx_put(c);
+		if (ZSTD_isError(n) || n != ZPAGE)
+			return -EIO;
+		return 0;
+	}
+	if (LZ4_decompress_safe(src, dst, (int)e.len, (int)ZPAGE) != (int)ZPAGE)
+		return -EIO;
+	return 0;
+}
+
+/* Releases page pg's object. Caller holds the stripe. */
+static void drop_page(struct zstore *z, uint64_t pg)
+{
+	struct zent *e = &z->map[pg];
+
+	pthread_mutex_lock(&z->pool_lock);
+	switch (e->kind) {
+	case K_ZERO:
+		z->n_zero--;
+		break;
+	case K_RAW:
+		pool_free(z, e->obj, e->cls);
+		z->used -= (uint64_t)e->cls * ZUNIT;
+		z->n_raw--;
+		break;
+	case K_COMP:
+		pool_free(z, e->obj, e->cls);
+		z->used -= (uint64_t)e->cls * ZUNIT;
+		z->payload -= e->len;
+		z->n_comp--;
+		break;
+	}
+	pthread_mutex_unlock(&z->pool_lock);
+	e->kind = K_ABSENT;
+}
+
+/*
+ * Stores a whole page. The new object is taken before the old one is
+ * released, so a write that does not fit leaves the old contents.
+ * Caller holds the stripe.
+ */
+static int put_page(struct zstore *z, uint64_t pg, const char *src)
+{
+	struct zent ne = { 0 };
+	struct zctx *c = NULL;
+	const char *data = src;
+	size_t n = ZPAGE;
+	unsigned got;
+
+	if (all_zero(src)) {
+		ne.kind = K_ZERO;
+	} else {
+		c = ctx_get(z);
+		if (z->zstd) {
+			size_t k = ZSTD_compressCCtx(c->cctx, c->out, sizeof c->out, src, ZPAGE, z->level);
+			n = ZSTD_isError(k) ? ZPAGE : k;
+		} else {
+			int k = LZ4_compress_fast_extState(c->lz4state, src, c->out, (int)ZPAGE,
+							   (int)sizeof c->out, z->accel);
+			n = k > 0 ? (size_t)k : ZPAGE;
+		}
+		if (n > ZPAGE - ZUNIT) {
+			ne.kind = K_RAW;
+			n = ZPAGE;
+		} else {
+			ne.kind = K_COMP;
+			data = c->out;
+		}
+		ne.len = (uint16_t)(ne.kind == K_COMP ? n : 0);
+	}
+	pthread_mutex_lock(&z->pool_lock);
+	if (ne.kind != K_ZERO) {
+		unsigned cls = (unsigned)((n + ZUNIT - 1) / ZUNIT);
+		ne.obj = pool_alloc(z, cls, &got);
+		if (ne.obj == NONE) {
+			pthread_mutex_unlock(&z->pool_lock);
+			if (c)
+				ctx_put(c);
+			return -ENOSPC;
+		}
+		ne.cls = (uint8_t)got;
+		z->used += (uint64_t)got * ZUNIT;
+		if (ne.kind == K_COMP) {
+			z->payload += n;
+			z->n_comp++;
+		} else {
+			z->n_raw++;
+		}
+	} else {
+		z->n_zero++;
+	}
+	pthread_mutex_unlock(&z->pool_lock);
+	if (ne.kind != K_ZERO)
+		memcpy(z->pool + (uint64_t)ne.obj * ZUNIT, data, n);
+	if (c)
+		ctx_put(c);
+	drop_page(z, pg);
+	z->map[pg] = ne;
+	return 0;
+}
+
+static pthread_mutex_t *stripe(struct zstore *z, uint64_t pg)
+{
+	return &z->stripe[pg % NSTRIPE];
+}
+
+static int z_read(void *priv, void *buf, size_t len, uint64_t off)
+{
+	struct zstore *z = priv;
+	char *out = buf;
+	int rc = 0;
+
+	while (len) {
+		uint64_t pg = off / ZPAGE;
+		size_t in = (size_t)(off % ZPAGE), n = ZPAGE - in < len ? ZPAGE - in : len;
+
+		if (pg >= z->npages) {
+			memset(out, 0, len);
+			return 0;
+		}
+		pthread_mutex_lock(stripe(z, pg));
+		if (in == 0 && n == ZPAGE) {
+			rc = get_page(z, pg, out);
+		} else {
+			char page[ZPAGE] __attribute__((aligned(64)));
+			rc = get_page(z, pg, page);
+			if (!rc)
+				memcpy(out, page + in, n);
+		}
+		pthread_mutex_unlock(stripe(z, pg));
+		if (rc)
+			return rc;
+		out += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int z_write(void *priv, const void *buf, size_t len, uint64_t off)
+{
+	struct zstore *z = priv;
+	const char *in = buf;
+	int rc = 0;
+
+	if (off >= z->space || len > z->space - off)
+		return -ENOSPC;
+	while (len) {
+		uint64_t pg = off / ZPAGE;
+		size_t at = (size_t)(off % ZPAGE), n = ZPAGE - at < len ? ZPAGE - at : len;
+
+		pthread_mutex_lock(stripe(z, pg));
+		if (at == 0 && n == ZPAGE) {
+			rc = put_page(z, pg, in);
+		} else {
+			/* A partial page: merge with what is there. */
+			char page[ZPAGE] __attribute__((aligned(64)));
+			rc = get_page(z, pg, page);
+			if (!rc) {
+				memcpy(page + at, in, n);
+				rc = put_page(z, pg, page);
+			}
+		}
+		pthread_mutex_unlock(stripe(z, pg));
+		if (rc)
+			return rc;
+		in += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+void hm__zstore_discard(void *priv, uint64_t off, size_t len)
+{
+	struct zstore *z = priv;
+
+	for (uint64_t pg = off / ZPAGE; pg < (off + len + ZPAGE - 1) / ZPAGE && pg < z->npages; pg++) {
+		pthread_mutex_lock(stripe(z, pg));
+		drop_page(z, pg);
+		pthread_mutex_unlock(stripe(z, pg));
+	}
+}
+
+void hm__zstore_info(void *priv, struct hm_tier_stats *st)
+{
+	struct zstore *z = priv;
+
+	pthread_mutex_lock(&z->pool_lock);
+	st->capacity_bytes = z->cap;
+	st->used_bytes = z->used;
+	st->compressed_pages = z->n_comp;
+	st->raw_pages = z->n_raw;
+	st->zero_pages = z->n_zero;
+	st->pages = z->n_comp + z->n_raw + z->n_zero;
+	st->compressed_bytes = z->payload;
+	pthread_mutex_unlock(&z->pool_lock);
+}
+
+struct zopts {
+	struct zstore *z;
+	bool has_space;
+};
+
+static int z_opt(void *ctx, const char *k, const char *v)
+{
+	struct zopts *o = ctx;
+	struct zstore *z = o->z;
+	const char *name = z->zstd ? "zstd" : "lz4";
+	uint64_t u;
+
+	if (z->zstd && !strcmp(k, "level")) {
+		char *end;
+		long l = strtol(v, &end, 10);
+		if (!*v || *end || l < ZSTD_minCLevel() || l > ZSTD_maxCLevel() || l == 0)
+			return hm__error(-EINVAL, "zstd store: level='%s' is not a level from %d to "
+						  "%d (0 excluded)",
+					 v, ZSTD_minCLevel(), ZSTD_maxCLevel());
+		z->level = (int)l;
+		return 0;
+	}
+	if (!z->zstd && !strcmp(k, "accel")) {
+		if (hm_parse_u64(v, &u) || u < 1 || u > 65537)
+			return hm__error(-EINVAL, "lz4 store: accel='%s' is not from 1 to 65537", v);
+		z->accel = (int)u;
+		return 0;
+	}
+	if (!strcmp(k, "space")) {
+		if (hm_parse_size(v, &u) || u < ZPAGE || u > (1ull << 44))
+			return hm__error(-EINVAL, "%s store: space='%s' is not a size from 4K to 16T",
+					 name, v);
+		z->space = u & ~(uint64_t)(ZPAGE - 1);
+		o->has_space = true;
+		return 0;
+	}
+	return hm__error(-EINVAL, "%s store: unknown option '%s' (known: %s, space)", name, k,
+			 z->zstd ? "level" : "accel");
+}
+
+static void z_close(void *priv)
+{
+	struct zstore *z = priv;
+
+	if (z->ctx) {
+		for (int i = 0; i < NCTX; i++) {
+			ZSTD_freeCCtx(z->ctx[i].cctx);
+			ZSTD_freeDCtx(z->ctx[i].dctx);
+			free(z->ctx[i].lz4state);
+			pthread_mutex_destroy(&z->ctx[i].lock);
+		}
+		free(z->ctx);
+	}
+	if (z->pool && z->pool != MAP_FAILED)
+		munmap(z->pool, z->cap);
+	if (z->map && z->map != MAP_FAILED)
+		munmap(z->map, z->npages * sizeof *z->map);
+	free(z);
+}
+
+static int z_open(void **priv, const char *rest, struct hm_store_info *info, bool zstd)
+{
+	const char *name = zstd ? "zstd" : "lz4";
+	const char *comma = strchr(rest, ',');
+	size_t n = comma ? (size_t)(comma - rest) : strlen(rest);
+	struct zopts o = { 0 };
+	char sizebuf[64];
+	struct zstore *z;
+	uint64_t size;
+	int rc;
+
+	if (n == 0 || n >= sizeof sizebuf)
+		return hm__error(-EINVAL, "%s store: missing pool size (e.g. %s:1G)", name, name);
+	memcpy(sizebuf, rest, n);
+	sizebuf[n] = 0;
+	if (hm_parse_size(sizebuf, &size) || size < 64 * 1024)
+		return hm__error(-EINVAL, "%s store: '%s' is not a pool size of at least 64K", name,
+				 sizebuf);
+	if (size > (1ull << 40))
+		return hm__error(-EINVAL, "%s store: pool size %s is larger than 1 TiB", name, sizebuf);
+	if (comma && !comma[1])
+		return hm__error(-EINVAL, "%s store: empty option after ',' in '%s'", name, rest);
+	z = calloc(1, sizeof *z);
+	if (!z)
+		return hm__error(-ENOMEM, "out of memory");
+	z->zstd = zstd;
+	z->level = 1;
+	z->accel = 1;
+	z->cap = size & ~(uint64_t)(ZUNIT - 1);
+	o.z = z;
+	rc = hm_opts_parse(comma ? comma + 1 : "", z_opt, &o);
+	if (rc) {
+		free(z);
+		return rc;
+	}
+	if (!o.has_space)
+		z->space = 4 * z->cap & ~(uint64_t)(ZPAGE - 1);
+	z->npages = z->space / ZPAGE;
+	z->pool = mmap(NULL, z->cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		       -1, 0);
+	z->map = mmap(NULL, z->npages * sizeof *z->map, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	z->ctx = calloc(NCTX, sizeof *z->ctx);
+	if (z->pool == MAP_FAILED || z->map == MAP_FAILED || !z->ctx) {
+		z_close(z);
+		return hm__error(-ENOMEM, "%s store: cannot reserve a pool of %s", name, sizebuf);
+	}
+	pthread_mutex_init(&z->pool_lock, NULL);
+	for (int i = 0; i < NSTRIPE; i++)
+		pthread_mutex_init(&z->stripe[i], NULL);
+	for (unsigned c = 0; c <= NCLASS; c++)
+		z->free_head[c] = NONE;
+	for (int i = 0; i < NCTX; i++) {
+		struct zctx *c = &z->ctx[i];
+		pthread_mutex_init(&c->lock, NULL);
+		if (zstd) {
+			c->cctx = ZSTD_createCCtx();
+			c->dctx = ZSTD_createDCtx();
+			if (!c->cctx || !c->dctx)
+				goto nomem;
+		} else {
+			c->lz4state = malloc((size_t)LZ4_sizeofState());
+			if (!c->lz4state)
+				goto nomem;
+		}
+	}
+	memset(info, 0, sizeof *info);
+	info->size = z->space;
+	info->props = HM_PROP_COHERENT;
+	info->align = ZPAGE;
+	*priv = z;
+	return 0;
+nomem:
+	z_close(z);
+	return hm__error(-ENOMEM, "%s store: cannot create compression contexts", name);
+}
+
+static int lz4_open(void **priv, const char *rest, int flags, struct hm_store_info *info)
+{
+	return z_open(priv, rest, info, false);
+}
+
+static int zstd_open(void **priv, const char *rest, int flags, struct hm_store_info *info)
+{
+	return z_open(priv, rest, info, true);
+}
+
+/* "level=N" (zstd) or "accel=N" (lz4) changes the codec setting for later writes. */
+static int z_ctl(void *priv, const char *key, const char *value)
+{
+	struct zstore *z = priv;
+	struct zopts o = { .z = z };
+	int level = z->level, accel = z->accel;
+
+	if (!value || strcmp(key, "space") == 0)
+		return hm__error(-EINVAL, "%s store: control '%s' needs a value (known: %s=N)",
+				 z->zstd ? "zstd" : "lz4", key, z->zstd ? "level" : "accel");
+	int rc = z_opt(&o, key, value);
+	if (rc) {
+		z->level = level;
+		z->accel = accel;
+	}
+	return rc;
+}
+
+const struct hm_store_ops hm__store_lz4 = {
+	.abi = HM_STORE_ABI,
+	.scheme = "lz4",
+	.summary = "pages compressed with LZ4 in a RAM pool (zswap-like tier)",
+	.open = lz4_open,
+	.close = z_close,
+	.read = z_read,
+	.write = z_write,
+	.ctl = z_ctl,
+};
+
+const struct hm_store_ops hm__store_zstd = {
+	.abi = HM_STORE_ABI,
+	.scheme = "zstd",
+	.summary = "pages compressed with Zstandard (level=N) in a RAM pool",
+	.open = zstd_open,
+	.close = z_close,
+	.read = z_read,
+	.write = z_write,
+	.ctl = z_ctl,
+};
