@@ -19,6 +19,7 @@ static const struct {
 	{ "policies", hm_cli_policies, "list the cache policies" },
 	{ "stores", hm_cli_stores, "list the store kinds (URI schemes)" },
 	{ "ls", hm_cli_ls, "list the machine's memory: NUMA/CXL nodes, DAX, pmem, block" },
+	{ "tiers", hm_cli_tiers, "tier chains: policies, show a chain, the evacuation example" },
 	{ "stat", hm_cli_stat, "print the live statistics of an hmmap process" },
 	{ "top", hm_cli_top, "show every hmmap process and region, live" },
 	{ "probe", hm_cli_probe, "measure a store's latency and bandwidth" },
