@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hm_bind() and hm_move(): migration counts and placement, bindings that
+ * steer later evictions, DRAM bindings that pin, a full target that fails
+ * cleanly, per-page moves with their statuses and the query form, bad
+ * arguments, and - the point of the exercise - threads that keep writing
+ * a range while it migrates back and forth between tiers lose no update.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "hmmap.h"
+#include "harness.h"
+#include "testutil.h"
+
+#define PG 4096u
+
+static const char *chain_uri = "tiers:dram:2M,tiering=none > lz4:4M > mem:16M > explicit:mem:8M";
+
+static int where(void *a)
+{
+	int st = 99;
+	void *pages[1] = { a };
+
+	return hm_move(1, pages, NULL, &st, 0) < 0 ? -1000 : st;
+}
+
+static size_t count_in(char *p, size_t n, int tier)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		k += where(p + i * PG) == tier;
+	return k;
+}
+
+static void fill(char *p, size_t n, uint64_t seed)
+{
+	for (size_t i = 0; i < n; i++)
+		tu_fill(p + i * PG, PG, seed + i);
+}
+
+static bool same(char *p, size_t n, uint64_t seed)
+{
+	char want[PG];
+
+	for (size_t i = 0; i < n; i++) {
+		tu_fill(want, PG, seed + i);
+		if (memcmp(want, p + i * PG, PG))
+			return false;
+	}
+	return true;
+}
+
+static void t_migrate_counts(void)
+{
+	size_t n = 256, len = n * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED, chain_uri, 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	struct hm_store *dram = hm_chain_tier(ch, 0), *z = hm_chain_tier(ch, 1),
+			*m = hm_chain_tier(ch, 2), *x = hm_chain_tier(ch, 3);
+	fill(p, n, 1);
+	CHECK(count_in(p, n, 0) == n);
+	/* All 256 resident pages down to mem. */
+	long moved = hm_bind(p, len, m, HM_MIGRATE);
+	CHECKF(moved == (long)n, "moved %ld: %s", moved, hm_errormsg());
+	CHECK(count_in(p, n, 2) == n);
+	/* Moving again moves nothing. */
+	CHECK(hm_bind(p, len, m, HM_MIGRATE) == 0);
+	/* Half of them to the explicit tier (explicit moves are allowed). */
+	moved = hm_bind(p, len / 2, x, HM_MIGRATE);
+	CHECKF(moved == (long)n / 2, "moved %ld", moved);
+	CHECK(count_in(p, n / 2, 3) == n / 2);
+	/* Between lower tiers: to lz4. */
+	moved = hm_bind(p + len / 2, len / 4, z, HM_MIGRATE);
+	CHECK(moved == (long)n / 4);
+	CHECK(count_in(p + len / 2, n / 4, 1) == n / 4);
+	/* And all of it up. */
+	moved = hm_bind(p, len, dram, HM_MIGRATE);
+	CHECKF(moved == (long)n, "moved %ld: %s", moved, hm_errormsg());
+	CHECK(count_in(p, n, 0) == n);
+	CHECK(same(p, n, 1));
+	/* A range unaligned at its end covers its last page. */
+	CHECK(hm_bind(p, PG + 1, m, HM_MIGRATE) == 2);
+	CHECK(hmunmap(p, len) == 0);
+}
+
+static void t_bind_steers_evictions(void)
+{
+	size_t n = 128, len = n * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED, chain_uri, 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	struct hm_store *m = hm_chain_tier(ch, 2);
+	fill(p, n, 7);
+	/* Bound to mem: evictions skip lz4, which has room. */
+	CHECK(hm_bind(p, len / 2, m, HM_BIND) == 0);
+	CHECK(hm_advise(p, len, HM_ADV_DONTNEED) == 0);
+	CHECK(count_in(p, n / 2, 2) == n / 2);
+	CHECK(count_in(p + len / 2, n / 2, 1) == n / 2);
+	/* Touched, they come up; evicted again, they go back to mem. */
+	CHECK(same(p, n, 7));
+	CHECK(hm_advise(p, len, HM_ADV_DONTNEED) == 0);
+	CHECK(count_in(p, n / 2, 2) == n / 2);
+	/* Back to the chain's order. */
+	CHECK(hm_bind(p, len / 2, NULL, HM_BIND_DEFAULT) == 0);
+	CHECK(same(p, n, 7));
+	CHECK(hm_advise(p, len, HM_ADV_DONTNEED) == 0);
+	CHECK(count_in(p, n, 1) == n);
+	CHECK(hmunmap(p, len) == 0);
+}
+
+static void t_bind_dram_pins(void)
+{
+	/* 512 pages of DRAM; 64 bound there survive a sweep of 2048 others. */
+	size_t n = 2048 + 64, len = n * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED, chain_uri, 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	struct hm_store *dram = hm_chain_tier(ch, 0);
+	fill(p, 64, 3);
+	CHECK(hm_advise(p, 64 * PG, HM_ADV_DONTNEED) == 0);
+	CHECK(count_in(p, 64, 0) == 0);
+	long moved = hm_bind(p, 64 * PG, dram, HM_BIND | HM_MIGRATE);
+	CHECKF(moved == 64, "moved %ld: %s", moved, hm_errormsg());
+	fill(p + 64 * PG, 2048, 1000);
+	CHECK(count_in(p, 64, 0) == 64);
+	/* Pinned pages cannot be moved down one by one either. */
+	void *pages[1] = { p };
+	struct hm_store *targets[1] = { hm_chain_tier(ch, 1) };
+	int status[1];
+	CHECK(hm_move(1, pages, targets, status, 0) == 1 && status[0] == -EBUSY);
+	/* More than the budget cannot be bound to DRAM; nothing changes. */
+	CHECK(hm_bind(p, len, dram, HM_BIND) == -ENOMEM);
+	CHECK(hm_bind(p, 64 * PG, NULL, HM_BIND_DEFAULT) == 0);
+	fill(p + 64 * PG, 2048, 2000);
+	CHECK(count_in(p, 64, 0) < 64);
+	CHECK(same(p, 64, 3));
+	CHECK(hmunmap(p, len) == 0);
+}
+
+static void t_full_target(void)
+{
+	/* A 64 KiB lz4 pool holds 16 incompressible pages, not 64. */
+	size_t n = 64, len = n * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+			"tiers:dram:1M,tiering=none > lz4:64K > mem:4M", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	fill(p, n, 11);
+	long rc = hm_bind(p, len, hm_chain_tier(ch, 1), HM_MIGRATE);
+	CHECKF(rc == -ENOSPC, "rc %ld", rc);
+	CHECK(strstr(hm_errormsg(), "no room"));
+	size_t in_z = count_in(p, n, 1);
+	CHECKF(in_z > 0 && in_z < n, "%zu pages in lz4", in_z);
+	CHECK(count_in(p, n, 0) == n - in_z);
+	CHECK(same(p, n, 11));
+	/* The others went down by the chain's order and came back intact. */
+	CHECK(hm_bind(p, len, hm_chain_tier(ch, 2), HM_MIGRATE) > 0);
+	CHECK(count_in(p, n, 2) == n);
+	CHECK(same(p, n, 11));
+	CHECK(hmunmap(p, len) == 0);
+}
+
+static void t_move_pages(void)
+{
+	size_t n = 16, len = n * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED, chain_uri, 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	fill(p, 8, 5); /* pages 8..15 are never written */
+	void *pages[6] = { p, p + PG + 100, p + 2 * PG, p + 9 * PG, (void *)&n, p + 3 * PG };
+	struct hm_store *to[6] = { hm_chain_tier(ch, 2), hm_chain_tier(ch, 1), hm_chain_tier(ch, 3),
+				   hm_chain_tier(ch, 2), hm_chain_tier(ch, 2), NULL };
+	int status[6];
+	long left = hm_move(6, pages, to, status, 0);
+	CHECKF(left == 3, "left %ld", left);
+	CHECK(status[0] == 2 && status[1] == 1 && status[2] == 3);
+	CHECK(status[3] == -ENOENT); /* never written: nothing to move */
+	CHECK(status[4] == -EFAULT); /* not hmmap memory */
+	CHECK(status[5] == -EINVAL); /* not a tier */
+	/* The query form. */
+	CHECK(hm_move(6, pages, NULL, status, 0) == 1);
+	CHECK(status[0] == 2 && status[1] == 1 && status[2] == 3 && status[3] == -ENOENT &&
+	      status[4] == -EFAULT && status[5] == 0);
+	/* Back up, one page. */
+	to[0] = hm_chain_tier(ch, 0);
+	CHECK(hm_move(1, pages, to, status, 0) == 0 && status[0] == 0);
+	CHECK(same(p, 8, 5));
+	/* A store of another chain is not a target. */
+	struct hm_store *other;
+	CHECK(hm_store_open(&other, "tiers:dram:1M>mem:1M", 0) == 0);
+	to[0] = hm_chain_tier(other, 1);
+	CHECK(hm_move(1, pages, to, status, 0) == 1 && status[0] == -EINVAL);
+	CHECK(hm_move(1, pages, to, status, 1) == -EINVAL);
+	CHECK(hm_move(1, NULL, to, status, 0) == -EINVAL);
+	CHECK(hm_move(1, pages, to, NULL, 0) == -EINVAL);
+	CHECK(hm_move(0, NULL, NULL, NULL, 0) == 0);
+	CHECK(hm_bind(p, len, hm_chain_tier(other, 1), HM_MIGRATE) == -EINVAL);
+	CHECK(hm_store_close(other) == 0);
+	CHECK(hmunmap(p, len) == 0);
+}
+
+static void t_bad_args(void)
+{
+	size_t len = 16 * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED, chain_uri, 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	struct hm_store *m = hm_chain_tier(ch, 2);
+	CHECK(hm_bind(p, len, m, 0) == -EINVAL);
+	CHECK(hm_bind(p, len, m, 0x40) == -EINVAL);
+	CHECK(hm_bind(p, len, m, HM_BIND_DEFAULT | HM_BIND) == -EINVAL);
+	CHECK(hm_bind(p, len, NULL, HM_MIGRATE) == -EINVAL);
+	CHECK(hm_bind(p + 1, len - PG, m, HM_MIGRATE) == -EINVAL);
+	CHECK(hm_bind(p, 0, m, HM_MIGRATE) == -EINVAL);
+	CHECK(hm_bind(p, len + PG, m, HM_MIGRATE) == -EINVAL);
+	static char outside[PG] __attribute__((aligned(4096)));
+	CHECK(hm_bind(outside, PG, m, HM_MIGRATE) == -EFAULT);
+	CHECK(hm_bind(p, len, ch, HM_MIGRATE) == -EINVAL); /* the chain is not its own tier */
+	CHECK(*hm_errormsg());
+	/* A region that is not a chain. */
+	char *q = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED, "mem:1M", 0);
+	CHECK(q != MAP_FAILED);
+	CHECK(hm_bind(q, len, m, HM_MIGRATE) == -EINVAL);
+	void *pages[1] = { q };
+	int st;
+	CHECK(hm_move(1, pages, NULL, &st, 0) == 1 && st == -EFAULT);
+	CHECK(hmunmap(q, len) == 0);
+	CHECK(hmunmap(p, len) == 0);
+}
+
+struct writer {
+	size_t n;
+	_Atomic uint64_t done;
+	_Atomic int *stop;
+	char *base;
+	int id;
+};
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+
+	while (!atomic_load(w->stop)) {
+		for (size_t i = 0; i < w->n; i++) {
+			/* A plain read-modify-write: a lost update shows as a short count. */
+			uint64_t *word = (uint64_t *)(w->base + i * PG + (size_t)w->id * 64);
+			*word = *word + 1;
+		}
+		w->done++;
+	}
+	return NULL;
+}
+
+static void t_migrate_while_writing(void)
+{
+	size_t n = 96, len = n * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED, chain_uri, 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	_Atomic int stop = 0;
+	struct writer w[2];
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++) {
+		w[i] = (struct writer){ .n = n, .stop = &stop, .base = p, .id = i };
+		CHECK(pthread_create(&th[i], NULL, writer_main, &w[i]) == 0);
+	}
+	long total_moved = 0;
+	int rounds = 0;
+	uint64_t start[2];
+	/* Both writers are running before the first migration. */
+	while (atomic_load(&w[0].done) < 1 || atomic_load(&w[1].done) < 1)
+		sched_yield();
+	start[0] = atomic_load(&w[0].done);
+	start[1] = atomic_load(&w[1].done);
+	/*
+	 * Down to lz4, across to mem, to the explicit tier, up to DRAM: 60
+	 * times over, and on until each writer made passes meanwhile.
+	 */
+	for (; rounds < 60 || ((atomic_load(&w[0].done) < start[0] + 3 ||
+				atomic_load(&w[1].done) < start[1] + 3) && rounds < 100000);
+	     rounds++) {
+		int t = rounds % 4;
+		long m = hm_bind(p, len, hm_chain_tier(ch, t), HM_MIGRATE);
+		if (m < 0) {
+			atomic_store(&stop, 1);
+			pthread_join(th[0], NULL);
+			pthread_join(th[1], NULL);
+			CHECKF(m >= 0, "round %d: %ld %s", rounds, m, hm_errormsg());
+		}
+		total_moved += m;
+	}
+	atomic_store(&stop, 1);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	CHECK(total_moved > 0);
+	for (int i = 0; i < 2; i++)
+		for (size_t k = 0; k < n; k++) {
+			uint64_t v = *(uint64_t *)(p + k * PG + (size_t)i * 64);
+			CHECKF(v == w[i].done,
+			       "thread %d page %zu: %llu updates, %llu made", i, k,
+			       (unsigned long long)v, (unsigned long long)w[i].done);
+		}
+	CHECK(w[0].done >= start[0] + 3 && w[1].done >= start[1] + 3);
+	printf("     %d migrations, %ld pages moved, %llu + %llu passes of writes\n", rounds,
+	       total_moved, (unsigned long long)w[0].done, (unsigned long long)w[1].done);
+	CHECK(hmunmap(p, len) == 0);
+}
+
+static int sigbus_child(void *arg)
+{
+	RUN(t_migrate_counts);
+	RUN(t_full_target);
+	RUN(t_migrate_while_writing);
+	return t_failed ? 1 : 0;
+}
+
+/* The fault mode is process-wide: the same moves with faults served in the faulting thread. */
+static void t_sigbus_mode(void)
+{
+	static const char *const env[] = { "HMMAP_FAULT_MODE=sigbus", NULL };
+	int st = tu_child(env, sigbus_child, NULL);
+
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+}
+
+int main(void)
+{
+	RUN(t_sigbus_mode); /* first: before this process touches the library */
+	RUN(t_migrate_counts);
+	RUN(t_bind_steers_evictions);
+	RUN(t_bind_dram_pins);
+	RUN(t_full_target);
+	RUN(t_move_pages);
+	RUN(t_bad_args);
+	RUN(t_migrate_while_writing);
+	tu_cleanup();
+	return test_done();
+}

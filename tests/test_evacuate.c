@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hm_store_evacuate(): every page leaves the tier while threads keep
+ * writing the region, progress is reported and ends at the total, the tier
+ * ends empty and closed (later evictions skip it) until it is reopened; when
+ * the other tiers cannot take the pages it stops with -ENOSPC, loses
+ * nothing and the tier takes pages again; bad arguments.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hmmap.h"
+#include "harness.h"
+#include "testutil.h"
+
+#define PG 4096u
+
+struct prog {
+	uint64_t calls, last_done, last_total;
+	bool backwards;
+};
+
+static void on_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct prog *pr = ctx;
+
+	if (done < pr->last_done || done > total)
+		pr->backwards = true;
+	pr->calls++;
+	pr->last_done = done;
+	pr->last_total = total;
+}
+
+static uint64_t tier_pages(struct hm_store *t)
+{
+	struct hm_tier_stats st;
+
+	return hm_tier_stats(t, &st) ? UINT64_MAX : st.pages;
+}
+
+struct writer {
+	char *p;
+	size_t n;
+	_Atomic int stop;
+	_Atomic uint64_t passes;
+};
+
+/* Rewrites word 8 of every page with the pass number; reads the rest. */
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+
+	while (!atomic_load(&w->stop)) {
+		for (size_t i = 0; i < w->n; i++)
+			((volatile uint64_t *)(w->p + i * PG))[8] = w->passes + 1;
+		w->passes++;
+	}
+	return NULL;
+}
+
+static void fill(char *p, size_t n, uint64_t seed)
+{
+	for (size_t i = 0; i < n; i++)
+		tu_fill(p + i * PG, PG, seed + i);
+}
+
+/* Pages equal their fill except word 8, which must hold `word8`. */
+static bool intact(char *p, size_t n, uint64_t seed, uint64_t word8)
+{
+	char want[PG];
+
+	for (size_t i = 0; i < n; i++) {
+		tu_fill(want, PG, seed + i);
+		((uint64_t *)want)[8] = word8;
+		if (memcmp(want, p + i * PG, PG))
+			return false;
+	}
+	return true;
+}
+
+static void t_evacuate_while_running(void)
+{
+	size_t n = 1024, len = n * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+			"tiers:dram:512K,tiering=none > lz4:2M > mem:8M", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	struct hm_store *z = hm_chain_tier(ch, 1), *m = hm_chain_tier(ch, 2);
+	fill(p, n, 21);
+	CHECK(hm_advise(p, len, HM_ADV_DONTNEED) == 0);
+	uint64_t in_z = tier_pages(z);
+	CHECK(in_z > 100);
+	struct writer w = { .p = p, .n = n };
+	pthread_t th;
+	CHECK(pthread_create(&th, NULL, writer_main, &w) == 0);
+	/* The writer is going through the pages (and faulting them) before the evacuation starts. */
+	while (atomic_load(&w.passes) < 2)
+		sched_yield();
+	struct prog pr = { 0 };
+	int rc = hm_store_evacuate(z, on_progress, &pr);
+	atomic_store(&w.stop, 1);
+	pthread_join(th, NULL);
+	CHECKF(rc == 0, "%d %s", rc, hm_errormsg());
+	CHECK(tier_pages(z) == 0);
+	CHECK(hm_tier_get(z) & HM_TIER_CLOSED);
+	CHECK(pr.calls >= 2 && !pr.backwards);
+	CHECK(pr.last_done == pr.last_total && pr.last_total >= 1);
+	CHECK(w.passes > 0);
+	CHECK(intact(p, n, 21, w.passes));
+	/* Closed: a full push down skips it. */
+	CHECK(hm_advise(p, len, HM_ADV_DONTNEED) == 0);
+	CHECK(tier_pages(z) == 0);
+	CHECK(tier_pages(m) == n);
+	/* A closed store could now be taken offline; reopened, it takes pages again. */
+	CHECK(hm_tier_set(z, hm_tier_get(z) & ~HM_TIER_CLOSED) == 0);
+	CHECK(intact(p, n, 21, w.passes));
+	CHECK(hm_advise(p, len, HM_ADV_DONTNEED) == 0);
+	CHECK(tier_pages(z) > 0);
+	/* lz4 is full again: mem has nowhere to go, and stays open. */
+	CHECK(tier_pages(m) > 0);
+	CHECK(hm_store_evacuate(m, NULL, NULL) == -ENOSPC);
+	CHECK(!(hm_tier_get(m) & HM_TIER_CLOSED));
+	CHECK(intact(p, n, 21, w.passes));
+	CHECK(hmunmap(p, len) == 0);
+}
+
+static void t_evacuate_no_room(void)
+{
+	/* mem:512K cannot take what lz4 holds. */
+	size_t n = 512, len = n * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+			"tiers:dram:256K,tiering=none > lz4:4M > mem:512K", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	struct hm_store *z = hm_chain_tier(ch, 1), *m = hm_chain_tier(ch, 2);
+	fill(p, n, 5);
+	CHECK(hm_advise(p, len, HM_ADV_DONTNEED) == 0);
+	uint64_t before = tier_pages(z);
+	CHECK(before == n);
+	struct prog pr = { 0 };
+	int rc = hm_store_evacuate(z, on_progress, &pr);
+	CHECKF(rc == -ENOSPC, "rc %d", rc);
+	CHECK(strstr(hm_errormsg(), "no page was lost"));
+	CHECK(!pr.backwards && pr.last_done == 128);
+	/* Nothing lost; the tier is open again and usable. */
+	CHECK(tier_pages(z) + tier_pages(m) == n);
+	CHECK(!(hm_tier_get(z) & HM_TIER_CLOSED));
+	char want[PG];
+	for (size_t i = 0; i < n; i++) {
+		tu_fill(want, PG, 5 + i);
+		CHECKF(!memcmp(want, p + i * PG, PG), "page %zu", i);
+	}
+	CHECK(hm_advise(p, len, HM_ADV_DONTNEED) == 0);
+	CHECK(tier_pages(z) >= n - 128);
+	/* An explicit-only tier is no refuge, unless its emergency use is on. */
+	CHECK(hm_tier_set(m, HM_TIER_EXPLICIT) == 0);
+	CHECK(hm_store_evacuate(z, NULL, NULL) == -ENOSPC);
+	CHECK(hm_tier_get(z) == 0);
+	CHECK(hmunmap(p, len) == 0);
+}
+
+static void t_evacuate_errors(void)
+{
+	struct hm_store *ch, *mem;
+
+	CHECK(hm_store_evacuate(NULL, NULL, NULL) == -EINVAL);
+	CHECK(hm_store_open(&mem, "mem:1M", 0) == 0);
+	CHECK(hm_store_evacuate(mem, NULL, NULL) == -EINVAL);
+	CHECK(*hm_errormsg());
+	CHECK(hm_store_close(mem) == 0);
+	CHECK(hm_store_open(&ch, "tiers:dram:1M>mem:1M", 0) == 0);
+	CHECK(hm_store_evacuate(hm_chain_tier(ch, 0), NULL, NULL) == -EINVAL);
+	CHECK(hm_store_evacuate(ch, NULL, NULL) == -EINVAL);
+	/* Unmapped chain: nothing to move, but it closes. */
+	CHECK(hm_store_evacuate(hm_chain_tier(ch, 1), NULL, NULL) == 0);
+	CHECK(hm_tier_get(hm_chain_tier(ch, 1)) == HM_TIER_CLOSED);
+	CHECK(hm_store_close(ch) == 0);
+}
+
+/* Runs cmd, capturing its output; returns the exit status or -1. */
+static int run(const char *cmd, char *out, size_t n)
+{
+	FILE *f = popen(cmd, "r");
+	size_t k = 0;
+
+	if (!f)
+		return -1;
+	while (k + 1 < n && fgets(out + k, (int)(n - k), f))
+		k += strlen(out + k);
+	out[k] = 0;
+	int st = pclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The example that ships with it: `hmmap tiers evacuate`, with its progress bar. */
+static void t_cli_example(void)
+{
+	char tool[512], cmd[1024];
+	static char out[16384];
+	const char *b = getenv("HMMAP_BUILD");
+
+	snprintf(tool, sizeof tool, "./%.200s/hmmap", b && *b ? b : "build");
+	if (access(tool, X_OK))
+		SKIP("%.300s is not built", tool);
+	snprintf(cmd, sizeof cmd,
+		 "%s tiers evacuate --size 12M --chain 'tiers:dram:1M > lz4:8M > mem:32M' 2>&1", tool);
+	int rc = run(cmd, out, sizeof out);
+	CHECKF(rc == 0, "exit %d: %.300s", rc, out);
+	CHECK(strstr(out, "] 100%"));
+	CHECK(strstr(out, "all 3072 pages intact"));
+	CHECK(strstr(out, "closed"));
+	/* The other tiers too small: a clean failure, exit 1, nothing lost. */
+	snprintf(cmd, sizeof cmd,
+		 "%s tiers evacuate --size 12M --chain 'tiers:dram:1M > lz4:8M > mem:2M' 2>&1", tool);
+	rc = run(cmd, out, sizeof out);
+	CHECKF(rc == 1, "exit %d: %.300s", rc, out);
+	CHECK(strstr(out, "evacuation failed") && strstr(out, "intact"));
+	static const char *bad[] = {
+		"tiers", "tiers bogus", "tiers evacuate --size x", "tiers evacuate --tier 0",
+		"tiers evacuate --frob", "tiers show", "tiers policies extra",
+		"tiers evacuate --size 1M --chain 'tiers:dram:1M>lz4:1M' --tier 2",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(cmd, sizeof cmd, "%s %s 2>&1", tool, bad[i]);
+		rc = run(cmd, out, sizeof out);
+		CHECKF(rc == 2, "'%s' exited %d", bad[i], rc);
+		CHECKF(out[0], "'%s' printed nothing", bad[i]);
+	}
+	snprintf(cmd, sizeof cmd, "%s tiers show 'tiers:dram:1M>zstd:1M' 2>&1", tool);
+	CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "zstd"));
+	snprintf(cmd, sizeof cmd, "%s tiers show mem:1M 2>&1", tool);
+	CHECK(run(cmd, out, sizeof out) == 1);
+}
+
+int main(void)
+{
+	RUN(t_evacuate_while_running);
+	RUN(t_evacuate_no_room);
+	RUN(t_evacuate_errors);
+	RUN(t_cli_example);
+	tu_cleanup();
+	return test_done();
+}

@@ -1,0 +1,403 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tier chains: the tiers: URI and its errors, anonymous memory that reads
+ * zeros without touching a store, pages going down the chain in order when
+ * DRAM is full and coming back intact, each page in exactly one tier,
+ * explicit-only and emergency tiers, the API form (hm_chain_cache +
+ * hm_region_map), run-time controls, and the automatic tiering engine
+ * keeping a hot set in DRAM.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "hmmap.h"
+#include "harness.h"
+#include "testutil.h"
+
+#define PG 4096u
+
+/* A page's pattern: incompressible (random) or compressible (text-like). */
+static void pattern(char *p, uint64_t i, bool compressible)
+{
+	if (compressible) {
+		memset(p, 0, PG);
+		for (unsigned k = 0; k < PG; k += 64)
+			snprintf(p + k, 64, "page %llu line %u of the compressible pattern ....",
+				 (unsigned long long)i, k / 64);
+	} else {
+		tu_fill(p, PG, i * 7919 + 1);
+	}
+}
+
+static bool check_page(const char *p, uint64_t i, bool compressible)
+{
+	char want[PG];
+
+	pattern(want, i, compressible);
+	return !memcmp(p, want, PG);
+}
+
+static int status_of(void *addr)
+{
+	int st = 99;
+	void *pages[1] = { addr };
+
+	if (hm_move(1, pages, NULL, &st, 0) < 0)
+		return -1000;
+	return st;
+}
+
+static void t_uri_errors(void)
+{
+	static const char *bad[] = {
+		"tiers:",
+		"tiers:dram:1M>",
+		"tiers:dram:1M>>lz4:1M",
+		"tiers:dram:xyz>lz4:1M",
+		"tiers:dram:1M,bogus=1>lz4:1M",
+		"tiers:dram:1M,tiering=nope>lz4:1M",
+		"tiers:dram:1M,tiering=hotness:threshold=0>lz4:1M",
+		"tiers:dram:1M,rate=1>lz4:1M",
+		"tiers:dram:1M,hot=2>lz4:1M",
+		"tiers:dram:1M,>lz4:1M",
+		"tiers:lz4:1M>dram:1M",
+		"tiers:dram:1M>tiers:dram:1M",
+		"tiers:dram:1M>nosuch:1M",
+		"tiers:dram:1M>lz4:1M,level=3",
+		"tiers:dram:1M>/nonexistent/dir/file",
+		"tiers:dram:1M>explicit:",
+		"tiers:dram:1M>mem:1M>mem:1M>mem:1M>mem:1M>mem:1M>mem:1M>mem:1M>mem:1M",
+	};
+	struct hm_store *s = (struct hm_store *)1;
+
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		int rc = hm_store_open(&s, bad[i], 0);
+		CHECKF(rc == -EINVAL || rc == -ENOENT, "%s gave %d", bad[i], rc);
+		CHECKF(s == NULL, "%s", bad[i]);
+		CHECKF(*hm_errormsg(), "no message for %s", bad[i]);
+	}
+	/* An empty file tier has no room. */
+	char f[512];
+	tu_path(f, sizeof f, "empty");
+	FILE *fp = fopen(f, "w");
+	CHECK(fp);
+	fclose(fp);
+	char uri[600];
+	snprintf(uri, sizeof uri, "tiers:dram:1M>file:%s", f);
+	CHECK(hm_store_open(&s, uri, 0) == -EINVAL);
+	CHECK(strstr(hm_errormsg(), "truncate"));
+	/* hmmap reports the error too. */
+	void *p = hmmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, HM_CACHED, "tiers:dram:1M>lz4:", 0);
+	CHECK(p == MAP_FAILED && errno == EINVAL);
+}
+
+static void t_zero_without_store(void)
+{
+	size_t len = 4 << 20;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+			"tiers:dram:1M > lz4:2M > mem:8M", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	CHECK(hm_chain_tiers(ch) == 3);
+	/* Reading 4 MiB never written through a 1 MiB DRAM tier. */
+	uint64_t sum = 0;
+	for (size_t o = 0; o < len; o += PG)
+		sum += (unsigned char)p[o];
+	CHECK(sum == 0);
+	struct hm_stats st;
+	for (int t = 1; t < 3; t++) {
+		CHECK(hm_store_stats(hm_chain_tier(ch, t), &st) == 0);
+		CHECKF(st.bytes_read == 0 && st.bytes_written == 0, "tier %d read %llu wrote %llu", t,
+		       (unsigned long long)st.bytes_read, (unsigned long long)st.bytes_written);
+	}
+	CHECK(status_of(p + len - PG) == 0 || status_of(p + len - PG) == -ENOENT);
+	CHECK(hmunmap(p, len) == 0);
+}
+
+static void t_chain_order_and_exclusive(void)
+{
+	/* 256 pages of DRAM, 1 MiB of lz4 pool, 16 MiB of mem. */
+	size_t n = 2048, len = n * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+			"tiers:dram:1M,tiering=none > lz4:1M > mem:16M", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	struct hm_store *z = hm_chain_tier(ch, 1), *m = hm_chain_tier(ch, 2);
+	CHECK(z && m && hm_tier_index(z) == 1 && hm_tier_index(m) == 2);
+	CHECK(hm_tier_index(hm_chain_tier(ch, 0)) == 0);
+	/* Half the pages compress, half do not. */
+	for (size_t i = 0; i < n; i++)
+		pattern(p + i * PG, i, i & 1);
+	for (size_t i = 0; i < n; i++)
+		CHECKF(check_page(p + i * PG, i, i & 1), "page %zu", i);
+	/* Every page is in exactly one tier: the counts add up. */
+	struct hm_tier_stats s0, s1, s2;
+	uint64_t per[3];
+	void **pages = malloc(n * sizeof *pages);
+	int *status = malloc(n * sizeof *status);
+	CHECK(pages && status);
+	for (size_t i = 0; i < n; i++)
+		pages[i] = p + i * PG;
+	/*
+	 * Counted when the background evictor is not moving a batch: the
+	 * counts add up, and the per-page query agrees with them.
+	 */
+	for (int tries = 0; tries < 100; tries++) {
+		CHECK(hm_tier_stats(hm_chain_tier(ch, 0), &s0) == 0);
+		CHECK(hm_tier_stats(z, &s1) == 0);
+		CHECK(hm_tier_stats(m, &s2) == 0);
+		CHECK(hm_move(n, pages, NULL, status, 0) == 0);
+		per[0] = per[1] = per[2] = 0;
+		for (size_t i = 0; i < n; i++) {
+			CHECKF(status[i] >= 0 && status[i] < 3, "page %zu status %d", i, status[i]);
+			per[status[i]]++;
+		}
+		if (s0.pages + s1.pages + s2.pages == n && per[1] == s1.pages && per[2] == s2.pages)
+			break;
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	CHECKF(s0.pages + s1.pages + s2.pages == n, "dram %llu + lz4 %llu + mem %llu != %zu",
+	       (unsigned long long)s0.pages, (unsigned long long)s1.pages,
+	       (unsigned long long)s2.pages, n);
+	CHECK(per[1] == s1.pages && per[2] == s2.pages);
+	CHECK(s0.pages <= 256);
+	/* lz4 took what fit first; the rest went on down. */
+	CHECK(s1.pages > 0 && s2.pages > 0);
+	CHECK(s1.used_bytes <= s1.capacity_bytes);
+	CHECK(s1.compressed_pages > 0 && s1.raw_pages > 0);
+	CHECK(s1.ratio > 1.0);
+	free(pages);
+	free(status);
+	/* A page read back up leaves its lower tier. */
+	size_t victim = 0;
+	while (victim < n && status_of(p + victim * PG) != 2)
+		victim++;
+	CHECK(victim < n);
+	uint64_t before = s2.pages;
+	CHECK(check_page(p + victim * PG, victim, victim & 1));
+	CHECK(hm_tier_stats(m, &s2) == 0);
+	CHECK(status_of(p + victim * PG) == 0);
+	CHECKF(s2.pages < before + 1, "mem still has %llu (was %llu)",
+	       (unsigned long long)s2.pages, (unsigned long long)before);
+	CHECK(hmunmap(p, len) == 0);
+}
+
+static void t_file_tier(void)
+{
+	/* The example shape: DRAM, compressed, a file standing for an SSD. */
+	char f[512], uri[700];
+	tu_path(f, sizeof f, "swap");
+	FILE *fp = fopen(f, "w");
+	CHECK(fp);
+	CHECK(ftruncate(fileno(fp), 8 << 20) == 0);
+	fclose(fp);
+	snprintf(uri, sizeof uri, "tiers:dram:256K,tiering=none > lz4:128K > file:%s", f);
+	size_t n = 1024, len = n * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED, uri, 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	for (size_t i = 0; i < n; i++)
+		pattern(p + i * PG, i, i % 3 == 0);
+	for (size_t i = 0; i < n; i++)
+		CHECKF(check_page(p + i * PG, i, i % 3 == 0), "page %zu", i);
+	struct hm_tier_stats fs;
+	CHECK(hm_tier_stats(hm_chain_tier(ch, 2), &fs) == 0);
+	CHECK(fs.pages > 0 && fs.capacity_bytes == 8u << 20);
+	struct hm_stats st;
+	CHECK(hm_store_stats(hm_chain_tier(ch, 2), &st) == 0);
+	CHECK(st.bytes_written >= fs.pages * PG && st.bytes_read > 0);
+	CHECK(hmunmap(p, len) == 0);
+}
+
+static void t_api_form(void)
+{
+	struct hm_store *ch;
+	struct hm_cache *c;
+	struct hm_region *r;
+	size_t len = 8 << 20;
+
+	CHECK(hm_store_open(&ch, "tiers:dram:1M,tiering=none>zstd:2M,level=3>mem:8M", 0) == 0);
+	CHECK(hm_chain_cache(ch, &c) == 0);
+	CHECK(hm_cache_budget(c) == 1 << 20);
+	CHECK(hm_region_map(&r, c, ch, 0, len, PROT_READ | PROT_WRITE, HM_CACHED, 0) == 0);
+	/* One region at a time. */
+	struct hm_region *r2;
+	CHECK(hm_region_map(&r2, c, ch, 0, len, PROT_READ | PROT_WRITE, HM_CACHED, 0) == -EBUSY);
+	char *p = hm_region_addr(r);
+	for (size_t i = 0; i < len / PG; i += 3)
+		pattern(p + i * PG, i, true);
+	CHECK(hm_region_unmap(r) == 0);
+	/* The data stays in the chain while it is open: map it again. */
+	CHECK(hm_region_map(&r, c, ch, 0, len, PROT_READ | PROT_WRITE, HM_CACHED, 0) == 0);
+	p = hm_region_addr(r);
+	for (size_t i = 0; i < len / PG; i++) {
+		if (i % 3) {
+			CHECK(p[i * PG] == 0);
+			continue;
+		}
+		CHECKF(check_page(p + i * PG, i, true), "page %zu", i);
+	}
+	struct hm_tier_stats zs;
+	CHECK(hm_tier_stats(hm_chain_tier(ch, 1), &zs) == 0);
+	CHECK(zs.ratio > 2.0);
+	/* Tier stores belong to the chain. */
+	CHECK(hm_store_close(hm_chain_tier(ch, 1)) == -EBUSY);
+	CHECK(hm_store_close(ch) == -EBUSY);
+	CHECK(hm_region_unmap(r) == 0);
+	CHECK(hm_store_close(ch) == 0);
+	/* Bad arguments. */
+	struct hm_store *mem;
+	CHECK(hm_store_open(&mem, "mem:1M", 0) == 0);
+	CHECK(hm_chain_tiers(mem) == -EINVAL);
+	CHECK(hm_chain_tier(mem, 0) == NULL);
+	CHECK(hm_chain_cache(mem, &c) == -EINVAL);
+	CHECK(hm_tier_index(mem) == -ENOENT);
+	CHECK(hm_tier_get(mem) == -ENOENT);
+	CHECK(hm_tier_set(mem, 0) == -ENOENT);
+	struct hm_tier_stats ts;
+	CHECK(hm_tier_stats(mem, &ts) == -EINVAL);
+	CHECK(hm_store_close(mem) == 0);
+	CHECK(hm_store_open(&ch, "tiers:lz4:1M>mem:1M", 0) == 0);
+	CHECK(hm_chain_cache(ch, &c) == -ENOENT);
+	CHECK(hm_chain_tier(ch, 3) == NULL);
+	CHECK(hm_chain_tier(ch, -1) == NULL);
+	CHECK(hm_tier_set(hm_chain_tier(ch, 0), HM_TIER_EXPLICIT) == -EINVAL);
+	CHECK(hm_tier_set(hm_chain_tier(ch, 1), HM_TIER_EMERGENCY) == -EINVAL);
+	CHECK(hm_tier_set(hm_chain_tier(ch, 1), 0x80) == -EINVAL);
+	CHECK(hm_store_close(ch) == 0);
+}
+
+static void t_explicit_emergency(void)
+{
+	/* lz4's pool holds 16 raw pages; the mem tier is explicit-only. */
+	size_t n = 64, len = n * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+			"tiers:dram:1M,tiering=none > lz4:64K > explicit:mem:4M", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	struct hm_store *z = hm_chain_tier(ch, 1), *m = hm_chain_tier(ch, 2);
+	CHECK(hm_tier_get(m) == HM_TIER_EXPLICIT);
+	for (size_t i = 0; i < n; i++)
+		pattern(p + i * PG, i, false);
+	/* Pushing everything down: lz4 fills, the explicit tier takes nothing. */
+	CHECK(hm_advise(p, 8 * PG, HM_ADV_DONTNEED) == 0);
+	CHECK(hm_advise(p, len, HM_ADV_DONTNEED) == -ENOSPC);
+	struct hm_tier_stats zs, ms;
+	CHECK(hm_tier_stats(z, &zs) == 0 && hm_tier_stats(m, &ms) == 0);
+	CHECKF(ms.pages == 0, "explicit tier got %llu pages", (unsigned long long)ms.pages);
+	CHECK(zs.pages > 0 && zs.pages < n);
+	for (size_t i = 0; i < n; i++)
+		CHECKF(check_page(p + i * PG, i, false), "page %zu lost", i);
+	/* The emergency setting lets implicit pages in when the others are full. */
+	CHECK(hm_tier_set(m, HM_TIER_EXPLICIT | HM_TIER_EMERGENCY) == 0);
+	CHECK(hm_tier_get(m) == (HM_TIER_EXPLICIT | HM_TIER_EMERGENCY));
+	CHECKF(hm_advise(p, len, HM_ADV_DONTNEED) == 0, "%s", hm_errormsg());
+	CHECK(hm_tier_stats(z, &zs) == 0 && hm_tier_stats(m, &ms) == 0);
+	CHECK(ms.pages > 0 && zs.pages + ms.pages == n);
+	for (size_t i = 0; i < n; i++)
+		CHECKF(check_page(p + i * PG, i, false), "page %zu lost", i);
+	CHECK(hmunmap(p, len) == 0);
+}
+
+static void t_controls(void)
+{
+	size_t len = 4 << 20;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+			"tiers:dram:1M>lz4:4M", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	CHECK(hm_store_ctl(ch, "tiering=none") == 0);
+	CHECK(hm_store_ctl(ch, "tiering=hotness:threshold=2,decay=500") == 0);
+	CHECK(hm_store_ctl(ch, "tiering=hotness:threshold=0") == -EINVAL);
+	CHECK(hm_store_ctl(ch, "tiering=bogus") == -EINVAL);
+	CHECK(hm_store_ctl(ch, "rate=64M") == 0);
+	CHECK(hm_store_ctl(ch, "rate=12") == -EINVAL);
+	CHECK(hm_store_ctl(ch, "hot=0.5") == 0);
+	CHECK(hm_store_ctl(ch, "period=5") == -EINVAL);
+	CHECK(hm_store_ctl(ch, "cache=lru") == -EINVAL);
+	CHECK(hm_store_ctl(ch, "nokey=1") == -EINVAL);
+	CHECK(hm_store_ctl(ch, "rate") == -EINVAL);
+	memset(p, 1, len);
+	CHECK(hmunmap(p, len) == 0);
+	size_t n;
+	const struct hm_tier_policy_ops *const *l = hm_tier_policy_list(&n);
+	CHECK(n >= 2 && !strcmp(l[0]->name, "none") && !strcmp(l[1]->name, "hotness"));
+}
+
+struct hot_run {
+	char *p;
+	size_t hot_pages, pages;
+	_Atomic int stop;
+};
+
+static void *hot_worker(void *arg)
+{
+	struct hot_run *h = arg;
+	uint64_t s = 99;
+
+	while (!atomic_load(&h->stop)) {
+		uint64_t x = tu_rnd(&s);
+		size_t i = (x % 10) ? (x >> 8) % h->hot_pages : h->hot_pages + (x >> 8) % (h->pages - h->hot_pages);
+		volatile uint64_t *w = (volatile uint64_t *)(h->p + i * PG + ((x >> 40) % 512) * 8);
+		*w += 1;
+	}
+	return NULL;
+}
+
+static void t_autotier_keeps_hot_set(void)
+{
+	/* 16 MiB over 4 MiB of DRAM; 90% of updates go to the first 1 MiB. */
+	size_t pages = 4096, hot = 256, len = pages * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+			"tiers:dram:4M,tiering=hotness,period=50 > lz4:16M > mem:32M", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	for (size_t i = 0; i < pages; i++)
+		pattern(p + i * PG, i, true);
+	struct hot_run h = { .p = p, .hot_pages = hot, .pages = pages };
+	pthread_t th;
+	CHECK(pthread_create(&th, NULL, hot_worker, &h) == 0);
+	/* Placement, not speed: wait (up to 30 s) for 90% of the hot set to be in DRAM. */
+	struct hm_tier_stats s0 = { 0 };
+	size_t in_dram = 0;
+	for (int w = 0; w < 300; w++) {
+		struct timespec ts = { 0, 100 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+		hm_tier_stats(hm_chain_tier(ch, 0), &s0);
+		in_dram = 0;
+		for (size_t i = 0; i < hot; i++)
+			in_dram += status_of(p + i * PG) == 0;
+		if (in_dram >= hot * 9 / 10 && s0.hot_pages >= hot * 9 / 10)
+			break;
+	}
+	atomic_store(&h.stop, 1);
+	pthread_join(th, NULL);
+	CHECKF(s0.promoted > 0 && s0.sampled > 0, "promoted %llu sampled %llu",
+	       (unsigned long long)s0.promoted, (unsigned long long)s0.sampled);
+	CHECKF(s0.hot_pages >= hot * 9 / 10, "only %llu hot pages of %zu",
+	       (unsigned long long)s0.hot_pages, hot);
+	CHECKF(in_dram >= hot * 9 / 10, "only %zu of %zu hot pages in DRAM", in_dram, hot);
+	/* Hot pages stay within their share of the budget. */
+	CHECK(s0.hot_pages * PG <= (4u << 20) * 3 / 4);
+	CHECK(hmunmap(p, len) == 0);
+}
+
+int main(void)
+{
+	RUN(t_uri_errors);
+	RUN(t_zero_without_store);
+	RUN(t_chain_order_and_exclusive);
+	RUN(t_file_tier);
+	RUN(t_api_form);
+	RUN(t_explicit_emergency);
+	RUN(t_controls);
+	RUN(t_autotier_keeps_hot_set);
+	tu_cleanup();
+	return test_done();
+}
