@@ -159,6 +159,44 @@ static void test_resize(void)
 	free(ref);
 }
 
+/*
+ * Only reading a writable region writes nothing back, however its pages
+ * came in: asynchronous readahead leaves an unmapped marker page in each
+ * window, which a harvest must not take for a written page.
+ */
+static void test_reads_write_nothing(void)
+{
+	struct hm_cache *c;
+	struct hm_store *s;
+	struct hm_region *r;
+	struct hm_stats st;
+	const size_t len = 16 << 20;
+	unsigned char *ref = tu_make_file(path, len, 91), *b;
+	uint64_t sum = 0;
+
+	CHECK(ref);
+	CHECK(hm_cache_new(&c, 2 << 20, "clock") == 0);
+	CHECK(hm_store_open(&s, path, 0) == 0);
+	CHECK(hm_region_map(&r, c, s, 0, len, PROT_READ | PROT_WRITE, HM_CACHED, 4096) == 0);
+	b = hm_region_addr(r);
+	CHECK(hm_advise(b, len, HM_ADV_SEQUENTIAL) == 0);
+	/* Stop mid-region: the windows read ahead past the stop keep their markers. */
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < len / 2 + 12345; i += 4096)
+			sum += b[i + 7];
+	CHECK(hm_sync(b, len, MS_SYNC) == 0);
+	CHECK(hm_region_stats(r, &st) == 0);
+	CHECK(st.readahead > 0 && st.evictions > 0);
+	CHECKF(st.writebacks == 0 && st.bytes_written == 0,
+	       "%llu pages written back after reads only (sum %llu)",
+	       (unsigned long long)st.writebacks, (unsigned long long)sum);
+	CHECK(hm_region_unmap(r) == 0);
+	CHECK(tu_cmp_file(path, ref, len) == -1);
+	CHECK(hm_store_close(s) == 0);
+	CHECK(hm_cache_free(c) == 0);
+	free(ref);
+}
+
 static void test_advise(void)
 {
 	struct hm_cache *c;
@@ -391,6 +429,7 @@ int main(void)
 	RUN(test_sigbus_mode);
 	RUN(test_budget_two_regions);
 	RUN(test_resize);
+	RUN(test_reads_write_nothing);
 	RUN(test_advise);
 	tu_cleanup();
 	return test_done();

@@ -32,7 +32,17 @@ void hm__mark_written(void *ctx, uintptr_t addr, size_t len)
 
 	for (uint64_t i = first; i <= last; i++) {
 		struct hm_page *p = hm__page(r, i, false);
-		if (p && (atomic_load(&p->st) & HM_ST_MASK) != HM_ST_EMPTY) {
+		uint32_t st = p ? atomic_load(&p->st) : HM_ST_EMPTY;
+
+		/*
+		 * An asynchronous readahead marker has a frame but was never
+		 * mapped: with neither a PTE nor a uffd-wp marker it looks
+		 * written, yet nothing could have written it. Writing it back
+		 * would cost the store a write (a remote round trip) for nothing.
+		 */
+		if ((st & (HM_PG_RAMARK | HM_PG_UNMAPPED)) == (HM_PG_RAMARK | HM_PG_UNMAPPED))
+			continue;
+		if ((st & HM_ST_MASK) != HM_ST_EMPTY) {
 			uint32_t old = atomic_fetch_or(&p->st, HM_PG_DIRTY);
 			/* Written, so reached (an unmapped readahead marker only looks written). */
 			if ((old & (HM_PG_RA | HM_PG_RAMARK)) == HM_PG_RA)
