@@ -13,6 +13,7 @@ int hm_cli_policies(int argc, char **argv);
 int hm_cli_stores(int argc, char **argv);
 int hm_cli_ls(int argc, char **argv);
 int hm_cli_tiers(int argc, char **argv); /* cli/tiers.c */
+int hm_cli_bench(int argc, char **argv);
 /* Live statistics and probes (cli/stat.c, cli/top.c, cli/probe.c). */
 int hm_cli_stat(int argc, char **argv);
 int hm_cli_top(int argc, char **argv);

@@ -20,6 +20,7 @@ static const struct {
 	{ "stores", hm_cli_stores, "list the store kinds (URI schemes)" },
 	{ "ls", hm_cli_ls, "list the machine's memory: NUMA/CXL nodes, DAX, pmem, block" },
 	{ "tiers", hm_cli_tiers, "tier chains: policies, show a chain, the evacuation example" },
+	{ "bench", hm_cli_bench, "workloads on hmmap beside kernel mmap and a pread pool" },
 	{ "stat", hm_cli_stat, "print the live statistics of an hmmap process" },
 	{ "top", hm_cli_top, "show every hmmap process and region, live" },
 	{ "probe", hm_cli_probe, "measure a store's latency and bandwidth" },

@@ -1,0 +1,1612 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `hmmap bench` - workloads on hmmap beside the kernel's mmap of the same
+ * data and a pread buffer pool of the same budget, in one run.
+ *
+ * The parent parses the options into a grid of rows (workload x system x
+ * cache x page size x policy x fault mode x threads), generates each data
+ * file once, and runs every (row, repetition) in its own forked child:
+ * hmmap reads HMMAP_FAULT_MODE once per process, a child gives each run a
+ * fresh process (no cache, no mapping, no allocator state left from the
+ * previous one), and the parent can drop the kernel's caches between cold
+ * runs. The parent itself never starts hmmap's engine. A child sends one
+ * `struct cres` through a pipe; a child that dies sends nothing, and its
+ * run is reported as failed.
+ *
+ * Repetitions are interleaved (run 1 of every row, then run 2, ...), so a
+ * change in the machine's load spreads over all rows instead of landing on
+ * one. Every row reports the median over its runs.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hmmap.h"
+#include "bench.h"
+#include "cli.h"
+
+#define MAXL         16 /* entries per option list */
+#define MAX_RUNS     99
+#define MAX_THREADS  64
+#define TMPFS_MAGIC_ 0x01021994
+
+static const char *const wl_names[W_COUNT] = {
+    "seq", "rand", "zipf", "hotset", "hotscan", "chase", "rwmix", "bfs", "sort", "stream",
+};
+static const char *const sys_names[S_COUNT] = {"hmmap", "mmap-cold", "mmap-warm", "pread"};
+static const char *const kind_names[] = {"array", "graph", "keys", "stream"};
+
+/* What a child sends back. */
+struct cres {
+	struct bout o;
+	uint64_t faults, misses, evictions, writebacks, bytes_read;
+	int has_stats;
+};
+
+struct row {
+	int wl, sys, threads;
+	char cache_spec[32];
+	uint64_t cache, page;
+	const char *policy, *fmode, *mode, *advice;
+	int nrun, nfail;
+	struct cres run[MAX_RUNS];
+	char err[256];
+	/* summary */
+	double secs, rate, ratio;
+	int has_ratio, med;
+	uint64_t bad;
+	int cross_bad;
+};
+
+struct opts {
+	int wl[W_COUNT], nwl;
+	int sys[S_COUNT], nsys;
+	char *cache[MAXL];
+	int ncache;
+	uint64_t page[MAXL];
+	int npage;
+	char *policy[MAXL];
+	int npolicy;
+	char *fmode[MAXL];
+	int nfmode;
+	char *mode[MAXL];
+	int nmode;
+	char *advice[MAXL];
+	int nadvice;
+	int threads[MAXL];
+	int nthreads;
+	const char *store, *file, *dir, *plot;
+	uint64_t size, scale, ops, scan_every;
+	int runs, passes, baseline, csv, json, progress, keep, timeout;
+	double alpha, hot_frac, hot_share, wfrac;
+};
+
+static char *dup_list_buf[32];
+
+/*
+ * What a signal that stops the parent must clean up: the running child
+ * (which would go on reading and writing) and the generated data files.
+ */
+static volatile pid_t cur_child;
+static char gen_paths[4][4200];
+static volatile int gen_live[4];
+
+static void on_signal(int sig)
+{
+	if (cur_child > 0)
+		kill(cur_child, SIGKILL);
+	for (int i = 0; i < 4; i++)
+		if (gen_live[i])
+			unlink(gen_paths[i]);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int usage_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fprintf(stderr, "hmmap bench: ");
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n(`hmmap bench --help` lists the options)\n");
+	return 2;
+}
+
+static void bench_usage(FILE *f)
+{
+	fprintf(
+	    f,
+	    "usage: hmmap bench [OPTIONS]\n"
+	    "\n"
+	    "Runs workloads on hmmap, the kernel's mmap of the same data (cold and warm)\n"
+	    "and a pread buffer pool of the same budget, side by side in one run, and\n"
+	    "prints a table of medians with the ratio to a baseline. Options that take a\n"
+	    "LIST accept comma-separated values; every combination is run (a grid).\n"
+	    "\n"
+	    "What to run:\n"
+	    "  --workload LIST     seq, rand, zipf, hotset, hotscan, chase, rwmix, bfs, sort,\n"
+	    "                      stream, or all (default all)\n"
+	    "  --system LIST       hmmap, mmap-cold, mmap-warm, pread, or all (default all)\n"
+	    "  --baseline SYSTEM   the ratio column divides by this system's rate\n"
+	    "                      (default mmap-cold, or the first system listed)\n"
+	    "  --runs N            repetitions of every row; the table shows medians (3)\n"
+	    "  --timeout S         stop a run after S seconds and report it as failed\n"
+	    "  --threads LIST      worker threads, 1..%d (1)\n"
+	    "\n"
+	    "hmmap and the pool:\n"
+	    "  --cache LIST        budget: a size (64M) or a share of the data (25%%); also the\n"
+	    "                      pool's budget (default 25%%, a quarter of the data)\n"
+	    "  --page-size LIST    4K..2M, a power of two; hmmap's region page and the\n"
+	    "                      pool's frame (4K)\n"
+	    "  --policy LIST       hmmap's replacement policy (clock); `hmmap policies`\n"
+	    "  --fault-mode LIST   auto, thread, sigbus (default $HMMAP_FAULT_MODE or auto)\n"
+	    "  --mode LIST         region mode: cached (direct, hybrid: when supported)\n"
+	    "  --advice LIST       hm_advise() of the whole region before the run: normal\n"
+	    "                      (adaptive readahead), random (none), sequential (normal)\n"
+	    "  --store URI         hmmap's store (default file: of the data file). The data\n"
+	    "                      is copied into it before timing; %%s in URI is replaced\n"
+	    "                      by the data file's size, e.g. 'mem:%%s,read_ns=2000'\n"
+	    "\n"
+	    "Data (generated in DIR, deleted afterwards unless --keep):\n"
+	    "  --size SIZE         data of seq..rwmix, keys of sort, the three arrays of\n"
+	    "                      stream together (256M)\n"
+	    "  --scale N           bfs graph: 2^N vertices, 16 edges each way (16; 20 is\n"
+	    "                      264 MiB)\n"
+	    "  --dir DIR           where data files go (default $TMPDIR, else /tmp; a tmpfs\n"
+	    "                      is replaced by /var/tmp: a cold mmap needs a disk)\n"
+	    "  --file PATH         the data file itself (one data kind only); kept, and\n"
+	    "                      reused when it holds the same data\n"
+	    "  --keep              keep the generated files, and reuse kept ones\n"
+	    "\n"
+	    "Workload parameters:\n"
+	    "  --ops N             operations per thread of rand..rwmix and chase (100000)\n"
+	    "  --alpha A           zipf exponent (0.99)\n"
+	    "  --hot-fraction F    hotset/hotscan: share of items that are hot (0.1)\n"
+	    "  --hot-share F       hotset/hotscan: share of operations on them (0.9)\n"
+	    "  --rw R:W            read:write mix of rand..rwmix (defaults: rand, zipf,\n"
+	    "                      hotscan 1:0; hotset 0:1, GUPS updates; rwmix 1:1)\n"
+	    "  --scan-every N      hotscan: operations between scans of 1/(4*threads) of\n"
+	    "                      the data (ops/4)\n"
+	    "  --passes N          stream: triad passes per run (4)\n"
+	    "\n"
+	    "Output:\n"
+	    "  --csv | --json      machine-readable results on stdout instead of the table\n"
+	    "  --plot FILE.png     a bar chart of every row's speed relative to the\n"
+	    "                      baseline (gnuplot)\n"
+	    "  --progress          a progress bar with the time left on stderr (default\n"
+	    "                      when stderr is a terminal)\n"
+	    "\n"
+	    "Workloads verify what they read (the table's check column; BAD is a wrong\n"
+	    "answer). Rates: seq, sort, stream MB/s; bfs traversed edges/s; others ops/s.\n"
+	    "hmmap's figures include its faults, misses and evictions; the kernel's, the\n"
+	    "process's page faults (misses: major faults). As root the kernel's page\n"
+	    "cache is dropped before every run except mmap-warm, whose file is read\n"
+	    "into it first. Exit status: 0 all rows verified, 1 a run failed or\n"
+	    "verified BAD, 2 bad usage.\n",
+	    MAX_THREADS);
+}
+
+/* ---------------------------------------------------------------- options */
+
+/* Splits a comma list in place into at most MAXL entries. */
+static int split(char *s, char **out, int max)
+{
+	int n = 0;
+
+	for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
+		if (n == max)
+			return -1;
+		out[n++] = tok;
+	}
+	return n;
+}
+
+static int lookup(const char *const *names, int n, const char *s)
+{
+	for (int i = 0; i < n; i++)
+		if (!strcmp(names[i], s))
+			return i;
+	return -1;
+}
+
+static int parse_frac(const char *s, double *out)
+{
+	double v;
+
+	if (hm_parse_double(s, &v) || !(v >= 0 && v <= 1))
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_cache_spec(const char *s)
+{
+	uint64_t v;
+	size_t n = strlen(s);
+
+	if (n > 1 && s[n - 1] == '%') {
+		char tmp[32];
+		double d;
+		if (n >= sizeof tmp)
+			return -1;
+		memcpy(tmp, s, n - 1);
+		tmp[n - 1] = 0;
+		return hm_parse_double(tmp, &d) || !(d > 0 && d <= 1000) ? -1 : 0;
+	}
+	return hm_parse_size(s, &v) || v < 4096 || n >= 32 ? -1 : 0;
+}
+
+/* The budget a cache spec means for data of `data` bytes, in whole pages. */
+static uint64_t resolve_cache(const char *spec, uint64_t data, uint64_t page)
+{
+	size_t n = strlen(spec);
+	uint64_t v;
+
+	if (spec[n - 1] == '%') {
+		char tmp[32];
+		double d;
+		memcpy(tmp, spec, n - 1);
+		tmp[n - 1] = 0;
+		hm_parse_double(tmp, &d);
+		v = (uint64_t)((double)data * d / 100.0);
+	} else {
+		hm_parse_size(spec, &v);
+	}
+	v = v / page * page;
+	return v < page ? page : v;
+}
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+	enum {
+		O_WL = 256,
+		O_SYS,
+		O_STORE,
+		O_FILE,
+		O_SIZE,
+		O_CACHE,
+		O_POLICY,
+		O_PAGE,
+		O_FMODE,
+		O_MODE,
+		O_THREADS,
+		O_RUNS,
+		O_BASE,
+		O_ALPHA,
+		O_HOTF,
+		O_HOTS,
+		O_SCALE,
+		O_RW,
+		O_OPS,
+		O_SCAN,
+		O_PASSES,
+		O_CSV,
+		O_JSON,
+		O_PLOT,
+		O_PROG,
+		O_KEEP,
+		O_DIR,
+		O_HELP,
+		O_ADV,
+		O_TIMEOUT,
+	};
+	static const struct option lo[] = {
+	    {"workload", required_argument, 0, O_WL},
+	    {"system", required_argument, 0, O_SYS},
+	    {"store", required_argument, 0, O_STORE},
+	    {"file", required_argument, 0, O_FILE},
+	    {"size", required_argument, 0, O_SIZE},
+	    {"cache", required_argument, 0, O_CACHE},
+	    {"policy", required_argument, 0, O_POLICY},
+	    {"page-size", required_argument, 0, O_PAGE},
+	    {"fault-mode", required_argument, 0, O_FMODE},
+	    {"mode", required_argument, 0, O_MODE},
+	    {"advice", required_argument, 0, O_ADV},
+	    {"threads", required_argument, 0, O_THREADS},
+	    {"runs", required_argument, 0, O_RUNS},
+	    {"baseline", required_argument, 0, O_BASE},
+	    {"alpha", required_argument, 0, O_ALPHA},
+	    {"hot-fraction", required_argument, 0, O_HOTF},
+	    {"hot-share", required_argument, 0, O_HOTS},
+	    {"scale", required_argument, 0, O_SCALE},
+	    {"rw", required_argument, 0, O_RW},
+	    {"ops", required_argument, 0, O_OPS},
+	    {"scan-every", required_argument, 0, O_SCAN},
+	    {"passes", required_argument, 0, O_PASSES},
+	    {"csv", no_argument, 0, O_CSV},
+	    {"json", no_argument, 0, O_JSON},
+	    {"plot", required_argument, 0, O_PLOT},
+	    {"progress", no_argument, 0, O_PROG},
+	    {"keep", no_argument, 0, O_KEEP},
+	    {"timeout", required_argument, 0, O_TIMEOUT},
+	    {"dir", required_argument, 0, O_DIR},
+	    {"help", no_argument, 0, O_HELP},
+	    {0, 0, 0, 0},
+	};
+	const char *base = NULL, *env_mode = getenv("HMMAP_FAULT_MODE");
+	static char def_cache[] = "25%", def_policy[] = "clock", def_mode[] = "cached";
+	static char def_adv[] = "normal";
+	static char def_fmode[16];
+	char *list[MAXL];
+	int opt, n, ndup = 0;
+	uint64_t v;
+
+	memset(o, 0, sizeof *o);
+	o->size = 256ull << 20;
+	o->scale = 16;
+	o->ops = 100000;
+	o->runs = 3;
+	o->passes = 4;
+	o->alpha = 0.99;
+	o->hot_frac = 0.1;
+	o->hot_share = 0.9;
+	o->wfrac = -1;
+	o->baseline = -1;
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		char *arg = optarg;
+		if (arg && (opt == O_WL || opt == O_SYS || opt == O_CACHE || opt == O_PAGE ||
+		            opt == O_POLICY || opt == O_FMODE || opt == O_MODE ||
+		            opt == O_THREADS || opt == O_ADV || opt == O_RW)) {
+			/* Lists are split in place: keep a private copy of the argument. */
+			if (ndup == (int)(sizeof dup_list_buf / sizeof dup_list_buf[0]))
+				return usage_err("too many list options%s", "");
+			arg = dup_list_buf[ndup++] = strdup(optarg);
+			if (!arg)
+				return 1;
+		}
+		switch (opt) {
+		case O_WL:
+		case O_SYS:
+			n = split(arg, list, MAXL);
+			if (n <= 0)
+				return usage_err("empty or too long list '%s'", optarg);
+			if (opt == O_WL)
+				o->nwl = 0;
+			else
+				o->nsys = 0;
+			for (int i = 0; i < n; i++) {
+				int all = !strcmp(list[i], "all");
+				int lim = opt == O_WL ? W_COUNT : S_COUNT;
+				int k = lookup(opt == O_WL ? wl_names : sys_names, lim, list[i]);
+				if (k < 0 && !all)
+					return usage_err(opt == O_WL
+					                     ? "unknown workload '%s' (seq, rand, "
+					                       "zipf, hotset, hotscan, chase, "
+					                       "rwmix, bfs, sort, stream, all)"
+					                     : "unknown system '%s' (hmmap, "
+					                       "mmap-cold, mmap-warm, pread, all)",
+					                 list[i]);
+				for (int x = all ? 0 : k; x < (all ? lim : k + 1); x++) {
+					int *arr = opt == O_WL ? o->wl : o->sys;
+					int *cnt = opt == O_WL ? &o->nwl : &o->nsys;
+					int dupl = 0;
+					for (int y = 0; y < *cnt; y++)
+						dupl |= arr[y] == x;
+					if (!dupl)
+						arr[(*cnt)++] = x;
+				}
+			}
+			break;
+		case O_STORE:
+			if (!*optarg)
+				return usage_err("empty store URI%s", "");
+			o->store = optarg;
+			break;
+		case O_FILE:
+			if (!*optarg)
+				return usage_err("empty file name%s", "");
+			o->file = optarg;
+			break;
+		case O_DIR:
+			o->dir = optarg;
+			break;
+		case O_PLOT:
+			if (!*optarg)
+				return usage_err("empty plot file name%s", "");
+			o->plot = optarg;
+			break;
+		case O_SIZE:
+			if (hm_parse_size(arg, &o->size) || o->size < (64u << 10) ||
+			    o->size > (1ull << 40))
+				return usage_err("bad --size '%s' (64K..1T)", optarg);
+			break;
+		case O_CACHE:
+			n = split(arg, o->cache, MAXL);
+			if (n <= 0)
+				return usage_err("empty or too long list '%s'", optarg);
+			for (int i = 0; i < n; i++)
+				if (parse_cache_spec(o->cache[i]))
+					return usage_err(
+					    "bad cache size '%s' (a size of at least 4K, "
+					    "or a share like 25%%)",
+					    o->cache[i]);
+			o->ncache = n;
+			break;
+		case O_PAGE:
+			n = split(arg, list, MAXL);
+			if (n <= 0)
+				return usage_err("empty or too long list '%s'", optarg);
+			for (int i = 0; i < n; i++) {
+				if (hm_parse_size(list[i], &v) || v < 4096 || v > (2u << 20) ||
+				    (v & (v - 1)))
+					return usage_err(
+					    "bad page size '%s' (a power of two from 4K "
+					    "to 2M)",
+					    list[i]);
+				o->page[i] = v;
+			}
+			o->npage = n;
+			break;
+		case O_POLICY:
+			n = split(arg, o->policy, MAXL);
+			if (n <= 0)
+				return usage_err("empty or too long list '%s'", optarg);
+			for (int i = 0; i < n; i++) {
+				const struct hm_policy_ops *pops;
+				const char *popts;
+				if (hm_policy_lookup(o->policy[i], &pops, &popts))
+					return usage_err(
+					    "unknown policy '%s' (`hmmap policies` lists "
+					    "them)",
+					    o->policy[i]);
+			}
+			o->npolicy = n;
+			break;
+		case O_FMODE:
+			n = split(arg, o->fmode, MAXL);
+			if (n <= 0)
+				return usage_err("empty or too long list '%s'", optarg);
+			for (int i = 0; i < n; i++)
+				if (strcmp(o->fmode[i], "auto") && strcmp(o->fmode[i], "thread") &&
+				    strcmp(o->fmode[i], "sigbus"))
+					return usage_err(
+					    "bad fault mode '%s' (auto, thread, sigbus)",
+					    o->fmode[i]);
+			o->nfmode = n;
+			break;
+		case O_MODE:
+			n = split(arg, o->mode, MAXL);
+			if (n <= 0)
+				return usage_err("empty or too long list '%s'", optarg);
+			for (int i = 0; i < n; i++)
+				if (strcmp(o->mode[i], "cached") && strcmp(o->mode[i], "direct") &&
+				    strcmp(o->mode[i], "hybrid"))
+					return usage_err("bad mode '%s' (cached, direct, hybrid)",
+					                 o->mode[i]);
+			o->nmode = n;
+			break;
+		case O_ADV:
+			n = split(arg, o->advice, MAXL);
+			if (n <= 0)
+				return usage_err("empty or too long list '%s'", optarg);
+			for (int i = 0; i < n; i++)
+				if (strcmp(o->advice[i], "normal") &&
+				    strcmp(o->advice[i], "random") &&
+				    strcmp(o->advice[i], "sequential"))
+					return usage_err(
+					    "bad advice '%s' (normal, random, sequential)",
+					    o->advice[i]);
+			o->nadvice = n;
+			break;
+		case O_THREADS:
+			n = split(arg, list, MAXL);
+			if (n <= 0)
+				return usage_err("empty or too long list '%s'", optarg);
+			for (int i = 0; i < n; i++) {
+				if (hm_parse_u64(list[i], &v) || v < 1 || v > MAX_THREADS)
+					return usage_err("bad thread count '%s' (1..64)", list[i]);
+				o->threads[i] = (int)v;
+			}
+			o->nthreads = n;
+			break;
+		case O_RUNS:
+			if (hm_parse_u64(arg, &v) || v < 1 || v > MAX_RUNS)
+				return usage_err("bad --runs '%s' (1..99)", optarg);
+			o->runs = (int)v;
+			break;
+		case O_TIMEOUT:
+			if (hm_parse_u64(arg, &v) || v < 1 || v > 86400)
+				return usage_err("bad --timeout '%s' (1..86400 seconds)", optarg);
+			o->timeout = (int)v;
+			break;
+		case O_PASSES:
+			if (hm_parse_u64(arg, &v) || v < 1 || v > 1000)
+				return usage_err("bad --passes '%s' (1..1000)", optarg);
+			o->passes = (int)v;
+			break;
+		case O_BASE:
+			base = optarg;
+			if (lookup(sys_names, S_COUNT, base) < 0)
+				return usage_err("unknown baseline system '%s' (hmmap, mmap-cold, "
+				                 "mmap-warm, pread)",
+				                 optarg);
+			break;
+		case O_ALPHA:
+			if (hm_parse_double(arg, &o->alpha) || !(o->alpha > 0 && o->alpha <= 10))
+				return usage_err("bad --alpha '%s' (more than 0, at most 10)",
+				                 optarg);
+			break;
+		case O_HOTF:
+			if (parse_frac(arg, &o->hot_frac) || o->hot_frac <= 0)
+				return usage_err("bad --hot-fraction '%s' (more than 0, at most 1)",
+				                 optarg);
+			break;
+		case O_HOTS:
+			if (parse_frac(arg, &o->hot_share))
+				return usage_err("bad --hot-share '%s' (0..1)", optarg);
+			break;
+		case O_SCALE:
+			if (hm_parse_u64(arg, &o->scale) || o->scale < 4 || o->scale > 24)
+				return usage_err("bad --scale '%s' (4..24)", optarg);
+			break;
+		case O_OPS:
+			if (hm_parse_u64(arg, &o->ops) || o->ops < 1 || o->ops > (1ull << 40))
+				return usage_err("bad --ops '%s' (a positive count)", optarg);
+			break;
+		case O_SCAN:
+			if (hm_parse_u64(arg, &o->scan_every) || o->scan_every < 1)
+				return usage_err("bad --scan-every '%s' (a positive count)",
+				                 optarg);
+			break;
+		case O_RW: {
+			char *colon = strchr(arg, ':');
+			uint64_t r, w;
+			if (!colon)
+				return usage_err("bad --rw '%s' (R:W, e.g. 3:1)", optarg);
+			*colon = 0;
+			if (hm_parse_u64(arg, &r) || hm_parse_u64(colon + 1, &w) || r + w == 0 ||
+			    r > 1000000 || w > 1000000)
+				return usage_err("bad --rw '%s' (R:W, e.g. 3:1)", optarg);
+			o->wfrac = (double)w / (double)(r + w);
+			break;
+		}
+		case O_CSV:
+			o->csv = 1;
+			break;
+		case O_JSON:
+			o->json = 1;
+			break;
+		case O_PROG:
+			o->progress = 1;
+			break;
+		case O_KEEP:
+			o->keep = 1;
+			break;
+		case O_HELP:
+		case 'h':
+			bench_usage(stdout);
+			return -1;
+		default:
+			if (optopt >= 256)
+				return usage_err("option '%s' needs a value", argv[optind - 1]);
+			if (optopt)
+				return usage_err("unknown option '-%c'", optopt);
+			return usage_err("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return usage_err("unexpected argument '%s'", argv[optind]);
+	if (o->csv && o->json)
+		return usage_err("--csv and --json exclude each other%s", "");
+	if (!o->nwl)
+		for (int i = 0; i < W_COUNT; i++)
+			o->wl[o->nwl++] = i;
+	if (!o->nsys)
+		for (int i = 0; i < S_COUNT; i++)
+			o->sys[o->nsys++] = i;
+	if (!o->ncache) {
+		o->cache[0] = def_cache;
+		o->ncache = 1;
+	}
+	if (!o->npage) {
+		o->page[0] = 4096;
+		o->npage = 1;
+	}
+	if (!o->npolicy) {
+		o->policy[0] = def_policy;
+		o->npolicy = 1;
+	}
+	if (!o->nfmode) {
+		snprintf(def_fmode, sizeof def_fmode, "%s",
+		         env_mode && (!strcmp(env_mode, "thread") || !strcmp(env_mode, "sigbus"))
+		             ? env_mode
+		             : "auto");
+		o->fmode[0] = def_fmode;
+		o->nfmode = 1;
+	}
+	if (!o->nmode) {
+		o->mode[0] = def_mode;
+		o->nmode = 1;
+	}
+	if (!o->nadvice) {
+		o->advice[0] = def_adv;
+		o->nadvice = 1;
+	}
+	if (!o->nthreads) {
+		o->threads[0] = 1;
+		o->nthreads = 1;
+	}
+	if (base) {
+		o->baseline = lookup(sys_names, S_COUNT, base);
+	} else {
+		o->baseline = o->sys[0];
+		for (int i = 0; i < o->nsys; i++)
+			if (o->sys[i] == S_MMAP_COLD)
+				o->baseline = S_MMAP_COLD;
+	}
+	if (o->file) {
+		int k0 = bench_data_kind(o->wl[0]);
+		for (int i = 1; i < o->nwl; i++)
+			if (bench_data_kind(o->wl[i]) != k0)
+				return usage_err(
+				    "--file holds one kind of data; the workloads listed "
+				    "need several%s",
+				    "");
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- the grid */
+
+/* Appends one row; -ENOMEM if the array cannot grow. */
+static int push_row(struct row **rows, int *n, int *cap, const struct row *x)
+{
+	if (*n == *cap) {
+		int ncap = *cap ? 2 * *cap : 16;
+		struct row *nr = realloc(*rows, (size_t)ncap * sizeof *nr);
+		if (!nr)
+			return -ENOMEM;
+		*rows = nr;
+		*cap = ncap;
+	}
+	(*rows)[(*n)++] = *x;
+	return 0;
+}
+
+/*
+ * The grid: for each workload, thread count and system, every combination
+ * of the lists that apply to that system (cache and page size to hmmap and
+ * the pool; policy, fault mode, mode and advice to hmmap only). Index k is
+ * decoded into one entry of each list, the last list varying fastest.
+ */
+static int add_rows(const struct opts *o, struct row **rows, int *nrows)
+{
+	int cap = 0, n = 0;
+
+	*rows = NULL;
+	for (int w = 0; w < o->nwl; w++)
+		for (int t = 0; t < o->nthreads; t++)
+			for (int s = 0; s < o->nsys; s++) {
+				int sys = o->sys[s], hm = sys == S_HMMAP;
+				int sized = hm || sys == S_PREAD;
+				int len[6] = {sized ? o->ncache : 1, sized ? o->npage : 1,
+				              hm ? o->npolicy : 1,   hm ? o->nfmode : 1,
+				              hm ? o->nmode : 1,     hm ? o->nadvice : 1};
+				int total = 1, idx[6];
+				for (int i = 0; i < 6; i++)
+					total *= len[i];
+				for (int k = 0; k < total; k++) {
+					struct row x;
+					int rest = k;
+					for (int i = 5; i >= 0; i--) {
+						idx[i] = rest % len[i];
+						rest /= len[i];
+					}
+					memset(&x, 0, sizeof x);
+					x.wl = o->wl[w];
+					x.sys = sys;
+					x.threads = o->threads[t];
+					snprintf(x.cache_spec, sizeof x.cache_spec, "%s",
+					         sized ? o->cache[idx[0]] : "-");
+					x.page = sized ? o->page[idx[1]] : 4096;
+					x.policy = hm ? o->policy[idx[2]] : "-";
+					x.fmode = hm ? o->fmode[idx[3]] : "-";
+					x.mode = hm ? o->mode[idx[4]] : "-";
+					x.advice = hm ? o->advice[idx[5]] : "-";
+					if (push_row(rows, &n, &cap, &x)) {
+						free(*rows);
+						*rows = NULL;
+						return -ENOMEM;
+					}
+				}
+			}
+	*nrows = n;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- children */
+
+static int sync_hmmap(struct bmem *m)
+{
+	return hm_sync(m->base, m->sync_len, MS_SYNC);
+}
+
+static int sync_mmap(struct bmem *m)
+{
+	return msync(m->base, m->sync_len, MS_SYNC) ? -errno : 0;
+}
+
+static int sync_pool(struct bmem *m)
+{
+	return bpool_flush(m->pool);
+}
+
+/* Copies the data file into a store that is not the file itself. */
+static int copy_into(struct hm_store *st, const char *path, uint64_t bytes, char *err, size_t len)
+{
+	struct hm_cache *c = NULL;
+	struct hm_region *r = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+
+	if (fd < 0) {
+		snprintf(err, len, "cannot open %.200s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if ((rc = hm_cache_new(&c, bytes < (64u << 20) ? bytes : 64u << 20, NULL)) ||
+	    (rc = hm_region_map(&r, c, st, 0, bytes, PROT_READ | PROT_WRITE, HM_CACHED, 0))) {
+		snprintf(err, len, "cannot map the store to fill it: %s", hm_errormsg());
+		goto out;
+	}
+	/*
+	 * Through a private buffer: in sigbus mode a system call cannot fault
+	 * region pages in, so pread() straight into the region would fail.
+	 */
+	char *dst = hm_region_addr(r), *buf = malloc(1u << 20);
+	if (!buf) {
+		rc = -ENOMEM;
+		snprintf(err, len, "out of memory");
+		goto out;
+	}
+	for (uint64_t off = 0; off < bytes;) {
+		ssize_t n =
+		    pread(fd, buf, bytes - off < (1u << 20) ? bytes - off : 1u << 20, (off_t)off);
+		if (n <= 0) {
+			rc = n < 0 ? -errno : -EIO;
+			snprintf(err, len, "cannot copy the data into the store: %s",
+			         strerror(-rc));
+			free(buf);
+			goto out;
+		}
+		memcpy(dst + off, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	free(buf);
+	if ((rc = hm_sync(dst, bytes, MS_SYNC)))
+		snprintf(err, len, "cannot sync the store: %s", hm_errormsg());
+out:
+	if (r)
+		hm_region_unmap(r);
+	if (c)
+		hm_cache_free(c);
+	close(fd);
+	return rc;
+}
+
+static void run_hmmap(const struct opts *o, const struct row *r, const struct bdata *d,
+                      const struct bparams *p, struct cres *c)
+{
+	struct hm_cache *hc = NULL;
+	struct hm_store *st = NULL;
+	struct hm_region *reg = NULL;
+	struct hm_stats s;
+	struct bmem m = {0};
+	char uri[4200];
+	int rc, flags = !strcmp(r->mode, "direct")   ? HM_DIRECT
+	                : !strcmp(r->mode, "hybrid") ? HM_HYBRID
+	                                             : HM_CACHED;
+
+	if (strcmp(r->fmode, "auto"))
+		setenv("HMMAP_FAULT_MODE", r->fmode, 1);
+	else
+		unsetenv("HMMAP_FAULT_MODE");
+	if (o->store) {
+		char sz[32];
+		const char *pc = strstr(o->store, "%s");
+		snprintf(sz, sizeof sz, "%llu", (unsigned long long)d->file_bytes);
+		if (pc)
+			snprintf(uri, sizeof uri, "%.*s%s%s", (int)(pc - o->store), o->store, sz,
+			         pc + 2);
+		else
+			snprintf(uri, sizeof uri, "%s", o->store);
+	} else {
+		snprintf(uri, sizeof uri, "file:%s", d->path);
+	}
+	if ((rc = hm_store_open(&st, uri, 0))) {
+		snprintf(c->o.err, sizeof c->o.err, "store %.100s: %s", uri, hm_errormsg());
+		goto out;
+	}
+	if (o->store) {
+		if (hm_store_size(st) < d->file_bytes) {
+			snprintf(c->o.err, sizeof c->o.err,
+			         "store %.100s holds %llu bytes; the data needs %llu", uri,
+			         (unsigned long long)hm_store_size(st),
+			         (unsigned long long)d->file_bytes);
+			goto out;
+		}
+		if (copy_into(st, d->path, d->file_bytes, c->o.err, sizeof c->o.err))
+			goto out;
+	}
+	if ((rc = hm_cache_new(&hc, r->cache, r->policy)) ||
+	    (rc = hm_region_map(&reg, hc, st, 0, d->file_bytes, PROT_READ | PROT_WRITE, flags,
+	                        r->page))) {
+		snprintf(c->o.err, sizeof c->o.err, "%s", hm_errormsg());
+		goto out;
+	}
+	if (strcmp(r->advice, "normal") &&
+	    (rc = hm_advise(hm_region_addr(reg), d->file_bytes,
+	                    !strcmp(r->advice, "random") ? HM_ADV_RANDOM : HM_ADV_SEQUENTIAL))) {
+		snprintf(c->o.err, sizeof c->o.err, "advise: %s", hm_errormsg());
+		goto out;
+	}
+	m.base = hm_region_addr(reg);
+	m.nwords = d->file_bytes / 8;
+	m.sync = sync_hmmap;
+	m.sync_len = d->file_bytes;
+	if ((rc = bench_workload(r->wl, &m, d, p, &c->o))) {
+		snprintf(c->o.err, sizeof c->o.err, "workload: %s", strerror(-rc));
+		goto out;
+	}
+	if (!hm_region_stats(reg, &s)) {
+		c->has_stats = 1;
+		c->faults = s.faults_missing + s.faults_minor + s.faults_wp;
+		c->misses = s.misses;
+		c->evictions = s.evictions;
+		c->writebacks = s.writebacks;
+		c->bytes_read = s.bytes_read;
+	}
+out:
+	if (reg && hm_region_unmap(reg) && !c->o.err[0])
+		snprintf(c->o.err, sizeof c->o.err, "unmap: %s", hm_errormsg());
+	if (hc)
+		hm_cache_free(hc);
+	if (st)
+		hm_store_close(st);
+}
+
+static void run_mmap(const struct row *r, const struct bdata *d, const struct bparams *p,
+                     struct cres *c)
+{
+	int fd = open(d->path, O_RDWR | O_CLOEXEC), rc;
+	struct rusage r0, r1;
+	struct bmem m = {0};
+	void *base;
+
+	if (fd < 0) {
+		snprintf(c->o.err, sizeof c->o.err, "open: %s", strerror(errno));
+		return;
+	}
+	base = mmap(NULL, d->file_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (base == MAP_FAILED) {
+		snprintf(c->o.err, sizeof c->o.err, "mmap: %s", strerror(errno));
+		return;
+	}
+	m.base = base;
+	m.nwords = d->file_bytes / 8;
+	m.sync = sync_mmap;
+	m.sync_len = d->file_bytes;
+	getrusage(RUSAGE_SELF, &r0);
+	rc = bench_workload(r->wl, &m, d, p, &c->o);
+	getrusage(RUSAGE_SELF, &r1);
+	if (rc)
+		snprintf(c->o.err, sizeof c->o.err, "workload: %s", strerror(-rc));
+	c->has_stats = 1;
+	c->faults = (uint64_t)(r1.ru_minflt - r0.ru_minflt + r1.ru_majflt - r0.ru_majflt);
+	c->misses = (uint64_t)(r1.ru_majflt - r0.ru_majflt);
+	munmap(base, d->file_bytes);
+}
+
+static void run_pool(const struct row *r, const struct bdata *d, const struct bparams *p,
+                     struct cres *c)
+{
+	struct bpool *pool;
+	struct bmem m = {0};
+	int rc;
+
+	if (bpool_new(&pool, d->path, r->cache, r->page, r->threads, c->o.err, sizeof c->o.err))
+		return;
+	m.pool = pool;
+	m.nwords = d->file_bytes / 8;
+	m.wshift = (unsigned)__builtin_ctzll(r->page / 8);
+	m.sync = sync_pool;
+	if ((rc = bench_workload(r->wl, &m, d, p, &c->o)))
+		snprintf(c->o.err, sizeof c->o.err, "workload: %s", strerror(-rc));
+	c->has_stats = 1;
+	bpool_stats(pool, &c->misses, &c->evictions, &c->writebacks, &c->bytes_read);
+	c->faults = 0;
+	bpool_free(pool);
+}
+
+/* Before a run: a cold system starts with nothing of the file in the page cache. */
+static void prepare(int sys, const char *path, uint64_t bytes, int root)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (sys == S_MMAP_WARM) {
+		char *buf = malloc(1u << 20);
+		for (uint64_t off = 0; buf && off < bytes;) {
+			ssize_t n = pread(fd, buf, 1u << 20, (off_t)off);
+			if (n <= 0)
+				break;
+			off += (uint64_t)n;
+		}
+		free(buf);
+	} else {
+		fdatasync(fd);
+		posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+		if (root) {
+			int dc = open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC);
+			if (dc >= 0) {
+				if (write(dc, "1", 1) < 0)
+					(void)0; /* not allowed here (a container): fadvise did the
+					            file */
+				close(dc);
+			}
+		}
+	}
+	close(fd);
+}
+
+/* Runs one repetition of a row in a child; 0 with *c filled, or -1. */
+static int run_child(const struct opts *o, const struct row *r, const struct bdata *d,
+                     const struct bparams *p, struct cres *c)
+{
+	int pfd[2], st;
+	pid_t pid;
+	ssize_t n;
+
+	memset(c, 0, sizeof *c);
+	if (pipe2(pfd, O_CLOEXEC)) {
+		snprintf(c->o.err, sizeof c->o.err, "pipe: %s", strerror(errno));
+		return -1;
+	}
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0) {
+		snprintf(c->o.err, sizeof c->o.err, "fork: %s", strerror(errno));
+		close(pfd[0]);
+		close(pfd[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		struct cres res;
+		memset(&res, 0, sizeof res);
+		close(pfd[0]);
+		signal(SIGPIPE, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		if (r->sys == S_HMMAP)
+			run_hmmap(o, r, d, p, &res);
+		else if (r->sys == S_PREAD)
+			run_pool(r, d, p, &res);
+		else
+			run_mmap(r, d, p, &res);
+		n = write(pfd[1], &res, sizeof res);
+		_exit(n == (ssize_t)sizeof res ? 0 : 1);
+	}
+	close(pfd[1]);
+	cur_child = pid;
+	n = -1;
+	{
+		struct pollfd pf = {.fd = pfd[0], .events = POLLIN};
+		int pr;
+		do
+			pr = poll(&pf, 1, o->timeout > 0 ? o->timeout * 1000 : -1);
+		while (pr < 0 && errno == EINTR);
+		if (pr == 0)
+			kill(pid, SIGKILL);
+		else
+			n = read(pfd[0], c, sizeof *c);
+	}
+	close(pfd[0]);
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	cur_child = 0;
+	if (n != (ssize_t)sizeof *c) {
+		memset(c, 0, sizeof *c);
+		if (n < 0 && o->timeout > 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)
+			snprintf(c->o.err, sizeof c->o.err, "timeout: stopped after %d s",
+			         o->timeout);
+		else if (WIFSIGNALED(st))
+			snprintf(c->o.err, sizeof c->o.err, "the run died of signal %d (%s)",
+			         WTERMSIG(st), strsignal(WTERMSIG(st)));
+		else
+			snprintf(c->o.err, sizeof c->o.err, "the run failed (exit %d)",
+			         WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+		return -1;
+	}
+	return c->o.err[0] ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------- summary */
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void summarise(struct row *rows, int nrows, int baseline)
+{
+	for (int i = 0; i < nrows; i++) {
+		struct row *r = &rows[i];
+		double secs[MAX_RUNS], rates[MAX_RUNS];
+		int n = 0;
+		r->bad = 0;
+		for (int k = 0; k < r->nrun; k++) {
+			if (r->run[k].o.err[0] || r->run[k].o.secs <= 0)
+				continue;
+			secs[n] = r->run[k].o.secs;
+			rates[n] = r->run[k].o.units / r->run[k].o.secs;
+			r->bad += r->run[k].o.bad;
+			n++;
+		}
+		r->med = -1;
+		if (!n)
+			continue;
+		qsort(secs, (size_t)n, sizeof secs[0], cmp_double);
+		qsort(rates, (size_t)n, sizeof rates[0], cmp_double);
+		r->secs = n % 2 ? secs[n / 2] : (secs[n / 2 - 1] + secs[n / 2]) / 2;
+		r->rate = n % 2 ? rates[n / 2] : (rates[n / 2 - 1] + rates[n / 2]) / 2;
+		if (!strcmp(bench_unit(r->wl), "MB/s"))
+			r->rate /= 1e6;
+		/* The counters shown are those of the run nearest the median time. */
+		double best = 1e300;
+		for (int k = 0; k < r->nrun; k++)
+			if (!r->run[k].o.err[0] && fabs(r->run[k].o.secs - r->secs) < best) {
+				best = fabs(r->run[k].o.secs - r->secs);
+				r->med = k;
+			}
+	}
+	for (int i = 0; i < nrows; i++) {
+		struct row *r = &rows[i];
+		r->has_ratio = 0;
+		for (int k = 0; k < nrows; k++) {
+			struct row *b = &rows[k];
+			if (b->sys == baseline && b->wl == r->wl && b->threads == r->threads &&
+			    b->med >= 0 && r->med >= 0 && b->rate > 0) {
+				r->ratio = r->rate / b->rate;
+				r->has_ratio = 1;
+				break;
+			}
+		}
+	}
+}
+
+static const char *check_word(const struct row *r)
+{
+	if (r->med < 0)
+		return "FAILED";
+	if (r->bad || r->cross_bad)
+		return "BAD";
+	if (r->nfail)
+		return "some-failed";
+	return "ok";
+}
+
+static void human(char *buf, size_t n, double v)
+{
+	if (v >= 1e9)
+		snprintf(buf, n, "%.2fG", v / 1e9);
+	else if (v >= 1e6)
+		snprintf(buf, n, "%.2fM", v / 1e6);
+	else if (v >= 1e4)
+		snprintf(buf, n, "%.1fk", v / 1e3);
+	else
+		snprintf(buf, n, "%.1f", v);
+}
+
+static void size_str(char *buf, size_t n, uint64_t v)
+{
+	if (v && v % (1ull << 30) == 0)
+		snprintf(buf, n, "%lluG", (unsigned long long)(v >> 30));
+	else if (v && v % (1ull << 20) == 0)
+		snprintf(buf, n, "%lluM", (unsigned long long)(v >> 20));
+	else if (v && v % 1024 == 0)
+		snprintf(buf, n, "%lluK", (unsigned long long)(v >> 10));
+	else
+		snprintf(buf, n, "%llu", (unsigned long long)v);
+}
+
+static void print_table(const struct opts *o, struct row *rows, int nrows)
+{
+	printf("%-8s %-9s %-7s %-5s %-6s %-6s %-6s %3s %9s %9s %-7s %7s %9s %9s %9s %s\n",
+	       "workload", "system", "cache", "page", "policy", "fault", "advice", "thr", "seconds",
+	       "rate", "unit", "ratio", "faults", "misses", "evicted", "check");
+	for (int i = 0; i < nrows; i++) {
+		struct row *r = &rows[i];
+		char cache[24] = "-", page[24] = "-", rate[24] = "-", ratio[24] = "-";
+		char f[24] = "-", mi[24] = "-", ev[24] = "-", secs[24] = "-";
+		if (r->sys == S_HMMAP || r->sys == S_PREAD) {
+			size_str(cache, sizeof cache, r->cache);
+			size_str(page, sizeof page, r->page);
+		}
+		if (r->med >= 0) {
+			const struct cres *c = &r->run[r->med];
+			snprintf(secs, sizeof secs, "%.3f", r->secs);
+			human(rate, sizeof rate, r->rate);
+			if (r->has_ratio)
+				snprintf(ratio, sizeof ratio, "%.2fx", r->ratio);
+			if (r->sys != S_PREAD)
+				human(f, sizeof f, (double)c->faults);
+			human(mi, sizeof mi, (double)c->misses);
+			if (r->sys == S_HMMAP || r->sys == S_PREAD)
+				human(ev, sizeof ev, (double)c->evictions);
+		}
+		printf("%-8s %-9s %-7s %-5s %-6s %-6s %-6s %3d %9s %9s %-7s %7s %9s %9s %9s %s\n",
+		       wl_names[r->wl], sys_names[r->sys], cache, page, r->policy, r->fmode,
+		       !strcmp(r->advice, "sequential") ? "seq" : r->advice, r->threads, secs, rate,
+		       bench_unit(r->wl), ratio, f, mi, ev, check_word(r));
+	}
+	for (int i = 0; i < nrows; i++)
+		if (rows[i].err[0])
+			printf("  %s %s: %s\n", wl_names[rows[i].wl], sys_names[rows[i].sys],
+			       rows[i].err);
+	printf("medians of %d run%s; ratio: rate / %s's rate (higher is better)\n", o->runs,
+	       o->runs == 1 ? "" : "s", sys_names[o->baseline]);
+}
+
+static void print_csv(struct row *rows, int nrows)
+{
+	printf(
+	    "workload,system,cache_bytes,page_size,policy,fault_mode,mode,threads,runs,ok_runs,"
+	    "advice,seconds,rate,unit,ratio,faults,misses,evictions,writebacks,bytes_read,verified,"
+	    "error\n");
+	for (int i = 0; i < nrows; i++) {
+		struct row *r = &rows[i];
+		const struct cres *c = r->med >= 0 ? &r->run[r->med] : NULL;
+		char ratio[32] = "";
+		if (r->has_ratio)
+			snprintf(ratio, sizeof ratio, "%.4f", r->ratio);
+		printf(
+		    "%s,%s,%llu,%llu,%s,%s,%s,%d,%d,%d,%s,%.6f,%.6g,%s,%s,%llu,%llu,%llu,%llu,%llu,"
+		    "%s,\"",
+		    wl_names[r->wl], sys_names[r->sys],
+		    (unsigned long long)(r->sys == S_HMMAP || r->sys == S_PREAD ? r->cache : 0),
+		    (unsigned long long)r->page, r->policy, r->fmode, r->mode, r->threads, r->nrun,
+		    r->nrun - r->nfail, r->advice, r->secs, r->rate, bench_unit(r->wl), ratio,
+		    (unsigned long long)(c ? c->faults : 0),
+		    (unsigned long long)(c ? c->misses : 0),
+		    (unsigned long long)(c ? c->evictions : 0),
+		    (unsigned long long)(c ? c->writebacks : 0),
+		    (unsigned long long)(c ? c->bytes_read : 0),
+		    r->med >= 0 && !r->bad && !r->cross_bad ? "true" : "false");
+		for (const char *s = r->err; *s; s++)
+			if (*s != '"' && *s != '\n')
+				putchar(*s);
+		printf("\"\n");
+	}
+}
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			printf("\\u%04x", *s);
+		else
+			putchar(*s);
+	}
+	putchar('"');
+}
+
+static void machine(int *cpus, uint64_t *mem, char *kernel, size_t klen, double load[3])
+{
+	struct utsname u;
+
+	*cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	*mem = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+	if (!uname(&u))
+		snprintf(kernel, klen, "%s %s %s", u.sysname, u.release, u.machine);
+	else
+		snprintf(kernel, klen, "unknown");
+	if (getloadavg(load, 3) != 3)
+		load[0] = load[1] = load[2] = -1;
+}
+
+static void print_json(const struct opts *o, struct row *rows, int nrows, const char *dir)
+{
+	int cpus;
+	uint64_t mem;
+	char kernel[256];
+	double load[3];
+
+	machine(&cpus, &mem, kernel, sizeof kernel, load);
+	printf("{\n  \"tool\": \"hmmap bench\",\n  \"version\": ");
+	json_str(hm_version());
+	printf(",\n  \"machine\": {\"cpus\": %d, \"memory_bytes\": %llu, \"kernel\": ", cpus,
+	       (unsigned long long)mem);
+	json_str(kernel);
+	printf(", \"load\": [%.2f, %.2f, %.2f]},\n  \"data_dir\": ", load[0], load[1], load[2]);
+	json_str(dir);
+	printf(",\n  \"runs\": %d,\n  \"baseline\": \"%s\",\n  \"results\": [\n", o->runs,
+	       sys_names[o->baseline]);
+	for (int i = 0; i < nrows; i++) {
+		struct row *r = &rows[i];
+		const struct cres *c = r->med >= 0 ? &r->run[r->med] : NULL;
+		printf("    {\"workload\": \"%s\", \"system\": \"%s\", ", wl_names[r->wl],
+		       sys_names[r->sys]);
+		if (r->sys == S_HMMAP || r->sys == S_PREAD)
+			printf("\"cache_bytes\": %llu, \"page_size\": %llu, ",
+			       (unsigned long long)r->cache, (unsigned long long)r->page);
+		else
+			printf("\"cache_bytes\": null, \"page_size\": %llu, ",
+			       (unsigned long long)r->page);
+		printf("\"policy\": \"%s\", \"fault_mode\": \"%s\", \"mode\": \"%s\", \"advice\": "
+		       "\"%s\", "
+		       "\"threads\": %d, \"runs\": %d, \"ok_runs\": %d, ",
+		       r->policy, r->fmode, r->mode, r->advice, r->threads, r->nrun,
+		       r->nrun - r->nfail);
+		if (c)
+			printf("\"seconds\": %.6f, \"rate\": %.6g, ", r->secs, r->rate);
+		else
+			printf("\"seconds\": null, \"rate\": null, ");
+		printf("\"unit\": \"%s\", \"seconds_all\": [", bench_unit(r->wl));
+		for (int k = 0, first = 1; k < r->nrun; k++)
+			if (!r->run[k].o.err[0]) {
+				printf("%s%.6f", first ? "" : ", ", r->run[k].o.secs);
+				first = 0;
+			}
+		printf("], ");
+		if (r->has_ratio)
+			printf("\"ratio\": %.6g, ", r->ratio);
+		else
+			printf("\"ratio\": null, ");
+		printf("\"faults\": %llu, \"misses\": %llu, \"evictions\": %llu, \"writebacks\": "
+		       "%llu, "
+		       "\"bytes_read\": %llu, \"bad\": %llu, \"verified\": %s, \"error\": ",
+		       (unsigned long long)(c ? c->faults : 0),
+		       (unsigned long long)(c ? c->misses : 0),
+		       (unsigned long long)(c ? c->evictions : 0),
+		       (unsigned long long)(c ? c->writebacks : 0),
+		       (unsigned long long)(c ? c->bytes_read : 0), (unsigned long long)r->bad,
+		       c && !r->bad && !r->cross_bad ? "true" : "false");
+		if (r->err[0])
+			json_str(r->err);
+		else
+			printf("null");
+		printf("}%s\n", i + 1 < nrows ? "," : "");
+	}
+	printf("  ]\n}\n");
+}
+
+/* ---------------------------------------------------------------- plot */
+
+static int plot(const struct opts *o, struct row *rows, int nrows, const char *dir)
+{
+	char dat[4200], gp[4200];
+	FILE *f;
+	int rc, st;
+
+	snprintf(dat, sizeof dat, "%s/hmmap-bench-plot-%d.dat", dir, (int)getpid());
+	snprintf(gp, sizeof gp, "%s/hmmap-bench-plot-%d.gp", dir, (int)getpid());
+	f = fopen(dat, "w");
+	if (!f) {
+		fprintf(stderr, "hmmap bench: cannot write %s: %s\n", dat, strerror(errno));
+		return 1;
+	}
+	int n = 0;
+	for (int i = 0; i < nrows; i++) {
+		struct row *r = &rows[i];
+		char cache[24] = "", page[24] = "";
+		if (r->med < 0 || !r->has_ratio)
+			continue;
+		if (r->sys == S_HMMAP || r->sys == S_PREAD) {
+			size_str(cache, sizeof cache, r->cache);
+			size_str(page, sizeof page, r->page);
+		}
+		fprintf(f, "\"%s %s%s%s%s%s%s%s\" %d %.6g\n", wl_names[r->wl], sys_names[r->sys],
+		        cache[0] ? " " : "", cache, page[0] ? "/" : "", page,
+		        r->sys == S_HMMAP && strcmp(r->fmode, "auto") ? " " : "",
+		        r->sys == S_HMMAP && strcmp(r->fmode, "auto") ? r->fmode : "", r->sys + 1,
+		        r->ratio);
+		n++;
+	}
+	fclose(f);
+	if (!n) {
+		unlink(dat);
+		fprintf(stderr, "hmmap bench: nothing to plot (no row has a baseline figure)\n");
+		return 1;
+	}
+	f = fopen(gp, "w");
+	if (!f) {
+		unlink(dat);
+		fprintf(stderr, "hmmap bench: cannot write %s: %s\n", gp, strerror(errno));
+		return 1;
+	}
+	fprintf(
+	    f,
+	    "set terminal pngcairo size %d,600 font 'sans,9'\n"
+	    "set output '%s'\n"
+	    "set title 'hmmap bench: speed relative to %s (higher is better), medians of %d "
+	    "runs'\n"
+	    "set style fill solid 0.8 border -1\n"
+	    "set boxwidth 0.7\n"
+	    "set logscale y 2\n"
+	    "set grid ytics\n"
+	    "set ylabel 'rate / %s rate'\n"
+	    "set xtics rotate by -45 left noenhanced\n"
+	    "set bmargin 12\n"
+	    "unset key\n"
+	    "set xrange [-0.7:%d]\n"
+	    "plot '%s' using 0:3:2:xtic(1) with boxes lc variable, 1 with lines dt 2 lc 'black'\n",
+	    n * 28 + 300 > 3000 ? 3000 : n * 28 + 300, o->plot, sys_names[o->baseline], o->runs,
+	    sys_names[o->baseline], n, dat);
+	fclose(f);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+		if (devnull >= 0)
+			dup2(devnull, 1);
+		execlp("gnuplot", "gnuplot", gp, (char *)NULL);
+		_exit(127);
+	}
+	rc = 1;
+	if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st)) {
+		if (WEXITSTATUS(st) == 0)
+			rc = 0;
+		else if (WEXITSTATUS(st) == 127)
+			fprintf(stderr, "hmmap bench: cannot plot: gnuplot is not installed "
+			                "(apt-get install gnuplot-nox)\n");
+		else
+			fprintf(stderr, "hmmap bench: gnuplot failed to draw %s\n", o->plot);
+	}
+	unlink(dat);
+	unlink(gp);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- progress */
+
+static void progress(int done, int total, double t0, const struct row *r)
+{
+	char bar[31];
+	double el = now() - t0, left = done ? el / done * (total - done) : 0;
+	int fill = total ? done * 30 / total : 30;
+
+	for (int i = 0; i < 30; i++)
+		bar[i] = i < fill ? '#' : '.';
+	bar[30] = 0;
+	fprintf(stderr, "\r[%s] %d/%d runs, %.0fs elapsed, about %.0fs left  %-8s %-9s", bar, done,
+	        total, el, left, r ? wl_names[r->wl] : "", r ? sys_names[r->sys] : "");
+	if (done == total)
+		fprintf(stderr, "\n");
+	fflush(stderr);
+}
+
+/* ---------------------------------------------------------------- main */
+
+static const char *data_dir(const struct opts *o, char *buf, size_t n)
+{
+	const char *d = o->dir;
+	struct statfs sf;
+
+	if (o->file) {
+		const char *slash = strrchr(o->file, '/');
+		if (!slash)
+			return ".";
+		snprintf(buf, n, "%.*s", (int)(slash - o->file), o->file);
+		return buf[0] ? buf : "/";
+	}
+	if (!d) {
+		d = getenv("TMPDIR");
+		if (!d || !*d)
+			d = "/tmp";
+		if (!statfs(d, &sf) && (unsigned long)sf.f_type == TMPFS_MAGIC_) {
+			fprintf(stderr,
+			        "hmmap bench: %s is a tmpfs; data files go to /var/tmp so that "
+			        "a cold mmap reads a disk\n",
+			        d);
+			d = "/var/tmp";
+		}
+	} else if (!statfs(d, &sf) && (unsigned long)sf.f_type == TMPFS_MAGIC_) {
+		fprintf(stderr, "hmmap bench: note: %s is a tmpfs: mmap-cold is not cold there\n",
+		        d);
+	}
+	snprintf(buf, n, "%s", d);
+	return buf;
+}
+
+int hm_cli_bench(int argc, char **argv)
+{
+	struct opts o;
+	struct row *rows = NULL;
+	int nrows = 0, rc, status = 0, root = geteuid() == 0;
+	char dirbuf[4096];
+	const char *dir;
+	struct bdata data[4];
+	int have[4] = {0}, last_use[4] = {-1, -1, -1, -1};
+	int show_progress, done = 0, total;
+	double t0;
+
+	rc = parse_opts(argc, argv, &o);
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	dir = data_dir(&o, dirbuf, sizeof dirbuf);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGHUP, on_signal);
+	if (add_rows(&o, &rows, &nrows))
+		return 1;
+	show_progress = o.progress || isatty(2);
+	total = nrows * o.runs;
+	for (int w = 0; w < o.nwl; w++)
+		last_use[bench_data_kind(o.wl[w])] = w;
+	if (!o.csv && !o.json) {
+		int cpus;
+		uint64_t mem;
+		char kernel[256];
+		double load[3];
+		machine(&cpus, &mem, kernel, sizeof kernel, load);
+		printf("hmmap bench %s: %s, %d CPUs, %.1f GiB, load %.2f; data in %s%s\n",
+		       hm_version(), kernel, cpus, (double)mem / (1ull << 30), load[0], dir,
+		       root ? "; page cache dropped before cold runs" : "");
+		fflush(stdout);
+	}
+	t0 = now();
+	for (int w = 0; w < o.nwl; w++) {
+		int wl = o.wl[w], kind = bench_data_kind(wl);
+		struct bdata *d = &data[kind];
+		char path[4200], err[512];
+		uint64_t param = kind == D_GRAPH ? o.scale : o.size;
+		double *cdf = NULL;
+
+		if (!have[kind]) {
+			if (o.file)
+				snprintf(path, sizeof path, "%s", o.file);
+			else if (o.keep)
+				snprintf(path, sizeof path, "%s/hmmap-bench-%s-%llu.dat", dir,
+				         kind_names[kind], (unsigned long long)param);
+			else
+				snprintf(path, sizeof path, "%s/hmmap-bench-%s-%llu-%d.dat", dir,
+				         kind_names[kind], (unsigned long long)param,
+				         (int)getpid());
+			if (show_progress)
+				fprintf(stderr, "\rgenerating %s data (%s)...%30s",
+				        kind_names[kind], path, "");
+			rc = bdata_make(d, kind, path, param, o.file || o.keep, err, sizeof err);
+			if (show_progress)
+				fprintf(stderr, "\r%*s\r", 100, "");
+			if (rc) {
+				fprintf(stderr, "hmmap bench: %s\n", err);
+				status = 1;
+				goto out;
+			}
+			have[kind] = 1;
+			if (!o.file && !o.keep) {
+				snprintf(gen_paths[kind], sizeof gen_paths[kind], "%s", d->path);
+				gen_live[kind] = 1;
+			}
+		}
+		if (wl == W_ZIPF && !(cdf = bench_zipf_cdf(d->items, o.alpha))) {
+			status = 1;
+			goto out;
+		}
+		/* Budgets are shares of this workload's data, in whole pages. */
+		for (int i = 0; i < nrows; i++)
+			if (rows[i].wl == wl)
+				rows[i].cache =
+				    resolve_cache(rows[i].sys == S_HMMAP || rows[i].sys == S_PREAD
+				                      ? rows[i].cache_spec
+				                      : o.cache[0],
+				                  d->data_bytes, rows[i].page);
+		for (int run = 0; run < o.runs; run++) {
+			for (int i = 0; i < nrows; i++) {
+				struct row *r = &rows[i];
+				struct bparams p = {
+				    .threads = r->threads,
+				    .ops = o.ops,
+				    .alpha = o.alpha,
+				    .hot_frac = o.hot_frac,
+				    .hot_share = o.hot_share,
+				    .wfrac = o.wfrac,
+				    .scan_every = o.scan_every,
+				    .passes = o.passes,
+				    .run_bytes = r->cache / 2,
+				    .seed = 1000 + (uint64_t)run,
+				    .zipf_cdf = cdf,
+				};
+				struct cres *c;
+				if (r->wl != wl)
+					continue;
+				c = &r->run[r->nrun++];
+				if (wl == W_SORT && bdata_reset_keys(d, err, sizeof err)) {
+					snprintf(c->o.err, sizeof c->o.err, "%.200s", err);
+				} else {
+					prepare(r->sys, d->path, d->file_bytes, root);
+					run_child(&o, r, d, &p, c);
+				}
+				if (c->o.err[0]) {
+					r->nfail++;
+					snprintf(r->err, sizeof r->err, "%s", c->o.err);
+				}
+				done++;
+				if (show_progress)
+					progress(done, total, t0, r);
+			}
+		}
+		free(cdf);
+		/* BFS levels are unique: every system must have found the same ones. */
+		if (wl == W_BFS) {
+			const uint64_t *ref = NULL;
+			for (int i = 0; i < nrows; i++)
+				for (int k = 0; k < rows[i].nrun; k++) {
+					struct cres *c = &rows[i].run[k];
+					if (rows[i].wl != W_BFS || c->o.err[0])
+						continue;
+					if (!ref)
+						ref = c->o.check;
+					else if (memcmp(ref, c->o.check, sizeof c->o.check))
+						rows[i].cross_bad = 1;
+				}
+		}
+		if (last_use[kind] == w && !o.file && !o.keep) {
+			gen_live[kind] = 0;
+			unlink(d->path);
+			have[kind] = 0;
+		}
+	}
+	summarise(rows, nrows, o.baseline);
+	if (o.csv)
+		print_csv(rows, nrows);
+	else if (o.json)
+		print_json(&o, rows, nrows, dir);
+	else
+		print_table(&o, rows, nrows);
+	for (int i = 0; i < nrows; i++)
+		if (rows[i].med < 0 || rows[i].nfail || rows[i].bad || rows[i].cross_bad)
+			status = 1;
+	if (o.plot && plot(&o, rows, nrows, dir))
+		status = 1;
+out:
+	for (int k = 0; k < 4; k++) {
+		gen_live[k] = 0;
+		if (have[k] && !o.file && !o.keep)
+			unlink(data[k].path);
+	}
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	for (size_t i = 0; i < sizeof dup_list_buf / sizeof dup_list_buf[0]; i++) {
+		free(dup_list_buf[i]);
+		dup_list_buf[i] = NULL;
+	}
+	free(rows);
+	return status;
+}
