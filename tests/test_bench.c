@@ -1,0 +1,496 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `hmmap bench` on tiny data: every workload runs and verifies on every
+ * system; --json parses and carries the fields it promises with positive
+ * figures; --csv has one row per grid point; a grid shows a progress bar;
+ * --store copies the data into another store; a corrupted data file is
+ * caught as BAD (so the verification can fail); bad usage exits 2 with a
+ * message; --plot draws a PNG (skipped when gnuplot is missing). No timing
+ * is checked.
+ */
+#include <ctype.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static char tool[256], dir[256];
+static char out[1 << 17];
+
+/* Runs a shell command; returns its exit status, output (stdout then stderr if asked) in out. */
+static int run(const char *args, int with_stderr)
+{
+	char full[4096];
+	FILE *f;
+	size_t n = 0, k;
+	int st;
+
+	snprintf(full, sizeof full, "%s %s %s", tool, args, with_stderr ? "2>&1" : "2>/dev/null");
+	f = popen(full, "r");
+	if (!f)
+		return -1;
+	while ((k = fread(out + n, 1, sizeof out - 1 - n, f)) > 0)
+		n += k;
+	out[n] = 0;
+	st = pclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The last part of the output: a failed row's reason is printed after the table. */
+static const char *tail(void)
+{
+	size_t n = strlen(out);
+
+	return n > 400 ? out + n - 400 : out;
+}
+
+static int count_lines_with(const char *text, const char *needle_at_end)
+{
+	int n = 0;
+	const char *l = text;
+
+	while (*l) {
+		const char *e = strchr(l, '\n');
+		size_t len = e ? (size_t)(e - l) : strlen(l);
+		size_t nl = strlen(needle_at_end);
+		if (len >= nl && !memcmp(l + len - nl, needle_at_end, nl))
+			n++;
+		if (!e)
+			break;
+		l = e + 1;
+	}
+	return n;
+}
+
+/* ------------------------------------------------------------ a tiny JSON checker */
+
+static const char *js;
+static int jerr;
+
+static void ws(void)
+{
+	while (*js == ' ' || *js == '\n' || *js == '\t' || *js == '\r')
+		js++;
+}
+
+static void jvalue(void);
+
+static void jstring(void)
+{
+	if (*js != '"') {
+		jerr = 1;
+		return;
+	}
+	for (js++; *js && *js != '"'; js++) {
+		if ((unsigned char)*js < 0x20)
+			jerr = 1;
+		if (*js == '\\') {
+			js++;
+			if (*js == 'u') {
+				for (int i = 0; i < 4; i++)
+					if (!isxdigit((unsigned char)*++js))
+						jerr = 1;
+			} else if (!strchr("\"\\/bfnrt", *js)) {
+				jerr = 1;
+			}
+		}
+	}
+	if (*js != '"')
+		jerr = 1;
+	else
+		js++;
+}
+
+static void jvalue(void)
+{
+	ws();
+	if (jerr)
+		return;
+	if (*js == '{' || *js == '[') {
+		char close = *js == '{' ? '}' : ']';
+		int obj = *js == '{';
+		js++;
+		ws();
+		if (*js == close) {
+			js++;
+			return;
+		}
+		for (;;) {
+			if (obj) {
+				ws();
+				jstring();
+				ws();
+				if (*js++ != ':') {
+					jerr = 1;
+					return;
+				}
+			}
+			jvalue();
+			ws();
+			if (jerr)
+				return;
+			if (*js == ',') {
+				js++;
+				continue;
+			}
+			if (*js == close) {
+				js++;
+				return;
+			}
+			jerr = 1;
+			return;
+		}
+	} else if (*js == '"') {
+		jstring();
+	} else if (!strncmp(js, "true", 4) || !strncmp(js, "null", 4)) {
+		js += 4;
+	} else if (!strncmp(js, "false", 5)) {
+		js += 5;
+	} else {
+		char *end;
+		strtod(js, &end);
+		if (end == js)
+			jerr = 1;
+		js = end;
+	}
+}
+
+static int json_valid(const char *text)
+{
+	js = text;
+	jerr = 0;
+	jvalue();
+	ws();
+	return !jerr && !*js;
+}
+
+/* The number after each occurrence of "key": ; returns how many, all > 0 in *allpos. */
+static int numbers_of(const char *text, const char *key, int *allpos)
+{
+	char pat[64];
+	int n = 0;
+
+	snprintf(pat, sizeof pat, "\"%s\": ", key);
+	*allpos = 1;
+	for (const char *p = strstr(text, pat); p; p = strstr(p + 1, pat)) {
+		char *end;
+		double v = strtod(p + strlen(pat), &end);
+		if (end == p + strlen(pat) || !(v > 0))
+			*allpos = 0;
+		n++;
+	}
+	return n;
+}
+
+/* ------------------------------------------------------------ cases */
+
+static int have_tool(void)
+{
+	return access(tool, X_OK) == 0;
+}
+
+static void help(void)
+{
+	if (!have_tool())
+		SKIP("%.200s is not built", tool);
+	CHECK(run("bench --help", 0) == 0);
+	static const char *const words[] = {
+	    "--workload", "--system",    "--store",        "--size",     "--cache",
+	    "--policy",   "--page-size", "--fault-mode",   "--threads",  "--runs",
+	    "--baseline", "--alpha",     "--hot-fraction", "--scale",    "--rw",
+	    "--csv",      "--json",      "--plot",         "--progress", "--keep",
+	    "--file",     "mmap-cold",   "pread",          "hotscan",    "stream"};
+	for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+		CHECKF(strstr(out, words[i]), "--help does not mention %s", words[i]);
+	CHECK(run("--help", 0) == 0 && strstr(out, "bench"));
+}
+
+static void every_workload_verifies(void)
+{
+	char args[1024];
+
+	if (!have_tool())
+		SKIP("%.200s is not built", tool);
+	snprintf(args, sizeof args,
+	         "bench --dir %s --size 2M --scale 10 --ops 1500 --runs 1 --threads 2 --passes 2",
+	         dir);
+	int rc = run(args, 1);
+	CHECKF(rc == 0, "exit %d:\n%.400s", rc, tail());
+	/* 10 workloads x 4 systems, each verified. */
+	CHECKF(count_lines_with(out, " ok") == 40, "%d rows ok:\n%.400s",
+	       count_lines_with(out, " ok"), out);
+	CHECK(!strstr(out, "BAD") && !strstr(out, "FAILED"));
+	static const char *const wl[] = {"seq ",   "rand ",  "zipf ", "hotset ", "hotscan ",
+	                                 "chase ", "rwmix ", "bfs ",  "sort ",   "stream "};
+	for (size_t i = 0; i < sizeof wl / sizeof wl[0]; i++)
+		CHECKF(strstr(out, wl[i]), "no row for %s", wl[i]);
+	CHECK(strstr(out, "medians of 1 run"));
+}
+
+static void sigbus_and_policies(void)
+{
+	char args[1024];
+
+	if (!have_tool())
+		SKIP("%.200s is not built", tool);
+	snprintf(args, sizeof args,
+	         "bench --dir %s --size 1M --ops 800 --runs 1 --workload rand,sort --system hmmap "
+	         "--fault-mode thread,sigbus --policy clock,lru --page-size 4K,16K --csv",
+	         dir);
+	int rc = run(args, 1);
+	CHECKF(rc == 0, "exit %d:\n%.400s", rc, tail());
+	/* 2 workloads x 2 modes x 2 policies x 2 page sizes (the header ends without a quote) */
+	CHECKF(count_lines_with(out, "\"") == 16, "%.400s", out);
+	CHECK(strstr(out, ",sigbus,") && strstr(out, ",thread,") && strstr(out, ",lru,"));
+	CHECK(strstr(out, ",16384,"));
+}
+
+static void json_output(void)
+{
+	char args[1024];
+	int pos, n;
+
+	if (!have_tool())
+		SKIP("%.200s is not built", tool);
+	snprintf(
+	    args, sizeof args,
+	    "bench --dir %s --size 1M --scale 9 --ops 1000 --runs 2 --workload zipf,bfs,stream "
+	    "--system hmmap,mmap-warm,pread --baseline mmap-warm --json --passes 1",
+	    dir);
+	int rc = run(args, 0);
+	CHECKF(rc == 0, "exit %d:\n%.400s", rc, tail());
+	CHECKF(json_valid(out), "not valid JSON:\n%.400s", out);
+	CHECK(strstr(out, "\"results\": ["));
+	CHECK(strstr(out, "\"baseline\": \"mmap-warm\""));
+	n = numbers_of(out, "seconds", &pos);
+	CHECKF(n == 9 && pos, "%d seconds fields, all positive %d", n, pos);
+	n = numbers_of(out, "rate", &pos);
+	CHECK(n == 9 && pos);
+	n = numbers_of(out, "ratio", &pos);
+	CHECK(n == 9 && pos);
+	n = numbers_of(out, "runs", &pos);
+	CHECK(n == 10 && pos); /* the top-level count and one per row */
+	CHECK(numbers_of(out, "cpus", &pos) == 1 && pos);
+	/* hmmap reported its faults and misses; every row verified. */
+	CHECK(strstr(out, "\"system\": \"hmmap\""));
+	CHECK(strstr(out, "\"unit\": \"edges/s\"") && strstr(out, "\"unit\": \"MB/s\""));
+	CHECK(!strstr(out, "\"verified\": false"));
+	CHECK(strstr(out, "\"seconds_all\": [") && strstr(out, "\"faults\": "));
+	const char *h = strstr(out, "\"system\": \"hmmap\"");
+	CHECK(h && (numbers_of(h, "misses", &pos), 1));
+}
+
+static void csv_rows(void)
+{
+	char args[1024];
+
+	if (!have_tool())
+		SKIP("%.200s is not built", tool);
+	snprintf(args, sizeof args,
+	         "bench --dir %s --size 1M --ops 500 --runs 1 --workload seq,hotscan "
+	         "--system hmmap,pread,mmap-cold --cache 25%%,512K --csv",
+	         dir);
+	int rc = run(args, 0);
+	CHECKF(rc == 0, "exit %d:\n%.400s", rc, tail());
+	/* header + 2 workloads x (2 caches x 2 systems + mmap-cold) */
+	int lines = 0;
+	for (const char *p = out; *p; p++)
+		lines += *p == '\n';
+	CHECKF(lines == 11, "%d lines:\n%.400s", lines, out);
+	CHECK(!strncmp(out, "workload,system,cache_bytes,page_size,", 38));
+	CHECK(strstr(out, "hotscan,pread,524288,4096,"));
+	CHECK(strstr(out, "seq,mmap-cold,0,4096,"));
+	CHECK(!strstr(out, ",false,"));
+}
+
+static void grid_progress_and_store(void)
+{
+	char args[1024];
+
+	if (!have_tool())
+		SKIP("%.200s is not built", tool);
+	snprintf(
+	    args, sizeof args,
+	    "bench --dir %s --size 1M --ops 500 --runs 2 --workload rwmix --system hmmap "
+	    "--cache 256K,512K --page-size 4K,64K --fault-mode thread,sigbus --store 'mem:%%s' "
+	    "--progress",
+	    dir);
+	int rc = run(args, 1);
+	CHECKF(rc == 0, "exit %d:\n%.400s", rc, tail());
+	CHECKF(count_lines_with(out, " ok") == 8, "%.400s", tail());
+	CHECK(strstr(out, "16/16 runs"));
+	CHECK(strstr(out, "left"));
+	/* A store too small for the data is a clear failure, not a crash. */
+	snprintf(args, sizeof args,
+	         "bench --dir %s --size 1M --ops 100 --runs 1 --workload rand --system hmmap "
+	         "--store mem:64K",
+	         dir);
+	rc = run(args, 1);
+	CHECKF(rc == 1 && strstr(out, "the data needs"), "exit %d:\n%.400s", rc, tail());
+	/*
+	 * Data larger than the free space is refused before anything is
+	 * written (checked only where the disk has less than --size's 1T
+	 * maximum free, so the test can never fill a disk).
+	 */
+	struct statvfs sv;
+	if (!statvfs(dir, &sv) && (unsigned long long)sv.f_bavail * sv.f_frsize < (1ull << 39)) {
+		snprintf(args, sizeof args, "bench --dir %s --size 1T --runs 1 --workload seq",
+		         dir);
+		rc = run(args, 1);
+		CHECKF(rc == 1 && strstr(out, "free"), "exit %d:\n%.400s", rc, tail());
+	}
+}
+
+static void corrupt_data_is_caught(void)
+{
+	char args[1024], path[512];
+	uint64_t junk = 0x0123456789abcdefull;
+	int fd;
+
+	if (!have_tool())
+		SKIP("%.200s is not built", tool);
+	snprintf(path, sizeof path, "%s/kept.dat", dir);
+	unlink(path);
+	snprintf(args, sizeof args,
+	         "bench --file %s --size 1M --runs 1 --workload seq --system mmap-warm", path);
+	CHECKF(run(args, 1) == 0, "%.400s", out);
+	/* Word 1 of item 7 (after the 4 KiB header) is what every reader checks. */
+	fd = open(path, O_WRONLY);
+	CHECK(fd >= 0);
+	CHECK(pwrite(fd, &junk, 8, 4096 + 7 * 4096 + 8) == 8);
+	close(fd);
+	snprintf(args, sizeof args,
+	         "bench --file %s --size 1M --runs 1 --workload seq --system hmmap,mmap-cold,pread",
+	         path);
+	int rc = run(args, 1);
+	CHECKF(rc == 1, "exit %d:\n%.400s", rc, tail());
+	CHECKF(count_lines_with(out, " BAD") == 3, "%.400s", out);
+	/* A file that is not ours is never overwritten. */
+	fd = open(path, O_WRONLY | O_TRUNC);
+	CHECK(fd >= 0 && write(fd, "precious", 8) == 8);
+	close(fd);
+	rc = run(args, 1);
+	CHECKF(rc == 1 && strstr(out, "not overwriting"), "exit %d:\n%.400s", rc, tail());
+	struct stat st;
+	CHECK(stat(path, &st) == 0 && st.st_size == 8);
+	unlink(path);
+}
+
+static void bad_usage(void)
+{
+	static const char *const bad[] = {
+	    "bench --bogus",
+	    "bench extra",
+	    "bench --workload nosuch",
+	    "bench --workload ''",
+	    "bench --system nosuch",
+	    "bench --size abc",
+	    "bench --size 1K",
+	    "bench --cache 0",
+	    "bench --cache 12%%x",
+	    "bench --cache 0%",
+	    "bench --page-size 3K",
+	    "bench --page-size 4M",
+	    "bench --policy nosuch",
+	    "bench --fault-mode fast",
+	    "bench --mode weird",
+	    "bench --threads 0",
+	    "bench --threads 65",
+	    "bench --runs 0",
+	    "bench --baseline nosuch",
+	    "bench --alpha -1",
+	    "bench --hot-fraction 2",
+	    "bench --hot-share 1.5",
+	    "bench --scale 2",
+	    "bench --scale 99",
+	    "bench --rw 3",
+	    "bench --rw 0:0",
+	    "bench --rw a:b",
+	    "bench --ops 0",
+	    "bench --passes 0",
+	    "bench --timeout 0",
+	    "bench --advice fast",
+	    "bench --csv --json",
+	    "bench --file /tmp/x --workload seq,bfs",
+	    "bench --size",
+	};
+
+	if (!have_tool())
+		SKIP("%.200s is not built", tool);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		int rc = run(bad[i], 1);
+		CHECKF(rc == 2, "'%s' exited %d: %.300s", bad[i], rc, out);
+		CHECKF(strstr(out, "hmmap bench: "), "'%s' printed no message: %.300s", bad[i],
+		       out);
+	}
+}
+
+static void plot_png(void)
+{
+	char args[1024], path[512];
+	unsigned char magic[8];
+	int fd;
+
+	if (!have_tool())
+		SKIP("%.200s is not built", tool);
+	if (system("command -v gnuplot >/dev/null 2>&1"))
+		SKIP("gnuplot is not installed");
+	snprintf(path, sizeof path, "%s/plot.png", dir);
+	snprintf(args, sizeof args,
+	         "bench --dir %s --size 1M --ops 500 --runs 1 --workload seq,rand "
+	         "--system hmmap,mmap-warm,pread --plot %s",
+	         dir, path);
+	int rc = run(args, 1);
+	CHECKF(rc == 0, "exit %d:\n%.400s", rc, tail());
+	fd = open(path, O_RDONLY);
+	CHECK(fd >= 0);
+	CHECK(read(fd, magic, 8) == 8);
+	close(fd);
+	CHECK(!memcmp(magic, "\x89PNG\r\n\x1a\n", 8));
+	struct stat st;
+	CHECK(stat(path, &st) == 0 && st.st_size > 2000);
+	unlink(path);
+}
+
+static void no_files_left(void)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof cmd, "ls %s | grep -q hmmap-bench", dir);
+	CHECKF(system(cmd) != 0, "data files were left in %s", dir);
+}
+
+int main(void)
+{
+	const char *b = getenv("HMMAP_BUILD");
+
+	snprintf(tool, sizeof tool, "./%.200s/hmmap", b && *b ? b : "build");
+	snprintf(dir, sizeof dir, "/var/tmp/hmmap-test-bench-XXXXXX");
+	if (!mkdtemp(dir)) {
+		snprintf(dir, sizeof dir, "/tmp/hmmap-test-bench-XXXXXX");
+		if (!mkdtemp(dir)) {
+			perror("mkdtemp");
+			return 1;
+		}
+	}
+	RUN(help);
+	RUN(bad_usage);
+	RUN(every_workload_verifies);
+	RUN(sigbus_and_policies);
+	RUN(json_output);
+	RUN(csv_rows);
+	RUN(grid_progress_and_store);
+	RUN(corrupt_data_is_caught);
+	RUN(plot_png);
+	RUN(no_files_left);
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	if (system(cmd))
+		(void)0;
+	return test_done();
+}
