@@ -196,6 +196,14 @@ static int evict(struct hm_cache *c, struct victim *v, uint32_t n, uint32_t *nfr
 		}
 	}
 
+	/*
+	 * Wake before `evicting` drops: once it is zero an unmap may free the
+	 * region's page directory, which hm__page_wake() reads.
+	 */
+	for (i = 0; i < n; i++)
+		if (v[i].waiters)
+			hm__page_wake(v[i].r, v[i].idx, 1);
+
 	pthread_mutex_lock(&c->lock);
 	*nfreed = 0;
 	for (i = 0; i < n; i++) {
@@ -215,9 +223,6 @@ static int evict(struct hm_cache *c, struct victim *v, uint32_t n, uint32_t *nfr
 	}
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
-	for (i = 0; i < n; i++)
-		if (v[i].waiters)
-			hm__page_wake(v[i].r, v[i].idx, 1);
 	return err;
 }
 
