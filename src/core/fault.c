@@ -42,6 +42,32 @@ static uint32_t max_window(struct hm_region *r)
 	return max ? max : 1;
 }
 
+/*
+ * Context readahead (as the kernel's): one region may carry several
+ * sequential streams at once - STREAM's three arrays, threads scanning
+ * their own parts - while ra_next follows only the last. A miss right
+ * after CONTEXT_MIN pages that are all in the cache is taken as a stream
+ * of its own: the window is as long as that history (at least 4), so it
+ * grows as the stream goes on. A random miss rarely has such a history.
+ */
+#define CONTEXT_MIN 4
+
+static uint32_t context_window(struct hm_region *r, uint64_t idx, uint32_t max)
+{
+	uint32_t h = 0;
+
+	while (h < max && h < idx) {
+		struct hm_page *p = hm__page(r, idx - h - 1, false);
+		if (!p || (atomic_load_explicit(&p->st, memory_order_relaxed) & HM_ST_MASK) ==
+				  HM_ST_EMPTY)
+			break;
+		h++;
+	}
+	if (h < CONTEXT_MIN)
+		return 1;
+	return h;
+}
+
 static uint32_t window(struct hm_region *r, uint64_t idx)
 {
 	uint32_t max = max_window(r), w;
@@ -58,7 +84,7 @@ static uint32_t window(struct hm_region *r, uint64_t idx)
 			if (w < 4)
 				w = 4;
 		} else {
-			w = 1;
+			w = context_window(r, idx, max);
 		}
 	}
 	if (w > max)
