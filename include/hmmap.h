@@ -94,8 +94,9 @@ int hmsync(void *addr, size_t length, int flags);
  *                         (create or extend the file to SIZE),
  *                         sync=auto|map_sync|msync (MAP_SYNC if offered,
  *                         required, or never; hm_store_persistence()).
- *   numa:N[,M...],size=SIZE[,policy=P]
- *                         memory of NUMA nodes N, M (or ranges A-B);
+ *   numa:N[,M...][,size=SIZE][,policy=P]
+ *                         memory of NUMA nodes N, M (or ranges A-B), as
+ *                         large as the nodes' memory unless size= says;
  *                         P: bind (default), preferred, interleave,
  *                         weighted. A node that does not exist or has no
  *                         memory is an error (-ENODEV). Byte-addressable.

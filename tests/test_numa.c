@@ -44,7 +44,6 @@ static void test_numa_uri_errors(void)
 	if (max_node() < 0)
 		SKIP("no NUMA information in /sys/devices/system/node");
 	EXPECT_OPEN_FAILS("numa:", 0, -EINVAL);
-	EXPECT_OPEN_FAILS("numa:0", 0, -EINVAL);               /* no size */
 	EXPECT_OPEN_FAILS("numa:size=1M", 0, -EINVAL);         /* no node */
 	EXPECT_OPEN_FAILS("numa:0,size=0", 0, -EINVAL);
 	EXPECT_OPEN_FAILS("numa:0,size=1Q", 0, -EINVAL);
@@ -75,6 +74,37 @@ static void test_numa_uri_errors(void)
 	snprintf(u, sizeof u, "numa:%d,size=1M", absent);
 	errno = 0;
 	CHECK(hmmap(NULL, 4096, PROT_READ, HM_DIRECT, u, 0) == MAP_FAILED && errno == ENODEV);
+	snprintf(u, sizeof u, "numa:%d", absent);
+	errno = 0;
+	CHECK(hmmap(NULL, 4096, PROT_READ, HM_CACHED, u, 0) == MAP_FAILED && errno == ENODEV);
+}
+
+/* numa:N without size= spans the node's memory (MemTotal), allocated on touch. */
+static void test_numa_bare(void)
+{
+	struct hm_store *s;
+	const size_t len = 4 << 20;
+	char *p;
+
+	if (max_node() < 0)
+		SKIP("no NUMA information in /sys/devices/system/node");
+	CHECKF(hm_store_open(&s, "numa:0", 0) == 0, "%s", hm_errormsg());
+	CHECK(hm_store_size(s) >= len);
+	CHECK(hm_store_close(s) == 0);
+	for (int mode = 0; mode < 2; mode++) {
+		p = hmmap(NULL, len, PROT_READ | PROT_WRITE, mode ? HM_CACHED : HM_DIRECT, "numa:0", 0);
+		CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+		if (p == MAP_FAILED)
+			continue;
+		for (size_t i = 0; i < len; i += 4096)
+			p[i] = (char)(i >> 12);
+		int bad = 0;
+		for (size_t i = 0; i < len; i += 4096)
+			bad += p[i] != (char)(i >> 12);
+		CHECK(bad == 0);
+		CHECK(hmsync(p, len, MS_SYNC) == 0);
+		CHECK(hmunmap(p, len) == 0);
+	}
 }
 
 /* Opens numa:0 with `policy`, maps it direct, and checks the kernel's view of a page. */
@@ -179,6 +209,7 @@ static void test_numa_cached(void)
 int main(void)
 {
 	RUN(test_numa_uri_errors);
+	RUN(test_numa_bare);
 	RUN(test_numa_policies);
 	RUN(test_numa_ranges);
 	RUN(test_numa_cached);

@@ -4,7 +4,9 @@
  * CXL memory expanders, and persistent memory in memory mode, appear to
  * Linux, so this is the store for them.
  *
- *   numa:NODES,size=SIZE[,policy=bind|preferred|interleave|weighted]
+ *   numa:NODES[,size=SIZE][,policy=bind|preferred|interleave|weighted]
+ *
+ * Without size= the store is as large as the nodes' memory (MemTotal).
  *
  * NODES is a node number or a range (0, 2-3), repeated: numa:0,2-3,size=1G.
  * Placement (set_mempolicy(2) modes, applied with mbind):
@@ -49,6 +51,7 @@ struct numa_store {
 	unsigned long mask[MAX_NODES / (8 * sizeof(unsigned long))];
 	int nnodes;
 	bool have_policy;
+	uint64_t node_bytes; /* MemTotal of the nodes given: the default size */
 };
 
 static const char *sysfs_node_dir(void)
@@ -56,8 +59,11 @@ static const char *sysfs_node_dir(void)
 	return "/sys/devices/system/node";
 }
 
-/* 1 when node n exists and has memory, 0 when it exists without, -1 when absent. */
-static int node_memory(int n)
+/*
+ * 1 when node n exists and has memory (*bytes: its MemTotal, 0 if unknown),
+ * 0 when it exists without, -1 when absent.
+ */
+static int node_memory(int n, uint64_t *bytes)
 {
 	char path[256], line[256];
 	int rc = -1;
@@ -72,6 +78,7 @@ static int node_memory(int n)
 		const char *t = strstr(line, "MemTotal:");
 		if (t && sscanf(t + 9, "%llu", &kb) == 1) {
 			rc = kb ? 1 : 0;
+			*bytes = (uint64_t)kb << 10;
 			break;
 		}
 	}
@@ -81,15 +88,18 @@ static int node_memory(int n)
 
 static int add_node(struct numa_store *m, long n)
 {
-	int mem = node_memory((int)n);
+	uint64_t bytes = 0;
+	int mem = node_memory((int)n, &bytes);
 
 	if (mem < 0)
 		return hm__error(-ENODEV, "numa store: node %ld does not exist (see %s, or `hmmap "
 					  "ls`)", n, sysfs_node_dir());
 	if (mem == 0)
 		return hm__error(-ENODEV, "numa store: node %ld has no memory", n);
-	if (!(m->mask[n / (8 * sizeof(unsigned long))] & (1ul << (n % (8 * sizeof(unsigned long))))))
+	if (!(m->mask[n / (8 * sizeof(unsigned long))] & (1ul << (n % (8 * sizeof(unsigned long)))))) {
 		m->nnodes++;
+		m->node_bytes += bytes;
+	}
 	m->mask[n / (8 * sizeof(unsigned long))] |= 1ul << (n % (8 * sizeof(unsigned long)));
 	return 0;
 }
@@ -186,8 +196,16 @@ static int parse(struct numa_store *m, const char *rest)
 	}
 	if (!m->nnodes)
 		return hm__error(-EINVAL, "numa store: no node given (numa:0,size=1G)");
+	/*
+	 * Without size= the store spans the memory of its nodes, as the URI
+	 * numa:N of the issue reads; the memfd is sparse, so nothing is
+	 * allocated before it is touched.
+	 */
 	if (!m->size)
-		return hm__error(-EINVAL, "numa store: size=SIZE is needed (numa:0,size=1G)");
+		m->size = m->node_bytes;
+	if (!m->size)
+		return hm__error(-EINVAL, "numa store: the nodes' memory size is unknown; give "
+					  "size=SIZE (numa:0,size=1G)");
 	return 0;
 }
 
