@@ -434,8 +434,9 @@ const char *hm_persistence_name(int persistence);
  * resident, else one lower tier, else nowhere (never written: it reads as
  * zeros and costs nothing). Evicted pages go to the highest lower tier with
  * room; touched pages come up on their fault. Compressed tiers:
- *   lz4:SIZE[,accel=N][,space=SIZE]    zstd:SIZE[,level=N][,space=SIZE]
- * SIZE is the RAM pool; `space` the address range offered (4 x SIZE).
+ *   lz4:[SIZE][,accel=N][,space=SIZE]  zstd:[SIZE][,level=N][,space=SIZE]
+ * SIZE is the RAM pool (default a fifth of RAM, as zswap); `space` the
+ * address range offered (4 x SIZE).
  * See docs/tiers.md.
  * ------------------------------------------------------------------------ */
 

@@ -136,7 +136,7 @@ static void t_pool_full(void)
 static void t_bad_uris(void)
 {
 	static const char *bad[] = {
-		"lz4:", "lz4:abc", "lz4:1K", "lz4:2T", "zstd:1M,level=99", "zstd:1M,level=0",
+		"lz4:abc", "lz4:1K", "zstd:level=99", "lz4:2T", "zstd:1M,level=99", "zstd:1M,level=0",
 		"zstd:1M,level=x", "lz4:1M,level=3", "zstd:1M,accel=2", "lz4:1M,accel=0",
 		"zstd:1M,", "lz4:1M,space=1", "lz4:1M,nope=1", "lz4:1M,space",
 	};
@@ -204,6 +204,18 @@ static void t_region_over_compressed(void)
 	CHECK(hmsync(p, len, MS_SYNC) == 0);
 	CHECK(p[len - 1] == 'x');
 	CHECK(hmunmap(p, len) == 0);
+	/* Without a size the pool may take a fifth of RAM (zswap's limit), options still apply. */
+	const char *bare[] = { "lz4:", "zstd:", "zstd:level=3" };
+	for (size_t i = 0; i < 3; i++) {
+		p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED, bare[i], 0);
+		CHECKF(p != MAP_FAILED, "%s: %s", bare[i], hm_errormsg());
+		if (p == MAP_FAILED)
+			continue;
+		memset(p, 'y', len);
+		CHECK(hmsync(p, len, MS_SYNC) == 0);
+		CHECK(p[0] == 'y' && p[len - 1] == 'y');
+		CHECK(hmunmap(p, len) == 0);
+	}
 }
 
 int main(void)

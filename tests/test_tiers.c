@@ -92,7 +92,7 @@ static void t_uri_errors(void)
 	CHECK(hm_store_open(&s, uri, 0) == -EINVAL);
 	CHECK(strstr(hm_errormsg(), "truncate"));
 	/* hmmap reports the error too. */
-	void *p = hmmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, HM_CACHED, "tiers:dram:1M>lz4:", 0);
+	void *p = hmmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, HM_CACHED, "tiers:dram:1M>lz4:abc", 0);
 	CHECK(p == MAP_FAILED && errno == EINVAL);
 }
 

@@ -4,8 +4,11 @@
  * user-space zswap/zram. Both schemes share this file; only the codec
  * differs.
  *
- *   lz4:SIZE[,accel=N][,space=SIZE]
- *   zstd:SIZE[,level=N][,space=SIZE]
+ *   lz4:[SIZE][,accel=N][,space=SIZE]
+ *   zstd:[SIZE][,level=N][,space=SIZE]
+ *
+ * Without SIZE the pool may take a fifth of the machine's RAM (zswap's
+ * default limit).
  *
  * SIZE is the RAM the pool may use: what the tier costs. `space` is the
  * address space the store offers (default 4 x SIZE), since compressed pages
@@ -26,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include <zstd.h>
 
 #include "core/internal.h"
@@ -427,11 +431,25 @@ static int z_open(void **priv, const char *rest, struct hm_store_info *info, boo
 	uint64_t size;
 	int rc;
 
-	if (n == 0 || n >= sizeof sizebuf)
-		return hm__error(-EINVAL, "%s store: missing pool size (e.g. %s:1G)", name, name);
+	if (n >= sizeof sizebuf)
+		return hm__error(-EINVAL, "%s store: '%.*s' is not a pool size", name, (int)n, rest);
 	memcpy(sizebuf, rest, n);
 	sizebuf[n] = 0;
-	if (hm_parse_size(sizebuf, &size) || size < 64 * 1024)
+	if (n == 0 || strchr(sizebuf, '=')) {
+		/*
+		 * No size: a fifth of the machine's RAM, zswap's default pool
+		 * limit. The pool is MAP_NORESERVE and costs only what it holds.
+		 */
+		long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+		if (pages <= 0 || psz <= 0)
+			return hm__error(-EINVAL, "%s store: give a pool size (%s:1G)", name, name);
+		size = (uint64_t)pages * (uint64_t)psz / 5;
+		if (size > (1ull << 40))
+			size = 1ull << 40;
+		snprintf(sizebuf, sizeof sizebuf, "%llu", (unsigned long long)size);
+		if (n)
+			comma = rest - 1; /* the whole rest is options */
+	} else if (hm_parse_size(sizebuf, &size) || size < 64 * 1024)
 		return hm__error(-EINVAL, "%s store: '%s' is not a pool size of at least 64K", name,
 				 sizebuf);
 	if (size > (1ull << 40))
