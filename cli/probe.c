@@ -19,6 +19,7 @@
  * a store that is not persistent (mem:, fault:) is private to this process
  * and is always written.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -31,6 +32,7 @@
 #include <time.h>
 
 #include "hmmap.h"
+#include "core/discover.h"
 #include "cli.h"
 
 #define LAT_BLOCK 4096u
@@ -43,7 +45,7 @@
 static void probe_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: hmmap probe URI [--json] [--write] [--size SIZE] [--seconds S] "
+		"usage: hmmap probe URI [--json] [--write] [--save NAME] [--size SIZE] [--seconds S] "
 		"[--threads N]\n"
 		"\n"
 		"Measures a store's read and write latency (4 KiB at random offsets, one\n"
@@ -58,6 +60,9 @@ static void probe_usage(FILE *f)
 		"\n"
 		"  --json         print one JSON object instead (fields in docs/stats.md)\n"
 		"  --write        also measure writes on a persistent store\n"
+		"  --save NAME    record the store and its figures as NAME in the stores file\n"
+		"                 that `hmmap ls` lists ($HMMAP_STORES, or\n"
+		"                 ~/.config/hmmap/stores), replacing a line of that name\n"
 		"  --size SIZE    the part of the store used, from offset 0 (all of it, at\n"
 		"                 most 1G)\n"
 		"  --seconds S    total measuring time, split over the tests (2)\n"
@@ -381,7 +386,7 @@ static void json_str(const char *s)
 
 int hm_cli_probe(int argc, char **argv)
 {
-	const char *uri = NULL;
+	const char *uri = NULL, *save = NULL;
 	bool json = false, allow_write = false;
 	uint64_t size = 0;
 	double secs = 2.0;
@@ -401,6 +406,20 @@ int hm_cli_probe(int argc, char **argv)
 		} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			probe_usage(stdout);
 			return 0;
+		} else if (!strcmp(a, "--save")) {
+			save = i + 1 < argc ? argv[++i] : NULL;
+			if (!save || !*save) {
+				fprintf(stderr, "hmmap probe: --save needs a store name\n\n");
+				probe_usage(stderr);
+				return 2;
+			}
+			/* The stores file's rule, checked before minutes of measuring. */
+			for (const char *c = save; *c; c++)
+				if (!isalnum((unsigned char)*c) && !strchr("_-.", *c)) {
+					fprintf(stderr, "hmmap probe: --save '%s' is not a store name "
+							"(letters, digits, '_', '-', '.')\n", save);
+					return 2;
+				}
 		} else if (!strcmp(a, "--size") || !strcmp(a, "--seconds") ||
 			   !strcmp(a, "--threads")) {
 			const char *v = i + 1 < argc ? argv[++i] : NULL;
@@ -539,5 +558,32 @@ int hm_cli_probe(int argc, char **argv)
 		print_bw_text("write 1M sequential", &wb, nt, nowrite);
 	}
 	hm_store_close(s);
+	if (save) {
+		/* The figures `hmmap ls` shows for the store: p50 latencies, MB/s. */
+		char fig[256], path[4096];
+		int n = 0;
+		if (rl.done)
+			n += snprintf(fig + n, sizeof fig - (size_t)n, "read_latency_ns=%" PRIu64 " ",
+				      rl.p50);
+		if (wl.done)
+			n += snprintf(fig + n, sizeof fig - (size_t)n, "write_latency_ns=%" PRIu64 " ",
+				      wl.p50);
+		if (rb.done)
+			n += snprintf(fig + n, sizeof fig - (size_t)n, "read_bandwidth_mbps=%.0f ",
+				      rb.mbps);
+		if (wb.done)
+			n += snprintf(fig + n, sizeof fig - (size_t)n, "write_bandwidth_mbps=%.0f ",
+				      wb.mbps);
+		if (n > 0)
+			fig[n - 1] = 0;
+		else
+			fig[0] = 0;
+		if (hm__stores_save(save, uri, fig, path, sizeof path)) {
+			fprintf(stderr, "hmmap probe: cannot save '%s': %s\n", save, hm_errormsg());
+			return 1;
+		}
+		if (!json)
+			printf("  saved as store '%s' in %s (hmmap ls lists it)\n", save, path);
+	}
 	return 0;
 }

@@ -170,6 +170,64 @@ static void test_ls_cli(void)
 	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 1 && strstr(out, "has no URI"), "%.300s", out);
 }
 
+/* Runs cmd through sh, output in out; returns the exit status or -1. */
+static int sh(const char *cmd, char *out, size_t cap)
+{
+	FILE *p = popen(cmd, "r");
+	size_t len;
+	int st;
+
+	if (!p)
+		return -1;
+	len = fread(out, 1, cap - 1, p);
+	out[len] = 0;
+	st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* hmmap probe --save records a store with its figures where hmmap ls finds it. */
+static void test_probe_save(void)
+{
+	char cmd[1024], out[8192];
+	const char *b = getenv("HMMAP_BUILD") ? getenv("HMMAP_BUILD") : "build";
+	FILE *f;
+
+	snprintf(cmd, sizeof cmd, "%.200s/hmmap", b);
+	if (access(cmd, X_OK))
+		SKIP("%.300s is not built", cmd);
+	CHECK(write_stores("# kept\nold mem:1M read_latency_ns=5\nslow mem:2M\n") == 0);
+	snprintf(cmd, sizeof cmd,
+		 "HMMAP_STORES=%.250s %.200s/hmmap probe mem:16M,read_ns=50000 --seconds 0.3 "
+		 "--save slow 2>&1", stores, b);
+	CHECKF(sh(cmd, out, sizeof out) == 0 && strstr(out, "saved as store 'slow'"), "%.400s", out);
+	/* Saving again replaces the line: a name given twice would make ls fail. */
+	CHECKF(sh(cmd, out, sizeof out) == 0, "%.400s", out);
+	snprintf(cmd, sizeof cmd, "HMMAP_STORES=%.250s %.200s/hmmap ls --json 2>&1", stores, b);
+	CHECKF(sh(cmd, out, sizeof out) == 0, "%.400s", out);
+	const char *row = strstr(out, "\"name\": \"slow\"");
+	CHECKF(row && strstr(row, "\"device\": \"mem:16M,read_ns=50000\""), "%.300s", out);
+	/* The delay the store was given, as probe measured it (never 0 or null). */
+	const char *lat = row ? strstr(row, "\"read_latency_ns\": ") : NULL;
+	CHECKF(lat && strtoull(lat + 19, NULL, 10) >= 50000, "%.300s", row ? row : out);
+	CHECK(strstr(out, "\"name\": \"old\"") && strstr(out, "\"read_latency_ns\": 5"));
+	f = fopen(stores, "r");
+	CHECK(f);
+	if (f) {
+		size_t n = fread(out, 1, sizeof out - 1, f);
+		out[n] = 0;
+		fclose(f);
+		CHECKF(!strncmp(out, "# kept\nold mem:1M read_latency_ns=5\nslow mem:16M", 48),
+		       "%.300s", out);
+	}
+	/* Bad names and nowhere to save: clear errors, nothing measured in vain. */
+	snprintf(cmd, sizeof cmd, "HMMAP_STORES=%.250s %.200s/hmmap probe mem:1M --save 'a b' 2>&1",
+		 stores, b);
+	CHECKF(sh(cmd, out, sizeof out) == 2 && strstr(out, "not a store name"), "%.300s", out);
+	snprintf(cmd, sizeof cmd, "HMMAP_STORES= %.200s/hmmap probe mem:1M --seconds 0.1 --save x 2>&1",
+		 b);
+	CHECKF(sh(cmd, out, sizeof out) == 1 && strstr(out, "no stores file"), "%.300s", out);
+}
+
 int main(void)
 {
 	unsigned char *ref;
@@ -186,6 +244,7 @@ int main(void)
 	RUN(test_store_rows);
 	RUN(test_bad_stores_files);
 	RUN(test_ls_cli);
+	RUN(test_probe_save);
 	tu_cleanup();
 	return test_done();
 }

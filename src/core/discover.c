@@ -958,6 +958,88 @@ static bool store_name_ok(const char *n)
 	return true;
 }
 
+/*
+ * Records store `name` at `uri` with `figures` ("read_latency_ns=N ...") in
+ * the stores file, replacing a line of the same name and keeping every other
+ * line; the file (and its directory) is created if needed and replaced
+ * atomically (rename). Fills path (cap bytes) with the file's name.
+ */
+int hm__stores_save(const char *name, const char *uri, const char *figures, char *path,
+		    size_t cap)
+{
+	bool explicit_path;
+	char tmp[PATH_MAX + 8], line[STORE_LINE_CAP];
+	FILE *in, *out;
+	int rc, fd;
+
+	if (!store_name_ok(name))
+		return hm__error(-EINVAL, "'%.64s' is not a store name (letters, digits, '_', '-', "
+					  "'.')", name);
+	if (!*uri || strpbrk(uri, " \t\r\n#") || strlen(uri) >= sizeof((struct hm_resource *)0)->device)
+		return hm__error(-EINVAL, "the URI cannot be written on a line of the stores file "
+					  "(empty, too long, or with blanks or '#')");
+	rc = stores_path(path, cap, &explicit_path);
+	if (rc < 0)
+		return rc;
+	if (rc > 0)
+		return hm__error(-EINVAL, "no stores file: HMMAP_STORES is empty, or neither "
+					  "XDG_CONFIG_HOME nor HOME is set");
+	if (!explicit_path) {
+		/* ~/.config/hmmap (or $XDG_CONFIG_HOME/hmmap): make what is missing. */
+		char dir[PATH_MAX];
+		snprintf(dir, sizeof dir, "%s", path);
+		for (char *sl = strchr(dir + 1, '/'); sl; sl = strchr(sl + 1, '/')) {
+			*sl = 0;
+			if (mkdir(dir, 0755) && errno != EEXIST)
+				return hm__error(-errno, "cannot create %s: %s", dir, strerror(errno));
+			*sl = '/';
+		}
+	}
+	snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
+	fd = mkstemp(tmp);
+	if (fd < 0)
+		return hm__error(-errno, "cannot write next to %s: %s", path, strerror(errno));
+	out = fdopen(fd, "w");
+	if (!out) {
+		close(fd);
+		unlink(tmp);
+		return hm__error(-ENOMEM, "out of memory");
+	}
+	in = fopen(path, "re");
+	if (in) {
+		while (fgets(line, sizeof line, in)) {
+			char first[NAME_CAP + 1];
+			size_t n = strcspn(line, " \t\r\n");
+			snprintf(first, sizeof first, "%.*s", (int)(n < NAME_CAP ? n : NAME_CAP), line);
+			if (n < NAME_CAP && !strcmp(first, name))
+				continue; /* the old line of this store */
+			fputs(line, out);
+			if (!strchr(line, '\n'))
+				fputc('\n', out);
+		}
+		fclose(in);
+	} else if (errno != ENOENT) {
+		rc = hm__error(-errno, "cannot read %s: %s", path, strerror(errno));
+		fclose(out);
+		unlink(tmp);
+		return rc;
+	}
+	fprintf(out, "%s %s%s%s\n", name, uri, *figures ? " " : "", figures);
+	if (fflush(out) || fsync(fileno(out))) {
+		rc = hm__error(-errno, "cannot write %s: %s", tmp, strerror(errno));
+		fclose(out);
+		unlink(tmp);
+		return rc;
+	}
+	fclose(out);
+	if (rename(tmp, path)) {
+		rc = hm__error(-errno, "cannot replace %s: %s", path, strerror(errno));
+		unlink(tmp);
+		return rc;
+	}
+	return 0;
+}
+
 /* Size and properties of the store at uri, opened read-only; unknown if it cannot be. */
 static void store_facts(struct hm_resource *r, const char *uri)
 {

@@ -44,4 +44,12 @@ int hm__sysfs_parse_list(const char *buf, size_t len, hm__sysfs_range_fn fn, voi
  */
 int hm__sysfs_parse_row(const char *buf, size_t len, uint32_t *row, size_t cap, size_t *n);
 
+/*
+ * Records store `name` at `uri` with `figures` ("read_latency_ns=N ...") in
+ * the stores file `hmmap ls` reads, replacing a line of that name; the
+ * file's path goes to path[cap]. `hmmap probe --save` uses it.
+ */
+int hm__stores_save(const char *name, const char *uri, const char *figures, char *path,
+		    size_t cap);
+
 #endif
