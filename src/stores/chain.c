@@ -34,6 +34,9 @@
 
 #include "core/internal.h"
 #include "core/tier.h"
+#include "stores/paged.h"
+
+_Static_assert(HM_CHAIN_PAGE == HM_PAGED_SIZE, "the read loop works in pages of this size");
 
 /* Chains alive, so that a tier store can be traced back to its chain. */
 static pthread_mutex_t chains_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -256,38 +259,22 @@ static int fetch(struct hm_chain *ch, uint64_t pg, char *buf)
 	return tier_read(&ch->tier[CE_TIER(e)], buf, HM_CHAIN_PAGE, CE_SLOT(e) * HM_CHAIN_PAGE);
 }
 
+static pthread_mutex_t *chain_lock(void *ctx, uint64_t pg)
+{
+	return hm__chain_stripe(ctx, pg);
+}
+
+static int chain_get(void *ctx, uint64_t pg, char *dst)
+{
+	return fetch(ctx, pg, dst);
+}
+
 static int chain_read(void *priv, void *buf, size_t len, uint64_t off)
 {
+	static const struct hm_paged_ops ops = { chain_lock, chain_get };
 	struct hm_chain *ch = priv;
-	char *out = buf;
-	int rc = 0;
 
-	while (len) {
-		uint64_t pg = off / HM_CHAIN_PAGE;
-		size_t in = (size_t)(off % HM_CHAIN_PAGE);
-		size_t n = HM_CHAIN_PAGE - in < len ? HM_CHAIN_PAGE - in : len;
-
-		if (pg >= ch->npages) {
-			memset(out, 0, len);
-			return 0;
-		}
-		pthread_mutex_lock(hm__chain_stripe(ch, pg));
-		if (in == 0 && n == HM_CHAIN_PAGE) {
-			rc = fetch(ch, pg, out);
-		} else {
-			char page[HM_CHAIN_PAGE] __attribute__((aligned(4096)));
-			rc = fetch(ch, pg, page);
-			if (!rc)
-				memcpy(out, page + in, n);
-		}
-		pthread_mutex_unlock(hm__chain_stripe(ch, pg));
-		if (rc)
-			return rc;
-		out += n;
-		off += n;
-		len -= n;
-	}
-	return 0;
+	return hm__paged_read(&ops, ch, ch->npages, buf, len, off);
 }
 
 /*

@@ -34,8 +34,11 @@
 
 #include "core/internal.h"
 #include "core/tier.h"
+#include "stores/paged.h"
+
 
 #define ZPAGE 4096u
+_Static_assert(ZPAGE == HM_PAGED_SIZE, "the read loop works in pages of this size");
 #define ZUNIT 64u
 #define NCLASS (ZPAGE / ZUNIT) /* class c holds objects of c * 64 bytes, 1..64 */
 #define NCTX 8
@@ -267,37 +270,22 @@ static pthread_mutex_t *stripe(struct zstore *z, uint64_t pg)
 	return &z->stripe[pg % NSTRIPE];
 }
 
+static pthread_mutex_t *z_lock(void *ctx, uint64_t pg)
+{
+	return stripe(ctx, pg);
+}
+
+static int z_get(void *ctx, uint64_t pg, char *dst)
+{
+	return get_page(ctx, pg, dst);
+}
+
 static int z_read(void *priv, void *buf, size_t len, uint64_t off)
 {
+	static const struct hm_paged_ops ops = { z_lock, z_get };
 	struct zstore *z = priv;
-	char *out = buf;
-	int rc = 0;
 
-	while (len) {
-		uint64_t pg = off / ZPAGE;
-		size_t in = (size_t)(off % ZPAGE), n = ZPAGE - in < len ? ZPAGE - in : len;
-
-		if (pg >= z->npages) {
-			memset(out, 0, len);
-			return 0;
-		}
-		pthread_mutex_lock(stripe(z, pg));
-		if (in == 0 && n == ZPAGE) {
-			rc = get_page(z, pg, out);
-		} else {
-			char page[ZPAGE] __attribute__((aligned(64)));
-			rc = get_page(z, pg, page);
-			if (!rc)
-				memcpy(out, page + in, n);
-		}
-		pthread_mutex_unlock(stripe(z, pg));
-		if (rc)
-			return rc;
-		out += n;
-		off += n;
-		len -= n;
-	}
-	return 0;
+	return hm__paged_read(&ops, z, z->npages, buf, len, off);
 }
 
 static int z_write(void *priv, const void *buf, size_t len, uint64_t off)
