@@ -166,40 +166,6 @@ static size_t page_bytes(struct hm_region *r, uint64_t i)
 	return lim - off < r->ps ? (size_t)(lim - off) : r->ps;
 }
 
-static int pread_all(int fd, char *buf, size_t len, off_t off)
-{
-	while (len) {
-		ssize_t n = pread(fd, buf, len, off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		buf += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
-}
-
-static int pwrite_all(int fd, const char *buf, size_t len, off_t off)
-{
-	while (len) {
-		ssize_t n = pwrite(fd, buf, len, off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		buf += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
-}
-
 /*
  * Writes held page i (EVICTING, owned by the caller) back to the medium.
  * With `keep` the page stays in DRAM (a pinned page at sync): it is copied
@@ -230,7 +196,7 @@ static int writeback_page(struct hm_region *r, uint64_t i, bool keep)
 		goto fail_prot;
 	}
 	if (n) {
-		rc = pread_all(r->memfd, dst, n, (off_t)(i << r->ps_shift));
+		rc = hm__pread_all(r->memfd, dst, n, (off_t)(i << r->ps_shift));
 		if (rc)
 			goto fail_prot;
 	}
@@ -366,7 +332,7 @@ static int take_page(struct hm_region *r, uint64_t i, bool pin)
 		goto fail_slot;
 	}
 	if (n) {
-		rc = pwrite_all(r->memfd, src, n, (off_t)(i << r->ps_shift));
+		rc = hm__pwrite_all(r->memfd, src, n, (off_t)(i << r->ps_shift));
 		if (rc)
 			goto fail_slot;
 	}

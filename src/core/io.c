@@ -48,7 +48,7 @@ static char *get_bounce(void)
 	return bounce;
 }
 
-static int pwrite_all(int fd, const char *buf, size_t len, off_t off)
+int hm__pwrite_all(int fd, const char *buf, size_t len, off_t off)
 {
 	while (len) {
 		ssize_t n = pwrite(fd, buf, len, off);
@@ -64,7 +64,7 @@ static int pwrite_all(int fd, const char *buf, size_t len, off_t off)
 	return 0;
 }
 
-static int pread_all(int fd, char *buf, size_t len, off_t off)
+int hm__pread_all(int fd, char *buf, size_t len, off_t off)
 {
 	while (len) {
 		ssize_t n = pread(fd, buf, len, off);
@@ -127,7 +127,7 @@ int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n, bool unmapped_fir
 		}
 		if (unmapped_first && first == idx) {
 			/* The readahead marker: a frame, but no mapping yet. */
-			rc = pwrite_all(r->memfd, src, r->ps, (off_t)at);
+			rc = hm__pwrite_all(r->memfd, src, r->ps, (off_t)at);
 			if (rc)
 				return hm__error_errno(-EPROTO, "pwrite to the frame memfd: %s",
 						       strerror(-rc));
@@ -163,7 +163,7 @@ int hm__writeback_run(struct hm_region *r, uint64_t idx, uint64_t n)
 	while (done < len) {
 		size_t chunk = len - done < BOUNCE_SIZE ? (size_t)(len - done) : BOUNCE_SIZE;
 
-		rc = pread_all(r->memfd, b, chunk, (off_t)((idx << r->ps_shift) + done));
+		rc = hm__pread_all(r->memfd, b, chunk, (off_t)((idx << r->ps_shift) + done));
 		if (!rc)
 			rc = r->store->ops->write(r->store->priv, b, chunk, off + done);
 		if (rc)
