@@ -812,7 +812,8 @@ static void t_wait_for_replica(void)
 	snprintf(pstr, sizeof pstr, "%d", port1);
 	rp = ru_redis_start(port, "--replicaof", "127.0.0.1", pstr, NULL);
 	CHECK(rp > 0);
-	for (int i = 0; i < 100; i++) {
+	/* A full resync can take seconds on a loaded machine (or under TSan): wait up to 30 s. */
+	for (int i = 0; i < 600; i++) {
 		ru_sh(out, sizeof out, "redis-cli -p %d INFO replication", port);
 		if (strstr(out, "master_link_status:up"))
 			break;
