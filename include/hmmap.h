@@ -497,6 +497,7 @@ int hm_tier_stats(const struct hm_store *tier, struct hm_tier_stats *stats);
 #define HM_BIND 0x1
 #define HM_MIGRATE 0x2
 #define HM_BIND_DEFAULT 0x4
+#define HM_BIND_MIGRATE HM_MIGRATE /* the same flag, named like HM_BIND_DEFAULT */
 long hm_bind(void *addr, size_t length, struct hm_store *store, int flags);
 
 /*
