@@ -221,7 +221,8 @@ static void t_bad_uris(void)
 		{ "redis://127.0.0.1:6379/", -EINVAL, "namespace" },
 		{ "redis://127.0.0.1:6379/a b", -EINVAL, "namespace" },
 		{ "redis://127.0.0.1:6379/a:b", -EINVAL, "namespace" },
-		{ "redis://127.0.0.1:1,127.0.0.1:2", -EINVAL, "one server only" },
+		/* Several servers are seed nodes of a cluster, as with redis-cluster://. */
+		{ "redis://127.0.0.1:1,127.0.0.1:2", -ECONNREFUSED, "no seed node answered" },
 		{ "redis://127.0.0.1:6379/ns?", -EINVAL, "empty option" },
 		{ "redis://127.0.0.1:6379/ns?bogus=1", -EINVAL, "unknown option 'bogus'" },
 		{ "redis://127.0.0.1:6379/ns?timeout=x", -EINVAL, "timeout" },

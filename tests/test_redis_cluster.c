@@ -211,6 +211,17 @@ static void t_spread_and_sync(void)
 	CHECK(hm_advise(E.p, LEN, HM_ADV_DONTNEED) == 0);
 	long long bad = ru_verify(E.p, ref, LEN);
 	CHECKF(bad == -1, "mismatch at %lld", bad);
+	/* redis:// listing several seed nodes is the same cluster store. */
+	struct hm_store *s2;
+	snprintf(uri, sizeof uri, "redis://%.400s/seeds?io_timeout=500", seeds);
+	rc = hm_store_open(&s2, uri, 0);
+	CHECKF(rc == 0, "%.100s: %.300s", uri, hm_errormsg());
+	if (!rc) {
+		char page[4096] = { 1 }, back[4096];
+		CHECK(hm_store_write(s2, page, sizeof page, 1 << 20) == 0);
+		CHECK(hm_store_read(s2, back, sizeof back, 1 << 20) == 0 && !memcmp(page, back, 4096));
+		CHECK(hm_store_close(s2) == 0);
+	}
 }
 
 static void t_ask_and_moved(void)

@@ -881,9 +881,8 @@ static int open_any(void **priv, const char *rest, int flags, struct hm_store_in
 		rc = refresh(b, true);
 		if (rc) {
 			if (rc == -EAGAIN)
-				rc = hm__error(-ECONNREFUSED, "%s: no seed node answered CLUSTER "
-							      "SLOTS (%s)",
-					       what, hm_errormsg());
+				rc = hm__error_wrap(-ECONNREFUSED,
+						    "%s: no seed node answered CLUSTER SLOTS", what);
 			goto fail_be;
 		}
 		/* Check every master now, so that a bad server fails the open. */
@@ -939,7 +938,16 @@ fail:
 
 static int redis_open(void **priv, const char *rest, int flags, struct hm_store_info *info)
 {
-	return open_any(priv, rest, flags, info, false);
+	/*
+	 * redis://h1:p1,h2:p2/ns lists seed nodes: a cluster, as the
+	 * redis-cluster:// form says outright. One server is a single node.
+	 */
+	size_t auth = strncmp(rest, "//", 2) ? 0 : 2;
+	size_t end = auth + strcspn(rest + auth, "/?");
+	const char *at = memchr(rest + auth, '@', end - auth);
+	const char *hosts = at ? at + 1 : rest + auth;
+
+	return open_any(priv, rest, flags, info, memchr(hosts, ',', (size_t)(rest + end - hosts)));
 }
 
 static int cluster_open(void **priv, const char *rest, int flags, struct hm_store_info *info)
