@@ -471,7 +471,7 @@ static int mc_open(void **priv, const char *rest, int flags, struct hm_store_inf
 		rc = hm__error(-ENOMEM, "out of memory");
 		goto fail;
 	}
-	rc = rm_parse_uri(&s->cfg, what, rest, 11211, true);
+	rc = rm_parse_uri(&s->cfg, what, rest, 11211);
 	if (rc)
 		goto fail;
 	if (s->cfg.have_password || s->cfg.user[0]) {

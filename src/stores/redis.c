@@ -849,9 +849,14 @@ static int open_any(void **priv, const char *rest, int flags, struct hm_store_in
 		free(b);
 		return hm__error(-ENOMEM, "out of memory");
 	}
-	rc = rm_parse_uri(&s->cfg, what, rest, 6379, cluster);
+	rc = rm_parse_uri(&s->cfg, what, rest, 6379);
 	if (rc)
 		goto fail;
+	/* redis:// listing several seed nodes is a cluster, as redis-cluster:// says outright. */
+	if (s->cfg.nhosts > 1 && !cluster) {
+		cluster = true;
+		what = s->cfg.what = "redis-cluster store";
+	}
 	if (!s->cfg.have_password) {
 		const char *pw = getenv("HMMAP_REDIS_PASSWORD"), *u = getenv("HMMAP_REDIS_USER");
 		if (pw && *pw) {
@@ -938,16 +943,7 @@ fail:
 
 static int redis_open(void **priv, const char *rest, int flags, struct hm_store_info *info)
 {
-	/*
-	 * redis://h1:p1,h2:p2/ns lists seed nodes: a cluster, as the
-	 * redis-cluster:// form says outright. One server is a single node.
-	 */
-	size_t auth = strncmp(rest, "//", 2) ? 0 : 2;
-	size_t end = auth + strcspn(rest + auth, "/?");
-	const char *at = memchr(rest + auth, '@', end - auth);
-	const char *hosts = at ? at + 1 : rest + auth;
-
-	return open_any(priv, rest, flags, info, memchr(hosts, ',', (size_t)(rest + end - hosts)));
+	return open_any(priv, rest, flags, info, false);
 }
 
 static int cluster_open(void **priv, const char *rest, int flags, struct hm_store_info *info)

@@ -279,8 +279,7 @@ static int parse_host(struct rm_config *c, const char *s, size_t n, int default_
 	return 0;
 }
 
-int rm_parse_uri(struct rm_config *c, const char *what, const char *rest, int default_port,
-		 bool multi)
+int rm_parse_uri(struct rm_config *c, const char *what, const char *rest, int default_port)
 {
 	const char *auth, *end, *q, *slash, *at, *p;
 	char opts[1024];
@@ -338,10 +337,6 @@ int rm_parse_uri(struct rm_config *c, const char *what, const char *rest, int de
 			if (comma && s == hend)
 				return hm__error(-EINVAL, "%s: empty server after ','", what);
 		}
-		if (c->nhosts > 1 && !multi)
-			return hm__error(-EINVAL, "%s: one server only (use redis-cluster:// for a "
-						  "cluster)",
-					 what);
 	}
 	if (slash) {
 		size_t nl = (size_t)(end - slash - 1);

@@ -182,10 +182,9 @@ struct rm_store {
 
 /*
  * Parses "//[user[:password]@]host[:port][,host[:port]...][/namespace][?k=v,...]"
- * into cfg (defaults first). multi: more than one host allowed.
+ * into cfg (defaults first); several hosts are allowed (seed nodes, a pool).
  */
-int rm_parse_uri(struct rm_config *cfg, const char *what, const char *rest, int default_port,
-		 bool multi);
+int rm_parse_uri(struct rm_config *cfg, const char *what, const char *rest, int default_port);
 /* Sets up the common part once the backend is connected; frees nothing on error. */
 int rm_store_init(struct rm_store *s, const struct rm_backend_ops *bops, void *be);
 /* Deletes the store's keys (best effort), stops prefetch, closes the backend. */
