@@ -8,32 +8,9 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "testutil.h"
 
 static char tool[256];
-
-/* Runs a shell command; returns its exit status and up to `cap` bytes of output. */
-static int run(const char *cmd, char *out, size_t cap)
-{
-	char full[2048];
-	FILE *f;
-	size_t n = 0;
-	int st;
-
-	snprintf(full, sizeof full, "%s 2>&1", cmd);
-	f = popen(full, "r");
-	if (!f)
-		return -1;
-	if (out && cap) {
-		n = fread(out, 1, cap - 1, f);
-		out[n] = 0;
-	} else {
-		char sink[4096];
-		while (fread(sink, 1, sizeof sink, f) > 0)
-			;
-	}
-	st = pclose(f);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static void demo_small(void)
 {
@@ -43,7 +20,7 @@ static void demo_small(void)
 	if (access(tool, X_OK))
 		SKIP("%.200s is not built", tool);
 	snprintf(cmd, sizeof cmd, "%s demo --size 64M --cache 8M --ops 3000", tool);
-	int rc = run(cmd, out, sizeof out);
+	int rc = tu_run(cmd, out, sizeof out);
 	CHECKF(rc == 0, "exit %d:\n%.300s", rc, out);
 	CHECK(strstr(out, "demo: all checks passed"));
 	CHECK(strstr(out, "hmmap   sequential"));
@@ -58,13 +35,13 @@ static void version_and_help(void)
 	if (access(tool, X_OK))
 		SKIP("%.200s is not built", tool);
 	snprintf(cmd, sizeof cmd, "%s version", tool);
-	CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "hmmap 0."));
+	CHECK(tu_run(cmd, out, sizeof out) == 0 && strstr(out, "hmmap 0."));
 	snprintf(cmd, sizeof cmd, "%s --help", tool);
-	CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "demo") && strstr(out, "replay"));
+	CHECK(tu_run(cmd, out, sizeof out) == 0 && strstr(out, "demo") && strstr(out, "replay"));
 	snprintf(cmd, sizeof cmd, "%s stores", tool);
-	CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "file") && strstr(out, "mem"));
+	CHECK(tu_run(cmd, out, sizeof out) == 0 && strstr(out, "file") && strstr(out, "mem"));
 	snprintf(cmd, sizeof cmd, "%s policies", tool);
-	CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "clock") && strstr(out, "s3fifo"));
+	CHECK(tu_run(cmd, out, sizeof out) == 0 && strstr(out, "clock") && strstr(out, "s3fifo"));
 }
 
 static void bad_usage(void)
@@ -87,7 +64,7 @@ static void bad_usage(void)
 		SKIP("%.200s is not built", tool);
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		snprintf(cmd, sizeof cmd, "%s %s", tool, bad[i]);
-		int rc = run(cmd, out, sizeof out);
+		int rc = tu_run(cmd, out, sizeof out);
 		CHECKF(rc == 2, "'%s' exited %d", bad[i], rc);
 		CHECKF(out[0] != 0, "'%s' printed nothing", bad[i]);
 	}

@@ -170,21 +170,6 @@ static void test_ls_cli(void)
 	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 1 && strstr(out, "has no URI"), "%.300s", out);
 }
 
-/* Runs cmd through sh, output in out; returns the exit status or -1. */
-static int sh(const char *cmd, char *out, size_t cap)
-{
-	FILE *p = popen(cmd, "r");
-	size_t len;
-	int st;
-
-	if (!p)
-		return -1;
-	len = fread(out, 1, cap - 1, p);
-	out[len] = 0;
-	st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* hmmap probe --save records a store with its figures where hmmap ls finds it. */
 static void test_probe_save(void)
 {
@@ -199,11 +184,11 @@ static void test_probe_save(void)
 	snprintf(cmd, sizeof cmd,
 		 "HMMAP_STORES=%.250s %.200s/hmmap probe mem:16M,read_ns=50000 --seconds 0.3 "
 		 "--save slow 2>&1", stores, b);
-	CHECKF(sh(cmd, out, sizeof out) == 0 && strstr(out, "saved as store 'slow'"), "%.400s", out);
+	CHECKF(tu_run(cmd, out, sizeof out) == 0 && strstr(out, "saved as store 'slow'"), "%.400s", out);
 	/* Saving again replaces the line: a name given twice would make ls fail. */
-	CHECKF(sh(cmd, out, sizeof out) == 0, "%.400s", out);
+	CHECKF(tu_run(cmd, out, sizeof out) == 0, "%.400s", out);
 	snprintf(cmd, sizeof cmd, "HMMAP_STORES=%.250s %.200s/hmmap ls --json 2>&1", stores, b);
-	CHECKF(sh(cmd, out, sizeof out) == 0, "%.400s", out);
+	CHECKF(tu_run(cmd, out, sizeof out) == 0, "%.400s", out);
 	const char *row = strstr(out, "\"name\": \"slow\"");
 	CHECKF(row && strstr(row, "\"device\": \"mem:16M,read_ns=50000\""), "%.300s", out);
 	/* The delay the store was given, as probe measured it (never 0 or null). */
@@ -222,10 +207,10 @@ static void test_probe_save(void)
 	/* Bad names and nowhere to save: clear errors, nothing measured in vain. */
 	snprintf(cmd, sizeof cmd, "HMMAP_STORES=%.250s %.200s/hmmap probe mem:1M --save 'a b' 2>&1",
 		 stores, b);
-	CHECKF(sh(cmd, out, sizeof out) == 2 && strstr(out, "not a store name"), "%.300s", out);
+	CHECKF(tu_run(cmd, out, sizeof out) == 2 && strstr(out, "not a store name"), "%.300s", out);
 	snprintf(cmd, sizeof cmd, "HMMAP_STORES= %.200s/hmmap probe mem:1M --seconds 0.1 --save x 2>&1",
 		 b);
-	CHECKF(sh(cmd, out, sizeof out) == 1 && strstr(out, "no stores file"), "%.300s", out);
+	CHECKF(tu_run(cmd, out, sizeof out) == 1 && strstr(out, "no stores file"), "%.300s", out);
 }
 
 int main(void)

@@ -28,31 +28,6 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-/* Runs a shell command; returns its exit status and up to cap bytes of output. */
-static int run(const char *cmd, char *out, size_t cap)
-{
-	char full[4096];
-	FILE *f;
-	size_t n = 0;
-	int st;
-
-	snprintf(full, sizeof full, "%s 2>&1", cmd);
-	f = popen(full, "r");
-	if (!f)
-		return -1;
-	if (out && cap) {
-		n = fread(out, 1, cap - 1, f);
-		out[n] = 0;
-	}
-	{
-		char sink[4096];
-		while (fread(sink, 1, sizeof sink, f) > 0)
-			;
-	}
-	st = pclose(f);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static int workload(const char *uri)
 {
 	struct hm_store *s;
@@ -155,7 +130,7 @@ static void stat_text_and_json(void)
 	pid = spawn("mem:8M");
 	CHECK(pid > 0);
 	snprintf(cmd, sizeof cmd, "%s stat %d", tool, (int)pid);
-	rc = run(cmd, out, sizeof out);
+	rc = tu_run(cmd, out, sizeof out);
 	if (rc) {
 		reap(pid);
 		CHECKF(rc == 0, "exit %d: %.200s", rc, out);
@@ -166,7 +141,7 @@ static void stat_text_and_json(void)
 	/* Published every 250 ms: wait for the first figures after the faults began. */
 	snprintf(cmd, sizeof cmd, "%s stat %d --json", tool, (int)pid);
 	for (int i = 0; i < 50; i++) {
-		rc = run(cmd, out, sizeof out);
+		rc = tu_run(cmd, out, sizeof out);
 		if (rc || json_num(out, "faults_missing") > 0)
 			break;
 		sleep_ms(100);
@@ -195,7 +170,7 @@ static void stat_errors(void)
 	pid = spawn(NULL);
 	CHECK(pid > 0);
 	snprintf(cmd, sizeof cmd, "%s stat %d", tool, (int)pid);
-	rc = run(cmd, out, sizeof out);
+	rc = tu_run(cmd, out, sizeof out);
 	reap(pid);
 	CHECKF(rc == 1 && strstr(out, "publishes no hmmap statistics"), "exit %d: %.200s", rc, out);
 	/* A process that is gone (killed, its segment left behind): stale, removed. */
@@ -203,21 +178,21 @@ static void stat_errors(void)
 	CHECK(pid > 0);
 	reap(pid);
 	snprintf(cmd, sizeof cmd, "%s stat %d", tool, (int)pid);
-	rc = run(cmd, out, sizeof out);
+	rc = tu_run(cmd, out, sizeof out);
 	CHECKF(rc == 1 && strstr(out, "stale") && strstr(out, "removed"), "exit %d: %.200s", rc, out);
 	/* Now nothing is left: no such process. */
-	rc = run(cmd, out, sizeof out);
+	rc = tu_run(cmd, out, sizeof out);
 	CHECKF(rc == 1 && strstr(out, "no process"), "exit %d: %.200s", rc, out);
 	/* Bad usage. */
 	static const char *const bad[] = { "stat", "stat abc", "stat 0", "stat -5", "stat 1 2",
 					   "stat 1 --bogus", "stat 12x" };
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		snprintf(cmd, sizeof cmd, "%s %s", tool, bad[i]);
-		rc = run(cmd, out, sizeof out);
+		rc = tu_run(cmd, out, sizeof out);
 		CHECKF(rc == 2 && strstr(out, "hmmap stat:"), "'%.200s': exit %d: %.200s", bad[i], rc, out);
 	}
 	snprintf(cmd, sizeof cmd, "%s stat --help", tool);
-	CHECK(run(cmd, out, sizeof out) == 0 && strstr(out, "usage: hmmap stat"));
+	CHECK(tu_run(cmd, out, sizeof out) == 0 && strstr(out, "usage: hmmap stat"));
 }
 
 /* ---- top ---- */
@@ -234,7 +209,7 @@ static void top_once(void)
 	pid = spawn("mem:8M");
 	CHECK(pid > 0);
 	snprintf(cmd, sizeof cmd, "%s top --once --interval 0.5", tool);
-	rc = run(cmd, out, sizeof out);
+	rc = tu_run(cmd, out, sizeof out);
 	reap(pid);
 	CHECKF(rc == 0, "exit %d: %.200s", rc, out);
 	snprintf(want, sizeof want, "\n%-7d ", (int)pid);
@@ -246,7 +221,7 @@ static void top_once(void)
 					   "top --bogus", "top extra" };
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		snprintf(cmd, sizeof cmd, "%s %s", tool, bad[i]);
-		rc = run(cmd, out, sizeof out);
+		rc = tu_run(cmd, out, sizeof out);
 		CHECKF(rc == 2 && strstr(out, "hmmap top:"), "'%.200s': exit %d: %.200s", bad[i], rc, out);
 	}
 }
@@ -281,7 +256,7 @@ static void top_live_under_tmux(void)
 
 	if (access(tool, X_OK))
 		SKIP("%.200s is not built", tool);
-	if (run("tmux -V", out, sizeof out) != 0)
+	if (tu_run("tmux -V", out, sizeof out) != 0)
 		SKIP("tmux is not installed");
 	pid = spawn("mem:8M");
 	CHECK(pid > 0);
@@ -290,7 +265,7 @@ static void top_live_under_tmux(void)
 	snprintf(cmd, sizeof cmd,
 		 "tmux -L %s new-session -d -s %s -x 200 -y 50 '%s top --interval 1'", sess, sess,
 		 tool);
-	rc = run(cmd, out, sizeof out);
+	rc = tu_run(cmd, out, sizeof out);
 	if (rc) {
 		reap(pid);
 		CHECKF(rc == 0, "tmux: %.200s", out);
@@ -298,27 +273,27 @@ static void top_live_under_tmux(void)
 	/* Wait for the workload's line, then take two captures a few seconds apart. */
 	snprintf(cmd, sizeof cmd, "tmux -L %s capture-pane -p -t %s", sess, sess);
 	for (int i = 0; i < 100; i++) {
-		run(cmd, a, sizeof a);
+		tu_run(cmd, a, sizeof a);
 		region_line(a, pid, la, sizeof la);
 		if (la[0] && !strstr(la, " - "))
 			break;
 		sleep_ms(100);
 	}
 	sleep_ms(3000);
-	run(cmd, b, sizeof b);
+	tu_run(cmd, b, sizeof b);
 	region_line(b, pid, lb, sizeof lb);
 	/* q quits and restores the terminal: the session (its only window) ends. */
 	char keys[256];
 	snprintf(keys, sizeof keys, "tmux -L %s send-keys -t %s q", sess, sess);
-	run(keys, out, sizeof out);
+	tu_run(keys, out, sizeof out);
 	bool ended = false;
 	snprintf(keys, sizeof keys, "tmux -L %s has-session -t %s", sess, sess);
 	for (int i = 0; i < 50 && !ended; i++) {
 		sleep_ms(100);
-		ended = run(keys, out, sizeof out) != 0;
+		ended = tu_run(keys, out, sizeof out) != 0;
 	}
 	snprintf(keys, sizeof keys, "tmux -L %s kill-server", sess);
-	run(keys, out, sizeof out);
+	tu_run(keys, out, sizeof out);
 	reap(pid);
 	CHECKF(strstr(a, "hmmap top") && strstr(a, "FAULT/s"), "first capture:\n%.200s", a);
 	CHECKF(la[0] && lb[0], "no region line for %d:\n%.200s", (int)pid, b);
@@ -348,7 +323,7 @@ static void probe_mem_delays(void)
 			 "%s probe 'mem:64M,read_ns=200000,write_ns=300000' --json --seconds 2 "
 			 "--threads 2",
 			 tool);
-		rc = run(cmd, out, sizeof out);
+		rc = tu_run(cmd, out, sizeof out);
 		if (rc)
 			break;
 		char *r = strstr(out, "\"read_latency\": {"), *w = strstr(out, "\"write_latency\": {");
@@ -366,7 +341,7 @@ static void probe_mem_delays(void)
 	CHECK(json_num(strstr(out, "\"write_bandwidth\""), "mb_per_s") > 0);
 	/* Text output names the declared properties. */
 	snprintf(cmd, sizeof cmd, "%s probe mem:16M --seconds 0.4", tool);
-	rc = run(cmd, out, sizeof out);
+	rc = tu_run(cmd, out, sizeof out);
 	CHECKF(rc == 0 && strstr(out, "byte-addressable yes") && strstr(out, "persistent no") &&
 		       strstr(out, "capacity 16M") && strstr(out, "read 4K, depth 1") &&
 		       strstr(out, "MB/s"),
@@ -389,13 +364,13 @@ static void probe_bandwidth_limit(void)
 	 */
 	snprintf(cmd, sizeof cmd,
 		 "%s probe 'mem:64M,read_bw=200000000' --json --seconds 1 --threads 1", tool);
-	rc = run(cmd, out, sizeof out);
+	rc = tu_run(cmd, out, sizeof out);
 	CHECKF(rc == 0, "exit %d: %.200s", rc, out);
 	bw = json_num(strstr(out, "\"read_bandwidth\""), "mb_per_s");
 	CHECKF(bw > 0 && bw <= 200 * 1.02, "read bandwidth %.1f MB/s, limit 200:\n%.200s", bw, out);
 	/* Unlimited RAM is faster than that. */
 	snprintf(cmd, sizeof cmd, "%s probe mem:64M --json --seconds 0.5 --threads 1", tool);
-	rc = run(cmd, out, sizeof out);
+	rc = tu_run(cmd, out, sizeof out);
 	CHECKF(rc == 0, "exit %d: %.200s", rc, out);
 	double fast = json_num(strstr(out, "\"read_bandwidth\""), "mb_per_s");
 	CHECKF(fast > bw, "unlimited %.1f MB/s, limited %.1f MB/s", fast, bw);
@@ -415,16 +390,16 @@ static void probe_file_unchanged(void)
 	CHECK(ref);
 	/* Without --write: reads only. */
 	snprintf(cmd, sizeof cmd, "%s probe '%s' --json --seconds 0.4", tool, path);
-	rc = run(cmd, out, sizeof out);
+	rc = tu_run(cmd, out, sizeof out);
 	CHECKF(rc == 0, "exit %d: %.200s", rc, out);
 	CHECK(strstr(out, "\"persistent\": true") && strstr(out, "\"write_latency\": null"));
 	CHECK(json_num(out, "capacity") == 8 << 20);
 	snprintf(cmd, sizeof cmd, "%s probe '%s' --seconds 0.4", tool, path);
-	rc = run(cmd, out, sizeof out);
+	rc = tu_run(cmd, out, sizeof out);
 	CHECKF(rc == 0 && strstr(out, "written only with --write"), "%.200s", out);
 	/* With --write: written, and still the same bytes. */
 	snprintf(cmd, sizeof cmd, "%s probe 'file:%s' --json --write --seconds 0.4", tool, path);
-	rc = run(cmd, out, sizeof out);
+	rc = tu_run(cmd, out, sizeof out);
 	CHECKF(rc == 0 && json_num(strstr(out, "\"write_latency\""), "p50_ns") > 0, "exit %d: %.200s",
 	       rc, out);
 	CHECK(tu_cmp_file(path, ref, 8 << 20) == -1);
@@ -445,7 +420,7 @@ static void probe_errors(void)
 	};
 	for (size_t i = 0; i < sizeof usage / sizeof usage[0]; i++) {
 		snprintf(cmd, sizeof cmd, "%s %s", tool, usage[i]);
-		rc = run(cmd, out, sizeof out);
+		rc = tu_run(cmd, out, sizeof out);
 		CHECKF(rc == 2 && strstr(out, "hmmap probe:"), "'%.200s': exit %d: %.200s", usage[i], rc, out);
 	}
 	static const char *const fail[] = {
@@ -453,12 +428,12 @@ static void probe_errors(void)
 	};
 	for (size_t i = 0; i < sizeof fail / sizeof fail[0]; i++) {
 		snprintf(cmd, sizeof cmd, "%s %s", tool, fail[i]);
-		rc = run(cmd, out, sizeof out);
+		rc = tu_run(cmd, out, sizeof out);
 		CHECKF(rc == 1 && strstr(out, "hmmap probe:"), "'%.200s': exit %d: %.200s", fail[i], rc, out);
 	}
 	/* fault: with no failure switched on probes like mem:. */
 	snprintf(cmd, sizeof cmd, "%s probe fault:16M --seconds 0.2", tool);
-	CHECK(run(cmd, out, sizeof out) == 0);
+	CHECK(tu_run(cmd, out, sizeof out) == 0);
 }
 
 int main(int argc, char **argv)

@@ -71,6 +71,31 @@ static inline void tu_path(char *buf, size_t n, const char *name)
 	snprintf(buf, n, "%s/%s", tu_tmpdir(), name);
 }
 
+/*
+ * Runs a shell command with stderr joined to stdout; returns its exit status
+ * (-1 if it did not exit) and up to cap-1 bytes of its output in out (NULL:
+ * discarded). The rest is read and dropped so the command never blocks.
+ */
+static inline int tu_run(const char *cmd, char *out, size_t cap)
+{
+	char full[4096], sink[4096];
+	FILE *f;
+	int st;
+
+	snprintf(full, sizeof full, "%s 2>&1", cmd);
+	f = popen(full, "r");
+	if (!f)
+		return -1;
+	if (out && cap) {
+		size_t n = fread(out, 1, cap - 1, f);
+		out[n] = 0;
+	}
+	while (fread(sink, 1, sizeof sink, f) > 0)
+		;
+	st = pclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 /* xorshift64*: deterministic and cheap. */
 static inline uint64_t tu_rnd(uint64_t *s)
 {
