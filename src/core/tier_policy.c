@@ -41,6 +41,7 @@ struct hot {
 	bool evict;
 	uint64_t cool_hand, warm_hand, last_ms;
 	bool pressure;              /* last tick, a page at the threshold found no room */
+	uint64_t pressure_since;    /* ms when the current spell of pressure began */
 };
 
 static int hot_opt(void *ctx, const char *k, const char *v)
@@ -91,8 +92,8 @@ static int hot_create(void **state, uint64_t npages, const char *opts)
 	h->npages = npages;
 	h->threshold = 2;
 	h->decay_ms = 200;
-	h->sweep_ms = 6000;
-	h->sample_rate = 49152;
+	h->sweep_ms = 20000;
+	h->sample_rate = 12288;
 	rc = hm_opts_parse(opts, hot_opt, h);
 	if (rc) {
 		free(h);
@@ -159,9 +160,15 @@ static void hot_tick(void *state, struct hm_tier_ctx *ctx)
 		 * Hot pages wait for room: cool twice as fast, with the whole
 		 * sampling budget. A page sampled on one visit and untouched at
 		 * the next is cold, so cold hot pages leave within two turns.
+		 * For the first sweep of a spell of pressure - the hot set has
+		 * just moved - four times faster again: the old hot pages are
+		 * cold now, so sampling them costs a zap each and no hint
+		 * fault. A spell that lasts longer is a hot set larger than the
+		 * share, where sampling hot pages fast would only buy faults.
 		 */
-		cool = samples > 0 ? samples : 1;
-		window *= 2;
+		uint64_t boost = now - h->pressure_since < h->sweep_ms ? 4 : 1;
+		cool = (samples > 0 ? samples : 1) * (int64_t)boost;
+		window *= 2 * boost;
 	}
 	for (uint64_t seen = 0; cool > 0 && seen < window && seen < h->npages; seen++) {
 		uint64_t i = h->cool_hand++ % h->npages;
@@ -215,6 +222,8 @@ static void hot_tick(void *state, struct hm_tier_ctx *ctx)
 		if (full && samples <= 0)
 			break;
 	}
+	if (full && !h->pressure)
+		h->pressure_since = now;
 	h->pressure = full;
 }
 
