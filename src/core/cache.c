@@ -597,8 +597,22 @@ void hm__cache_unpin(struct hm_cache *c, struct hm_region *r, uint64_t idx)
  * number of resident pages (HMMAP_SAMPLE_RATE per second), sweeping the
  * slots in order; the next touch of such a page is a cheap minor fault that
  * maps it again and reports a hit to the policy.
+ *
+ * The rate is per cache. With HMMAP_SAMPLE_RATE=auto (the default) it is a
+ * cost budget: hm__sample_rate() picks it from the fault mode and from
+ * whether the cache evicted in the last 5 s (its eviction counter, so with
+ * HMMAP_STATS=0 a cache never counts as evicting). The mode is known once
+ * the engine has started; the sampler asks only when some cache holds
+ * resident pages (so a region, and the engine, exist) and never starts the
+ * engine itself. An explicit rate is honoured as given, in batches of at
+ * most MAX_BATCH pages, up to one sweep of each cache per tick.
+ *
+ * sample_cache() unmaps up to budget_pages (<= MAX_BATCH) pages of c from
+ * *hand on, adds the slots it looked at to *swept and returns how many pages
+ * it unmapped.
  */
-static void sample_cache(struct hm_cache *c, uint32_t budget_pages, uint32_t *hand)
+static uint32_t sample_cache(struct hm_cache *c, uint32_t budget_pages, uint32_t *hand,
+			     uint64_t *swept)
 {
 	static struct victim v[MAX_BATCH];
 	uint32_t k = 0, scanned = 0, max_scan;
@@ -632,8 +646,9 @@ static void sample_cache(struct hm_cache *c, uint32_t budget_pages, uint32_t *ha
 		k++;
 	}
 	pthread_mutex_unlock(&c->lock);
+	*swept += scanned;
 	if (!k)
-		return;
+		return 0;
 	sort_victims(v, k);
 	for (uint32_t i = 0, j; i < k; i = j) {
 		for (j = i + 1; j < k && v[j].r == v[i].r && v[j].idx == v[j - 1].idx + 1; j++)
@@ -660,27 +675,103 @@ static void sample_cache(struct hm_cache *c, uint32_t budget_pages, uint32_t *ha
 		atomic_fetch_sub(&v[i].r->evicting, 1);
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
+	return k;
 }
+
+/* With caches_lock held: whether any cache holds a resident page. */
+static bool any_resident(void)
+{
+	bool yes = false;
+
+	for (int i = 0; i < ncaches && !yes; i++) {
+		pthread_mutex_lock(&caches[i]->lock);
+		yes = caches[i]->resident > 0;
+		pthread_mutex_unlock(&caches[i]->lock);
+	}
+	return yes;
+}
+
+/* Pages the cache has evicted so far (counted only with statistics on). */
+static uint64_t evictions_of(struct hm_cache *c)
+{
+	uint64_t n = 0;
+
+	for (int k = 0; k < HM_SHARDS; k++)
+		n += atomic_load_explicit(&c->ctr.s[k].evictions, memory_order_relaxed);
+	return n;
+}
+
+/* A cache counts as evicting for this many ticks (5 s) after an eviction. */
+#define EVICTING_TICKS 100
 
 static void *sampler_main(void *arg)
 {
+	/* Per cache, matched by address: caches[] is reordered when one is freed. */
+	static struct {
+		struct hm_cache *c;
+		uint32_t hand;
+		uint32_t quiet; /* ticks since the cache last evicted */
+		uint64_t evictions, carry;
+	} st[64];
 	const struct hm_env *env;
-	uint32_t hands[64] = { 0 };
+	const struct hm_engine_info *info;
+	int mode = 0;
+	bool known;
 	sigset_t all;
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	if (hm__env(&env))
 		return NULL;
+	known = !env->sample_auto;
 	for (;;) {
 		struct timespec ts = { 0, 50 * 1000 * 1000 };
-		uint32_t per_tick = (uint32_t)(env->sample_rate / 20);
+
 		nanosleep(&ts, NULL);
-		if (!per_tick)
-			continue;
+		if (!known) {
+			pthread_mutex_lock(&caches_lock);
+			bool ready = any_resident();
+			pthread_mutex_unlock(&caches_lock);
+			if (!ready)
+				continue;
+			mode = hm__engine_start(&info) ? 0 : info->mode;
+			known = true;
+		}
 		pthread_mutex_lock(&caches_lock);
-		for (int i = 0; i < ncaches; i++)
-			sample_cache(caches[i], per_tick, &hands[i]);
+		for (int i = 0; i < ncaches; i++) {
+			struct hm_cache *c = caches[i];
+			uint64_t ev = evictions_of(c), rate, per_tick, left, swept = 0, before;
+
+			if (st[i].c != c) {
+				st[i].c = c;
+				st[i].hand = 0;
+				st[i].quiet = EVICTING_TICKS;
+				st[i].evictions = ev;
+				st[i].carry = 0;
+			}
+			if (ev != st[i].evictions) {
+				st[i].evictions = ev;
+				st[i].quiet = 0;
+			} else if (st[i].quiet < EVICTING_TICKS) {
+				st[i].quiet++;
+			}
+			rate = hm__sample_rate(env, mode, st[i].quiet < EVICTING_TICKS);
+			/* Beyond every slot every tick, a higher rate changes nothing. */
+			if (rate > (uint64_t)c->capacity * 20)
+				rate = (uint64_t)c->capacity * 20;
+			/* 20 ticks a second; the remainder carries, so 1250/s is not 1240/s. */
+			st[i].carry += rate;
+			per_tick = st[i].carry / 20;
+			st[i].carry %= 20;
+			/* Batches until the tick's share is unmapped or the hand went round. */
+			for (left = per_tick; left && swept < c->capacity;) {
+				before = swept;
+				left -= sample_cache(c, left < MAX_BATCH ? (uint32_t)left : MAX_BATCH,
+						     &st[i].hand, &swept);
+				if (swept == before)
+					break; /* nothing resident */
+			}
+		}
 		pthread_mutex_unlock(&caches_lock);
 	}
 	return NULL;

@@ -14,7 +14,7 @@
 
 #include "core/internal.h"
 
-enum kind { K_SIZE, K_U64, K_STR, K_MODE };
+enum kind { K_SIZE, K_U64, K_STR, K_MODE, K_RATE };
 
 static struct hm_env env = {
 	.cache_size = 256ull << 20,
@@ -24,7 +24,8 @@ static struct hm_env env = {
 	.fault_threads = 0,
 	.readahead = 2ull << 20,
 	.evict_batch = 64,
-	.sample_rate = 4096,
+	.sample_rate = 0, /* set by load(): see sample_auto */
+	.sample_auto = true,
 	.stats = 1,
 };
 
@@ -48,11 +49,61 @@ static const struct {
 	  "largest readahead window, 0 disables (2M)" },
 	{ "HMMAP_EVICT_BATCH", K_U64, offsetof(struct hm_env, evict_batch),
 	  "pages evicted per batch (64)" },
-	{ "HMMAP_SAMPLE_RATE", K_SIZE, offsetof(struct hm_env, sample_rate),
-	  "resident pages unmapped per second to sample references (4096)" },
+	{ "HMMAP_SAMPLE_RATE", K_RATE, offsetof(struct hm_env, sample_rate),
+	  "auto (about 2% of a CPU in hint faults: 4000 in sigbus mode, 1250 in thread "
+	  "mode, at least 4096 while a cache evicts), or resident pages unmapped per "
+	  "second to sample references, 0 disables (auto)" },
 	{ "HMMAP_STATS", K_U64, offsetof(struct hm_env, stats),
 	  "1 counts statistics and publishes them for `hmmap stat`, 0 turns both off (1)" },
 };
+
+/*
+ * HMMAP_SAMPLE_RATE=auto, the default, is a cost budget rather than a number
+ * of pages. A sampled page costs its zap (amortised over a run of pages by
+ * the sampler) and, if the application touches it again, one hint fault; the
+ * hint fault dominates, and what it costs the application depends on who
+ * serves it. In sigbus mode the faulting thread serves it itself (signal
+ * delivery, UFFDIO_CONTINUE, sigreturn: about 5 us); in thread mode the
+ * faulting thread sleeps while a handler thread is woken, serves the fault
+ * and wakes it again: two cross-CPU wake-ups, about 15 us of CPU time over
+ * the process (bench/bench_sampling, docs/policies.md). `auto` picks, per
+ * fault mode, the rate whose hint faults cost SAMPLE_BUDGET_PPM of one CPU
+ * when every sampled page is touched again (the worst case: a workload that
+ * touches only resident pages), i.e. rate = budget / cost per hint fault,
+ * with the costs rounded up: 4000 pages/s in sigbus mode, 1250 in thread
+ * mode. The budget is 2%, well inside the 5% the sampling overhead may take
+ * (issue 3), leaving room for a loaded machine where a wake-up costs more.
+ *
+ * While a cache evicts, references are what its policy decides with, and
+ * each miss a better decision avoids costs far more than a hint fault (a
+ * read from the store, and a fault of its own). Scan-resistant policies
+ * need each hot page sampled about once between two bursts of eviction:
+ * ARC and SIEVE keep a hot set through a scan at 4096 pages/s over 16,384
+ * pages, and lose a third of it at 2048 (docs/policies.md). So while the
+ * cache is evicting, `auto` samples at least SAMPLE_EVICTING_RATE pages/s,
+ * the fixed default of earlier versions; a cache that evicts nothing (a
+ * workload that touches only resident pages) pays only the budget.
+ */
+#define SAMPLE_BUDGET_PPM 20000u
+#define SAMPLE_EVICTING_RATE 4096u
+
+static uint64_t hint_fault_ns(int mode)
+{
+	return mode == HM_FAULT_SIGBUS ? 5000 : 16000;
+}
+
+uint64_t hm__sample_rate(const struct hm_env *e, int mode, bool evicting)
+{
+	uint64_t rate;
+
+	if (!e->sample_auto)
+		return e->sample_rate;
+	/* ppm of a second of CPU per second, in ns, over ns per hint fault. */
+	rate = (uint64_t)SAMPLE_BUDGET_PPM * 1000 / hint_fault_ns(mode);
+	if (evicting && rate < SAMPLE_EVICTING_RATE)
+		rate = SAMPLE_EVICTING_RATE;
+	return rate;
+}
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int env_err;
@@ -78,6 +129,16 @@ static int set_one(int i, const char *v)
 		if (!*v || strlen(v) >= sizeof env.policy)
 			return -EINVAL;
 		strcpy((char *)field, v);
+		return 0;
+	case K_RATE:
+		if (!strcmp(v, "auto")) {
+			env.sample_auto = true;
+			return 0;
+		}
+		if (hm_parse_size(v, &u))
+			return -EINVAL;
+		env.sample_auto = false;
+		*(uint64_t *)field = u;
 		return 0;
 	case K_MODE:
 		if (!strcmp(v, "auto"))
@@ -142,6 +203,9 @@ static void load(void)
 			 env.stats);
 		return;
 	}
+	/* Nonzero means a sampler runs (hm_cache_new); auto's largest rate. */
+	if (env.sample_auto)
+		env.sample_rate = hm__sample_rate(&env, HM_FAULT_SIGBUS, true);
 	hm__stats_set(env.stats);
 	if (env.evict_batch == 0)
 		env.evict_batch = 1;

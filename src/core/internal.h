@@ -256,11 +256,19 @@ struct hm_env {
 	uint32_t fault_threads;
 	uint64_t readahead;   /* max bytes per fault */
 	uint32_t evict_batch; /* pages */
-	uint64_t sample_rate; /* pages per second zapped for hint faults */
+	uint64_t sample_rate; /* pages per second zapped for hint faults; 0: no sampler */
+	bool sample_auto;     /* HMMAP_SAMPLE_RATE=auto: sample_rate is auto's largest */
 	uint32_t stats;       /* HMMAP_STATS: 0 off, 1 counters and the live segment */
 };
 /* Reads HMMAP_* once; returns 0 or -EINVAL naming the variable. */
 int hm__env(const struct hm_env **env);
+/*
+ * The sampler's rate in pages per second for a cache under fault mode `mode`
+ * (HM_FAULT_THREAD or HM_FAULT_SIGBUS): HMMAP_SAMPLE_RATE as given, or for
+ * `auto` the rate whose hint faults cost about 2% of one CPU in that mode,
+ * raised to 4096 while the cache is `evicting` (src/core/env.c).
+ */
+uint64_t hm__sample_rate(const struct hm_env *env, int mode, bool evicting);
 
 /* ---- pages (src/core/page.c) ---- */
 /* The page entry, allocating its chunk if `alloc`; NULL if absent or -ENOMEM. */
