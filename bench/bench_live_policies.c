@@ -65,7 +65,7 @@ static const char usage[] =
 	"  --no-advice  no hm_advise() around the phases\n"
 	"  --trace DIR  record each policy's fault trace of run 1 to DIR/<policy>.trace\n"
 	"  --quick      a short smoke run (16M cache, 64M file, 1 run, 2 cycles, 0.3 s)\n"
-	"Environment: HMMAP_SAMPLE_RATE, HMMAP_FAULT_MODE, HMMAP_READAHEAD apply.\n";
+	"Environment: HMMAP_SAMPLE_RATE (default auto), HMMAP_FAULT_MODE, HMMAP_READAHEAD apply.\n";
 
 #define MAX_POL 32
 
@@ -500,7 +500,7 @@ int main(int argc, char **argv)
 	       O.cycles, O.runs);
 	printf("fault mode %s (HMMAP_FAULT_MODE=%s), HMMAP_SAMPLE_RATE=%s, advice %s\n",
 	       mode == HM_FAULT_SIGBUS ? "sigbus" : "thread", env_mode ? env_mode : "unset",
-	       env_rate ? env_rate : "unset (4096)",
+	       env_rate ? env_rate : "unset (auto)",
 	       O.advice ? "RANDOM before bursts, SEQUENTIAL before scans" : "none");
 	fflush(stdout);
 
@@ -577,6 +577,15 @@ int main(int argc, char **argv)
 		printf("  demand misses %s, pages read %s, throughput %s\n",
 		       dm >= 0.25 ? "met" : "NOT met", pr >= 0.25 ? "met" : "NOT met",
 		       tp >= 1.2 ? "met" : "NOT met");
+		/* The best by misses is not always the fastest: each one that meets both. */
+		for (size_t i = 0; i < sizeof sr / sizeof sr[0]; i++) {
+			if (med(sr[i], "ops") < 0 || med(sr[i], "bad") != 0)
+				continue;
+			double d = 1 - med(sr[i], "miss") / med(B, "miss");
+			double t = med(sr[i], "ops") / med(B, "ops");
+			printf("  %-7s %3.0f%% fewer demand misses, %.2fx throughput: %s\n", sr[i],
+			       d * 100, t, d >= 0.25 && t >= 1.2 ? "both met" : "not both");
+		}
 	}
 	return 0;
 }
