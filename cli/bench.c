@@ -1212,19 +1212,6 @@ static void print_csv(struct row *rows, int nrows)
 	}
 }
 
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			printf("\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			printf("\\u%04x", *s);
-		else
-			putchar(*s);
-	}
-	putchar('"');
-}
 
 static void machine(int *cpus, uint64_t *mem, char *kernel, size_t klen, double load[3])
 {
@@ -1249,12 +1236,12 @@ static void print_json(const struct opts *o, struct row *rows, int nrows, const 
 
 	machine(&cpus, &mem, kernel, sizeof kernel, load);
 	printf("{\n  \"tool\": \"hmmap bench\",\n  \"version\": ");
-	json_str(hm_version());
+	hm_cli_json_str(hm_version());
 	printf(",\n  \"machine\": {\"cpus\": %d, \"memory_bytes\": %llu, \"kernel\": ", cpus,
 	       (unsigned long long)mem);
-	json_str(kernel);
+	hm_cli_json_str(kernel);
 	printf(", \"load\": [%.2f, %.2f, %.2f]},\n  \"data_dir\": ", load[0], load[1], load[2]);
-	json_str(dir);
+	hm_cli_json_str(dir);
 	printf(",\n  \"runs\": %d,\n  \"baseline\": \"%s\",\n  \"results\": [\n", o->runs,
 	       sys_names[o->baseline]);
 	for (int i = 0; i < nrows; i++) {
@@ -1298,7 +1285,7 @@ static void print_json(const struct opts *o, struct row *rows, int nrows, const 
 		       (unsigned long long)(c ? c->bytes_read : 0), (unsigned long long)r->bad,
 		       c && !r->bad && !r->cross_bad ? "true" : "false");
 		if (r->err[0])
-			json_str(r->err);
+			hm_cli_json_str(r->err);
 		else
 			printf("null");
 		printf("}%s\n", i + 1 < nrows ? "," : "");

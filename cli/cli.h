@@ -18,11 +18,13 @@ int hm_cli_bench(int argc, char **argv);
 int hm_cli_stat(int argc, char **argv);
 int hm_cli_top(int argc, char **argv);
 int hm_cli_probe(int argc, char **argv);
-/* Shared by stat and top (cli/stat.c): "1.5G", "12us", "cached", JSON members. */
+/* Shared by the commands (cli/stat.c): "1.5G", "12us", "cached", JSON members. */
 struct hm_stats;
 void hm_cli_bytes(char *out, size_t cap, uint64_t v);
 void hm_cli_ns(char *out, size_t cap, uint64_t ns);
 const char *hm_cli_mode_name(uint32_t mode);
 void hm_cli_json_stats(const struct hm_stats *s);
+/* Prints s as a JSON string: quotes, backslashes and control characters escaped. */
+void hm_cli_json_str(const char *s);
 
 #endif

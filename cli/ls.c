@@ -130,26 +130,13 @@ static void print_table(const struct hm_resource *res, size_t n)
 	}
 }
 
-static void json_string(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			printf("\\%c", *s);
-		else if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
-			printf("\\u%04x", (unsigned char)*s);
-		else
-			putchar(*s);
-	}
-	putchar('"');
-}
 
 /* A string field: null when empty. */
 static void json_str_or_null(const char *key, const char *v)
 {
 	printf(", \"%s\": ", key);
 	if (*v)
-		json_string(v);
+		hm_cli_json_str(v);
 	else
 		printf("null");
 }
@@ -182,7 +169,7 @@ static void print_json(const struct hm_resource *res, size_t n)
 
 		printf("%s\n  {\"kind\": \"%s\", \"name\": ", i ? "," : "",
 		       hm_resource_kind_name(r->kind));
-		json_string(r->name);
+		hm_cli_json_str(r->name);
 		json_str_or_null("device", r->device);
 		json_u64("size_bytes", r->size);
 		json_u64("free_bytes", r->free);

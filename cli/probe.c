@@ -369,20 +369,6 @@ static void json_bw(const char *key, const struct bw *w)
 	       w->mbps, w->bytes, w->seconds);
 }
 
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			printf("\\%c", ch);
-		else if (ch < 0x20)
-			printf("\\u%04x", ch);
-		else
-			putchar(ch);
-	}
-	putchar('"');
-}
 
 int hm_cli_probe(int argc, char **argv)
 {
@@ -519,9 +505,9 @@ int hm_cli_probe(int argc, char **argv)
 
 	if (json) {
 		printf("{\"uri\": ");
-		json_str(uri);
+		hm_cli_json_str(uri);
 		printf(", \"scheme\": ");
-		json_str(hm_store_scheme(s));
+		hm_cli_json_str(hm_store_scheme(s));
 		printf(", \"capacity\": %" PRIu64 ", \"byte_addressable\": %s, \"persistent\": %s, "
 		       "\"coherent\": %s, \"read_only\": %s, \"block_device\": %s, \"tested_bytes\": "
 		       "%" PRIu64 ", \"threads\": %d",
@@ -531,7 +517,7 @@ int hm_cli_probe(int argc, char **argv)
 		       info.props & HM_PROP_READONLY ? "true" : "false",
 		       info.props & HM_PROP_BLOCKDEV ? "true" : "false", size, nt);
 		printf(", \"persistence\": ");
-		json_str(hm_persistence_name(hm_store_persistence(s)));
+		hm_cli_json_str(hm_persistence_name(hm_store_persistence(s)));
 		json_lat("read_latency", &rl);
 		json_lat("write_latency", &wl);
 		json_bw("read_bandwidth", &rb);

@@ -185,19 +185,6 @@ static int add_caches(uint32_t **caches, size_t *n, const char *arg)
 	}
 }
 
-static void json_string(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			printf("\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			printf("\\u%04x", (unsigned char)*s);
-		else
-			putchar(*s);
-	}
-	putchar('"');
-}
 
 /* Takes the value of option `name` from "--name=value" or the next argument. */
 static const char *opt_value(int argc, char **argv, int *i, const char *name)
@@ -347,7 +334,7 @@ int hm_cli_replay(int argc, char **argv)
 			ratio = r.requests ? (double)r.misses / (double)r.requests : 0.0;
 			if (json) {
 				printf("%s\n  {\"policy\": ", first ? "" : ",");
-				json_string(policies.v[i]);
+				hm_cli_json_str(policies.v[i]);
 				printf(", \"cache_pages\": %u, \"requests\": %llu, \"misses\": %llu, "
 				       "\"miss_ratio\": %.6f}",
 				       caches[j], (unsigned long long)r.requests,

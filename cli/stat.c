@@ -186,14 +186,14 @@ static void print_text(const struct hm_snapshot *sn)
 	}
 }
 
-static void json_string(const char *s)
+void hm_cli_json_str(const char *s)
 {
 	putchar('"');
 	for (; *s; s++) {
 		unsigned char ch = (unsigned char)*s;
 		if (ch == '"' || ch == '\\')
 			printf("\\%c", ch);
-		else if (ch < 0x20)
+		else if (ch < 0x20 || ch == 0x7f)
 			printf("\\u%04x", ch);
 		else
 			putchar(ch);
@@ -237,7 +237,7 @@ static void print_json(const struct hm_snapshot *sn)
 	uint64_t now = now_realtime_ns();
 
 	printf("{\"version\": %d, \"pid\": %d, \"comm\": ", HM_SNAPSHOT_VERSION, (int)sn->pid);
-	json_string(sn->comm);
+	hm_cli_json_str(sn->comm);
 	printf(", \"fault_mode\": \"%s\", \"start_time\": %" PRIu64 ", \"updated_ns\": %" PRIu64
 	       ", \"age_ms\": %" PRIu64 ", \"interval_ms\": %u, \"truncated\": %u",
 	       fault_mode_name(sn->fault_mode), sn->start_time, sn->updated_ns,
@@ -255,11 +255,11 @@ static void print_json(const struct hm_snapshot *sn)
 			switch (kind) {
 			case HM_OBJ_CACHE:
 				printf(", \"policy\": ");
-				json_string(o->name);
+				hm_cli_json_str(o->name);
 				break;
 			case HM_OBJ_REGION:
 				printf(", \"uri\": ");
-				json_string(o->name);
+				hm_cli_json_str(o->name);
 				printf(", \"addr\": %" PRIu64 ", \"length\": %" PRIu64
 				       ", \"page_size\": %" PRIu64 ", \"mode\": \"%s\", \"cache_id\": "
 				       "%u, \"store_id\": %u",
@@ -268,7 +268,7 @@ static void print_json(const struct hm_snapshot *sn)
 				break;
 			case HM_OBJ_STORE:
 				printf(", \"uri\": ");
-				json_string(o->name);
+				hm_cli_json_str(o->name);
 				printf(", \"capacity\": %" PRIu64 ", \"byte_addressable\": %s, "
 				       "\"persistent\": %s, \"coherent\": %s, \"read_only\": %s",
 				       o->length,
