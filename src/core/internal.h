@@ -159,6 +159,8 @@ void hm__stats_region_add(struct hm_region *r);
 void hm__stats_region_del(struct hm_region *r);
 void hm__stats_cache_add(struct hm_cache *c);
 void hm__stats_cache_del(struct hm_cache *c);
+/* Pages of r known dirty now: a scan of its page entries (chunks in use only). */
+uint64_t hm__region_dirty(const struct hm_region *r);
 /* Dirty pages of the cache's regions (hm_cache_stats). */
 uint64_t hm__stats_cache_dirty(const struct hm_cache *c);
 /* A read-ahead page (HM_PG_RA) was reached: count it used. */

@@ -540,23 +540,13 @@ int hm_unpin(void *addr, size_t length)
 
 int hm_region_stats(const struct hm_region *r, struct hm_stats *s)
 {
-	uint64_t dirty = 0;
-
 	if (!r || !s)
 		return hm__error(-EINVAL, "hm_region_stats: NULL argument");
 	memset(s, 0, sizeof *s);
 	hm__stats_fill(&r->ctr, s);
 	s->resident_bytes = atomic_load(&r->resident_pages) << r->ps_shift;
 	s->pinned_pages = atomic_load(&r->pinned_pages);
-	for (size_t d = 0; d < r->ndir; d++) {
-		struct hm_page *c = atomic_load(&r->dir[d]);
-		if (!c)
-			continue;
-		for (uint32_t i = 0; i < HM_CHUNK_PAGES; i++)
-			if (atomic_load_explicit(&c[i].st, memory_order_relaxed) & HM_PG_DIRTY)
-				dirty++;
-	}
-	s->dirty_pages = dirty;
+	s->dirty_pages = hm__region_dirty(r);
 	s->budget_bytes = hm__budget(r->cache);
 	return 0;
 }

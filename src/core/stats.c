@@ -244,8 +244,7 @@ static bool grow(void **arr, size_t n, size_t *cap, size_t sz)
 	return true;
 }
 
-/* Pages of r known dirty now: a scan of its page entries (chunks in use only). */
-static uint64_t region_dirty(const struct hm_region *r)
+uint64_t hm__region_dirty(const struct hm_region *r)
 {
 	uint64_t dirty = 0;
 
@@ -272,7 +271,7 @@ uint64_t hm__stats_cache_dirty(const struct hm_cache *c)
 	pthread_mutex_lock(&reg_lock);
 	for (size_t i = 0; i < nregions; i++)
 		if (reg_regions[i]->cache == c)
-			dirty += region_dirty(reg_regions[i]);
+			dirty += hm__region_dirty(reg_regions[i]);
 	pthread_mutex_unlock(&reg_lock);
 	return dirty;
 }
@@ -286,7 +285,7 @@ static void cache_fill_locked(struct hm_cache *c, struct hm_stats *s)
 	s->dirty_pages = 0;
 	for (size_t i = 0; i < nregions; i++)
 		if (reg_regions[i]->cache == c)
-			s->dirty_pages += region_dirty(reg_regions[i]);
+			s->dirty_pages += hm__region_dirty(reg_regions[i]);
 }
 
 /* ---- the segment (writer) ---- */
