@@ -4,7 +4,9 @@
  * fixed array of budget / page frames, a hash table from page number to
  * frame, CLOCK replacement, pread to fill a frame and pwrite to clean one.
  * The file is opened O_DIRECT when the file system allows it, as hmmap's
- * file store does, so that pages are cached once, in the pool.
+ * file store does, so that pages are cached once, in the pool. The frames
+ * ask for transparent huge pages, as hmmap's bounce buffers do: an O_DIRECT
+ * read into contiguous memory is one segment for the device.
  *
  * Every access goes through bpool_get()/bpool_put() under one mutex; I/O
  * is done outside it. A frame being read or written back is BUSY: a thread
@@ -27,6 +29,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "cli.h"
 
 #define NO_PAGE UINT64_MAX
 
@@ -267,7 +270,7 @@ int bpool_new(struct bpool **out, const char *path, uint64_t budget, uint64_t pa
 	p->bmask = nb - 1;
 	p->f = calloc(p->nframes, sizeof *p->f);
 	p->bucket = malloc(nb * sizeof *p->bucket);
-	if (!p->f || !p->bucket || posix_memalign((void **)&p->mem, 4096, p->nframes * page)) {
+	if (!p->f || !p->bucket || !(p->mem = hm_cli_io_alloc(p->nframes * page))) {
 		snprintf(err, errlen, "pread pool: out of memory for %llu frames",
 		         (unsigned long long)p->nframes);
 		close(p->fd);
@@ -290,7 +293,7 @@ void bpool_free(struct bpool *p)
 	if (!p)
 		return;
 	close(p->fd);
-	free(p->mem);
+	hm_cli_io_free(p->mem, p->nframes * p->page);
 	free(p->f);
 	free(p->bucket);
 	pthread_mutex_destroy(&p->lock);
