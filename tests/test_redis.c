@@ -229,6 +229,8 @@ static void t_bad_uris(void)
 		{ "redis://127.0.0.1:6379/ns?page=3000", -EINVAL, "power of two" },
 		{ "redis://127.0.0.1:6379/ns?size=0", -EINVAL, "size" },
 		{ "redis://127.0.0.1:6379/ns?conns=0", -EINVAL, "conns" },
+		{ "redis://127.0.0.1:6379/ns?spin=soon", -EINVAL, "spin" },
+		{ "redis://127.0.0.1:6379/ns?spin=10001", -EINVAL, "spin" },
 		{ "redis://127.0.0.1:6379/ns?replicas=many", -EINVAL, "replicas" },
 		{ "redis://127.0.0.1:6379/ns?key_file=/nonexistent/k", -ENOENT, "key_file" },
 		{ "redis://127.0.0.1:6379/ns?password_file=/nonexistent/p", -ENOENT, "password_file" },
@@ -731,15 +733,20 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-static void t_threads(void)
+/*
+ * Four threads fault, write and evict at once, sharing two connections:
+ * with the default spin-wait for replies (at most one thread spins on two
+ * CPUs, the others sleep in read()) and with spin=0 (everyone sleeps).
+ */
+static void threads_with(const char *ns, const char *opts)
 {
 	struct env e;
 	struct worker w[4];
 	pthread_t th[4];
 	char uri[256];
 
-	uri_of(uri, sizeof uri, port1, "mt", "conns=2");
-	CHECKF(!env_open(&e, uri, 32 * PS), "%s", hm_errormsg());
+	uri_of(uri, sizeof uri, port1, ns, opts);
+	CHECKF(!env_open(&e, uri, 32 * PS), "%s: %s", uri, hm_errormsg());
 	for (int i = 0; i < 4; i++) {
 		w[i] = (struct worker){ e.p, i, 0 };
 		pthread_create(&th[i], NULL, worker, &w[i]);
@@ -757,6 +764,12 @@ static void t_threads(void)
 		CHECK(a == b);
 	}
 	env_close(&e);
+}
+
+static void t_threads(void)
+{
+	threads_with("mt", "conns=2");
+	threads_with("mt0", "conns=2,spin=0");
 }
 
 /*

@@ -595,6 +595,7 @@ static void redis_exec(void *be, struct rm_op *ops, size_t n)
 			}
 		}
 		/* Send each server its pipeline; all of them are in flight at once. */
+		uint64_t sent = 0;
 		for (int g = 0; g < ng; g++) {
 			struct rnode *nd = b->nodes[grp[g].node];
 			int rc = conn_get(b, nd, &grp[g].cn), done = 0;
@@ -623,6 +624,7 @@ static void redis_exec(void *be, struct rm_op *ops, size_t n)
 					break;
 				}
 			}
+			sent = rm_now_ns();
 		}
 		/* Collect the replies. */
 		for (int g = 0; g < ng; g++) {
@@ -630,6 +632,16 @@ static void redis_exec(void *be, struct rm_op *ops, size_t n)
 			struct rconn *cn = grp[g].cn;
 			if (!cn)
 				continue;
+			/*
+			 * The first server's first reply is timed, and awaited
+			 * spinning when the batch is a page or two: someone waits
+			 * for it. Larger batches (readahead, write-back) are about
+			 * bandwidth, and a spinning thread would take a CPU that
+			 * the other threads and a local server can use.
+			 */
+			bool first = g == 0 && grp[g].ok && cn->c->reader->pos >= cn->c->reader->len;
+			if (first && n <= RM_SPIN_OPS)
+				rm_spin_wait(b->s, cn->c->fd, sent);
 			for (size_t i = 0; i < n && grp[g].ok; i++) {
 				struct rm_op *op = &ops[i];
 				redisReply *r = NULL;
@@ -646,6 +658,10 @@ static void redis_exec(void *be, struct rm_op *ops, size_t n)
 				if (redisGetReply(cn->c, (void **)&r) != REDIS_OK) {
 					grp[g].ok = false;
 					break;
+				}
+				if (first) {
+					rm_rtt_note(b->s, sent);
+					first = false;
 				}
 				if (!apply_reply(b, nd, op, r, &redirect))
 					freeReplyObject(r);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +37,42 @@ void rm_sleep_ms(uint32_t ms)
 
 	while (nanosleep(&ts, &ts) && errno == EINTR)
 		;
+}
+
+/* ------------------------------------------------------- waiting for replies */
+
+static _Atomic int spinners;
+static int spin_limit = 1; /* CPUs less one, at least 1; set by rm_store_init() */
+
+void rm_spin_wait(struct rm_store *s, int fd, uint64_t sent_ns)
+{
+	uint64_t budget = (uint64_t)s->cfg.spin_us * 1000;
+	int saved = errno;
+	char b;
+
+	if (!budget || atomic_load_explicit(&s->rtt_ns, memory_order_relaxed) > budget)
+		return;
+	if (atomic_fetch_add(&spinners, 1) < spin_limit) {
+		while (rm_now_ns() - sent_ns < budget) {
+			ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+			if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+				break;
+#if defined(__x86_64__) || defined(__i386__)
+			__builtin_ia32_pause();
+#endif
+		}
+	}
+	atomic_fetch_sub(&spinners, 1);
+	errno = saved;
+}
+
+void rm_rtt_note(struct rm_store *s, uint64_t sent_ns)
+{
+	uint64_t t = rm_now_ns() - sent_ns;
+	uint64_t avg = atomic_load_explicit(&s->rtt_ns, memory_order_relaxed);
+
+	/* A moving average over about 8 batches; racing updates lose a sample. */
+	atomic_store_explicit(&s->rtt_ns, avg - avg / 8 + t / 8, memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------------ URIs */
@@ -187,6 +224,8 @@ static int opt_cb(void *ctx, const char *k, const char *v)
 		return parse_ms(c, k, v, &c->conns, 1, 64);
 	if (!strcmp(k, "prefetch"))
 		return parse_ms(c, k, v, &c->prefetch, 0, 65536);
+	if (!strcmp(k, "spin"))
+		return parse_ms(c, k, v, &c->spin_us, 0, 10000);
 	if (!strcmp(k, "replicas")) {
 		uint32_t n = 0;
 		if (!strcmp(v, "auto")) {
@@ -223,7 +262,7 @@ static int opt_cb(void *ctx, const char *k, const char *v)
 		return load_key(c, v);
 	return hm__error(-EINVAL,
 			 "%s: unknown option '%s' (known: size, page, timeout, io_timeout, conns, "
-			 "prefetch, replicas, user, password_file, key_file)",
+			 "prefetch, spin, replicas, user, password_file, key_file)",
 			 c->what, k);
 }
 
@@ -294,6 +333,7 @@ int rm_parse_uri(struct rm_config *c, const char *what, const char *rest, int de
 	c->io_timeout_ms = 1000;
 	c->conns = 4;
 	c->prefetch = 256;
+	c->spin_us = 50;
 	c->replicas = -1;
 
 	if (strncmp(rest, "//", 2))
@@ -908,7 +948,10 @@ int rm_store_init(struct rm_store *s, const struct rm_backend_ops *bops, void *b
 {
 	uint64_t id;
 	size_t nblocks;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
+	/* Spinning threads leave a CPU to the rest of the process (and a local server). */
+	spin_limit = cpus > 2 ? (int)cpus - 1 : 1;
 	if (sodium_init() < 0)
 		return hm__error(-EIO, "%s: libsodium failed to initialise", s->cfg.what);
 	randombytes_buf(&id, sizeof id);
