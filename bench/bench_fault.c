@@ -14,8 +14,9 @@
  *                4 KiB from a source buffer; and the SIGBUS variant
  *                (UFFD_FEATURE_SIGBUS, the copy done in the SIGBUS handler);
  *              kernel minor faults on a cached file (tmpfs), MAP_SHARED,
- *                with MADV_RANDOM (one page per fault) and without it
- *                (fault-around maps up to 16 pages per fault).
+ *                with MADV_RANDOM and without it; the minor-fault count
+ *                printed beside says how many pages one fault mapped
+ *                (fault-around may map up to 16, usually it maps one).
  *   seq      sequential first touch of every 4 KiB with region page sizes
  *            4K, 64K, 256K and 2M (hmmap's default readahead on), beside
  *            the kernel's fault-around.
@@ -559,7 +560,7 @@ int main(int argc, char **argv)
 		snprintf(key, sizeof key, "kernel-around.rand.%d", n);
 		row("kernel minor, no MADV_RANDOM", key, NULL, NULL);
 		snprintf(key, sizeof key, "kernel-large.rand.%d", n);
-		row("kernel minor, 64K folios, MADV_RANDOM", key, NULL, NULL);
+		row("kernel minor, 1M writes, MADV_RANDOM", key, NULL, NULL);
 		snprintf(key, sizeof key, "hmmap-thread.rand.%d.faults_per_run", n);
 		snprintf(lab, sizeof lab, "hmmap-sigbus.rand.%d.faults_per_run", n);
 		printf("    faults per run (%llu pages): hmmap thread %.0f, sigbus %.0f (missing "
@@ -570,15 +571,16 @@ int main(int argc, char **argv)
 		printf("\n      kernel minflt: MADV_RANDOM %.0f, without %.0f, ", res_med(&R, key),
 		       res_med(&R, lab));
 		snprintf(key, sizeof key, "kernel-large.rand.%d.faults_per_run", n);
-		printf("large folios %.0f\n", res_med(&R, key));
+		printf("1M writes %.0f\n", res_med(&R, key));
 	}
 	printf("  Explanation: each figure is pages first-touched per second over all threads. "
 	       "Bare loops are the floor cost\n  of userfaultfd in that service model. Kernel rows "
-	       "are minor faults on a tmpfs file written in 4 KiB\n  pieces (4 KiB folios: one "
-	       "page per fault, the in-kernel bar), with and without MADV_RANDOM; the\n  "
-	       "'64K folios' row is the same on a file written in 1 MiB pieces, where tmpfs makes "
-	       "large folios\n  and one fault maps a whole folio. hmmap regions use "
-	       "HM_ADV_RANDOM (one page per fault).\n");
+	       "are minor faults on a tmpfs file written in 4 KiB\n  pieces, with and without "
+	       "MADV_RANDOM; the '1M writes' row is the same on a file written in\n  1 MiB "
+	       "pieces, which gets large folios where tmpfs allows them (shmem_enabled). The minflt "
+	       "line\n  says how many pages one kernel fault mapped: 65536 faults is one page per "
+	       "fault, the in-kernel\n  bar; fewer means fault-around or large folios mapped "
+	       "several. hmmap regions use HM_ADV_RANDOM\n  (one page per fault).\n");
 
 	printf("\n-- sequential first touch (one word per 4 KiB): pages/s, median [min..max]; "
 	       "target >= 2M pages/s for >= 64K pages\n");
