@@ -8,6 +8,8 @@
  * policies, and both fault modes; the mode is process-wide, so each mode
  * runs in its own child.
  *
+ * Also: hm_sync() racing with eviction (test_sync_races_eviction).
+ *
  * Writes are partitioned: 4 KiB block b belongs to thread b % 4, which alone
  * writes it and checks it, so every check is exact while threads still share
  * region pages (at 64K and 2M) and so race on faults, write tracking and
@@ -242,6 +244,75 @@ static void test_hmmap_calls(void)
 	CHECK(hmunmap(p, file_len) == 0);
 }
 
+/*
+ * hm_sync() racing with eviction: one thread writes every page of a region
+ * four times its cache once, while another syncs the region over and over;
+ * then every page must read back what was written. A sync's dirty-page scan
+ * consumes the kernel's "written" state of the pages it finds; before the
+ * region's harvest lock, one that fell between an eviction's zap and scan
+ * took that state from a page being evicted, the eviction found the page
+ * clean and freed it, and a whole eviction batch read back as zeros in about
+ * one run of six.
+ */
+struct syncer {
+	unsigned char *p;
+	size_t len;
+	atomic_int stop;
+	long syncs;
+};
+
+static void *syncer_main(void *arg)
+{
+	struct syncer *s = arg;
+
+	while (!atomic_load(&s->stop))
+		if (hm_sync(s->p, s->len, MS_ASYNC) == 0)
+			s->syncs++;
+	return NULL;
+}
+
+static void test_sync_races_eviction(void)
+{
+	const size_t len = 16u << 20, page = 4096;
+	int iters = tu_sanitizer() ? 12 : 30, lost = 0;
+	long syncs = 0;
+
+	for (int it = 0; it < iters && !lost; it++) {
+		struct hm_store *s;
+		struct hm_cache *c;
+		struct hm_region *r;
+		struct syncer sy = { 0 };
+		pthread_t t;
+		char uri[64];
+		long long bad = -1;
+
+		snprintf(uri, sizeof uri, "mem:%zu", len);
+		CHECK(hm_store_open(&s, uri, 0) == 0);
+		CHECK(hm_cache_new(&c, len / 4, "clock") == 0);
+		CHECKF(hm_region_map(&r, c, s, 0, len, PROT_READ | PROT_WRITE, HM_CACHED, page) == 0,
+		       "%s", hm_errormsg());
+		sy.p = hm_region_addr(r);
+		sy.len = len;
+		CHECK(pthread_create(&t, NULL, syncer_main, &sy) == 0);
+		for (size_t pg = 0; pg < len / page; pg++)
+			*(volatile uint64_t *)(sy.p + pg * page) = ((uint64_t)it << 32) | (pg + 1);
+		atomic_store(&sy.stop, 1);
+		pthread_join(t, NULL);
+		syncs += sy.syncs;
+		CHECKF(hm_sync(sy.p, len, MS_SYNC) == 0, "%s", hm_errormsg());
+		CHECKF(hm_advise(sy.p, len, HM_ADV_DONTNEED) == 0, "%s", hm_errormsg());
+		for (size_t pg = 0; pg < len / page && bad < 0; pg++)
+			if (*(volatile uint64_t *)(sy.p + pg * page) != (((uint64_t)it << 32) | (pg + 1)))
+				bad = (long long)pg;
+		CHECKF(bad < 0, "run %d: page %lld lost its write", it, bad);
+		lost += bad >= 0;
+		CHECK(hm_region_unmap(r) == 0);
+		CHECK(hm_cache_free(c) == 0);
+		CHECK(hm_store_close(s) == 0);
+	}
+	CHECKF(syncs > iters, "the syncer ran only %ld times", syncs);
+}
+
 #define CFG(name, ps, pol, budget, ops)                                                  \
 	static void name(void)                                                           \
 	{                                                                                \
@@ -284,6 +355,7 @@ static int mode_child(void *arg)
 	RUN(test_2m_fifo);
 	RUN(test_2m_clock);
 	RUN(test_hmmap_calls);
+	RUN(test_sync_races_eviction);
 	return test_done();
 }
 

@@ -114,9 +114,14 @@ static void zap_and_harvest(struct hm_region *r, uint64_t idx, uint64_t n)
 	/* Nothing to learn from a read-only region: the punch unmaps it. */
 	if (!r->wp)
 		return;
+	/* See harvest_lock: a sync's scan must not fall between the zap and ours. */
+	pthread_mutex_lock(&r->harvest_lock);
 	madvise(a, len, MADV_DONTNEED);
-	if (!hm__engine_start(&info) && info->wp_async)
-		hm__pagemap_harvest((uintptr_t)a, (uintptr_t)a + len, false, hm__mark_written, r);
+	/* A scan that fails has lost what the zap knew: take every page as written. */
+	if (!hm__engine_start(&info) && info->wp_async &&
+	    hm__pagemap_harvest((uintptr_t)a, (uintptr_t)a + len, false, hm__mark_written, r))
+		hm__mark_written(r, (uintptr_t)a, len);
+	pthread_mutex_unlock(&r->harvest_lock);
 }
 
 /* Frees the frames of pages [idx, idx+n) of r. */

@@ -244,6 +244,14 @@ struct hm_region {
 	_Atomic uint64_t resident_pages;
 	_Atomic uint64_t pinned_pages;
 	pthread_mutex_t sync_lock; /* one sync or unmap at a time */
+	/*
+	 * Held while a PAGEMAP_SCAN that write-protects what it finds (and so
+	 * consumes the PTEs' "written" state) runs and its DIRTY flags are set:
+	 * a sync's scan, an eviction's or a sample's zap and scan. Without it a
+	 * sync could take the written state of a page being evicted and set
+	 * DIRTY only after the eviction had found the page clean and freed it.
+	 */
+	pthread_mutex_t harvest_lock;
 	struct hm_trace *_Atomic trace; /* fault recording, or NULL */
 	bool dying;
 	struct hm_counters ctr;

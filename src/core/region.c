@@ -149,6 +149,7 @@ static void teardown(struct hm_region *r)
 		close(r->memfd);
 	hm__pages_free(r);
 	pthread_mutex_destroy(&r->sync_lock);
+	pthread_mutex_destroy(&r->harvest_lock);
 	free(r);
 }
 
@@ -223,6 +224,7 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 		return hm__error(-ENOMEM, "out of memory");
 	r->memfd = -1;
 	pthread_mutex_init(&r->sync_lock, NULL);
+	pthread_mutex_init(&r->harvest_lock, NULL);
 	r->ps = page_size;
 	r->ps_shift = (unsigned)__builtin_ctzll(page_size);
 	r->length = length;

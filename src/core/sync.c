@@ -63,8 +63,11 @@ int hm__harvest(struct hm_region *r, uint64_t idx, uint64_t n)
 		return rc;
 	if (!info->wp_async)
 		return 0; /* synchronous tracking: DIRTY is set by the faults */
-	return hm__pagemap_harvest((uintptr_t)r->base + (idx << r->ps_shift),
-				   (uintptr_t)r->base + ((idx + n) << r->ps_shift), true, hm__mark_written, r);
+	pthread_mutex_lock(&r->harvest_lock);
+	rc = hm__pagemap_harvest((uintptr_t)r->base + (idx << r->ps_shift),
+				 (uintptr_t)r->base + ((idx + n) << r->ps_shift), true, hm__mark_written, r);
+	pthread_mutex_unlock(&r->harvest_lock);
+	return rc;
 }
 
 /* Writes back held (BUSY, DIRTY cleared) pages [idx, idx+n); releases them. */

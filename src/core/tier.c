@@ -283,10 +283,13 @@ int hm_tier_sample(struct hm_tier_ctx *ctx, uint64_t idx)
 	atomic_fetch_add(&r->evicting, 1); /* keeps the region mapped meanwhile */
 	pthread_mutex_unlock(&c->lock);
 	char *a = r->base + (idx << r->ps_shift);
+	/* The zap drops the PTE's written bit: fold it into DIRTY first-hand (see harvest_lock). */
+	pthread_mutex_lock(&r->harvest_lock);
 	madvise(a, r->ps, MADV_DONTNEED);
-	/* The zap drops the PTE's written bit: fold it into DIRTY first-hand. */
-	if (r->wp && wp_async())
-		hm__pagemap_harvest((uintptr_t)a, (uintptr_t)a + r->ps, false, hm__mark_written, r);
+	if (r->wp && wp_async() &&
+	    hm__pagemap_harvest((uintptr_t)a, (uintptr_t)a + r->ps, false, hm__mark_written, r))
+		hm__mark_written(r, (uintptr_t)a, r->ps); /* the scan failed: assume written */
+	pthread_mutex_unlock(&r->harvest_lock);
 	uint32_t old = atomic_load(&p->st);
 	while (!atomic_compare_exchange_weak(&p->st, &old,
 					     (old & ~(HM_PG_BUSY | HM_PG_WAITERS)) | HM_PG_UNMAPPED))
