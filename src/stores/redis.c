@@ -633,14 +633,14 @@ static void redis_exec(void *be, struct rm_op *ops, size_t n)
 			if (!cn)
 				continue;
 			/*
-			 * The first server's first reply is timed, and awaited
-			 * spinning when the batch is a page or two: someone waits
-			 * for it. Larger batches (readahead, write-back) are about
-			 * bandwidth, and a spinning thread would take a CPU that
-			 * the other threads and a local server can use.
+			 * The first server's first reply is awaited polling when
+			 * the batch is a page or two: someone waits for it. Larger
+			 * batches (readahead, write-back) are about bandwidth, and
+			 * a polling thread would take a CPU that the other threads
+			 * and a local server can use.
 			 */
-			bool first = g == 0 && grp[g].ok && cn->c->reader->pos >= cn->c->reader->len;
-			if (first && n <= RM_SPIN_OPS)
+			if (g == 0 && n <= RM_SPIN_OPS && grp[g].ok &&
+			    cn->c->reader->pos >= cn->c->reader->len)
 				rm_spin_wait(b->s, cn->c->fd, sent);
 			for (size_t i = 0; i < n && grp[g].ok; i++) {
 				struct rm_op *op = &ops[i];
@@ -658,10 +658,6 @@ static void redis_exec(void *be, struct rm_op *ops, size_t n)
 				if (redisGetReply(cn->c, (void **)&r) != REDIS_OK) {
 					grp[g].ok = false;
 					break;
-				}
-				if (first) {
-					rm_rtt_note(b->s, sent);
-					first = false;
 				}
 				if (!apply_reply(b, nd, op, r, &redirect))
 					freeReplyObject(r);

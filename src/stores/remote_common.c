@@ -47,16 +47,33 @@ static int spin_limit = 1; /* CPUs less one, at least 1; set by rm_store_init() 
 void rm_spin_wait(struct rm_store *s, int fd, uint64_t sent_ns)
 {
 	uint64_t budget = (uint64_t)s->cfg.spin_us * 1000;
+	uint32_t skip = atomic_load_explicit(&s->spin_skip, memory_order_relaxed);
 	int saved = errno;
 	char b;
 
-	if (!budget || atomic_load_explicit(&s->rtt_ns, memory_order_relaxed) > budget)
+	if (!budget)
 		return;
+	if (skip) {
+		/* Backing off after a spin that did not pay (racing threads may skip one less). */
+		atomic_store_explicit(&s->spin_skip, skip - 1, memory_order_relaxed);
+		return;
+	}
 	if (atomic_fetch_add(&spinners, 1) < spin_limit) {
-		while (rm_now_ns() - sent_ns < budget) {
+		for (;;) {
 			ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-			if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+			if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+				atomic_store_explicit(&s->spin_fails, 0, memory_order_relaxed);
 				break;
+			}
+			if (rm_now_ns() - sent_ns >= budget) {
+				/* Skip 2, 4, ... up to 256 requests after consecutive misses. */
+				uint32_t f = atomic_load_explicit(&s->spin_fails, memory_order_relaxed);
+				if (f < 8)
+					f++;
+				atomic_store_explicit(&s->spin_fails, f, memory_order_relaxed);
+				atomic_store_explicit(&s->spin_skip, 1u << f, memory_order_relaxed);
+				break;
+			}
 #if defined(__x86_64__) || defined(__i386__)
 			__builtin_ia32_pause();
 #endif
@@ -64,15 +81,6 @@ void rm_spin_wait(struct rm_store *s, int fd, uint64_t sent_ns)
 	}
 	atomic_fetch_sub(&spinners, 1);
 	errno = saved;
-}
-
-void rm_rtt_note(struct rm_store *s, uint64_t sent_ns)
-{
-	uint64_t t = rm_now_ns() - sent_ns;
-	uint64_t avg = atomic_load_explicit(&s->rtt_ns, memory_order_relaxed);
-
-	/* A moving average over about 8 batches; racing updates lose a sample. */
-	atomic_store_explicit(&s->rtt_ns, avg - avg / 8 + t / 8, memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------------ URIs */

@@ -179,7 +179,8 @@ struct rm_store {
 	} *gc;
 	uint32_t gc_n, gc_cap;
 	struct rm_counters ctr;
-	_Atomic uint64_t rtt_ns; /* moving average of the time to a batch's first reply */
+	_Atomic uint32_t spin_skip;  /* requests left before spinning is tried again */
+	_Atomic uint32_t spin_fails; /* polls in a row that ran out of time (at most 8) */
 };
 
 /*
@@ -206,17 +207,18 @@ int rm_run(struct rm_store *s, struct rm_op *ops, size_t n, uint64_t deadline_ns
 
 /*
  * Before a backend's blocking read of a batch's first reply on fd (its
- * requests sent at sent_ns): busy-waits until fd is readable, for at most
- * cfg.spin_us, when the server has been answering within that time and no
- * more threads than CPUs less one are spinning already. Sleeping in read()
- * and being woken by the reply costs about 5 us on this kernel, a fifth of
- * a loopback round trip; a thread that spins pays none of it.
+ * requests sent at sent_ns): polls fd until it is readable, for at most
+ * cfg.spin_us after sent_ns, when no more threads than CPUs less one are
+ * polling already. Sleeping in read() and being woken by the reply costs
+ * about 5 us on this kernel, a fifth of a loopback round trip; a thread that
+ * polls pays none of it. A poll that runs out of time (a slow server, or
+ * CPUs too busy to run a local one) makes the store's next 2 requests sleep
+ * at once, then 4, ... up to 256 while polls keep running out; one reply
+ * caught polling resets that.
  */
 void rm_spin_wait(struct rm_store *s, int fd, uint64_t sent_ns);
 /* Batches of at most this many operations are latency-bound: they spin. */
 #define RM_SPIN_OPS 2
-/* Records a batch's first reply, received at now, for rm_spin_wait(). */
-void rm_rtt_note(struct rm_store *s, uint64_t sent_ns);
 
 /* Helpers for backends. */
 uint64_t rm_now_ns(void);
