@@ -109,8 +109,9 @@ int hmsync(void *addr, size_t length, int flags);
  *   memcached://host:port[,host:port...][/namespace][?opts]
  *                         remote memory (see "Remote stores" below and
  *                         docs/remote.md). opts: size=, page=, timeout=MS,
- *                         io_timeout=MS, conns=N, prefetch=N, replicas=,
- *                         user=, password_file=, key_file= (encryption).
+ *                         io_timeout=MS, conns=N, prefetch=N, spin=US,
+ *                         replicas=, user=, password_file=, key_file=
+ *                         (encryption).
  * ------------------------------------------------------------------------ */
 struct hm_store;
 
