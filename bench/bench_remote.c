@@ -477,6 +477,32 @@ static int make_cluster(int *ports, int n)
 	return -1;
 }
 
+/*
+ * One row per fault mode: the medians of PREFIX1.MODE and PREFIX2.MODE side
+ * by side with their ratio, as rates, or (us) as microseconds.
+ */
+static void mode_rows(const struct results *res, const char *pre, const char *post,
+		      const char *key1, const char *key2, int us)
+{
+	static const char *const modes[] = { "thread", "sigbus" };
+	char k1[64], k2[64], a[32], b[32], c[32];
+
+	for (int m = 0; m < 2; m++) {
+		snprintf(k1, sizeof k1, "%s.%s", key1, modes[m]);
+		snprintf(k2, sizeof k2, "%s.%s", key2, modes[m]);
+		double v1 = res_med(res, k1), v2 = res_med(res, k2);
+		if (us) {
+			snprintf(a, sizeof a, "%.1f", v1);
+			snprintf(b, sizeof b, "%.1f", v2);
+		} else {
+			fmt_rate(a, sizeof a, v1);
+			fmt_rate(b, sizeof b, v2);
+		}
+		fmt_ratio(c, sizeof c, v1, v2);
+		printf("%s%-6s%s%12s %12s %8s\n", pre, modes[m], post, a, b, c);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct results res = { 0 };
@@ -563,34 +589,12 @@ int main(int argc, char **argv)
 		printf("  the same vs a GET that spins for its reply too          %12.1f %12.1f %8s\n",
 		       res_med(&res, k), res_med(&res, "get.rtt.spin"), c);
 	}
-	for (int m = 0; m < 2; m++) {
-		char k1[64], k2[64];
-		snprintf(k1, sizeof k1, "rand.%s", modes[m]);
-		snprintf(k2, sizeof k2, "rand.nospin.%s", modes[m]);
-		fmt_ratio(c, sizeof c, res_med(&res, k1), res_med(&res, k2));
-		printf("random fault p50, us (%-6s) spin=50 (default) vs spin=0 %12.1f %12.1f %8s\n",
-		       modes[m], res_med(&res, k1), res_med(&res, k2), c);
-	}
-	for (int m = 0; m < 2; m++) {
-		char k1[64], k2[64];
-		snprintf(k1, sizeof k1, "seq.%s", modes[m]);
-		snprintf(k2, sizeof k2, "seq.nospin.%s", modes[m]);
-		fmt_rate(a, sizeof a, res_med(&res, k1));
-		fmt_rate(b, sizeof b, res_med(&res, k2));
-		fmt_ratio(c, sizeof c, res_med(&res, k1), res_med(&res, k2));
-		printf("sequential faults, pages/s (%-6s) spin=50 vs spin=0   %12s %12s %8s\n", modes[m],
-		       a, b, c);
-	}
-	for (int m = 0; m < 2; m++) {
-		char k1[64], k2[64];
-		snprintf(k1, sizeof k1, "stride.on.%s", modes[m]);
-		snprintf(k2, sizeof k2, "stride.off.%s", modes[m]);
-		fmt_rate(a, sizeof a, res_med(&res, k1));
-		fmt_rate(b, sizeof b, res_med(&res, k2));
-		fmt_ratio(c, sizeof c, res_med(&res, k1), res_med(&res, k2));
-		printf("stride-4 faults, pages/s (%-6s) prefetch on vs off     %12s %12s %8s\n", modes[m],
-		       a, b, c);
-	}
+	mode_rows(&res, "random fault p50, us (", ") spin=50 (default) vs spin=0 ", "rand",
+		  "rand.nospin", 1);
+	mode_rows(&res, "sequential faults, pages/s (", ") spin=50 vs spin=0   ", "seq",
+		  "seq.nospin", 0);
+	mode_rows(&res, "stride-4 faults, pages/s (", ") prefetch on vs off     ", "stride.on",
+		  "stride.off", 0);
 	fmt_rate(a, sizeof a, res_med(&res, "seq.crypt"));
 	fmt_rate(b, sizeof b, res_med(&res, "seq.sigbus"));
 	fmt_ratio(c, sizeof c, res_med(&res, "seq.crypt"), res_med(&res, "seq.sigbus"));
