@@ -336,42 +336,6 @@ static inline void print_header(const char *title, const char *what)
 	fflush(stdout);
 }
 
-/* ------------------------------------------------------- I/O buffers */
-
-/*
- * A buffer for O_DIRECT requests, asking for transparent huge pages: a
- * request into physically contiguous memory is one segment, and this
- * machine's virtio disk serves a 2 MiB read into one huge page about four
- * times as fast as into 512 scattered pages. hmmap's own bounce buffers are
- * huge pages, so a baseline reading into small pages would be handicapped.
- * Free with io_buffer_free(p, size). NULL when out of memory.
- */
-static inline void *io_buffer(size_t size)
-{
-	const size_t huge = 2u << 20;
-	size_t len = (size + huge - 1) & ~(huge - 1);
-	char *m = mmap(NULL, len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		       -1, 0);
-	char *p;
-
-	if (m == MAP_FAILED)
-		return NULL;
-	p = (char *)(((uintptr_t)m + huge - 1) & ~(uintptr_t)(huge - 1));
-	if (p > m)
-		munmap(m, (size_t)(p - m));
-	munmap(p + len, (size_t)(m + huge - p));
-	madvise(p, len, MADV_HUGEPAGE);
-	return p;
-}
-
-static inline void io_buffer_free(void *p, size_t size)
-{
-	const size_t huge = 2u << 20;
-
-	if (p)
-		munmap(p, (size + huge - 1) & ~(huge - 1));
-}
-
 /* --------------------------------------------------- kernel page cache */
 
 /* 0 when the caches were dropped; -1 (with a note once) when not root. */

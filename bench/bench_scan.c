@@ -3,8 +3,8 @@
  * Cold sequential scan of a file on disk, and the memory it costs: hmmap
  * (HMMAP_FAULT_MODE=thread and =sigbus, a child process each; default
  * advice, so its sequential readahead is on) beside kernel mmap (default
- * readahead) and O_DIRECT 1 MiB reads (into a huge-page buffer, as hmmap's
- * own reads are: see io_buffer()). The scan reads the first word of
+ * readahead) and O_DIRECT 1 MiB reads (into a huge-page buffer from
+ * hm_io_alloc(), as hmmap's own reads are). The scan reads the first word of
  * every 4 KiB page and checks it against the generator. Kernel caches are
  * dropped before each run.
  *
@@ -53,7 +53,7 @@ static void *scan_fn(void *arg)
 	uint64_t lo = a->npages * (uint64_t)w->id / (uint64_t)w->n;
 	uint64_t hi = a->npages * (uint64_t)(w->id + 1) / (uint64_t)w->n, bad = 0;
 	const size_t chunk = 1 << 20;
-	char *buf = a->kind == K_ODIRECT ? io_buffer(chunk) : NULL;
+	char *buf = a->kind == K_ODIRECT ? hm_io_alloc(chunk) : NULL;
 
 	worker_start(w);
 	if (a->kind == K_ODIRECT) {
@@ -79,7 +79,7 @@ static void *scan_fn(void *arg)
 	w->t_end = now();
 	w->done = hi - lo;
 	w->bad = bad;
-	io_buffer_free(buf, chunk);
+	hm_io_free(buf, chunk);
 	return NULL;
 }
 

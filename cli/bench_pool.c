@@ -28,8 +28,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hmmap.h"
 #include "bench.h"
-#include "cli.h"
 
 #define NO_PAGE UINT64_MAX
 
@@ -270,7 +270,7 @@ int bpool_new(struct bpool **out, const char *path, uint64_t budget, uint64_t pa
 	p->bmask = nb - 1;
 	p->f = calloc(p->nframes, sizeof *p->f);
 	p->bucket = malloc(nb * sizeof *p->bucket);
-	if (!p->f || !p->bucket || !(p->mem = hm_cli_io_alloc(p->nframes * page))) {
+	if (!p->f || !p->bucket || !(p->mem = hm_io_alloc(p->nframes * page))) {
 		snprintf(err, errlen, "pread pool: out of memory for %llu frames",
 		         (unsigned long long)p->nframes);
 		close(p->fd);
@@ -293,7 +293,7 @@ void bpool_free(struct bpool *p)
 	if (!p)
 		return;
 	close(p->fd);
-	hm_cli_io_free(p->mem, p->nframes * p->page);
+	hm_io_free(p->mem, p->nframes * p->page);
 	free(p->f);
 	free(p->bucket);
 	pthread_mutex_destroy(&p->lock);

@@ -26,13 +26,5 @@ const char *hm_cli_mode_name(uint32_t mode);
 void hm_cli_json_stats(const struct hm_stats *s);
 /* Prints s as a JSON string: quotes, backslashes and control characters escaped. */
 void hm_cli_json_str(const char *s);
-/*
- * A buffer for large store requests (cli/probe.c), backed by transparent huge
- * pages where the kernel gives them, as hmmap's own I/O buffers are, so that
- * a baseline is not handicapped by O_DIRECT into scattered small pages. NULL
- * when out of memory; free with hm_cli_io_free() and the same size.
- */
-void *hm_cli_io_alloc(size_t size);
-void hm_cli_io_free(void *p, size_t size);
 
 #endif

@@ -28,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -239,38 +238,13 @@ struct bw_thread {
 	int rc;
 };
 
-#define HUGE_SIZE (2u << 20)
-
-void *hm_cli_io_alloc(size_t size)
-{
-	size_t len = (size + HUGE_SIZE - 1) & ~(size_t)(HUGE_SIZE - 1);
-	char *m = mmap(NULL, len + HUGE_SIZE, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	char *p;
-
-	if (m == MAP_FAILED)
-		return NULL;
-	p = (char *)(((uintptr_t)m + HUGE_SIZE - 1) & ~(uintptr_t)(HUGE_SIZE - 1));
-	if (p > m)
-		munmap(m, (size_t)(p - m));
-	munmap(p + len, (size_t)(m + HUGE_SIZE - p));
-	madvise(p, len, MADV_HUGEPAGE);
-	return p;
-}
-
-void hm_cli_io_free(void *p, size_t size)
-{
-	if (p)
-		munmap(p, (size + HUGE_SIZE - 1) & ~(size_t)(HUGE_SIZE - 1));
-}
-
 static void *bw_main(void *arg)
 {
 	struct bw_thread *t = arg;
 	void *buf;
 	uint64_t i = 0;
 
-	if (!(buf = hm_cli_io_alloc(BW_BLOCK))) {
+	if (!(buf = hm_io_alloc(BW_BLOCK))) {
 		t->rc = -ENOMEM;
 		return NULL;
 	}
@@ -296,7 +270,7 @@ static void *bw_main(void *arg)
 		if (now_s() >= t->end)
 			break;
 	}
-	hm_cli_io_free(buf, BW_BLOCK);
+	hm_io_free(buf, BW_BLOCK);
 	return NULL;
 }
 

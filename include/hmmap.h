@@ -310,6 +310,22 @@ int hm_store_write(struct hm_store *store, const void *buf, size_t len, uint64_t
 int hm_store_info(const struct hm_store *store, struct hm_store_info *info);
 
 /*
+ * Memory for large hm_store_read()/hm_store_write() requests: `size` bytes
+ * (rounded up to a multiple of 2 MiB), 2 MiB-aligned, zero-filled, asking
+ * the kernel for transparent huge pages (MADV_HUGEPAGE). The file store
+ * moves aligned requests with O_DIRECT, and a request into physically
+ * contiguous memory is one segment for the device: on a virtio disk, 2 MiB
+ * reads into a huge page ran about four times as fast as into 4 KiB pages.
+ * Any memory works as a buffer; this is only faster. hmmap's own I/O
+ * buffers come from here. Async-signal-safe (mmap, munmap, madvise only).
+ * hm_io_alloc() returns NULL with errno EINVAL (size 0) or ENOMEM;
+ * hm_io_free() takes the same size, does nothing for NULL, and returns 0 or
+ * -EINVAL (a pointer hm_io_alloc() cannot have returned, or size 0).
+ */
+void *hm_io_alloc(size_t size);
+int hm_io_free(void *p, size_t size);
+
+/*
  * Another process's statistics, read from the shared-memory segment
  * /dev/shm/hmmap.PID that every process publishes while it maps a region
  * (refreshed every HM_SNAPSHOT_INTERVAL_MS, with a sequence lock so that a
