@@ -19,9 +19,10 @@
 
 #define HUGE_SIZE (2u << 20)
 #define BOUNCE_SIZE HUGE_SIZE
+#define SMALL_SIZE (64u << 10)
 
-static __thread char *bounce;
-static pthread_key_t bounce_key;
+static __thread char *bounce, *bounce_small;
+static pthread_key_t bounce_key, small_key;
 static pthread_once_t bounce_once = PTHREAD_ONCE_INIT;
 
 void *hm_io_alloc(size_t size)
@@ -60,28 +61,49 @@ static void bounce_free(void *p)
 	hm_io_free(p, BOUNCE_SIZE);
 }
 
+static void small_free(void *p)
+{
+	munmap(p, SMALL_SIZE);
+}
+
 static void bounce_init(void)
 {
 	pthread_key_create(&bounce_key, bounce_free);
+	pthread_key_create(&small_key, small_free);
 }
 
 /*
- * The calling thread's buffer, from hm_io_alloc(): a 2 MiB read into a huge
- * page runs at about 6.5 GB/s on this machine's virtio disk, against 1.7
- * GB/s into 512 scattered 4 KiB pages (the device handles each segment on
- * its own). mmap and TLS only, so a signal handler may call it.
+ * The calling thread's buffer for a transfer of len bytes (at most
+ * BOUNCE_SIZE are moved through it at a time). Large transfers use a 2 MiB
+ * buffer from hm_io_alloc(): a 2 MiB read into a huge page runs at about
+ * 6.5 GB/s on this machine's virtio disk, against 1.7 GB/s into 512
+ * scattered 4 KiB pages (the device handles each segment on its own). A
+ * transfer of up to 64 KiB has few segments either way and uses a 64 KiB
+ * buffer of ordinary pages, so that a thread serving only random 4 KiB
+ * misses never holds a whole huge page. mmap and TLS only, so a signal
+ * handler may call it.
  */
-static char *get_bounce(void)
+static char *get_bounce(uint64_t len)
 {
-	if (!bounce) {
-		char *p = hm_io_alloc(BOUNCE_SIZE);
+	char **slot = len <= SMALL_SIZE ? &bounce_small : &bounce;
+
+	if (!*slot) {
+		char *p;
+		if (slot == &bounce) {
+			p = hm_io_alloc(BOUNCE_SIZE);
+		} else {
+			p = mmap(NULL, SMALL_SIZE, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (p == MAP_FAILED)
+				p = NULL;
+		}
 		if (!p)
 			return NULL;
 		pthread_once(&bounce_once, bounce_init);
-		pthread_setspecific(bounce_key, p);
-		bounce = p;
+		pthread_setspecific(slot == &bounce ? bounce_key : small_key, p);
+		*slot = p;
 	}
-	return bounce;
+	return *slot;
 }
 
 int hm__pwrite_all(int fd, const char *buf, size_t len, off_t off)
@@ -139,12 +161,10 @@ static int map_pages(struct hm_region *r, uint64_t idx, uint64_t n, const char *
 
 int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n, bool unmapped_first)
 {
-	char *b = get_bounce();
+	char *b = NULL;
 	uint64_t done = 0, len = n << r->ps_shift;
 	int rc;
 
-	if (!b)
-		return -ENOMEM;
 	while (done < len) {
 		size_t chunk = len - done < BOUNCE_SIZE ? (size_t)(len - done) : BOUNCE_SIZE;
 		uint64_t at = (idx << r->ps_shift) + done;
@@ -155,6 +175,8 @@ int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n, bool unmapped_fir
 		if (r->store->ops->addr)
 			src = r->store->ops->addr(r->store->priv, r->offset + at, chunk);
 		if (!src) {
+			if (!b && !(b = get_bounce(len)))
+				return -ENOMEM;
 			/* Chunks are whole pages: BOUNCE_SIZE is a multiple of every page size. */
 			rc = r->store->ops->read(r->store->priv, b, chunk, r->offset + at);
 			if (rc)
@@ -185,7 +207,7 @@ int hm__writeback_run(struct hm_region *r, uint64_t idx, uint64_t n)
 {
 	uint64_t off = r->offset + (idx << r->ps_shift);
 	uint64_t len = n << r->ps_shift, done = 0;
-	char *b = get_bounce();
+	char *b;
 	int rc = 0;
 
 	/* Never write past the mapped end: the file must not grow beyond it. */
@@ -193,7 +215,7 @@ int hm__writeback_run(struct hm_region *r, uint64_t idx, uint64_t n)
 		return 0;
 	if (off + len > r->wb_limit)
 		len = r->wb_limit - off;
-	if (!b)
+	if (!(b = get_bounce(len)))
 		return hm__error(-ENOMEM, "cannot allocate a bounce buffer");
 	hm__error_clear();
 	while (done < len) {
