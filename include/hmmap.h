@@ -316,8 +316,9 @@ int hm_store_info(const struct hm_store *store, struct hm_store_info *info);
  * moves aligned requests with O_DIRECT, and a request into physically
  * contiguous memory is one segment for the device: on a virtio disk, 2 MiB
  * reads into a huge page ran about four times as fast as into 4 KiB pages.
- * Any memory works as a buffer; this is only faster. hmmap's own I/O
- * buffers come from here. Async-signal-safe (mmap, munmap, madvise only).
+ * Any memory works as a buffer; this is only faster. hmmap's own buffers for
+ * transfers over 64 KiB come from here. Async-signal-safe (mmap, munmap,
+ * madvise only).
  * hm_io_alloc() returns NULL with errno EINVAL (size 0) or ENOMEM;
  * hm_io_free() takes the same size, does nothing for NULL, and returns 0 or
  * -EINVAL (a pointer hm_io_alloc() cannot have returned, or size 0).
