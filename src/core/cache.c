@@ -101,19 +101,16 @@ static void sort_victims(struct victim *v, uint32_t n)
 	}
 }
 
-/*
- * Zaps the PTEs of pages [idx, idx+n) of r and folds what they said about
- * writes into DIRTY flags. The pages must be held (EVICTING or BUSY).
- */
-static void zap_and_harvest(struct hm_region *r, uint64_t idx, uint64_t n)
+void hm__zap(struct hm_region *r, uint64_t idx, uint64_t n)
 {
 	char *a = r->base + (idx << r->ps_shift);
 	size_t len = (size_t)n << r->ps_shift;
 	const struct hm_engine_info *info;
 
-	/* Nothing to learn from a read-only region: the punch unmaps it. */
-	if (!r->wp)
+	if (!r->wp) {
+		madvise(a, len, MADV_DONTNEED);
 		return;
+	}
 	/* See harvest_lock: a sync's scan must not fall between the zap and ours. */
 	pthread_mutex_lock(&r->harvest_lock);
 	madvise(a, len, MADV_DONTNEED);
@@ -122,6 +119,13 @@ static void zap_and_harvest(struct hm_region *r, uint64_t idx, uint64_t n)
 	    hm__pagemap_harvest((uintptr_t)a, (uintptr_t)a + len, false, hm__mark_written, r))
 		hm__mark_written(r, (uintptr_t)a, len);
 	pthread_mutex_unlock(&r->harvest_lock);
+}
+
+/* Evicting: a read-only region has nothing to harvest, and the punch unmaps it. */
+static void zap_and_harvest(struct hm_region *r, uint64_t idx, uint64_t n)
+{
+	if (r->wp)
+		hm__zap(r, idx, n);
 }
 
 /* Frees the frames of pages [idx, idx+n) of r. */
@@ -658,12 +662,7 @@ static uint32_t sample_cache(struct hm_cache *c, uint32_t budget_pages, uint32_t
 	for (uint32_t i = 0, j; i < k; i = j) {
 		for (j = i + 1; j < k && v[j].r == v[i].r && v[j].idx == v[j - 1].idx + 1; j++)
 			;
-		if (v[i].r->wp)
-			zap_and_harvest(v[i].r, v[i].idx, v[j - 1].idx - v[i].idx + 1);
-		else
-			madvise(v[i].r->base + (v[i].idx << v[i].r->ps_shift),
-				(size_t)(v[j - 1].idx - v[i].idx + 1) << v[i].r->ps_shift,
-				MADV_DONTNEED);
+		hm__zap(v[i].r, v[i].idx, v[j - 1].idx - v[i].idx + 1);
 	}
 	for (uint32_t i = 0; i < k; i++) {
 		struct hm_page *p = hm__page(v[i].r, v[i].idx, false);

@@ -360,6 +360,13 @@ int hm__populate(struct hm_region *r, uint64_t idx, uint64_t n, bool pin);
 /* ---- write-back (src/core/sync.c) ---- */
 /* PAGEMAP_SCAN callback (ctx is the region): marks the written pages DIRTY. */
 void hm__mark_written(void *ctx, uintptr_t addr, size_t len);
+/*
+ * Zaps the PTEs of held pages [idx, idx+n) of r (EVICTING or BUSY) and, for
+ * a writable region, folds what they said about writes into DIRTY under the
+ * region's harvest_lock (src/core/cache.c). Every zap that must not lose a
+ * write goes through here.
+ */
+void hm__zap(struct hm_region *r, uint64_t idx, uint64_t n);
 /* Collects written pages of [idx, idx+n) into DIRTY flags (present pages only). */
 int hm__harvest(struct hm_region *r, uint64_t idx, uint64_t n);
 /* Writes back DIRTY pages of [idx, idx+n); flushes the store if `flush`. */

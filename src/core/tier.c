@@ -255,13 +255,6 @@ int hm_tier_demote(struct hm_tier_ctx *ctx, uint64_t idx, bool evict)
 	return hm__cache_drop_range(r->cache, r, idx, 1, false);
 }
 
-static bool wp_async(void)
-{
-	const struct hm_engine_info *info;
-
-	return !hm__engine_start(&info) && info->wp_async;
-}
-
 int hm_tier_sample(struct hm_tier_ctx *ctx, uint64_t idx)
 {
 	struct hm_tier_engine *e = (struct hm_tier_engine *)ctx;
@@ -282,14 +275,7 @@ int hm_tier_sample(struct hm_tier_ctx *ctx, uint64_t idx)
 	pthread_mutex_lock(&c->lock);
 	atomic_fetch_add(&r->evicting, 1); /* keeps the region mapped meanwhile */
 	pthread_mutex_unlock(&c->lock);
-	char *a = r->base + (idx << r->ps_shift);
-	/* The zap drops the PTE's written bit: fold it into DIRTY first-hand (see harvest_lock). */
-	pthread_mutex_lock(&r->harvest_lock);
-	madvise(a, r->ps, MADV_DONTNEED);
-	if (r->wp && wp_async() &&
-	    hm__pagemap_harvest((uintptr_t)a, (uintptr_t)a + r->ps, false, hm__mark_written, r))
-		hm__mark_written(r, (uintptr_t)a, r->ps); /* the scan failed: assume written */
-	pthread_mutex_unlock(&r->harvest_lock);
+	hm__zap(r, idx, 1);
 	uint32_t old = atomic_load(&p->st);
 	while (!atomic_compare_exchange_weak(&p->st, &old,
 					     (old & ~(HM_PG_BUSY | HM_PG_WAITERS)) | HM_PG_UNMAPPED))
