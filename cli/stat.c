@@ -73,6 +73,8 @@ const char *hm_cli_mode_name(uint32_t mode)
 	switch (mode) {
 	case HM_CACHED:
 		return "cached";
+	case HM_CACHED | HM_HUGETLB:
+		return "hugetlb";
 	case HM_DIRECT:
 		return "direct";
 	case HM_HYBRID:

@@ -50,7 +50,8 @@ const char *hm_errormsg(void);
  *   prot    PROT_READ, optionally | PROT_WRITE.
  *   flags   exactly one mode: HM_CACHED, or HM_DIRECT / HM_HYBRID for a
  *           store that can be mapped (pmem:, numa:; see "Byte-addressable
- *           media" below).
+ *           media" below). HM_CACHED | HM_HUGETLB with HMMAP_PAGE_SIZE=2M
+ *           takes frames from the huge page pool.
  *   uri     "file:PATH" or a bare path; "mem:SIZE[,k=v...]"; see
  *           hm_store_open(). A store opened here belongs to the mapping.
  *   offset  a multiple of the region's page size.
@@ -75,6 +76,17 @@ int hmsync(void *addr, size_t length, int flags);
 #define HM_CACHED 0x1
 #define HM_DIRECT 0x2 /* the medium itself, no faults (pmem:, numa:) */
 #define HM_HYBRID 0x4 /* the medium read-only; written pages move into DRAM */
+/*
+ * A modifier of HM_CACHED for regions with 2 MiB pages: frames come from the
+ * kernel's pool of 2 MiB huge pages (vm.nr_hugepages) instead of shmem, so
+ * that a fault fills and maps one huge page, and eviction frees it whole.
+ * Mapping fails with -ENOMEM while the pool has fewer free pages than the
+ * region could hold (its length or the cache budget, the smaller), and with
+ * -ENOTSUP when the kernel lacks userfaultfd on hugetlbfs. A fault that
+ * finds the pool empty later (another user took the pages) is a read error:
+ * SIGBUS.
+ */
+#define HM_HUGETLB 0x100
 
 /* ------------------------------------------------------------------------
  * Stores.
@@ -158,7 +170,7 @@ struct hm_region;
 /*
  * Maps `length` bytes of `store` from `offset` through `cache`.
  *   prot       PROT_READ [| PROT_WRITE].
- *   flags      HM_CACHED.
+ *   flags      HM_CACHED, optionally | HM_HUGETLB (page_size 2 MiB).
  *   page_size  0 for HMMAP_PAGE_SIZE, or a power of two from 4 KiB to
  *              2 MiB: the unit the region faults, reads, writes back and
  *              evicts in. `offset` must be a multiple of it.
@@ -277,6 +289,7 @@ int hm_fault_mode(void);
 #define HM_FEAT_SIGBUS 0x20
 #define HM_FEAT_THREAD_ID 0x40
 #define HM_FEAT_MOVE 0x80
+#define HM_FEAT_HUGETLB 0x100 /* missing, minor and WP faults on hugetlbfs */
 int hm_features(uint64_t *features);
 
 /* ------------------------------------------------------------------------
@@ -351,7 +364,7 @@ struct hm_obj_stats {
 	uint64_t addr;      /* regions: base address */
 	uint64_t length;    /* regions: mapped bytes; stores: capacity */
 	uint64_t page_size; /* regions */
-	uint32_t mode;      /* regions: HM_CACHED, HM_DIRECT, HM_HYBRID */
+	uint32_t mode;      /* regions: HM_CACHED [| HM_HUGETLB], HM_DIRECT, HM_HYBRID */
 	uint32_t props;     /* stores: HM_PROP_* */
 	char name[208];     /* regions and stores: the URI; caches: the policy */
 	struct hm_stats stats;

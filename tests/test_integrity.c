@@ -4,9 +4,10 @@
  * times larger than the cache (8-byte words, whole 4 KiB blocks, whole region
  * pages), checked against a reference copy in ordinary memory; then the
  * file on disk after hmsync(MS_SYNC), and the contents through a fresh
- * mapping after unmap and map again. For page sizes 4K, 64K and 2M, several
- * policies, and both fault modes; the mode is process-wide, so each mode
- * runs in its own child.
+ * mapping after unmap and map again. For page sizes 4K, 64K and 2M (also
+ * with frames from the huge page pool, HM_HUGETLB), several policies, and
+ * both fault modes; the mode is process-wide, so each mode runs in its own
+ * child.
  *
  * Also: hm_sync() racing with eviction (test_sync_races_eviction), and
  * writers, a syncer, DONTNEED and the sampler all at once
@@ -172,7 +173,11 @@ struct cfg {
 	const char *policy;
 	size_t budget;
 	unsigned ops; /* per thread, per phase */
+	int flags;    /* HM_CACHED, or with HM_HUGETLB */
 };
+
+/* Why HM_HUGETLB cases skip, if they do (the pool is set up in main). */
+static char hugetlb_why[256];
 
 static void integrity(const struct cfg *cf)
 {
@@ -184,9 +189,11 @@ static void integrity(const struct cfg *cf)
 	int kind;
 	unsigned ops = cf->ops / ops_scale;
 
+	if ((cf->flags & HM_HUGETLB) && hugetlb_why[0])
+		SKIP("%s", hugetlb_why);
 	CHECKF(hm_cache_new(&c, cf->budget, cf->policy) == 0, "%s", hm_errormsg());
 	CHECK(hm_store_open(&s, path, 0) == 0);
-	CHECKF(hm_region_map(&r, c, s, 0, file_len, PROT_READ | PROT_WRITE, HM_CACHED, cf->ps) == 0,
+	CHECKF(hm_region_map(&r, c, s, 0, file_len, PROT_READ | PROT_WRITE, cf->flags, cf->ps) == 0,
 	       "%s", hm_errormsg());
 
 	/* Phase 1: random traffic, then MS_SYNC and the file on disk. */
@@ -212,7 +219,7 @@ static void integrity(const struct cfg *cf)
 	CHECKF(bad == -1, "after unmap the file differs at %lld", bad);
 
 	/* Map again: everything reads back through the mapping. */
-	CHECK(hm_region_map(&r, c, s, 0, file_len, PROT_READ, HM_CACHED, cf->ps) == 0);
+	CHECK(hm_region_map(&r, c, s, 0, file_len, PROT_READ, cf->flags, cf->ps) == 0);
 	bad = tu_cmp_mem(hm_region_addr(r), ref, file_len);
 	CHECKF(bad == -1, "after remap the mapping differs at %lld", bad);
 	CHECK(hm_region_unmap(r) == 0);
@@ -386,7 +393,7 @@ static void *chaos_drop(void *arg)
 	return NULL;
 }
 
-static void chaos_run(size_t page)
+static void chaos_run(size_t page, int flags)
 {
 	struct chaos c = { .len = 16u << 20, .page = page };
 	struct chaos_writer w[2];
@@ -402,7 +409,7 @@ static void chaos_run(size_t page)
 	snprintf(uri, sizeof uri, "mem:%zu", c.len);
 	CHECK(hm_store_open(&s, uri, 0) == 0);
 	CHECK(hm_cache_new(&cache, c.len / 4, "clock") == 0);
-	CHECKF(hm_region_map(&r, cache, s, 0, c.len, PROT_READ | PROT_WRITE, HM_CACHED, page) == 0,
+	CHECKF(hm_region_map(&r, cache, s, 0, c.len, PROT_READ | PROT_WRITE, flags, page) == 0,
 	       "%s", hm_errormsg());
 	c.p = hm_region_addr(r);
 	for (unsigned i = 0; i < 2; i++) {
@@ -431,14 +438,21 @@ static void chaos_run(size_t page)
 
 static void test_writers_sync_drop_sample(void)
 {
-	chaos_run(4096);
-	chaos_run(65536);
+	chaos_run(4096, HM_CACHED);
+	chaos_run(65536, HM_CACHED);
+}
+
+static void test_writers_sync_drop_sample_hugetlb(void)
+{
+	if (hugetlb_why[0])
+		SKIP("%s", hugetlb_why);
+	chaos_run(2u << 20, HM_CACHED | HM_HUGETLB);
 }
 
 #define CFG(name, ps, pol, budget, ops)                                                  \
 	static void name(void)                                                           \
 	{                                                                                \
-		static const struct cfg cf = { ps, pol, budget, ops };                   \
+		static const struct cfg cf = { ps, pol, budget, ops, HM_CACHED };        \
 		integrity(&cf);                                                          \
 	}
 
@@ -454,6 +468,18 @@ CFG(test_64k_2q, 65536, "2q", 4 << 20, 1000)
 CFG(test_64k_lirs, 65536, "lirs", 4 << 20, 1000)
 CFG(test_2m_fifo, 2 << 20, "fifo", 16 << 20, 200)
 CFG(test_2m_clock, 2 << 20, "clock", 16 << 20, 200)
+
+/* Frames from the huge page pool (HM_HUGETLB). */
+#define CFGH(name, pol, budget, ops)                                                     \
+	static void name(void)                                                           \
+	{                                                                                \
+		static const struct cfg cf = { 2 << 20, pol, budget, ops,                \
+					       HM_CACHED | HM_HUGETLB };                 \
+		integrity(&cf);                                                          \
+	}
+
+CFGH(test_2m_hugetlb_fifo, "fifo", 16 << 20, 200)
+CFGH(test_2m_hugetlb_s3fifo, "s3fifo", 16 << 20, 200)
 
 static int mode_child(void *arg)
 {
@@ -476,9 +502,12 @@ static int mode_child(void *arg)
 	RUN(test_64k_lirs);
 	RUN(test_2m_fifo);
 	RUN(test_2m_clock);
+	RUN(test_2m_hugetlb_fifo);
+	RUN(test_2m_hugetlb_s3fifo);
 	RUN(test_hmmap_calls);
 	RUN(test_sync_races_eviction);
 	RUN(test_writers_sync_drop_sample);
+	RUN(test_writers_sync_drop_sample_hugetlb);
 	return test_done();
 }
 
@@ -514,6 +543,8 @@ int main(void)
 		printf("cannot create %s\n", path);
 		return 1;
 	}
+	/* 16 MiB budgets of 2 MiB pages, and the chaos test's 4 MiB. */
+	tu_hugetlb_pool(16, hugetlb_why, sizeof hugetlb_why);
 	RUN(test_thread_mode);
 	/*
 	 * The reference the thread child updated lived in the child; the

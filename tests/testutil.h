@@ -28,6 +28,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "hugepool.h"
+
 static char tu_dir[256];
 
 /* Creates the scratch directory (once); returns its path or NULL. */

@@ -34,6 +34,9 @@
 #include "hmmap.h"
 #include "core/error.h"
 
+/* A huge page: the I/O buffers, and the frames of HM_HUGETLB regions. */
+#define HM_HUGE_SIZE ((size_t)2 << 20)
+
 #define HM_ST_EMPTY 0u
 #define HM_ST_LOADING 1u
 #define HM_ST_RESIDENT 2u
@@ -222,8 +225,10 @@ struct hm_region {
 	uint64_t wb_limit;   /* write-back never goes past this store offset */
 	int prot;
 	int flags;
-	int memfd;
+	int memfd;           /* the frames: shmem, or hugetlbfs with HM_HUGETLB */
 	bool wp;             /* dirty tracking on (writable region) */
+	bool hugetlb;        /* HM_HUGETLB: 2 MiB frames from the huge page pool */
+	char *view;          /* hugetlb: a second mapping of memfd, to fill frames */
 	bool own_store;      /* opened by hmmap(); closed at unmap */
 	struct hm_bam *bam;  /* HM_DIRECT/HM_HYBRID state (src/core/direct.h), else NULL */
 	struct hm_store *store;
@@ -420,6 +425,13 @@ int hm__uffd_register_wp_async(void *addr, size_t len);
  */
 int hm__pagemap_harvest(uintptr_t start, uintptr_t end, bool present_only,
 			void (*cb)(void *ctx, uintptr_t addr, size_t len), void *ctx);
+/*
+ * The same for a range just zapped in a hugetlb mapping, where a zapped
+ * written page leaves an empty entry that the scan does not call written:
+ * reports every page without a write-protect marker. Protects nothing.
+ */
+int hm__pagemap_unmarked(uintptr_t start, uintptr_t end,
+			 void (*cb)(void *ctx, uintptr_t addr, size_t len), void *ctx);
 
 /*
  * Whole transfers on a file descriptor (frames in a region's memfd):

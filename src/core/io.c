@@ -10,6 +10,7 @@
  * each zap of a scattered page costs a TLB-shootdown IPI (5 us with another
  * thread running), several times the cost of copying 4 KiB.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -17,8 +18,7 @@
 
 #include "core/internal.h"
 
-#define HUGE_SIZE (2u << 20)
-#define BOUNCE_SIZE HUGE_SIZE
+#define BOUNCE_SIZE HM_HUGE_SIZE
 #define SMALL_SIZE (64u << 10)
 
 static __thread char *bounce, *bounce_small;
@@ -27,22 +27,22 @@ static pthread_once_t bounce_once = PTHREAD_ONCE_INIT;
 
 void *hm_io_alloc(size_t size)
 {
-	if (!size || size > SIZE_MAX - 2 * (size_t)HUGE_SIZE) {
+	if (!size || size > SIZE_MAX - 2 * (size_t)HM_HUGE_SIZE) {
 		errno = size ? ENOMEM : EINVAL;
 		return NULL;
 	}
-	size_t len = (size + HUGE_SIZE - 1) & ~(size_t)(HUGE_SIZE - 1);
-	char *m = mmap(NULL, len + HUGE_SIZE, PROT_READ | PROT_WRITE,
+	size_t len = (size + HM_HUGE_SIZE - 1) & ~(size_t)(HM_HUGE_SIZE - 1);
+	char *m = mmap(NULL, len + HM_HUGE_SIZE, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (m == MAP_FAILED) {
 		errno = ENOMEM;
 		return NULL;
 	}
 	/* Keep the 2 MiB-aligned part; the huge page can only back an aligned extent. */
-	char *p = (char *)(((uintptr_t)m + HUGE_SIZE - 1) & ~(uintptr_t)(HUGE_SIZE - 1));
+	char *p = (char *)(((uintptr_t)m + HM_HUGE_SIZE - 1) & ~(uintptr_t)(HM_HUGE_SIZE - 1));
 	if (p > m)
 		munmap(m, (size_t)(p - m));
-	munmap(p + len, (size_t)(m + HUGE_SIZE - p));
+	munmap(p + len, (size_t)(m + HM_HUGE_SIZE - p));
 	madvise(p, len, MADV_HUGEPAGE);
 	return p;
 }
@@ -51,9 +51,9 @@ int hm_io_free(void *p, size_t size)
 {
 	if (!p)
 		return 0;
-	if (!size || ((uintptr_t)p & (HUGE_SIZE - 1)) || size > SIZE_MAX - HUGE_SIZE)
+	if (!size || ((uintptr_t)p & (HM_HUGE_SIZE - 1)) || size > SIZE_MAX - HM_HUGE_SIZE)
 		return -EINVAL;
-	return munmap(p, (size + HUGE_SIZE - 1) & ~(size_t)(HUGE_SIZE - 1)) ? -EINVAL : 0;
+	return munmap(p, (size + HM_HUGE_SIZE - 1) & ~(size_t)(HM_HUGE_SIZE - 1)) ? -EINVAL : 0;
 }
 
 static void bounce_free(void *p)
@@ -159,6 +159,30 @@ static int map_pages(struct hm_region *r, uint64_t idx, uint64_t n, const char *
 	return 0;
 }
 
+/*
+ * Fills the hugetlb frame at memfd offset `at` without mapping it in the
+ * region: allocated first, so that an empty pool is an error here and not a
+ * SIGBUS in the copy through the view.
+ */
+static int fill_huge(struct hm_region *r, const char *src, uint64_t at)
+{
+	if (fallocate(r->memfd, FALLOC_FL_KEEP_SIZE, (off_t)at, (off_t)r->ps) < 0)
+		return -errno;
+	memcpy(r->view + at, src, r->ps);
+	madvise(r->view + at, r->ps, MADV_DONTNEED);
+	return 0;
+}
+
+/* A frame could not be had: -EPROTO, with what failed (the load's caller says which page). */
+static int frame_error(const struct hm_region *r, const char *what, int rc)
+{
+	/* hugetlbfs says EFAULT from UFFDIO_COPY when it finds no huge page to allocate. */
+	if (r->hugetlb && (rc == -ENOMEM || rc == -ENOSPC || rc == -EFAULT))
+		return hm__error_errno(-EPROTO, "%s: %s; is the 2 MiB huge page pool "
+						"empty? (vm.nr_hugepages)", what, strerror(-rc));
+	return hm__error_errno(-EPROTO, "%s: %s", what, strerror(-rc));
+}
+
 int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n, bool unmapped_first)
 {
 	char *b = NULL;
@@ -185,10 +209,10 @@ int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n, bool unmapped_fir
 		}
 		if (unmapped_first && first == idx) {
 			/* The readahead marker: a frame, but no mapping yet. */
-			rc = hm__pwrite_all(r->memfd, src, r->ps, (off_t)at);
+			rc = r->hugetlb ? fill_huge(r, src, at)
+					: hm__pwrite_all(r->memfd, src, r->ps, (off_t)at);
 			if (rc)
-				return hm__error_errno(-EPROTO, "pwrite to the frame memfd: %s",
-						       strerror(-rc));
+				return frame_error(r, "filling a frame", rc);
 			src += r->ps;
 			first++;
 			pages--;
@@ -196,7 +220,7 @@ int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n, bool unmapped_fir
 		if (pages) {
 			rc = map_pages(r, first, pages, src);
 			if (rc)
-				return hm__error_errno(-EPROTO, "UFFDIO_COPY: %s", strerror(-rc));
+				return frame_error(r, "UFFDIO_COPY", rc);
 		}
 		done += chunk;
 	}

@@ -20,6 +20,10 @@
 #include "core/tier.h"
 #include "core/direct.h"
 
+#ifndef MFD_HUGE_2MB /* <linux/memfd.h>, which clashes with <sys/mman.h> */
+#define MFD_HUGE_2MB (21u << 26)
+#endif
+
 
 /* All regions, sorted by base address. */
 static pthread_rwlock_t table_lock = PTHREAD_RWLOCK_INITIALIZER;
@@ -145,12 +149,38 @@ static void teardown(struct hm_region *r)
 		hm__uffd_unregister(r->base, r->span);
 		munmap(r->base, r->span);
 	}
+	if (r->view)
+		munmap(r->view, r->span);
 	if (r->memfd >= 0)
 		close(r->memfd);
 	hm__pages_free(r);
 	pthread_mutex_destroy(&r->sync_lock);
 	pthread_mutex_destroy(&r->harvest_lock);
 	free(r);
+}
+
+/*
+ * HM_HUGETLB: the pool must have room for what the region can hold at once
+ * (bytes), or its faults would fail as soon as they find it empty.
+ */
+static int hugetlb_check(uint64_t bytes)
+{
+	const char *path = "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages";
+	uint64_t need = (bytes + HM_HUGE_SIZE - 1) / HM_HUGE_SIZE;
+	unsigned long long avail = 0;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return hm__error(-ENOTSUP, "HM_HUGETLB: this kernel has no 2 MiB huge page pool "
+					   "(%s: %s)", path, strerror(errno));
+	if (fscanf(f, "%llu", &avail) != 1)
+		avail = 0;
+	fclose(f);
+	if (avail < need)
+		return hm__error(-ENOMEM, "HM_HUGETLB: the huge page pool has %llu free 2 MiB "
+					  "pages; this region needs %llu (raise vm.nr_hugepages)",
+				 avail, (unsigned long long)need);
+	return 0;
 }
 
 int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s,
@@ -160,15 +190,18 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 	const struct hm_env *env;
 	struct hm_region *r;
 	char name[64];
+	bool huge;
 	int rc;
 
 	if (out)
 		*out = NULL;
 	if (!out || !c || !s)
 		return hm__error(-EINVAL, "hm_region_map: NULL argument");
-	if (flags & ~(HM_CACHED | HM_DIRECT | HM_HYBRID))
-		return hm__error(-EINVAL, "unknown map flags %#x", flags & ~(HM_CACHED | HM_DIRECT |
-									      HM_HYBRID));
+	if (flags & ~(HM_CACHED | HM_DIRECT | HM_HYBRID | HM_HUGETLB))
+		return hm__error(-EINVAL, "unknown map flags %#x",
+				 flags & ~(HM_CACHED | HM_DIRECT | HM_HYBRID | HM_HUGETLB));
+	huge = flags & HM_HUGETLB;
+	flags &= ~HM_HUGETLB;
 	/* A store that cannot be mapped is the first thing to say about HM_DIRECT/HM_HYBRID. */
 	if (flags & (HM_DIRECT | HM_HYBRID)) {
 		rc = hm__bam_check(s, flags & HM_DIRECT ? HM_DIRECT : HM_HYBRID, prot);
@@ -192,6 +225,9 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 	if (page_size < 4096 || page_size > (2u << 20) || (page_size & (page_size - 1)))
 		return hm__error(-EINVAL, "page size %zu is not a power of two from 4K to 2M",
 				 page_size);
+	if (huge && (flags != HM_CACHED || page_size != HM_HUGE_SIZE))
+		return hm__error(-EINVAL, "HM_HUGETLB needs HM_CACHED and 2 MiB pages (page size "
+					  "%zu)", page_size);
 	if (offset & (page_size - 1))
 		return hm__error(-EINVAL, "offset %llu is not a multiple of the page size %zu",
 				 (unsigned long long)offset, page_size);
@@ -214,6 +250,14 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 	if (flags == HM_CACHED && (prot & PROT_WRITE) && !(info->features & HM_FEAT_WP_SHMEM))
 		return hm__error(-ENOTSUP, "this kernel cannot write-protect shmem through "
 					   "userfaultfd (Linux 5.19 or later); writable regions need it");
+	if (huge) {
+		if (!(info->features & HM_FEAT_HUGETLB))
+			return hm__error(-ENOTSUP, "HM_HUGETLB: this kernel lacks userfaultfd on "
+						   "hugetlbfs");
+		rc = hugetlb_check(length < hm__budget(c) ? length : hm__budget(c));
+		if (rc)
+			return rc;
+	}
 
 	/* Aligned for the counter shards, one cache line each. */
 	if (posix_memalign((void **)&r, 64, sizeof *r))
@@ -233,7 +277,8 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 	r->offset = offset;
 	r->wb_limit = offset + length;
 	r->prot = prot;
-	r->flags = flags;
+	r->flags = flags | (huge ? HM_HUGETLB : 0);
+	r->hugetlb = huge;
 	r->wp = prot & PROT_WRITE;
 	r->store = s;
 	r->cache = c;
@@ -254,7 +299,7 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 		goto mapped;
 	}
 	snprintf(name, sizeof name, "hmmap-%u", r->id);
-	r->memfd = memfd_create(name, MFD_CLOEXEC);
+	r->memfd = memfd_create(name, MFD_CLOEXEC | (huge ? MFD_HUGETLB | MFD_HUGE_2MB : 0));
 	if (r->memfd < 0) {
 		rc = hm__error_errno(-errno, "memfd_create");
 		goto fail;
@@ -263,10 +308,23 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 		rc = hm__error_errno(-errno, "ftruncate(memfd, %zu)", r->span);
 		goto fail;
 	}
+	/* NORESERVE: hugetlbfs would otherwise reserve huge pages for the whole span. */
 	r->base = mmap(NULL, r->span, prot, MAP_SHARED | MAP_NORESERVE, r->memfd, 0);
 	if (r->base == MAP_FAILED) {
+		r->base = NULL;
 		rc = hm__error_errno(-errno, "mmap of %zu bytes", r->span);
 		goto fail;
+	}
+	if (huge) {
+		/* hugetlbfs has no write(): frames without a mapping are filled here. */
+		r->view = mmap(NULL, r->span, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+			       r->memfd, 0);
+		if (r->view == MAP_FAILED) {
+			r->view = NULL;
+			rc = hm__error_errno(-errno, "mmap of %zu bytes", r->span);
+			goto fail;
+		}
+		madvise(r->view, r->span, MADV_DONTFORK);
 	}
 	madvise(r->base, r->span, MADV_DONTFORK);
 	rc = hm__uffd_register(r->base, r->span, r->wp);

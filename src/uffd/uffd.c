@@ -357,6 +357,9 @@ static int engine_init(void)
 
 	want = UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_MISSING_SHMEM;
 	want |= have & (UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_WP_HUGETLBFS_SHMEM);
+	/* HM_HUGETLB regions: frames from the huge page pool. */
+	if ((have & UFFD_FEATURE_MISSING_HUGETLBFS) && (have & UFFD_FEATURE_MINOR_HUGETLBFS))
+		want |= UFFD_FEATURE_MISSING_HUGETLBFS | UFFD_FEATURE_MINOR_HUGETLBFS;
 	/*
 	 * Dirty tracking without faults needs all three: asynchronous WP,
 	 * markers on unpopulated PTEs (a zapped written page reads as
@@ -392,7 +395,8 @@ static int engine_init(void)
 			    (eng.pagemap >= 0 ? HM_FEAT_PAGEMAP_SCAN : 0) |
 			    ((have & UFFD_FEATURE_SIGBUS) ? HM_FEAT_SIGBUS : 0) |
 			    ((have & UFFD_FEATURE_THREAD_ID) ? HM_FEAT_THREAD_ID : 0) |
-			    ((have & UFFD_FEATURE_MOVE) ? HM_FEAT_MOVE : 0);
+			    ((have & UFFD_FEATURE_MOVE) ? HM_FEAT_MOVE : 0) |
+			    ((want & UFFD_FEATURE_MINOR_HUGETLBFS) ? HM_FEAT_HUGETLB : 0);
 
 	/*
 	 * Both modes install a SIGBUS handler that chains to the previous one:
@@ -563,29 +567,22 @@ int hm__uffd_writeprotect(void *addr, size_t len, bool protect)
 	return ioctl(eng.uffd, UFFDIO_WRITEPROTECT, &w) < 0 ? -errno : 0;
 }
 
-int hm__pagemap_harvest(uintptr_t start, uintptr_t end, bool present_only,
+/* One PAGEMAP_SCAN walk of [start, end) with a's flags and categories. */
+static int pagemap_walk(struct pm_scan_arg *a, uintptr_t start, uintptr_t end,
 			void (*cb)(void *ctx, uintptr_t addr, size_t len), void *ctx)
 {
 	struct page_region v[64];
-	struct pm_scan_arg a;
 
 	while (start < end) {
 		long n;
 
-		memset(&a, 0, sizeof a);
-		a.size = sizeof a;
-		a.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
-		a.start = start;
-		a.end = end;
-		a.vec = (uintptr_t)v;
-		a.vec_len = sizeof v / sizeof v[0];
-		/*
-		 * Present-only keeps the walk off holes: re-protecting a hole
-		 * would fill page tables with markers across a sparse region.
-		 */
-		a.category_mask = PAGE_IS_WRITTEN | (present_only ? PAGE_IS_PRESENT : 0);
-		a.return_mask = PAGE_IS_WRITTEN;
-		n = ioctl(eng.pagemap, PAGEMAP_SCAN, &a);
+		a->size = sizeof *a;
+		a->start = start;
+		a->end = end;
+		a->vec = (uintptr_t)v;
+		a->vec_len = sizeof v / sizeof v[0];
+		a->walk_end = 0;
+		n = ioctl(eng.pagemap, PAGEMAP_SCAN, a);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -593,9 +590,38 @@ int hm__pagemap_harvest(uintptr_t start, uintptr_t end, bool present_only,
 		}
 		for (long i = 0; i < n; i++)
 			cb(ctx, (uintptr_t)v[i].start, (size_t)(v[i].end - v[i].start));
-		if (a.walk_end <= start)
+		if (a->walk_end <= start)
 			break;
-		start = a.walk_end;
+		start = a->walk_end;
 	}
 	return 0;
+}
+
+int hm__pagemap_harvest(uintptr_t start, uintptr_t end, bool present_only,
+			void (*cb)(void *ctx, uintptr_t addr, size_t len), void *ctx)
+{
+	struct pm_scan_arg a;
+
+	memset(&a, 0, sizeof a);
+	a.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
+	/*
+	 * Present-only keeps the walk off holes: re-protecting a hole
+	 * would fill page tables with markers across a sparse region.
+	 */
+	a.category_mask = PAGE_IS_WRITTEN | (present_only ? PAGE_IS_PRESENT : 0);
+	a.return_mask = PAGE_IS_WRITTEN;
+	return pagemap_walk(&a, start, end, cb, ctx);
+}
+
+int hm__pagemap_unmarked(uintptr_t start, uintptr_t end,
+			 void (*cb)(void *ctx, uintptr_t addr, size_t len), void *ctx)
+{
+	struct pm_scan_arg a;
+
+	/* A clean page zapped under write protection left a marker: SWAPPED. */
+	memset(&a, 0, sizeof a);
+	a.category_inverted = PAGE_IS_SWAPPED;
+	a.category_mask = PAGE_IS_SWAPPED;
+	a.return_mask = PAGE_IS_SWAPPED;
+	return pagemap_walk(&a, start, end, cb, ctx);
 }
