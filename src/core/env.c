@@ -46,7 +46,7 @@ static const struct {
 	{ "HMMAP_FAULT_THREADS", K_U64, offsetof(struct hm_env, fault_threads),
 	  "fault handler threads in thread mode (16)" },
 	{ "HMMAP_READAHEAD", K_SIZE, offsetof(struct hm_env, readahead),
-	  "largest readahead window, 0 disables (2M)" },
+	  "largest readahead window (at least 4 pages), 0 disables (2M)" },
 	{ "HMMAP_EVICT_BATCH", K_U64, offsetof(struct hm_env, evict_batch),
 	  "pages evicted per batch (64)" },
 	{ "HMMAP_SAMPLE_RATE", K_RATE, offsetof(struct hm_env, sample_rate),
