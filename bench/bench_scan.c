@@ -21,6 +21,7 @@
 
 #include "hmmap.h"
 #include "bench_common.h"
+#include "../tests/hugepool.h"
 
 static const char usage[] =
 	"usage: bench_scan [--threads 1] [--runs 3] [--size 4G] [--cache 256M]\n"
@@ -169,15 +170,21 @@ static int child_main(void)
 		printf("open: %s\n", hm_errormsg());
 		return 1;
 	}
+	/* 4 KiB pages, then 2 MiB pages with frames from the huge page pool. */
+	for (int v = 0; v < 2; v++)
 	for (int ti = 0; ti < O.nthreads; ti++) {
-		int n = O.threads[ti];
+		int n = O.threads[ti], flags = v ? HM_CACHED | HM_HUGETLB : HM_CACHED;
+		size_t ps = v ? 2u << 20 : 4096;
+		const char *sfx = v ? "-hugetlb" : "";
 		uint64_t bad = 0, miss = 0, ra = 0, ev = 0;
 		double rss0 = 0;
+		if (v && (O.size % ps || tu_hugetlb_free() < (long)(O.cache / ps)))
+			break; /* the parent says why */
 		for (int run = 0; run < O.runs; run++) {
 			struct scan a = { .kind = K_HMMAP, .npages = O.size / PG,
 					  .limit = O.quick ? 5 : 20 };
 			drop_caches();
-			if ((rc = hm_region_map(&r, c, st, 0, O.size, PROT_READ, HM_CACHED, 4096))) {
+			if ((rc = hm_region_map(&r, c, st, 0, O.size, PROT_READ, flags, ps))) {
 				printf("hm_region_map: %s\n", hm_errormsg());
 				return 1;
 			}
@@ -201,17 +208,19 @@ static int child_main(void)
 				return 1;
 			}
 		}
-		snprintf(key, sizeof key, "%s.%d", mode, n);
+		snprintf(key, sizeof key, "%s%s.%d", mode, sfx, n);
 		res_emit(key, rates, O.runs);
-		snprintf(key, sizeof key, "%s.%d.resident", mode, n);
+		snprintf(key, sizeof key, "%s%s.%d.resident", mode, sfx, n);
 		res_emit(key, res, O.runs);
-		snprintf(key, sizeof key, "%s.%d.rss", mode, n);
+		snprintf(key, sizeof key, "%s%s.%d.rss", mode, sfx, n);
 		res_emit(key, rss, O.runs);
-		emit1("rss0", mode, n, rss0);
-		emit1("bad", mode, n, (double)bad);
-		printf("%d threads: per run %.0f misses, %.0f readahead, %.0f evictions (%llu pages)\n",
-		       n, (double)miss / O.runs, (double)ra / O.runs, (double)ev / O.runs,
-		       (unsigned long long)(O.size / PG));
+		snprintf(key, sizeof key, "%s%s", mode, sfx);
+		emit1("rss0", key, n, rss0);
+		emit1("bad", key, n, (double)bad);
+		printf("%d threads, %zu KiB pages%s: per run %.0f misses, %.0f readahead, %.0f "
+		       "evictions (%llu pages)\n",
+		       n, ps >> 10, v ? " (HM_HUGETLB)" : "", (double)miss / O.runs,
+		       (double)ra / O.runs, (double)ev / O.runs, (unsigned long long)(O.size / ps));
 		fflush(stdout);
 	}
 	hm_cache_free(c);
@@ -222,6 +231,7 @@ static int child_main(void)
 /* -------------------------------------------------------------- report */
 
 static struct results R;
+static char huge_why[256]; /* why the HM_HUGETLB rows did not run */
 
 static void row(const char *label, const char *key, const char *base, const char *target)
 {
@@ -334,6 +344,8 @@ int main(int argc, char **argv)
 		}
 	}
 	drop_caches();
+	/* Room for the cache in 2 MiB frames; given back when this process exits. */
+	tu_hugetlb_pool((long)(O.cache >> 21), huge_why, sizeof huge_why);
 	run_child(&O, "hmmap-thread", "thread", &R);
 	run_child(&O, "hmmap-sigbus", "sigbus", &R);
 
@@ -349,10 +361,18 @@ int main(int argc, char **argv)
 		row("hmmap HMMAP_FAULT_MODE=thread", key, b1, "target >= 1.0x mmap");
 		snprintf(key, sizeof key, "hmmap-sigbus.%d", n);
 		row("hmmap HMMAP_FAULT_MODE=sigbus", key, b1, "target >= 1.0x mmap");
+		snprintf(key, sizeof key, "hmmap-thread-hugetlb.%d", n);
+		row("hmmap thread, 2M pages, HM_HUGETLB", key, b1, "target >= 1.0x mmap");
+		snprintf(key, sizeof key, "hmmap-sigbus-hugetlb.%d", n);
+		row("hmmap sigbus, 2M pages, HM_HUGETLB", key, b1, "target >= 1.0x mmap");
 	}
+	if (huge_why[0])
+		printf("  HM_HUGETLB rows not run: %s\n", huge_why);
 	printf("  Explanation: MB/s of file scanned (every 4 KiB page read and verified). O_DIRECT "
 	       "is one synchronous\n  1 MiB request at a time per thread, into a huge page; kernel "
-	       "mmap and hmmap fault and read\n  ahead on their own.\n");
+	       "mmap and hmmap fault and read\n  ahead on their own. HM_HUGETLB rows map 2 MiB "
+	       "pages whose frames come from the\n  huge page pool (vm.nr_hugepages, raised for "
+	       "the run when root): one fault fills and maps one\n  huge page.\n");
 
 	printf("\n-- resident memory while scanning %.2f GiB through a %llu MiB cache (max over "
 	       "1 ms samples, max over runs)\n",

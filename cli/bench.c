@@ -167,7 +167,9 @@ static void bench_usage(FILE *f)
 	    "                      pool's frame (4K)\n"
 	    "  --policy LIST       hmmap's replacement policy (clock); `hmmap policies`\n"
 	    "  --fault-mode LIST   auto, thread, sigbus (default $HMMAP_FAULT_MODE or auto)\n"
-	    "  --mode LIST         region mode: cached (direct, hybrid: when supported)\n"
+	    "  --mode LIST         region mode: cached, hugetlb (cached with HM_HUGETLB: 2M\n"
+	    "                      pages, frames from the huge page pool), direct, hybrid\n"
+	    "                      (when the store supports them)\n"
 	    "  --advice LIST       hm_advise() of the whole region before the run: normal\n"
 	    "                      (adaptive readahead), random (none), sequential (normal)\n"
 	    "  --store URI         hmmap's store (default file: of the data file). The data\n"
@@ -499,9 +501,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 				return usage_err("empty or too long list '%s'", optarg);
 			for (int i = 0; i < n; i++)
 				if (strcmp(o->mode[i], "cached") && strcmp(o->mode[i], "direct") &&
-				    strcmp(o->mode[i], "hybrid"))
-					return usage_err("bad mode '%s' (cached, direct, hybrid)",
-					                 o->mode[i]);
+				    strcmp(o->mode[i], "hybrid") && strcmp(o->mode[i], "hugetlb"))
+					return usage_err("bad mode '%s' (cached, hugetlb, direct, "
+					                 "hybrid)", o->mode[i]);
 			o->nmode = n;
 			break;
 		case O_ADV:
@@ -820,9 +822,10 @@ static void run_hmmap(const struct opts *o, const struct row *r, const struct bd
 	struct hm_stats s;
 	struct bmem m = {0};
 	char uri[4200];
-	int rc, flags = !strcmp(r->mode, "direct")   ? HM_DIRECT
-	                : !strcmp(r->mode, "hybrid") ? HM_HYBRID
-	                                             : HM_CACHED;
+	int rc, flags = !strcmp(r->mode, "direct")    ? HM_DIRECT
+	                : !strcmp(r->mode, "hybrid")  ? HM_HYBRID
+	                : !strcmp(r->mode, "hugetlb") ? HM_CACHED | HM_HUGETLB
+	                                              : HM_CACHED;
 
 	if (strcmp(r->fmode, "auto"))
 		setenv("HMMAP_FAULT_MODE", r->fmode, 1);
@@ -1150,7 +1153,11 @@ static void print_table(const struct opts *o, struct row *rows, int nrows)
 	for (int i = 0; i < nrows; i++) {
 		struct row *r = &rows[i];
 		char cache[24] = "-", page[24] = "-", rate[24] = "-", ratio[24] = "-";
-		char f[24] = "-", mi[24] = "-", ev[24] = "-", secs[24] = "-";
+		char f[24] = "-", mi[24] = "-", ev[24] = "-", secs[24] = "-", sys[32];
+		/* A region mode other than cached is part of the system's name. */
+		snprintf(sys, sizeof sys, "%s%s%s", sys_names[r->sys],
+			 r->sys == S_HMMAP && strcmp(r->mode, "cached") ? "/" : "",
+			 r->sys == S_HMMAP && strcmp(r->mode, "cached") ? r->mode : "");
 		if (r->sys == S_HMMAP || r->sys == S_PREAD) {
 			size_str(cache, sizeof cache, r->cache);
 			size_str(page, sizeof page, r->page);
@@ -1168,7 +1175,7 @@ static void print_table(const struct opts *o, struct row *rows, int nrows)
 				human(ev, sizeof ev, (double)c->evictions);
 		}
 		printf("%-8s %-9s %-7s %-5s %-6s %-6s %-6s %3d %9s %9s %-7s %7s %9s %9s %9s %s\n",
-		       wl_names[r->wl], sys_names[r->sys], cache, page, r->policy, r->fmode,
+		       wl_names[r->wl], sys, cache, page, r->policy, r->fmode,
 		       !strcmp(r->advice, "sequential") ? "seq" : r->advice, r->threads, secs, rate,
 		       bench_unit(r->wl), ratio, f, mi, ev, check_word(r));
 	}
