@@ -10,7 +10,8 @@
  * what was written through a fresh read-only mapping. A fault that finds
  * the pool empty (another user took it) is SIGBUS at the page, in either
  * fault mode, and the page reads right once the pool has room again.
- * Every huge page goes back to the pool at unmap.
+ * Every huge page goes back to the pool at unmap. hmmap() takes the flag
+ * too, with HMMAP_PAGE_SIZE=2M.
  *
  * The pool is raised for the run (as root) and put back at exit; without
  * one the cases that need it skip. Random traffic with eviction, sync and
@@ -276,6 +277,57 @@ static void pool_dry_mode(const char *mode)
 	TU_CHILD_RESULT(tu_child(e, pool_dry_child, NULL));
 }
 
+/* hmmap() with HMMAP_PAGE_SIZE=2M: a file written, synced, unmapped and read back. */
+static void hmmap_calls(void)
+{
+	const size_t len = 16u << 20;
+	char uri[600];
+
+	if (why[0] || !have_feature())
+		SKIP("%s", why);
+	unsigned char *ref = tu_make_file(path, len, 3);
+	CHECK(ref);
+	snprintf(uri, sizeof uri, "file:%s", path);
+	unsigned char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED | HM_HUGETLB, uri, 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	CHECK(((uintptr_t)p & (HP - 1)) == 0);
+	long long bad = tu_cmp_mem(p, ref, len);
+	CHECKF(bad == -1, "differs at %lld", bad);
+	for (size_t i = 0; i < len; i += 4096) {
+		p[i] ^= 0xff;
+		ref[i] ^= 0xff;
+	}
+	CHECKF(hmsync(p, len, MS_SYNC) == 0, "%s", hm_errormsg());
+	bad = tu_cmp_file(path, ref, len);
+	CHECKF(bad == -1, "after hmsync the file differs at %lld", bad);
+	p[5] ^= 0x0f;
+	ref[5] ^= 0x0f;
+	CHECKF(hmunmap(p, len) == 0, "%s", hm_errormsg());
+	bad = tu_cmp_file(path, ref, len);
+	CHECKF(bad == -1, "after hmunmap the file differs at %lld", bad);
+	p = hmmap(NULL, len, PROT_READ, HM_CACHED | HM_HUGETLB, uri, 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	bad = tu_cmp_mem(p, ref, len);
+	CHECKF(bad == -1, "read back differs at %lld", bad);
+	CHECK(hmunmap(p, len) == 0);
+	free(ref);
+}
+
+static int hmmap_child(void *arg)
+{
+	RUN(hmmap_calls);
+	return test_done();
+}
+
+static void test_hmmap_calls(void)
+{
+	const char *e[] = { "HMMAP_PAGE_SIZE=2M", "HMMAP_CACHE_SIZE=8M", NULL };
+
+	if (why[0])
+		SKIP("%s", why);
+	TU_CHILD_RESULT(tu_child(e, hmmap_child, NULL));
+}
+
 static void test_pool_dry_thread(void)
 {
 	pool_dry_mode("thread");
@@ -296,6 +348,7 @@ int main(void)
 	/* The fault-mode children fork before this process touches the library. */
 	RUN(test_pool_dry_thread);
 	RUN(test_pool_dry_sigbus);
+	RUN(test_hmmap_calls);
 	RUN(test_bad_requests);
 	RUN(test_pool_too_small);
 	RUN(test_file_tail_and_pool);

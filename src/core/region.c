@@ -637,7 +637,7 @@ void *hmmap(void *addr, size_t length, int prot, int flags, const char *uri, off
 		rc = hm__error(-EINVAL, "hmmap: length is zero");
 		goto fail;
 	}
-	if (flags & ~(HM_CACHED | HM_DIRECT | HM_HYBRID)) {
+	if (flags & ~(HM_CACHED | HM_DIRECT | HM_HYBRID | HM_HUGETLB)) {
 		rc = hm__error(-EINVAL, "hmmap: unknown flags %#x", flags);
 		goto fail;
 	}
