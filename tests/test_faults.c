@@ -35,7 +35,6 @@
 
 static const char *mode_env;
 
-static __thread sigjmp_buf *jb;
 static __thread void *volatile bus_addr;
 static __thread volatile int bus_code;
 static _Atomic int bus_count;
@@ -44,14 +43,14 @@ static _Atomic int bus_wrong_thread;
 static void on_bus(int sig, siginfo_t *si, void *uc)
 {
 	atomic_fetch_add(&bus_count, 1);
-	if (!jb) {
+	if (!tu_jb) {
 		/* Not a thread that expects it. */
 		atomic_store(&bus_wrong_thread, 1);
 		return;
 	}
 	bus_addr = si->si_addr;
 	bus_code = si->si_code;
-	siglongjmp(*jb, 1);
+	siglongjmp(*tu_jb, 1);
 }
 
 static void install_handler(void)
@@ -63,35 +62,6 @@ static void install_handler(void)
 	sa.sa_flags = SA_SIGINFO;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGBUS, &sa, NULL);
-}
-
-/* Reads byte at p; 1 if it raised SIGBUS (address in bus_addr), 0 if not. */
-static int try_read(const volatile unsigned char *p, unsigned char *out)
-{
-	sigjmp_buf here;
-
-	jb = &here;
-	if (sigsetjmp(here, 1)) {
-		jb = NULL;
-		return 1;
-	}
-	*out = *p;
-	jb = NULL;
-	return 0;
-}
-
-static int try_write64(volatile uint64_t *p, uint64_t v)
-{
-	sigjmp_buf here;
-
-	jb = &here;
-	if (sigsetjmp(here, 1)) {
-		jb = NULL;
-		return 1;
-	}
-	*p = v;
-	jb = NULL;
-	return 0;
 }
 
 static unsigned char pat(size_t off)
@@ -187,7 +157,7 @@ static void test_read_error_handler(void)
 	/* Sequential reads: readahead windows run into the bad page. */
 	for (size_t pg = 0; pg < 32; pg++) {
 		size_t off = pg * 4096 + 77;
-		int hit = try_read(f.b + off, &v);
+		int hit = tu_try_read8(f.b + off, &v);
 		if (pg == bad) {
 			CHECKF(hit, "page %zu read %u instead of SIGBUS", pg, v);
 			CHECKF((char *)bus_addr >= (char *)f.b + bad * 4096 &&
@@ -200,18 +170,18 @@ static void test_read_error_handler(void)
 		}
 	}
 	/* Still failing: SIGBUS again, never zeros. */
-	CHECK(try_read(f.b + bad * 4096, &v) == 1);
+	CHECK(tu_try_read8(f.b + bad * 4096, &v) == 1);
 	struct hm_stats st;
 	CHECK(hm_region_stats(f.r, &st) == 0 && st.read_errors >= 2);
 	/* Recovered: the real contents. */
 	CHECK(hm_store_ctl(f.s, "fail_read_at=off") == 0);
-	CHECK(try_read(f.b + bad * 4096 + 5, &v) == 0);
+	CHECK(tu_try_read8(f.b + bad * 4096 + 5, &v) == 0);
 	CHECK(v == pat(bad * 4096 + 5));
 	/* A counted failure: the next read fails, the one after works. */
 	CHECK(hm_advise(f.b, f.len, HM_ADV_DONTNEED) == 0);
 	CHECK(hm_store_ctl(f.s, "fail_read=1") == 0);
-	CHECK(try_read(f.b + 3 * 4096, &v) == 1);
-	CHECK(try_read(f.b + 3 * 4096, &v) == 0 && v == pat(3 * 4096));
+	CHECK(tu_try_read8(f.b + 3 * 4096, &v) == 1);
+	CHECK(tu_try_read8(f.b + 3 * 4096, &v) == 0 && v == pat(3 * 4096));
 	fx_close(&f);
 }
 
@@ -223,11 +193,11 @@ static void test_read_error_64k(void)
 
 	CHECKF(fx_open(&f, 1 << 20, 256 << 10, 65536) == 0, "%s", hm_errormsg());
 	CHECK(hm_store_ctl(f.s, "fail_read_at=200000") == 0); /* page 3 */
-	CHECK(try_read(f.b + 3 * 65536 + 12345, &v) == 1);
+	CHECK(tu_try_read8(f.b + 3 * 65536 + 12345, &v) == 1);
 	CHECK((char *)bus_addr >= (char *)f.b + 3 * 65536 &&
 	      (char *)bus_addr < (char *)f.b + 4 * 65536);
-	CHECK(try_read(f.b + 2 * 65536, &v) == 0 && v == pat(2 * 65536));
-	CHECK(try_read(f.b + 4 * 65536 + 1, &v) == 0 && v == pat(4 * 65536 + 1));
+	CHECK(tu_try_read8(f.b + 2 * 65536, &v) == 0 && v == pat(2 * 65536));
+	CHECK(tu_try_read8(f.b + 4 * 65536 + 1, &v) == 0 && v == pat(4 * 65536 + 1));
 	fx_close(&f);
 }
 
@@ -243,7 +213,7 @@ static void *other_main(void *arg)
 	struct other_arg *a = arg;
 	unsigned char v;
 
-	a->hit = try_read(a->f->b + 5 * 4096 + 9, &v);
+	a->hit = tu_try_read8(a->f->b + 5 * 4096 + 9, &v);
 	a->addr = bus_addr;
 	sem_post(&a->done);
 	return NULL;
@@ -362,7 +332,7 @@ static void test_evict_under_write_failure(void)
 	CHECK(hm_store_ctl(f.s, "fail_write") == 0);
 	for (size_t pg = 0; pg < npg; pg++) {
 		volatile uint64_t *w = (volatile uint64_t *)(f.b + pg * 4096 + (pg % 512) * 8);
-		if (try_write64(w, 0xabc0000000000000ull | pg)) {
+		if (tu_try_write64(w, 0xabc0000000000000ull | pg)) {
 			failed++;
 		} else {
 			done[pg] = 1;

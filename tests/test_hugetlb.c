@@ -184,31 +184,16 @@ static void test_file_tail_and_pool(void)
 
 /* ---- the pool runs dry under a mapped region (a child per fault mode) ---- */
 
-static __thread sigjmp_buf *jb;
 static __thread void *volatile bus_addr;
 
 static void on_bus(int sig, siginfo_t *si, void *uc)
 {
-	if (!jb) {
+	if (!tu_jb) {
 		fprintf(stderr, "unexpected SIGBUS at %p (code %d)\n", si->si_addr, si->si_code);
 		_exit(3);
 	}
 	bus_addr = si->si_addr;
-	siglongjmp(*jb, 1);
-}
-
-static int try_read(const volatile uint64_t *p, uint64_t *out)
-{
-	sigjmp_buf here;
-
-	jb = &here;
-	if (sigsetjmp(here, 1)) {
-		jb = NULL;
-		return 1;
-	}
-	*out = *p;
-	jb = NULL;
-	return 0;
+	siglongjmp(*tu_jb, 1);
 }
 
 static void pool_dry(void)
@@ -244,13 +229,13 @@ static void pool_dry(void)
 	CHECK(tu_hugetlb_free() == 0);
 
 	uint64_t *q = p + (3 * HP) / 8;
-	CHECK(try_read(q, &v) == 1);
+	CHECK(tu_try_read64(q, &v) == 1);
 	CHECKF(bus_addr >= (void *)q && (char *)bus_addr < (char *)q + HP - ((uintptr_t)q & (HP - 1)),
 	       "SIGBUS at %p, not in the page of %p", bus_addr, (void *)q);
-	CHECK(try_read(p, &v) == 0 && v == 42); /* resident pages still read */
+	CHECK(tu_try_read64(p, &v) == 0 && v == 42); /* resident pages still read */
 
 	close(hog); /* the pool has room again */
-	CHECK(try_read(q, &v) == 0 && v == 0);
+	CHECK(tu_try_read64(q, &v) == 0 && v == 0);
 	q[1] = 7;
 	CHECKF(hm_sync(p, 16u << 20, MS_SYNC) == 0, "%s", hm_errormsg());
 	CHECK(hm_advise(p, 16u << 20, HM_ADV_DONTNEED) == 0);

@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -237,6 +238,42 @@ static inline int tu_count_fds(void)
 			n++;
 	closedir(d);
 	return n;
+}
+
+/*
+ * Touching memory that may raise SIGBUS. A test's SIGBUS handler leaves by
+ * siglongjmp(*tu_jb, 1) when tu_jb is set (install it before the first
+ * hm_* call, so that sigbus mode chains to it). Each returns 1 if the
+ * access raised SIGBUS, 0 if it completed.
+ */
+static __thread sigjmp_buf *tu_jb;
+
+#define TU_TRY(access)                                                                   \
+	({                                                                               \
+		sigjmp_buf tu_here_;                                                     \
+		int tu_hit_ = 0;                                                         \
+		tu_jb = &tu_here_;                                                       \
+		if (sigsetjmp(tu_here_, 1))                                              \
+			tu_hit_ = 1;                                                     \
+		else                                                                     \
+			access;                                                          \
+		tu_jb = NULL;                                                            \
+		tu_hit_;                                                                 \
+	})
+
+static inline int tu_try_read8(const volatile unsigned char *p, unsigned char *out)
+{
+	return TU_TRY(*out = *p);
+}
+
+static inline int tu_try_read64(const volatile uint64_t *p, uint64_t *out)
+{
+	return TU_TRY(*out = *p);
+}
+
+static inline int tu_try_write64(volatile uint64_t *p, uint64_t v)
+{
+	return TU_TRY(*p = v);
 }
 
 static inline const char *tu_sanitizer(void)
