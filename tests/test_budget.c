@@ -231,6 +231,40 @@ static void test_interleaved_streams(void)
 	free(ref);
 }
 
+/*
+ * A stream of 2 MiB pages reads ahead too: HMMAP_READAHEAD (2M) is one such
+ * page, and the window never falls under four pages (while four pages are
+ * at most an eighth of the budget), so most pages of a sequential pass
+ * arrive before the reader asks for them.
+ */
+static void test_large_page_readahead(void)
+{
+	struct hm_cache *c;
+	struct hm_store *s;
+	struct hm_region *r;
+	struct hm_stats st;
+	const size_t len = 32 << 20, ps = 2 << 20;
+	unsigned char *ref = tu_make_file(path, len, 57), *b;
+	int bad = 0;
+
+	CHECK(ref);
+	CHECK(hm_cache_new(&c, 64 << 20, "clock") == 0);
+	CHECK(hm_store_open(&s, path, HM_STORE_RDONLY) == 0);
+	CHECK(hm_region_map(&r, c, s, 0, len, PROT_READ, HM_CACHED, ps) == 0);
+	b = hm_region_addr(r);
+	for (size_t i = 0; i < len; i += 4096)
+		bad += b[i] != ref[i];
+	CHECK(bad == 0);
+	CHECK(hm_region_stats(r, &st) == 0);
+	CHECKF(st.readahead >= len / ps / 2 && st.misses <= len / ps / 2,
+	       "%llu misses and %llu pages read ahead of %zu", (unsigned long long)st.misses,
+	       (unsigned long long)st.readahead, len / ps);
+	CHECK(hm_region_unmap(r) == 0);
+	CHECK(hm_store_close(s) == 0);
+	CHECK(hm_cache_free(c) == 0);
+	free(ref);
+}
+
 static void test_advise(void)
 {
 	struct hm_cache *c;
@@ -465,6 +499,7 @@ int main(void)
 	RUN(test_resize);
 	RUN(test_reads_write_nothing);
 	RUN(test_interleaved_streams);
+	RUN(test_large_page_readahead);
 	RUN(test_advise);
 	tu_cleanup();
 	return test_done();
