@@ -83,8 +83,9 @@ int hmsync(void *addr, size_t length, int flags);
  * Mapping fails with -ENOMEM while the pool has fewer free pages than the
  * region could hold (its length or the cache budget, the smaller), and with
  * -ENOTSUP when the kernel lacks userfaultfd on hugetlbfs. A fault that
- * finds the pool empty later (another user took the pages) is a read error:
- * SIGBUS.
+ * finds the pool empty later (another user took the pages) evicts pages of
+ * its own cache to give their huge pages back; with none left to give it
+ * is a read error: SIGBUS.
  */
 #define HM_HUGETLB 0x100
 

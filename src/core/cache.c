@@ -338,6 +338,34 @@ static int make_room(struct hm_cache *c, uint64_t need)
 	return 0;
 }
 
+int hm__cache_shed(struct hm_cache *c, uint32_t n, uint32_t held)
+{
+	static __thread struct victim v[MAX_BATCH];
+	uint32_t k, busy, freed = 0;
+
+	pthread_mutex_lock(&c->lock);
+	/*
+	 * Pages held briefly come back: sampled ones, ones being evicted,
+	 * and loads of other threads, whose pages reach the policy only after
+	 * their faulting thread has gone on. Wait for them, up to 2 s.
+	 */
+	for (int waits = 0;; waits++) {
+		k = pick_victims(c, v, n < MAX_BATCH ? n : MAX_BATCH, &busy);
+		if (k || (!busy && !c->evictors && c->loading <= held) || waits >= 40)
+			break;
+		timed_wait(c);
+	}
+	if (k) {
+		c->evictors++;
+		pthread_mutex_unlock(&c->lock);
+		evict(c, v, k, &freed);
+		pthread_mutex_lock(&c->lock);
+		c->evictors--;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return freed ? 0 : -ENOMEM;
+}
+
 int hm__cache_reserve(struct hm_cache *c, struct hm_region *r, uint64_t idx, uint32_t n,
 		      uint32_t *slots)
 {

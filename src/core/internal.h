@@ -313,6 +313,12 @@ int hm__cache_reserve(struct hm_cache *c, struct hm_region *r, uint64_t idx, uin
 		      uint32_t *slots);
 /* Gives back reserved slots that were not used. */
 void hm__cache_unreserve(struct hm_cache *c, size_t ps, uint32_t n, const uint32_t *slots);
+/*
+ * Evicts up to n pages the policy chooses, whatever the budget says: for a
+ * load of `held` pages that finds no frame outside the cache (an empty huge
+ * page pool). 0 if at least one page was freed, else -ENOMEM.
+ */
+int hm__cache_shed(struct hm_cache *c, uint32_t n, uint32_t held);
 /* Pages [idx, idx+n) of r became resident in slots[]: hand them to the policy. */
 void hm__cache_insert(struct hm_cache *c, struct hm_region *r, uint64_t idx, uint32_t n,
 		      const uint32_t *slots);

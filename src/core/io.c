@@ -143,7 +143,18 @@ int hm__pread_all(int fd, char *buf, size_t len, off_t off)
 /* Makes frames for pages [idx, idx+n) from buf and maps them. */
 static int map_pages(struct hm_region *r, uint64_t idx, uint64_t n, const char *buf)
 {
-	int rc = hm__uffd_copy(r->base + (idx << r->ps_shift), buf, (size_t)n << r->ps_shift, r->wp);
+	int rc;
+
+	/*
+	 * hugetlbfs copies from a source it cannot read without faulting
+	 * (a mem: store's untouched bytes) through a second, temporary huge
+	 * page: it then needs two free pages instead of one, and copies
+	 * twice. Reading one byte per 4 KiB maps the source first.
+	 */
+	if (r->hugetlb)
+		for (size_t o = 0; o < (size_t)n << r->ps_shift; o += 4096)
+			(void)*(const volatile char *)(buf + o);
+	rc = hm__uffd_copy(r->base + (idx << r->ps_shift), buf, (size_t)n << r->ps_shift, r->wp);
 
 	if (rc != -EEXIST)
 		return rc;
@@ -173,11 +184,23 @@ static int fill_huge(struct hm_region *r, const char *src, uint64_t at)
 	return 0;
 }
 
+/*
+ * A huge page frame could not be allocated: another program took the pool's
+ * free pages. hugetlbfs says EFAULT from UFFDIO_COPY when it finds none.
+ * The load then evicts pages of its own cache, one at a time, to give
+ * their huge pages back, up to SHED_TRIES times.
+ */
+#define SHED_TRIES 8
+
+static bool pool_empty(const struct hm_region *r, int rc)
+{
+	return r->hugetlb && (rc == -ENOMEM || rc == -ENOSPC || rc == -EFAULT);
+}
+
 /* A frame could not be had: -EPROTO, with what failed (the load's caller says which page). */
 static int frame_error(const struct hm_region *r, const char *what, int rc)
 {
-	/* hugetlbfs says EFAULT from UFFDIO_COPY when it finds no huge page to allocate. */
-	if (r->hugetlb && (rc == -ENOMEM || rc == -ENOSPC || rc == -EFAULT))
+	if (pool_empty(r, rc))
 		return hm__error_errno(-EPROTO, "%s: %s; is the 2 MiB huge page pool "
 						"empty? (vm.nr_hugepages)", what, strerror(-rc));
 	return hm__error_errno(-EPROTO, "%s: %s", what, strerror(-rc));
@@ -209,8 +232,13 @@ int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n, bool unmapped_fir
 		}
 		if (unmapped_first && first == idx) {
 			/* The readahead marker: a frame, but no mapping yet. */
-			rc = r->hugetlb ? fill_huge(r, src, at)
-					: hm__pwrite_all(r->memfd, src, r->ps, (off_t)at);
+			for (int tries = 0;; tries++) {
+				rc = r->hugetlb ? fill_huge(r, src, at)
+						: hm__pwrite_all(r->memfd, src, r->ps, (off_t)at);
+				if (!pool_empty(r, rc) || tries == SHED_TRIES ||
+				    hm__cache_shed(r->cache, 1, (uint32_t)n))
+					break;
+			}
 			if (rc)
 				return frame_error(r, "filling a frame", rc);
 			src += r->ps;
@@ -218,7 +246,12 @@ int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n, bool unmapped_fir
 			pages--;
 		}
 		if (pages) {
-			rc = map_pages(r, first, pages, src);
+			for (int tries = 0;; tries++) {
+				rc = map_pages(r, first, pages, src);
+				if (!pool_empty(r, rc) || tries == SHED_TRIES ||
+				    hm__cache_shed(r->cache, 1, (uint32_t)n))
+					break;
+			}
 			if (rc)
 				return frame_error(r, "UFFDIO_COPY", rc);
 		}
