@@ -11,8 +11,8 @@
  * the pool empty (another user took it) evicts the region's own pages to
  * get a frame, and only when none is left is it SIGBUS at the page, in
  * either fault mode; the page reads right once the pool has room again.
- * Every huge page goes back to the pool at unmap. hmmap() takes the flag
- * too, with HMMAP_PAGE_SIZE=2M.
+ * Every huge page goes back to the pool at unmap, and when the cache
+ * shrinks. hmmap() takes the flag too, with HMMAP_PAGE_SIZE=2M.
  *
  * The pool is raised for the run (as root) and put back at exit; without
  * one the cases that need it skip. Random traffic with eviction, sync and
@@ -182,6 +182,37 @@ static void test_file_tail_and_pool(void)
 	free(ref);
 	CHECKF(tu_hugetlb_free() == before, "free huge pages %ld before, %ld after",
 	       before, tu_hugetlb_free());
+}
+
+/* Shrinking the cache gives its huge pages back to the pool, and nothing is lost. */
+static void test_resize_gives_back(void)
+{
+	struct hm_cache *c;
+	struct hm_store *s;
+	struct hm_region *r;
+
+	if (why[0] || !have_feature())
+		SKIP("%s", why);
+	long before = tu_hugetlb_free();
+	CHECK(hm_cache_new(&c, 4 * HP, "fifo") == 0);
+	CHECK(hm_store_open(&s, "mem:8M", 0) == 0);
+	CHECKF(hm_region_map(&r, c, s, 0, 8u << 20, PROT_READ | PROT_WRITE, HM_CACHED | HM_HUGETLB,
+			     HP) == 0,
+	       "%s", hm_errormsg());
+	uint64_t *p = hm_region_addr(r);
+	for (size_t pg = 0; pg < 4; pg++)
+		p[pg * HP / 8] = pg + 100;
+	CHECKF(tu_hugetlb_free() == before - 4, "free %ld, %ld before", tu_hugetlb_free(), before);
+	CHECKF(hm_cache_resize(c, HP) == 0, "%s", hm_errormsg());
+	CHECKF(tu_hugetlb_free() >= before - 1, "free %ld after shrinking to one page, %ld before",
+	       tu_hugetlb_free(), before);
+	CHECK(hm_cache_resize(c, 4 * HP) == 0);
+	for (size_t pg = 0; pg < 4; pg++)
+		CHECK(p[pg * HP / 8] == pg + 100); /* written back, read again */
+	CHECK(hm_region_unmap(r) == 0);
+	CHECK(tu_hugetlb_free() == before);
+	CHECK(hm_store_close(s) == 0);
+	CHECK(hm_cache_free(c) == 0);
 }
 
 /* ---- the pool runs dry under a mapped region (a child per fault mode) ---- */
@@ -367,6 +398,7 @@ int main(void)
 	RUN(test_bad_requests);
 	RUN(test_pool_too_small);
 	RUN(test_file_tail_and_pool);
+	RUN(test_resize_gives_back);
 	tu_cleanup();
 	return test_done();
 }
