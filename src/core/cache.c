@@ -116,7 +116,7 @@ void hm__zap(struct hm_region *r, uint64_t idx, uint64_t n)
 	madvise(a, len, MADV_DONTNEED);
 	/* A scan that fails has lost what the zap knew: take every page as written. */
 	if (!hm__engine_start(&info) && info->wp_async &&
-	    (r->hugetlb ? hm__pagemap_unmarked((uintptr_t)a, (uintptr_t)a + len, hm__mark_written, r)
+	    ((r->flags & HM_HUGETLB) ? hm__pagemap_unmarked((uintptr_t)a, (uintptr_t)a + len, hm__mark_written, r)
 			: hm__pagemap_harvest((uintptr_t)a, (uintptr_t)a + len, false,
 					      hm__mark_written, r)))
 		hm__mark_written(r, (uintptr_t)a, len);

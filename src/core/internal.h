@@ -227,8 +227,7 @@ struct hm_region {
 	int flags;
 	int memfd;           /* the frames: shmem, or hugetlbfs with HM_HUGETLB */
 	bool wp;             /* dirty tracking on (writable region) */
-	bool hugetlb;        /* HM_HUGETLB: 2 MiB frames from the huge page pool */
-	char *view;          /* hugetlb: a second mapping of memfd, to fill frames */
+	char *view;          /* HM_HUGETLB: a second mapping of memfd, to fill frames */
 	bool own_store;      /* opened by hmmap(); closed at unmap */
 	struct hm_bam *bam;  /* HM_DIRECT/HM_HYBRID state (src/core/direct.h), else NULL */
 	struct hm_store *store;

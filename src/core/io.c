@@ -2,12 +2,16 @@
 /*
  * Moving pages between a store and a region's frames.
  *
- * Frames are pages of the region's memfd. Data goes through a per-thread
- * bounce buffer: the store reads into it and pwrite() puts it into the memfd
- * (which allocates the frame without zeroing it first); write-back is the
- * reverse. A second mapping of the memfd would save one copy but every page
- * touched through it gets a PTE that must later be zapped, and on this kernel
- * each zap of a scattered page costs a TLB-shootdown IPI (5 us with another
+ * Frames are pages of the region's memfd: shmem, or hugetlbfs for
+ * HM_HUGETLB. Data goes through a per-thread bounce buffer (or comes
+ * straight from a byte-addressable store), and one UFFDIO_COPY allocates
+ * the frames, fills them and maps them; write-back is pread() from the
+ * memfd into the buffer, then the store's write. The readahead marker, a
+ * frame left unmapped, is filled with pwrite() - or, since hugetlbfs has no
+ * write(), through a second mapping of the memfd. Reading straight into
+ * frames through such a mapping would save a copy, but every page touched
+ * through it gets a PTE that must later be zapped, and on this kernel each
+ * zap of a scattered page costs a TLB-shootdown IPI (5 us with another
  * thread running), several times the cost of copying 4 KiB.
  */
 #include <fcntl.h>
@@ -151,7 +155,7 @@ static int map_pages(struct hm_region *r, uint64_t idx, uint64_t n, const char *
 	 * page: it then needs two free pages instead of one, and copies
 	 * twice. Reading one byte per 4 KiB maps the source first.
 	 */
-	if (r->hugetlb)
+	if (r->flags & HM_HUGETLB)
 		for (size_t o = 0; o < (size_t)n << r->ps_shift; o += 4096)
 			(void)*(const volatile char *)(buf + o);
 	rc = hm__uffd_copy(r->base + (idx << r->ps_shift), buf, (size_t)n << r->ps_shift, r->wp);
@@ -194,7 +198,18 @@ static int fill_huge(struct hm_region *r, const char *src, uint64_t at)
 
 static bool pool_empty(const struct hm_region *r, int rc)
 {
-	return r->hugetlb && (rc == -ENOMEM || rc == -ENOSPC || rc == -EFAULT);
+	return (r->flags & HM_HUGETLB) && (rc == -ENOMEM || rc == -ENOSPC || rc == -EFAULT);
+}
+
+/*
+ * After an attempt to fill frames that returned rc (the tries-th retry of
+ * a load of `held` pages): true if it found the pool empty and a page of
+ * the cache was given back, so that trying again can succeed.
+ */
+static bool shed_and_retry(struct hm_region *r, int rc, int tries, uint64_t held)
+{
+	return pool_empty(r, rc) && tries < SHED_TRIES &&
+	       !hm__cache_shed(r->cache, 1, (uint32_t)held);
 }
 
 /* A frame could not be had: -EPROTO, with what failed (the load's caller says which page). */
@@ -232,13 +247,12 @@ int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n, bool unmapped_fir
 		}
 		if (unmapped_first && first == idx) {
 			/* The readahead marker: a frame, but no mapping yet. */
-			for (int tries = 0;; tries++) {
-				rc = r->hugetlb ? fill_huge(r, src, at)
-						: hm__pwrite_all(r->memfd, src, r->ps, (off_t)at);
-				if (!pool_empty(r, rc) || tries == SHED_TRIES ||
-				    hm__cache_shed(r->cache, 1, (uint32_t)n))
-					break;
-			}
+			int tries = 0;
+			do
+				rc = (r->flags & HM_HUGETLB)
+					     ? fill_huge(r, src, at)
+					     : hm__pwrite_all(r->memfd, src, r->ps, (off_t)at);
+			while (shed_and_retry(r, rc, tries++, n));
 			if (rc)
 				return frame_error(r, "filling a frame", rc);
 			src += r->ps;
@@ -246,12 +260,10 @@ int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n, bool unmapped_fir
 			pages--;
 		}
 		if (pages) {
-			for (int tries = 0;; tries++) {
+			int tries = 0;
+			do
 				rc = map_pages(r, first, pages, src);
-				if (!pool_empty(r, rc) || tries == SHED_TRIES ||
-				    hm__cache_shed(r->cache, 1, (uint32_t)n))
-					break;
-			}
+			while (shed_and_retry(r, rc, tries++, n));
 			if (rc)
 				return frame_error(r, "UFFDIO_COPY", rc);
 		}

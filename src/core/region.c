@@ -278,7 +278,6 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 	r->wb_limit = offset + length;
 	r->prot = prot;
 	r->flags = flags | (huge ? HM_HUGETLB : 0);
-	r->hugetlb = huge;
 	r->wp = prot & PROT_WRITE;
 	r->store = s;
 	r->cache = c;
