@@ -265,6 +265,45 @@ static void test_large_page_readahead(void)
 	free(ref);
 }
 
+/*
+ * An eviction batch is bytes: with 2 MiB pages it is one page, not 64,
+ * which would empty this cache of 16 pages at every miss once it is full.
+ */
+static void test_large_page_batches(void)
+{
+	struct hm_cache *c;
+	struct hm_store *s;
+	struct hm_region *r;
+	struct hm_stats a, z;
+	const size_t ps = 2 << 20, cap = 16;
+	unsigned char *b;
+
+	CHECK(hm_cache_new(&c, cap * ps, "fifo") == 0);
+	CHECK(hm_store_open(&s, "mem:64M", 0) == 0);
+	CHECK(hm_region_map(&r, c, s, 0, 64 << 20, PROT_READ | PROT_WRITE, HM_CACHED, ps) == 0);
+	b = hm_region_addr(r);
+	CHECK(hm_advise(b, 64 << 20, HM_ADV_RANDOM) == 0); /* no readahead */
+	for (size_t pg = 0; pg < 2 * cap; pg++)
+		b[pg * ps] = (unsigned char)pg;
+	CHECK(hm_region_stats(r, &a) == 0);
+	CHECKF(a.resident_bytes >= (cap - 3) * ps, "%llu bytes resident in a cache of %zu",
+	       (unsigned long long)a.resident_bytes, cap * ps);
+	/*
+	 * The last 16 pages touched are still there, but for the evictor's
+	 * room (newest first: FIFO would evict each next one to load the last).
+	 */
+	for (size_t pg = 2 * cap; pg-- > cap;)
+		CHECK(b[pg * ps] == (unsigned char)pg);
+	CHECK(hm_region_stats(r, &z) == 0);
+	CHECKF(z.misses - a.misses <= 2, "%llu misses on the %zu pages touched last",
+	       (unsigned long long)(z.misses - a.misses), cap);
+	for (size_t pg = 0; pg < 2 * cap; pg++)
+		CHECK(b[pg * ps] == (unsigned char)pg);
+	CHECK(hm_region_unmap(r) == 0);
+	CHECK(hm_store_close(s) == 0);
+	CHECK(hm_cache_free(c) == 0);
+}
+
 static void test_advise(void)
 {
 	struct hm_cache *c;
@@ -500,6 +539,7 @@ int main(void)
 	RUN(test_reads_write_nothing);
 	RUN(test_interleaved_streams);
 	RUN(test_large_page_readahead);
+	RUN(test_large_page_batches);
 	RUN(test_advise);
 	tu_cleanup();
 	return test_done();

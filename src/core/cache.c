@@ -238,16 +238,21 @@ static int evict(struct hm_cache *c, struct victim *v, uint32_t n, uint32_t *nfr
 }
 
 /*
- * Under the lock: asks the policy for up to `want` victims and holds each
- * (RESIDENT -> EVICTING). A page that is busy right now goes back to the
- * policy as if inserted again.
+ * Under the lock: asks the policy for victims until they hold `want` bytes
+ * (at least one page, at most max pages) and holds each (RESIDENT ->
+ * EVICTING). A page that is busy right now goes back to the policy as if
+ * inserted again. Batches are bytes, not pages: a batch of 64 pages of
+ * 2 MiB would empty a small cache of large pages at every miss.
  */
-static uint32_t pick_victims(struct hm_cache *c, struct victim *v, uint32_t want,
+static uint32_t pick_victims(struct hm_cache *c, struct victim *v, uint64_t want, uint32_t max,
 			     uint32_t *busy)
 {
 	uint32_t k = 0, skipped = 0;
+	uint64_t got = 0;
 
-	while (k < want && skipped <= want) {
+	if (max > MAX_BATCH)
+		max = MAX_BATCH;
+	while (got < want && k < max && skipped <= max) {
 		uint32_t s;
 		if (c->pops->victim(c->pstate, &s))
 			break;
@@ -273,6 +278,7 @@ static uint32_t pick_victims(struct hm_cache *c, struct victim *v, uint32_t want
 		v[k].slot = s;
 		v[k].failed = v[k].waiters = false;
 		k++;
+		got += r->ps;
 	}
 	*busy = skipped;
 	return k;
@@ -302,14 +308,14 @@ static int make_room(struct hm_cache *c, uint64_t need)
 
 	while (c->resident + need > c->budget) {
 		uint64_t deficit = c->resident + need - c->budget;
-		uint32_t want = c->batch;
+		uint64_t want = (uint64_t)c->batch * 4096;
 		uint32_t k, freed, busy;
 		int rc;
 
-		/* At least the deficit, in pages of the smallest size. */
-		if (deficit / 4096 > want)
-			want = (uint32_t)(deficit / 4096 < MAX_BATCH ? deficit / 4096 : MAX_BATCH);
-		k = pick_victims(c, v, want, &busy);
+		/* A batch, or the deficit if that is more. */
+		if (deficit > want)
+			want = deficit;
+		k = pick_victims(c, v, want, MAX_BATCH, &busy);
 		if (!k) {
 			/* Pages held briefly (sampled, synced, loading) come back. */
 			if ((c->loading || c->evictors || busy) && waits++ < 400) {
@@ -350,7 +356,7 @@ int hm__cache_shed(struct hm_cache *c, uint32_t n, uint32_t held)
 	 * their faulting thread has gone on. Wait for them, up to 2 s.
 	 */
 	for (int waits = 0;; waits++) {
-		k = pick_victims(c, v, n < MAX_BATCH ? n : MAX_BATCH, &busy);
+		k = pick_victims(c, v, UINT64_MAX, n, &busy);
 		if (k || (!busy && !c->evictors && c->loading <= held) || waits >= 40)
 			break;
 		timed_wait(c);
@@ -413,7 +419,7 @@ static void *reclaim_main(void *arg)
 		int rc = 0;
 
 		while (!c->stop && c->resident + c->high > c->budget) {
-			k = pick_victims(c, v, c->batch, &busy);
+			k = pick_victims(c, v, (uint64_t)c->batch * 4096, MAX_BATCH, &busy);
 			if (!k)
 				break;
 			c->evictors++;

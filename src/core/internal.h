@@ -197,7 +197,7 @@ struct hm_cache {
 	struct hm_slot *slots;
 	uint32_t *free_slots;
 	uint32_t nfree;
-	uint32_t batch;      /* pages per eviction batch */
+	uint32_t batch;      /* eviction batch, in 4 KiB units */
 	uint32_t loading;    /* pages in LOADING */
 	uint32_t evictors;   /* threads evicting now */
 	uint32_t pinned;     /* pinned pages */
@@ -269,7 +269,7 @@ struct hm_env {
 	int fault_mode;       /* 0 auto, HM_FAULT_THREAD, HM_FAULT_SIGBUS */
 	uint32_t fault_threads;
 	uint64_t readahead;   /* max bytes per fault */
-	uint32_t evict_batch; /* pages */
+	uint32_t evict_batch; /* 4 KiB units */
 	uint64_t sample_rate; /* pages per second zapped for hint faults; 0: no sampler */
 	bool sample_auto;     /* HMMAP_SAMPLE_RATE=auto: sample_rate is auto's largest */
 	uint32_t stats;       /* HMMAP_STATS: 0 off, 1 counters and the live segment */
