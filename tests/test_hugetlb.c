@@ -200,14 +200,18 @@ static void test_resize_gives_back(void)
 			     HP) == 0,
 	       "%s", hm_errormsg());
 	uint64_t *p = hm_region_addr(r);
-	for (size_t pg = 0; pg < 4; pg++)
+	/*
+	 * Three pages of four: a full cache would have its background
+	 * evictor free one page at any moment, to keep room for the next miss.
+	 */
+	for (size_t pg = 0; pg < 3; pg++)
 		p[pg * HP / 8] = pg + 100;
-	CHECKF(tu_hugetlb_free() == before - 4, "free %ld, %ld before", tu_hugetlb_free(), before);
+	CHECKF(tu_hugetlb_free() == before - 3, "free %ld, %ld before", tu_hugetlb_free(), before);
 	CHECKF(hm_cache_resize(c, HP) == 0, "%s", hm_errormsg());
 	CHECKF(tu_hugetlb_free() >= before - 1, "free %ld after shrinking to one page, %ld before",
 	       tu_hugetlb_free(), before);
 	CHECK(hm_cache_resize(c, 4 * HP) == 0);
-	for (size_t pg = 0; pg < 4; pg++)
+	for (size_t pg = 0; pg < 3; pg++)
 		CHECK(p[pg * HP / 8] == pg + 100); /* written back, read again */
 	CHECK(hm_region_unmap(r) == 0);
 	CHECK(tu_hugetlb_free() == before);
