@@ -13,6 +13,10 @@
  *   shmem view+CONT   memcpy through a second mapping, then CONTINUE
  *   anon COPY         UFFDIO_COPY into private anonymous memory; freed by
  *                     MADV_DONTNEED (cannot keep data across a zap)
+ *   anon COPY, MOVE   the same fill; freed by UFFDIO_MOVE of the pages out
+ *                     into a parking range (where eviction would write them
+ *                     back), then MADV_DONTNEED of that range: the way an
+ *                     anonymous frame could keep its data across eviction
  *   hugetlb COPY      UFFDIO_COPY of 2 MiB pages into a hugetlbfs memfd
  *                     (HM_HUGETLB's frames); freed by zap and punch
  *
@@ -37,11 +41,11 @@ static const char usage[] =
 	"  --runs   runs per figure (default 5)\n"
 	"  --reads  batch: 4 KiB pages per call (default 64; hugetlb uses 2 MiB)\n";
 
-enum kind { K_COPY, K_PWRITE, K_VIEW, K_ANON, K_HUGE, NKIND };
+enum kind { K_COPY, K_PWRITE, K_VIEW, K_ANON, K_MOVE, K_HUGE, NKIND };
 
 static const char *const names[NKIND] = {
 	"shmem COPY (hmmap's frames)", "shmem pwrite + CONTINUE", "shmem view memcpy + CONTINUE",
-	"anon COPY", "hugetlb COPY (HM_HUGETLB)",
+	"anon COPY", "anon COPY, MOVE out", "hugetlb COPY (HM_HUGETLB)",
 };
 
 static struct opts O;
@@ -56,7 +60,7 @@ static int uffd_open(void)
 	api.features = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM |
 		       UFFD_FEATURE_MISSING_HUGETLBFS | UFFD_FEATURE_MINOR_HUGETLBFS |
 		       UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_WP_UNPOPULATED |
-		       UFFD_FEATURE_WP_ASYNC;
+		       UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_MOVE;
 	if (ioctl(fd, UFFDIO_API, &api)) {
 		int e = -errno;
 		close(fd);
@@ -75,8 +79,14 @@ static int one_run(enum kind k, const char *src, double *fill, double *freed)
 
 	if (uffd < 0)
 		return uffd;
-	if (k == K_ANON) {
+	bool anon = k == K_ANON || k == K_MOVE;
+
+	if (anon) {
 		p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		madvise(p, size, MADV_NOHUGEPAGE); /* small folios: what COPY makes, and MOVE needs */
+		if (k == K_MOVE) /* the parking range: MOVE wants its target registered too */
+			q = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+				 -1, 0);
 	} else {
 		mfd = memfd_create("bench-frames", MFD_CLOEXEC | (k == K_HUGE ? MFD_HUGETLB : 0));
 		if (mfd < 0 || ftruncate(mfd, (off_t)size)) {
@@ -93,10 +103,18 @@ static int one_run(enum kind k, const char *src, double *fill, double *freed)
 	reg.range.start = (uintptr_t)p;
 	reg.range.len = size;
 	reg.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP |
-		   (k == K_ANON ? 0 : UFFDIO_REGISTER_MODE_MINOR);
+		   (anon ? 0 : UFFDIO_REGISTER_MODE_MINOR);
 	if (ioctl(uffd, UFFDIO_REGISTER, &reg)) {
 		rc = -errno;
 		goto out;
+	}
+	if (k == K_MOVE) {
+		struct uffdio_register pr = { .range = { (uintptr_t)q, size },
+					      .mode = UFFDIO_REGISTER_MODE_MISSING };
+		if (ioctl(uffd, UFFDIO_REGISTER, &pr)) {
+			rc = -errno;
+			goto out;
+		}
 	}
 	double t0 = now();
 	for (size_t off = 0; off < size && !rc; off += batch) {
@@ -107,6 +125,7 @@ static int one_run(enum kind k, const char *src, double *fill, double *freed)
 		switch (k) {
 		case K_COPY:
 		case K_ANON:
+		case K_MOVE:
 		case K_HUGE:
 			rc = ioctl(uffd, UFFDIO_COPY, &c) ? -errno : 0;
 			break;
@@ -128,7 +147,17 @@ static int one_run(enum kind k, const char *src, double *fill, double *freed)
 	if (k == K_VIEW)
 		madvise(q, size, MADV_DONTNEED); /* the view's PTEs: part of filling that way */
 	double t2 = now();
-	for (size_t off = 0; off < size; off += batch) {
+	for (size_t off = 0; off < size && !rc; off += batch) {
+		if (k == K_MOVE) {
+			struct uffdio_move mv = { .dst = (uintptr_t)q + off,
+						  .src = (uintptr_t)p + off, .len = batch };
+			if (ioctl(uffd, UFFDIO_MOVE, &mv))
+				rc = -errno;
+			else if (q[off] != src[0]) /* the data came along */
+				rc = -EIO;
+			madvise(q + off, batch, MADV_DONTNEED);
+			continue;
+		}
 		madvise(p + off, batch, MADV_DONTNEED);
 		if (mfd >= 0)
 			fallocate(mfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
@@ -217,7 +246,9 @@ int main(int argc, char **argv)
 	printf("  Explanation: 'total' is fill + free as a multiple of shmem COPY's (lower is "
 	       "cheaper). Every miss of a\n  cached region pays shmem COPY's fill and, at "
 	       "eviction, its free; HM_HUGETLB regions pay the hugetlb row.\n  anon cannot keep "
-	       "a frame's data across a zap, which eviction and sampling need.\n");
+	       "a frame's data across a zap, which eviction and sampling need; moving\n  the "
+	       "pages out first (UFFDIO_MOVE) keeps it, for write-back, at the cost the 'MOVE out' "
+	       "row shows.\n");
 	free(src);
 	return 0;
 }
