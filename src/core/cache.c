@@ -247,12 +247,14 @@ static int evict(struct hm_cache *c, struct victim *v, uint32_t n, uint32_t *nfr
 static uint32_t pick_victims(struct hm_cache *c, struct victim *v, uint64_t want, uint32_t max,
 			     uint32_t *busy)
 {
-	uint32_t k = 0, skipped = 0;
+	uint32_t k = 0, skipped = 0, skip_max;
 	uint64_t got = 0;
 
 	if (max > MAX_BATCH)
 		max = MAX_BATCH;
-	while (got < want && k < max && skipped <= max) {
+	/* Busy pages passed over: as many as 4 KiB pages wanted, up to max. */
+	skip_max = want / 4096 < max ? (uint32_t)(want / 4096) : max;
+	while (got < want && k < max && skipped <= skip_max) {
 		uint32_t s;
 		if (c->pops->victim(c->pstate, &s))
 			break;
