@@ -7,8 +7,10 @@
  * straight from a byte-addressable store), and one UFFDIO_COPY allocates
  * the frames, fills them and maps them; write-back is pread() from the
  * memfd into the buffer, then the store's write. The readahead marker, a
- * frame left unmapped, is filled with pwrite() - or, since hugetlbfs has no
- * write(), through a second mapping of the memfd. Reading straight into
+ * frame left unmapped, is filled through a second mapping of the memfd (the
+ * view): hugetlbfs has no write(), and a shmem write() may allocate a large
+ * folio whose other pages would appear in the memfd as zeros, where the
+ * view's MADV_NOHUGEPAGE keeps every frame one page. Reading straight into
  * frames through such a mapping would save a copy, but every page touched
  * through it gets a PTE that must later be zapped, and on this kernel each
  * zap of a scattered page costs a TLB-shootdown IPI (5 us with another
@@ -175,13 +177,14 @@ static int map_pages(struct hm_region *r, uint64_t idx, uint64_t n, const char *
 }
 
 /*
- * Fills the hugetlb frame at memfd offset `at` without mapping it in the
- * region: allocated first, so that an empty pool is an error here and not a
- * SIGBUS in the copy through the view.
+ * Fills the frame at memfd offset `at` without mapping it in the region,
+ * through the view. A hugetlb frame is allocated first, so that an empty
+ * pool is an error here and not a SIGBUS in the copy.
  */
-static int fill_huge(struct hm_region *r, const char *src, uint64_t at)
+static int fill_unmapped(struct hm_region *r, const char *src, uint64_t at)
 {
-	if (fallocate(r->memfd, FALLOC_FL_KEEP_SIZE, (off_t)at, (off_t)r->ps) < 0)
+	if ((r->flags & HM_HUGETLB) &&
+	    fallocate(r->memfd, FALLOC_FL_KEEP_SIZE, (off_t)at, (off_t)r->ps) < 0)
 		return -errno;
 	memcpy(r->view + at, src, r->ps);
 	madvise(r->view + at, r->ps, MADV_DONTNEED);
@@ -249,9 +252,7 @@ int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n, bool unmapped_fir
 			/* The readahead marker: a frame, but no mapping yet. */
 			int tries = 0;
 			do
-				rc = (r->flags & HM_HUGETLB)
-					     ? fill_huge(r, src, at)
-					     : hm__pwrite_all(r->memfd, src, r->ps, (off_t)at);
+				rc = fill_unmapped(r, src, at);
 			while (shed_and_retry(r, rc, tries++, n));
 			if (rc)
 				return frame_error(r, "filling a frame", rc);
