@@ -237,9 +237,18 @@ static uint32_t claim_window(struct hm_region *r, uint64_t idx, uint32_t w)
  * Keeps RA_DEPTH windows of `w` pages in flight beyond what a sequential
  * reader has reached; `from` is where the reader is.
  */
-static void stream_ahead(struct hm_region *r, uint64_t from, uint32_t w)
+/*
+ * gen is the region's readahead generation when the fault began. In thread
+ * mode UFFDIO_COPY wakes the faulting thread before the handler gets here,
+ * and that thread may have cancelled readahead (DONTNEED) since: windows
+ * queued with the old generation are dropped, not read after it returned.
+ */
+static void stream_ahead(struct hm_region *r, uint64_t from, uint32_t w, uint32_t gen)
 {
 	uint64_t end = atomic_load(&r->ra_end);
+
+	if (atomic_load(&r->ra_gen) != gen)
+		return;
 
 	if (end < from)
 		end = from;
@@ -256,7 +265,7 @@ static void stream_ahead(struct hm_region *r, uint64_t from, uint32_t w)
 			end = expected;
 			continue;
 		}
-		hm__prefetch_queue(r, end, n);
+		hm__prefetch_queue(r, end, n, gen);
 		end = want;
 	}
 	atomic_store_explicit(&r->ra_next, end, memory_order_relaxed);
@@ -318,6 +327,7 @@ static int remap(struct hm_region *r, uint64_t idx, struct hm_page *p, uint32_t 
 {
 	int rc;
 	bool was_unmapped = st & HM_PG_UNMAPPED;
+	uint32_t gen = atomic_load(&r->ra_gen);
 
 	if (st & HM_PG_RA)
 		hm__ra_used(r, p);
@@ -331,7 +341,7 @@ static int remap(struct hm_region *r, uint64_t idx, struct hm_page *p, uint32_t 
 		atomic_store_explicit(&r->ra_window, w, memory_order_relaxed);
 		atomic_fetch_and(&p->st, ~HM_PG_RAMARK);
 		if (w > 1 && atomic_load_explicit(&r->advice, memory_order_relaxed) != HM_ADV_RANDOM)
-			stream_ahead(r, idx, w);
+			stream_ahead(r, idx, w, gen);
 		was_unmapped = false; /* not a sampled reference */
 	}
 	rc = hm__uffd_continue(r->base + (idx << r->ps_shift), r->ps, r->wp);
@@ -402,6 +412,7 @@ static int fault_serve(struct hm_region *r, uintptr_t addr, unsigned flags)
 			hm__count(&r->ctr, faults_missing, 1);
 			hm__count(&r->cache->ctr, faults_missing, 1);
 			hm__trace_record(r, idx);
+			uint32_t gen = atomic_load(&r->ra_gen);
 			uint32_t w = window(r, idx);
 			uint32_t n = claim_window(r, idx, w);
 			fault_loaded = true;
@@ -409,7 +420,7 @@ static int fault_serve(struct hm_region *r, uintptr_t addr, unsigned flags)
 			hm__ra_passed(r, idx);
 			/* A stream: keep windows of the same size in flight ahead. */
 			if (!rc && w >= 4 && idx + n < r->npages)
-				stream_ahead(r, idx + n, w);
+				stream_ahead(r, idx + n, w, gen);
 			return rc;
 		case HM_ST_RESIDENT:
 			if (st & HM_PG_BUSY)

@@ -358,7 +358,7 @@ void hm__readahead(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t gen);
 /* Starts the prefetch workers (from ordinary context, never the fault path). */
 void hm__prefetch_start(void);
 /* Queues an asynchronous readahead of [idx, idx+n); takes a reference on r. */
-void hm__prefetch_queue(struct hm_region *r, uint64_t idx, uint32_t n);
+void hm__prefetch_queue(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t gen);
 /*
  * Cancels r's readahead stream: queued windows are dropped, and a window
  * being read is either waited for by the caller's scan or released.

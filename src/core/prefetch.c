@@ -70,7 +70,7 @@ void hm__prefetch_start(void)
 	pthread_mutex_unlock(&pf.lock);
 }
 
-void hm__prefetch_queue(struct hm_region *r, uint64_t idx, uint32_t n)
+void hm__prefetch_queue(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t gen)
 {
 	pthread_mutex_lock(&pf.lock);
 	if (pf.started && pf.count < QUEUE && !r->dying) {
@@ -79,7 +79,7 @@ void hm__prefetch_queue(struct hm_region *r, uint64_t idx, uint32_t n)
 		pf.q[tail].r = r;
 		pf.q[tail].idx = idx;
 		pf.q[tail].n = n;
-		pf.q[tail].gen = atomic_load(&r->ra_gen);
+		pf.q[tail].gen = gen;
 		pf.count++;
 		pthread_cond_signal(&pf.cond);
 	}
