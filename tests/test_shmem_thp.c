@@ -7,7 +7,8 @@
  * allocates a large folio, whose other pages appear in the memfd as zeros;
  * a later fault on one of them found a frame and mapped it instead of
  * reading the store. Every readahead marker was filled that way, and the
- * integrity tests read zeros under each of these settings.
+ * integrity tests read zeros under each of these settings. A hybrid
+ * region's frames, written the same way, each took a folio of up to 2 MiB.
  *
  * As root, the parent sets each setting, runs the cases in a child, and
  * puts the setting back however the child ends; otherwise the cases skip.
@@ -15,7 +16,9 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
+#include "core/internal.h"
 #include "hmmap.h"
 #include "harness.h"
 #include "testutil.h"
@@ -112,10 +115,49 @@ static void test_writes_evicted_and_read_back(void)
 	free(ref);
 }
 
+/* A hybrid region's frames stay single pages: memory stays within the budget. */
+static void test_hybrid_frames(void)
+{
+	const size_t len = 32 << 20, budget = 1 << 20;
+	unsigned char *ref = tu_make_file(path, len, 13);
+	char uri[600];
+	struct hm_cache *c;
+	struct hm_store *s;
+	struct hm_region *r;
+	struct stat sb;
+
+	CHECK(ref);
+	snprintf(uri, sizeof uri, "pmem:%s", path);
+	CHECK(hm_cache_new(&c, budget, NULL) == 0);
+	CHECK(hm_store_open(&s, uri, 0) == 0);
+	CHECKF(hm_region_map(&r, c, s, 0, len, PROT_READ | PROT_WRITE, HM_HYBRID, 0) == 0, "%s",
+	       hm_errormsg());
+	unsigned char *b = hm_region_addr(r);
+	/* One write every 128 KiB: 256 pages held, in every 2 MiB of the region. */
+	for (size_t off = 0; off < len; off += 128 << 10) {
+		b[off + 100] ^= 0xff;
+		ref[off + 100] ^= 0xff;
+	}
+	CHECK(fstat(r->memfd, &sb) == 0);
+	CHECKF((uint64_t)sb.st_blocks * 512 <= 2 * budget,
+	       "%llu bytes of frames for a budget of %zu", (unsigned long long)sb.st_blocks * 512,
+	       budget);
+	long long bad = tu_cmp_mem(b, ref, len);
+	CHECKF(bad == -1, "wrong data at offset %lld", bad);
+	CHECKF(hm_sync(b, len, MS_SYNC) == 0, "%s", hm_errormsg());
+	CHECK(hm_region_unmap(r) == 0);
+	CHECK(hm_store_close(s) == 0);
+	CHECK(hm_cache_free(c) == 0);
+	bad = tu_cmp_file(path, ref, len);
+	CHECKF(bad == -1, "the file differs at offset %lld", bad);
+	free(ref);
+}
+
 static int cases(void *arg)
 {
 	RUN(test_sequential_reads);
 	RUN(test_writes_evicted_and_read_back);
+	RUN(test_hybrid_frames);
 	return test_done();
 }
 

@@ -331,11 +331,14 @@ static int take_page(struct hm_region *r, uint64_t i, bool pin)
 		rc = -EIO;
 		goto fail_slot;
 	}
-	if (n) {
-		rc = hm__pwrite_all(r->memfd, src, n, (off_t)(i << r->ps_shift));
-		if (rc)
-			goto fail_slot;
-	}
+	/*
+	 * The frame is made and filled through the view, whose NOHUGEPAGE
+	 * keeps it one page: a write() into the memfd may allocate a large
+	 * folio (shmem_enabled), up to 2 MiB of memory per page held. The
+	 * view's PTE stays until the write-back punches the frame out.
+	 */
+	memcpy(r->view + (i << r->ps_shift), src, n);
+	memset(r->view + (i << r->ps_shift) + n, 0, r->ps - n);
 	/* Populated: the retried write finds its PTE and takes no second fault. */
 	m = mmap(a, r->ps, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_POPULATE, r->memfd,
 		 (off_t)(i << r->ps_shift));
@@ -343,6 +346,7 @@ static int take_page(struct hm_region *r, uint64_t i, bool pin)
 		rc = -errno;
 		goto fail_hole;
 	}
+	madvise(a, r->ps, MADV_NOHUGEPAGE); /* khugepaged leaves the frame alone */
 	atomic_fetch_add(&r->resident_pages, 1);
 	hm__count(&r->ctr, faults_wp, 1);
 	hm__count(&r->ctr, bytes_read, n);
@@ -553,6 +557,14 @@ int hm__hybrid_init(struct hm_region *r)
 		return hm__error_errno(-errno, "memfd_create");
 	if (ftruncate(r->memfd, (off_t)r->span) < 0)
 		return hm__error_errno(-errno, "ftruncate(memfd, %zu)", r->span);
+	r->view = mmap(NULL, r->span, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, r->memfd,
+		       0);
+	if (r->view == MAP_FAILED) {
+		r->view = NULL;
+		return hm__error_errno(-errno, "mmap of %zu bytes", r->span);
+	}
+	madvise(r->view, r->span, MADV_DONTFORK);
+	madvise(r->view, r->span, MADV_NOHUGEPAGE);
 	return 0;
 }
 
