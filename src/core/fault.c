@@ -235,13 +235,11 @@ static uint32_t claim_window(struct hm_region *r, uint64_t idx, uint32_t w)
 
 /*
  * Keeps RA_DEPTH windows of `w` pages in flight beyond what a sequential
- * reader has reached; `from` is where the reader is.
- */
-/*
- * gen is the region's readahead generation when the fault began. In thread
- * mode UFFDIO_COPY wakes the faulting thread before the handler gets here,
- * and that thread may have cancelled readahead (DONTNEED) since: windows
- * queued with the old generation are dropped, not read after it returned.
+ * reader has reached; `from` is where the reader is. gen is the region's
+ * readahead generation when the fault began: in thread mode UFFDIO_COPY
+ * wakes the faulting thread before the handler gets here, and that thread
+ * may have cancelled readahead (DONTNEED) since. Windows queued with the
+ * old generation are dropped, not read after the cancel returned.
  */
 static void stream_ahead(struct hm_region *r, uint64_t from, uint32_t w, uint32_t gen)
 {

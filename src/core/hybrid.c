@@ -337,7 +337,8 @@ static int take_page(struct hm_region *r, uint64_t i, bool pin)
 	 * folio (shmem_enabled), up to 2 MiB of memory per page held. The
 	 * view's PTE stays until the write-back punches the frame out.
 	 */
-	memcpy(r->view + (i << r->ps_shift), src, n);
+	if (n)
+		memcpy(r->view + (i << r->ps_shift), src, n);
 	memset(r->view + (i << r->ps_shift) + n, 0, r->ps - n);
 	/* Populated: the retried write finds its PTE and takes no second fault. */
 	m = mmap(a, r->ps, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_POPULATE, r->memfd,

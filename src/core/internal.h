@@ -439,11 +439,10 @@ int hm__pagemap_unmarked(uintptr_t start, uintptr_t end,
 			 void (*cb)(void *ctx, uintptr_t addr, size_t len), void *ctx);
 
 /*
- * Whole transfers on a file descriptor (frames in a region's memfd):
+ * A whole read from a file descriptor (frames in a region's memfd):
  * retried on EINTR and short counts; 0 or -errno (-EIO at end of file).
  */
 int hm__pread_all(int fd, char *buf, size_t len, off_t off);
-int hm__pwrite_all(int fd, const char *buf, size_t len, off_t off);
 
 /* ---- time ---- */
 uint64_t hm__now_ns(void);

@@ -112,22 +112,6 @@ static char *get_bounce(uint64_t len)
 	return *slot;
 }
 
-int hm__pwrite_all(int fd, const char *buf, size_t len, off_t off)
-{
-	while (len) {
-		ssize_t n = pwrite(fd, buf, len, off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		buf += n;
-		len -= (size_t)n;
-		off += n;
-	}
-	return 0;
-}
-
 int hm__pread_all(int fd, char *buf, size_t len, off_t off)
 {
 	while (len) {
