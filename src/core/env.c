@@ -48,7 +48,7 @@ static const struct {
 	{ "HMMAP_READAHEAD", K_SIZE, offsetof(struct hm_env, readahead),
 	  "largest readahead window (at least 4 pages), 0 disables (2M)" },
 	{ "HMMAP_EVICT_BATCH", K_U64, offsetof(struct hm_env, evict_batch),
-	  "pages evicted per batch (64)" },
+	  "eviction batch in 4 KiB pages, at least one page of the region (64)" },
 	{ "HMMAP_SAMPLE_RATE", K_RATE, offsetof(struct hm_env, sample_rate),
 	  "auto (about 2% of a CPU in hint faults: 4000 in sigbus mode, 1250 in thread "
 	  "mode, at least 4096 while a cache evicts), or resident pages unmapped per "
