@@ -227,7 +227,7 @@ struct hm_region {
 	int flags;
 	int memfd;           /* the frames: shmem, or hugetlbfs with HM_HUGETLB */
 	bool wp;             /* dirty tracking on (writable region) */
-	char *view;          /* a second mapping of memfd, to fill unmapped frames */
+	char *view;          /* HM_HUGETLB, HM_HYBRID: a second mapping of memfd, to fill frames */
 	bool own_store;      /* opened by hmmap(); closed at unmap */
 	struct hm_bam *bam;  /* HM_DIRECT/HM_HYBRID state (src/core/direct.h), else NULL */
 	struct hm_store *store;

@@ -7,10 +7,10 @@
  * straight from a byte-addressable store), and one UFFDIO_COPY allocates
  * the frames, fills them and maps them; write-back is pread() from the
  * memfd into the buffer, then the store's write. The readahead marker, a
- * frame left unmapped, is filled through a second mapping of the memfd (the
- * view): hugetlbfs has no write(), and a shmem write() may allocate a large
- * folio whose other pages would appear in the memfd as zeros, where the
- * view's MADV_NOHUGEPAGE keeps every frame one page. Reading straight into
+ * frame left unmapped, is filled through a second mapping of the memfd:
+ * hugetlbfs has no write(), and a shmem write() may allocate a large folio
+ * whose other pages would appear in the memfd as zeros, where a mapping
+ * with MADV_NOHUGEPAGE keeps every frame one page. Reading straight into
  * frames through such a mapping would save a copy, but every page touched
  * through it gets a PTE that must later be zapped, and on this kernel each
  * zap of a scattered page costs a TLB-shootdown IPI (5 us with another
@@ -161,17 +161,30 @@ static int map_pages(struct hm_region *r, uint64_t idx, uint64_t n, const char *
 }
 
 /*
- * Fills the frame at memfd offset `at` without mapping it in the region,
- * through the view. A hugetlb frame is allocated first, so that an empty
- * pool is an error here and not a SIGBUS in the copy.
+ * Fills the frame at memfd offset `at` without mapping it in the region.
+ * A hugetlb frame is allocated first, so that an empty pool is an error
+ * here and not a SIGBUS in the copy through the view. A shmem frame is
+ * filled through a mapping of that one frame, NOHUGEPAGE before its first
+ * touch: write() into the memfd could allocate a large folio, whose other
+ * pages would appear in the memfd as zeros and be mapped by later faults.
  */
 static int fill_unmapped(struct hm_region *r, const char *src, uint64_t at)
 {
-	if ((r->flags & HM_HUGETLB) &&
-	    fallocate(r->memfd, FALLOC_FL_KEEP_SIZE, (off_t)at, (off_t)r->ps) < 0)
+	char *dst;
+
+	if (r->flags & HM_HUGETLB) {
+		if (fallocate(r->memfd, FALLOC_FL_KEEP_SIZE, (off_t)at, (off_t)r->ps) < 0)
+			return -errno;
+		memcpy(r->view + at, src, r->ps);
+		madvise(r->view + at, r->ps, MADV_DONTNEED);
+		return 0;
+	}
+	dst = mmap(NULL, r->ps, PROT_READ | PROT_WRITE, MAP_SHARED, r->memfd, (off_t)at);
+	if (dst == MAP_FAILED)
 		return -errno;
-	memcpy(r->view + at, src, r->ps);
-	madvise(r->view + at, r->ps, MADV_DONTNEED);
+	madvise(dst, r->ps, MADV_NOHUGEPAGE);
+	memcpy(dst, src, r->ps);
+	munmap(dst, r->ps);
 	return 0;
 }
 

@@ -314,27 +314,21 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 		rc = hm__error_errno(-errno, "mmap of %zu bytes", r->span);
 		goto fail;
 	}
-	/*
-	 * Frames without a mapping (a readahead marker) are filled through
-	 * this second mapping: hugetlbfs has no write(), and a shmem write()
-	 * may allocate a large folio (shmem_enabled, or a size's own setting)
-	 * that brings neighbouring pages into the memfd as zeros; a later
-	 * fault would map them instead of reading the store. NOHUGEPAGE keeps
-	 * every shmem frame a single page whatever those settings say.
-	 */
-	r->view = mmap(NULL, r->span, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, r->memfd,
-		       0);
-	if (r->view == MAP_FAILED) {
-		r->view = NULL;
-		rc = hm__error_errno(-errno, "mmap of %zu bytes", r->span);
-		goto fail;
+	if (huge) {
+		/* hugetlbfs has no write(): frames without a mapping are filled here. */
+		r->view = mmap(NULL, r->span, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+			       r->memfd, 0);
+		if (r->view == MAP_FAILED) {
+			r->view = NULL;
+			rc = hm__error_errno(-errno, "mmap of %zu bytes", r->span);
+			goto fail;
+		}
+		madvise(r->view, r->span, MADV_DONTFORK);
+	} else {
+		/* Single-page frames whatever shmem_enabled says; khugepaged leaves them. */
+		madvise(r->base, r->span, MADV_NOHUGEPAGE);
 	}
-	madvise(r->view, r->span, MADV_DONTFORK);
 	madvise(r->base, r->span, MADV_DONTFORK);
-	if (!huge) {
-		madvise(r->view, r->span, MADV_NOHUGEPAGE);
-		madvise(r->base, r->span, MADV_NOHUGEPAGE); /* and khugepaged leaves them */
-	}
 	rc = hm__uffd_register(r->base, r->span, r->wp);
 	if (rc)
 		goto fail;
