@@ -347,7 +347,6 @@ static int take_page(struct hm_region *r, uint64_t i, bool pin)
 		rc = -errno;
 		goto fail_hole;
 	}
-	madvise(a, r->ps, MADV_NOHUGEPAGE); /* khugepaged leaves the frame alone */
 	atomic_fetch_add(&r->resident_pages, 1);
 	hm__count(&r->ctr, faults_wp, 1);
 	hm__count(&r->ctr, bytes_read, n);
