@@ -437,6 +437,9 @@ int hm__pagemap_harvest(uintptr_t start, uintptr_t end, bool present_only,
  */
 int hm__pagemap_unmarked(uintptr_t start, uintptr_t end,
 			 void (*cb)(void *ctx, uintptr_t addr, size_t len), void *ctx);
+/* Reports the runs of [start, end) with neither a PTE nor a marker. */
+int hm__pagemap_holes(uintptr_t start, uintptr_t end,
+		      void (*cb)(void *ctx, uintptr_t addr, size_t len), void *ctx);
 
 /*
  * A whole read from a file descriptor (frames in a region's memfd):

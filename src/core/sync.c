@@ -51,6 +51,36 @@ void hm__mark_written(void *ctx, uintptr_t addr, size_t len)
 	}
 }
 
+/*
+ * The kernel unmapped a resident page that hmmap did not zap: reclaim
+ * swapped the frame out (swap, MADV_PAGEOUT, a memory cgroup's limit).
+ * It leaves a write-protected PTE as a uffd-wp marker, a written one as
+ * nothing, which the present-only harvest cannot see; such a page is
+ * written. It is marked DIRTY before it is protected again (a marker), so
+ * a write in between is in the data the sync writes back, and the next
+ * sync does not take it for written again.
+ */
+static void mark_reclaimed(void *ctx, uintptr_t addr, size_t len)
+{
+	struct hm_region *r = ctx;
+	uint64_t first = (addr - (uintptr_t)r->base) >> r->ps_shift;
+	uint64_t last = (addr + len - 1 - (uintptr_t)r->base) >> r->ps_shift;
+
+	for (uint64_t i = first; i <= last; i++) {
+		struct hm_page *p = hm__page(r, i, false);
+		if (!p) {
+			i = (i | (HM_CHUNK_PAGES - 1)); /* an absent chunk: nothing resident */
+			continue;
+		}
+		uint32_t st = atomic_load(&p->st);
+		/* hmmap's own zaps (samples, markers) were harvested when made. */
+		if ((st & HM_ST_MASK) != HM_ST_RESIDENT || (st & HM_PG_UNMAPPED))
+			continue;
+		atomic_fetch_or(&p->st, HM_PG_DIRTY);
+		hm__uffd_writeprotect(r->base + (i << r->ps_shift), r->ps, true);
+	}
+}
+
 int hm__harvest(struct hm_region *r, uint64_t idx, uint64_t n)
 {
 	const struct hm_engine_info *info;
@@ -63,9 +93,12 @@ int hm__harvest(struct hm_region *r, uint64_t idx, uint64_t n)
 		return rc;
 	if (!info->wp_async)
 		return 0; /* synchronous tracking: DIRTY is set by the faults */
+	uintptr_t start = (uintptr_t)r->base + (idx << r->ps_shift);
+	uintptr_t end = (uintptr_t)r->base + ((idx + n) << r->ps_shift);
 	pthread_mutex_lock(&r->harvest_lock);
-	rc = hm__pagemap_harvest((uintptr_t)r->base + (idx << r->ps_shift),
-				 (uintptr_t)r->base + ((idx + n) << r->ps_shift), true, hm__mark_written, r);
+	rc = hm__pagemap_harvest(start, end, true, hm__mark_written, r);
+	if (!rc && !(r->flags & HM_HUGETLB)) /* huge pages are never swapped */
+		rc = hm__pagemap_holes(start, end, mark_reclaimed, r);
 	pthread_mutex_unlock(&r->harvest_lock);
 	return rc;
 }

@@ -613,6 +613,19 @@ int hm__pagemap_harvest(uintptr_t start, uintptr_t end, bool present_only,
 	return pagemap_walk(&a, start, end, cb, ctx);
 }
 
+int hm__pagemap_holes(uintptr_t start, uintptr_t end,
+		      void (*cb)(void *ctx, uintptr_t addr, size_t len), void *ctx)
+{
+	struct pm_scan_arg a;
+
+	/* Neither mapped nor holding a marker (or a swap entry). */
+	memset(&a, 0, sizeof a);
+	a.category_inverted = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+	a.category_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+	a.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
+	return pagemap_walk(&a, start, end, cb, ctx);
+}
+
 int hm__pagemap_unmarked(uintptr_t start, uintptr_t end,
 			 void (*cb)(void *ctx, uintptr_t addr, size_t len), void *ctx)
 {
