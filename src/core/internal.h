@@ -424,8 +424,9 @@ int hm__uffd_writeprotect(void *addr, size_t len, bool protect);
 int hm__uffd_register_wp_async(void *addr, size_t len);
 /*
  * Reports written pages in [start, end) and write-protects them again.
- * If present_only, only pages still mapped count; otherwise zapped pages
- * whose PTE held no write protection count as written too. Calls
+ * If present_only, only pages still mapped (or with a swap entry, as while
+ * migrating) count; otherwise zapped pages whose PTE held no write
+ * protection count as written too. Calls
  * cb(ctx, addr, len) for each written run. Returns 0 or -errno.
  */
 int hm__pagemap_harvest(uintptr_t start, uintptr_t end, bool present_only,

@@ -606,9 +606,14 @@ int hm__pagemap_harvest(uintptr_t start, uintptr_t end, bool present_only,
 	a.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC;
 	/*
 	 * Present-only keeps the walk off holes: re-protecting a hole
-	 * would fill page tables with markers across a sparse region.
+	 * would fill page tables with markers across a sparse region. A
+	 * swap entry is not a hole: a page being migrated (compaction, NUMA)
+	 * has one for a moment, written or not, and is taken like a present
+	 * page (its protection comes back with the page).
 	 */
-	a.category_mask = PAGE_IS_WRITTEN | (present_only ? PAGE_IS_PRESENT : 0);
+	a.category_mask = PAGE_IS_WRITTEN;
+	if (present_only)
+		a.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
 	a.return_mask = PAGE_IS_WRITTEN;
 	return pagemap_walk(&a, start, end, cb, ctx);
 }
