@@ -557,15 +557,7 @@ int hm__hybrid_init(struct hm_region *r)
 		return hm__error_errno(-errno, "memfd_create");
 	if (ftruncate(r->memfd, (off_t)r->span) < 0)
 		return hm__error_errno(-errno, "ftruncate(memfd, %zu)", r->span);
-	r->view = mmap(NULL, r->span, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, r->memfd,
-		       0);
-	if (r->view == MAP_FAILED) {
-		r->view = NULL;
-		return hm__error_errno(-errno, "mmap of %zu bytes", r->span);
-	}
-	madvise(r->view, r->span, MADV_DONTFORK);
-	madvise(r->view, r->span, MADV_NOHUGEPAGE);
-	return 0;
+	return hm__region_view(r);
 }
 
 void hm__hybrid_free(struct hm_region *r)

@@ -310,6 +310,12 @@ static inline uint64_t hm__budget(const struct hm_cache *c)
  */
 int hm__cache_reserve(struct hm_cache *c, struct hm_region *r, uint64_t idx, uint32_t n,
 		      uint32_t *slots);
+/*
+ * Maps r->view, a second mapping of r's whole memfd through which frames
+ * are filled (not inherited by a child; NOHUGEPAGE unless HM_HUGETLB, so
+ * that every shmem frame stays one page). 0 or -errno with a message.
+ */
+int hm__region_view(struct hm_region *r);
 /* Gives back reserved slots that were not used. */
 void hm__cache_unreserve(struct hm_cache *c, size_t ps, uint32_t n, const uint32_t *slots);
 /*

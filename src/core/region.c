@@ -159,6 +159,20 @@ static void teardown(struct hm_region *r)
 	free(r);
 }
 
+int hm__region_view(struct hm_region *r)
+{
+	r->view = mmap(NULL, r->span, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, r->memfd,
+		       0);
+	if (r->view == MAP_FAILED) {
+		r->view = NULL;
+		return hm__error_errno(-errno, "mmap of %zu bytes", r->span);
+	}
+	madvise(r->view, r->span, MADV_DONTFORK);
+	if (!(r->flags & HM_HUGETLB))
+		madvise(r->view, r->span, MADV_NOHUGEPAGE);
+	return 0;
+}
+
 /*
  * HM_HUGETLB: the pool must have room for what the region can hold at once
  * (bytes), or its faults would fail as soon as they find it empty.
@@ -316,14 +330,9 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 	}
 	if (huge) {
 		/* hugetlbfs has no write(): frames without a mapping are filled here. */
-		r->view = mmap(NULL, r->span, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-			       r->memfd, 0);
-		if (r->view == MAP_FAILED) {
-			r->view = NULL;
-			rc = hm__error_errno(-errno, "mmap of %zu bytes", r->span);
+		rc = hm__region_view(r);
+		if (rc)
 			goto fail;
-		}
-		madvise(r->view, r->span, MADV_DONTFORK);
 	} else {
 		/* Single-page frames whatever shmem_enabled says; khugepaged leaves them. */
 		madvise(r->base, r->span, MADV_NOHUGEPAGE);
