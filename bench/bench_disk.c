@@ -8,10 +8,19 @@
  * --reads pages chosen uniformly at random (the same sequence for every
  * system); the kernel's caches are dropped before each run.
  *
+ * A fourth row is the floor of any design that copies pages into frames of
+ * its own, as hmmap does: the same O_DIRECT pread, then one UFFDIO_COPY of
+ * the page into a shmem mapping registered with userfaultfd - no fault, no
+ * signal, no cache, no eviction. What separates it from the O_DIRECT row is
+ * the cost of a frame; what separates hmmap from it is hmmap itself.
+ *
  * Each read checks the first word of the page against the generator the file
  * was written with, so a wrong page is counted, not reported as speed.
  */
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 
 #include "hmmap.h"
 #include "bench_common.h"
@@ -34,12 +43,13 @@ static const char usage[] =
 static struct opts O;
 static const char *path;
 
-enum kind { K_ODIRECT = 1, K_MMAP, K_HMMAP };
+enum kind { K_ODIRECT = 1, K_MMAP, K_HMMAP, K_FLOOR };
 
 struct rd {
 	enum kind kind;
 	char *base;
 	int fd;
+	int uffd; /* K_FLOOR: base is a memfd mapping registered MISSING */
 	uint64_t npages;
 	uint64_t reads;
 	unsigned run;
@@ -57,11 +67,18 @@ static void *rd_fn(void *arg)
 	getrusage(RUSAGE_THREAD, &u0);
 	for (uint64_t i = 0; i < a->reads; i++) {
 		uint64_t p = xs64(&s) % a->npages;
-		if (a->kind == K_ODIRECT) {
+		if (a->kind == K_ODIRECT || a->kind == K_FLOOR) {
 			if (pread(a->fd, buf, PG, (off_t)(p * PG)) != (ssize_t)PG)
 				v = 0;
 			else
 				v = *(uint64_t *)buf;
+			if (a->kind == K_FLOOR && v) {
+				struct uffdio_copy c = { .dst = (uintptr_t)(a->base + p * PG),
+							 .src = (uintptr_t)buf, .len = PG };
+				/* EEXIST: a page read twice already has its frame. */
+				if (ioctl(a->uffd, UFFDIO_COPY, &c) && errno != EEXIST)
+					v = 0;
+			}
 		} else {
 			v = *(volatile uint64_t *)(a->base + p * PG);
 		}
@@ -90,6 +107,51 @@ static double rd_run(struct rd *a, int n, uint64_t *bad, uint64_t *majflt)
 		*majflt += w[i].majflt;
 	}
 	return (double)done / dt;
+}
+
+/*
+ * K_FLOOR: a shmem mapping of the file's size registered with a userfaultfd,
+ * as a region's frames are. 0, or -errno (the row is then not run).
+ */
+static int floor_open(struct rd *a)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	int mfd = -1;
+
+	a->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+	if (a->uffd < 0)
+		a->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | 1 /* UFFD_USER_MODE_ONLY */);
+	if (a->uffd < 0 || ioctl(a->uffd, UFFDIO_API, &api))
+		goto fail;
+	mfd = memfd_create("bench_disk floor", MFD_CLOEXEC);
+	if (mfd < 0 || ftruncate(mfd, (off_t)O.size))
+		goto fail;
+	a->base = mmap(NULL, O.size, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	if (a->base == MAP_FAILED)
+		goto fail;
+	close(mfd);
+	struct uffdio_register reg = { .range = { (uintptr_t)a->base, O.size },
+				       .mode = UFFDIO_REGISTER_MODE_MISSING };
+	if (ioctl(a->uffd, UFFDIO_REGISTER, &reg)) {
+		int e = -errno;
+		munmap(a->base, O.size);
+		close(a->uffd);
+		return e;
+	}
+	return 0;
+fail:;
+	int e = -errno;
+	if (mfd >= 0)
+		close(mfd);
+	if (a->uffd >= 0)
+		close(a->uffd);
+	return e;
+}
+
+static void floor_close(struct rd *a)
+{
+	munmap(a->base, O.size);
+	close(a->uffd);
 }
 
 /* ------------------------------------------------------- hmmap (child) */
@@ -235,10 +297,12 @@ int main(int argc, char **argv)
 
 	for (int ti = 0; ti < O.nthreads; ti++) {
 		int n = O.threads[ti];
-		for (int k = 0; k < 2; k++) {
+		for (int k = 0; k < 3; k++) {
+			static const char *const kname[] = { "odirect", "mmap", "floor" };
 			uint64_t bad = 0, maj = 0;
-			enum kind kind = k ? K_MMAP : K_ODIRECT;
-			int fd = open(path, O_RDONLY | (kind == K_ODIRECT ? O_DIRECT : 0));
+			enum kind kind = k == 2 ? K_FLOOR : k ? K_MMAP : K_ODIRECT;
+			int fd = open(path, O_RDONLY | (kind != K_MMAP ? O_DIRECT : 0));
+			rc = 0;
 			if (fd < 0) {
 				printf("open %s: %s\n", path, strerror(errno));
 				continue;
@@ -247,6 +311,10 @@ int main(int argc, char **argv)
 				struct rd a = { .kind = kind, .fd = fd, .npages = O.size / PG,
 						.reads = O.reads, .run = (unsigned)run };
 				drop_caches();
+				if (kind == K_FLOOR && (rc = floor_open(&a))) {
+					printf("floor row: userfaultfd: %s\n", strerror(-rc));
+					break;
+				}
 				if (kind == K_MMAP) {
 					a.base = mmap(NULL, O.size, PROT_READ, MAP_SHARED, fd, 0);
 					if (a.base == MAP_FAILED) {
@@ -258,12 +326,16 @@ int main(int argc, char **argv)
 				rates[run] = rd_run(&a, n, &bad, &maj);
 				if (kind == K_MMAP)
 					munmap(a.base, O.size);
+				if (kind == K_FLOOR)
+					floor_close(&a);
 			}
 			close(fd);
-			snprintf(key, sizeof key, "%s.%d", k ? "mmap" : "odirect", n);
+			if (rc)
+				continue;
+			snprintf(key, sizeof key, "%s.%d", kname[k], n);
 			for (int run = 0; run < O.runs; run++)
 				res_add(&R, key, rates[run]);
-			snprintf(key, sizeof key, "%s.%d.bad", k ? "mmap" : "odirect", n);
+			snprintf(key, sizeof key, "%s.%d.bad", kname[k], n);
 			one[0] = (double)bad;
 			res_add(&R, key, one[0]);
 			if (kind == K_MMAP)
@@ -286,6 +358,9 @@ int main(int argc, char **argv)
 		row("O_DIRECT pread 4K (device limit)", b1, NULL, NULL, NULL);
 		row("kernel mmap, MADV_RANDOM", b2, b1, NULL,
 		    "(LLNL UMap anchor: ~0.6x of this)");
+		snprintf(key, sizeof key, "floor.%d", n);
+		row("pread + UFFDIO_COPY (copy floor)", key, b1, b2,
+		    "(no fault, cache or eviction: the most a copy design gets)");
 		snprintf(key, sizeof key, "hmmap-thread.%d", n);
 		row("hmmap HMMAP_FAULT_MODE=thread", key, b1, b2,
 		    "target >= 0.9x odirect, >= 1.0x mmap");
@@ -301,6 +376,7 @@ int main(int argc, char **argv)
 	       "(every read verified).\n  O_DIRECT is what the device gives to that many "
 	       "synchronous readers with no page cache at all;\n  kernel mmap takes one major "
 	       "fault per page (MADV_RANDOM: no readahead) with an uncapped page cache;\n  "
+	       "the copy floor is that pread plus one UFFDIO_COPY into a shmem frame, with nothing else;\n  "
 	       "hmmap reads through a %llu MiB cache with HM_ADV_RANDOM and evicts as it goes.\n",
 	       (unsigned long long)(O.cache >> 20));
 	return 0;
