@@ -66,11 +66,14 @@ static const char *slow_uri(char *buf, size_t n)
  * sample per second (time from t0) to s.
  */
 static void updates(uint64_t *tab, uint64_t hot_off, double secs, double t0, uint64_t *seed,
-		    struct series *s)
+		    struct series *s, struct hm_store *ch)
 {
+	struct hm_tier_stats ts0, ts1;
 	uint64_t words = ws / 8, hot_words = hot / 8, hot_first = hot_off / 8, n = 0;
 	double start = now(), last = start;
 
+	if (hm_tier_stats(hm_chain_tier(ch, 0), &ts0))
+		memset(&ts0, 0, sizeof ts0);
 	for (;;) {
 		for (int k = 0; k < 4096; k++) {
 			uint64_t r = xs64(seed);
@@ -85,7 +88,17 @@ static void updates(uint64_t *tab, uint64_t hot_off, double secs, double t0, uin
 				s->rate[s->n] = (double)n / (t - last);
 				s->n++;
 			}
-			printf("    t=%6.1f s  %8.3f M updates/s\n", t - t0, (double)n / (t - last) / 1e6);
+			printf("    t=%6.1f s  %8.3f M updates/s", t - t0, (double)n / (t - last) / 1e6);
+			/* What the tiering engine did in that second. */
+			if (!hm_tier_stats(hm_chain_tier(ch, 0), &ts1) && ts1.promoted + ts1.sampled) {
+				printf("   hot %7llu  promoted %+7lld  demoted %+7lld  sampled %+8lld",
+				       (unsigned long long)ts1.hot_pages,
+				       (long long)(ts1.promoted - ts0.promoted),
+				       (long long)(ts1.demoted - ts0.demoted),
+				       (long long)(ts1.sampled - ts0.sampled));
+				ts0 = ts1;
+			}
+			printf("\n");
 			fflush(stdout);
 			n = 0;
 			last = t;
@@ -163,7 +176,7 @@ static double run(int kind, struct series *s, double *recovery)
 		}
 	}
 	double t0 = now();
-	updates(tab, ws / 2, phase, t0, &seed, s);
+	updates(tab, ws / 2, phase, t0, &seed, s, ch);
 	int before = s->n;
 	double steady = tail_median(s, 0, before);
 	*recovery = -1;
@@ -171,7 +184,7 @@ static double run(int kind, struct series *s, double *recovery)
 		tier_report(ch);
 		printf("    the hot set moves\n");
 		double tm = now() - t0;
-		updates(tab, ws / 4 - hot / 2, phase, t0, &seed, s);
+		updates(tab, ws / 4 - hot / 2, phase, t0, &seed, s, ch);
 		for (int i = before; i + 1 < s->n; i++) {
 			if (s->rate[i] >= 0.9 * steady && s->rate[i + 1] >= 0.9 * steady) {
 				*recovery = s->t[i] - tm;
