@@ -11,13 +11,17 @@
  * A fourth row is the floor of any design that copies pages into frames of
  * its own, as hmmap does: the same O_DIRECT pread, then one UFFDIO_COPY of
  * the page into a shmem mapping registered with userfaultfd - no fault, no
- * signal, no cache, no eviction. What separates it from the O_DIRECT row is
- * the cost of a frame; what separates hmmap from it is hmmap itself.
+ * signal, no cache, no eviction. A fifth row takes the page with a fault:
+ * the thread touches the page, and a bare SIGBUS handler (UFFD_FEATURE_SIGBUS)
+ * does that pread and UFFDIO_COPY. The floor shows what a frame costs, the
+ * bare loop what a fault adds, and what separates hmmap from the bare loop is
+ * hmmap itself.
  *
  * Each read checks the first word of the page against the generator the file
  * was written with, so a wrong page is counted, not reported as speed.
  */
 #include <linux/userfaultfd.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -43,17 +47,40 @@ static const char usage[] =
 static struct opts O;
 static const char *path;
 
-enum kind { K_ODIRECT = 1, K_MMAP, K_HMMAP, K_FLOOR };
+enum kind { K_ODIRECT = 1, K_MMAP, K_HMMAP, K_FLOOR, K_BARE };
 
 struct rd {
 	enum kind kind;
 	char *base;
 	int fd;
-	int uffd; /* K_FLOOR: base is a memfd mapping registered MISSING */
+	int uffd; /* K_FLOOR, K_BARE: base is a memfd mapping registered MISSING */
 	uint64_t npages;
 	uint64_t reads;
 	unsigned run;
 };
+
+/* K_BARE: what the SIGBUS handler needs (one run at a time). */
+static struct {
+	char *base;
+	int uffd, fd;
+} bare;
+static __thread char *bare_buf;
+
+static void bare_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	uintptr_t a = (uintptr_t)si->si_addr & ~(uintptr_t)(PG - 1);
+	uintptr_t b = (uintptr_t)bare.base;
+
+	if (a < b || a >= b + O.size || !bare_buf) {
+		signal(SIGBUS, SIG_DFL); /* not ours: the retried access dies of it */
+		return;
+	}
+	/* A failed read leaves zeros, which the caller counts as a wrong page. */
+	if (pread(bare.fd, bare_buf, PG, (off_t)(a - b)) != (ssize_t)PG)
+		memset(bare_buf, 0, PG);
+	struct uffdio_copy c = { .dst = a, .src = (uintptr_t)bare_buf, .len = PG };
+	ioctl(bare.uffd, UFFDIO_COPY, &c);
+}
 
 static void *rd_fn(void *arg)
 {
@@ -63,6 +90,7 @@ static void *rd_fn(void *arg)
 	void *buf = aligned_alloc(PG, PG);
 	struct rusage u0, u1;
 
+	bare_buf = buf;
 	worker_start(w);
 	getrusage(RUSAGE_THREAD, &u0);
 	for (uint64_t i = 0; i < a->reads; i++) {
@@ -90,6 +118,7 @@ static void *rd_fn(void *arg)
 	w->majflt = (uint64_t)(u1.ru_majflt - u0.ru_majflt);
 	w->done = a->reads;
 	w->bad = bad;
+	bare_buf = NULL;
 	free(buf);
 	return NULL;
 }
@@ -110,12 +139,13 @@ static double rd_run(struct rd *a, int n, uint64_t *bad, uint64_t *majflt)
 }
 
 /*
- * K_FLOOR: a shmem mapping of the file's size registered with a userfaultfd,
- * as a region's frames are. 0, or -errno (the row is then not run).
+ * K_FLOOR and K_BARE: a shmem mapping of the file's size registered with a
+ * userfaultfd, as a region's frames are; for K_BARE (sigbus) its missing
+ * faults raise SIGBUS. 0, or -errno (the row is then not run).
  */
-static int floor_open(struct rd *a)
+static int floor_open(struct rd *a, bool sigbus)
 {
-	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_api api = { .api = UFFD_API, .features = sigbus ? UFFD_FEATURE_SIGBUS : 0 };
 	int mfd = -1;
 
 	a->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
@@ -219,6 +249,18 @@ static int child_main(void)
 
 static struct results R;
 
+/* The rows after the two baselines, each beside both. */
+static const struct {
+	const char *key, *label, *note;
+} rows[] = {
+	{ "floor", "pread + UFFDIO_COPY (copy floor)",
+	  "(no fault, cache or eviction: the most a copy design gets)" },
+	{ "bare", "the same in a bare SIGBUS handler",
+	  "(a fault per page, nothing else: the floor of a fault design)" },
+	{ "hmmap-thread", "hmmap HMMAP_FAULT_MODE=thread", "target >= 0.9x odirect, >= 1.0x mmap" },
+	{ "hmmap-sigbus", "hmmap HMMAP_FAULT_MODE=sigbus", "target >= 0.9x odirect, >= 1.0x mmap" },
+};
+
 static void row(const char *label, const char *key, const char *b1, const char *b2,
 		const char *target)
 {
@@ -297,10 +339,11 @@ int main(int argc, char **argv)
 
 	for (int ti = 0; ti < O.nthreads; ti++) {
 		int n = O.threads[ti];
-		for (int k = 0; k < 3; k++) {
-			static const char *const kname[] = { "odirect", "mmap", "floor" };
+		for (int k = 0; k < 4; k++) {
+			static const char *const kname[] = { "odirect", "mmap", "floor", "bare" };
+			static const enum kind kinds[] = { K_ODIRECT, K_MMAP, K_FLOOR, K_BARE };
 			uint64_t bad = 0, maj = 0;
-			enum kind kind = k == 2 ? K_FLOOR : k ? K_MMAP : K_ODIRECT;
+			enum kind kind = kinds[k];
 			int fd = open(path, O_RDONLY | (kind != K_MMAP ? O_DIRECT : 0));
 			rc = 0;
 			if (fd < 0) {
@@ -311,9 +354,19 @@ int main(int argc, char **argv)
 				struct rd a = { .kind = kind, .fd = fd, .npages = O.size / PG,
 						.reads = O.reads, .run = (unsigned)run };
 				drop_caches();
-				if (kind == K_FLOOR && (rc = floor_open(&a))) {
-					printf("floor row: userfaultfd: %s\n", strerror(-rc));
+				if ((kind == K_FLOOR || kind == K_BARE) &&
+				    (rc = floor_open(&a, kind == K_BARE))) {
+					printf("%s row: userfaultfd: %s\n", kname[k], strerror(-rc));
 					break;
+				}
+				struct sigaction sa = { .sa_sigaction = bare_sigbus,
+							.sa_flags = SA_SIGINFO }, old;
+				if (kind == K_BARE) {
+					bare.base = a.base;
+					bare.uffd = a.uffd;
+					bare.fd = fd;
+					sigemptyset(&sa.sa_mask);
+					sigaction(SIGBUS, &sa, &old);
 				}
 				if (kind == K_MMAP) {
 					a.base = mmap(NULL, O.size, PROT_READ, MAP_SHARED, fd, 0);
@@ -326,7 +379,9 @@ int main(int argc, char **argv)
 				rates[run] = rd_run(&a, n, &bad, &maj);
 				if (kind == K_MMAP)
 					munmap(a.base, O.size);
-				if (kind == K_FLOOR)
+				if (kind == K_BARE)
+					sigaction(SIGBUS, &old, NULL);
+				if (kind == K_FLOOR || kind == K_BARE)
 					floor_close(&a);
 			}
 			close(fd);
@@ -358,15 +413,10 @@ int main(int argc, char **argv)
 		row("O_DIRECT pread 4K (device limit)", b1, NULL, NULL, NULL);
 		row("kernel mmap, MADV_RANDOM", b2, b1, NULL,
 		    "(LLNL UMap anchor: ~0.6x of this)");
-		snprintf(key, sizeof key, "floor.%d", n);
-		row("pread + UFFDIO_COPY (copy floor)", key, b1, b2,
-		    "(no fault, cache or eviction: the most a copy design gets)");
-		snprintf(key, sizeof key, "hmmap-thread.%d", n);
-		row("hmmap HMMAP_FAULT_MODE=thread", key, b1, b2,
-		    "target >= 0.9x odirect, >= 1.0x mmap");
-		snprintf(key, sizeof key, "hmmap-sigbus.%d", n);
-		row("hmmap HMMAP_FAULT_MODE=sigbus", key, b1, b2,
-		    "target >= 0.9x odirect, >= 1.0x mmap");
+		for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+			snprintf(key, sizeof key, "%s.%d", rows[i].key, n);
+			row(rows[i].label, key, b1, b2, rows[i].note);
+		}
 		snprintf(key, sizeof key, "mmap.%d", n);
 		printf("    UMap anchor at this thread count: ~%.1fk pages/s (0.6 x kernel mmap); "
 		       "DESIGN.md measured UMap 13-15k/22-23k/23-28k at 1/2/8 threads\n",
@@ -377,6 +427,7 @@ int main(int argc, char **argv)
 	       "synchronous readers with no page cache at all;\n  kernel mmap takes one major "
 	       "fault per page (MADV_RANDOM: no readahead) with an uncapped page cache;\n  "
 	       "the copy floor is that pread plus one UFFDIO_COPY into a shmem frame, with nothing else;\n  "
+	       "the bare SIGBUS row touches the page and does the same in a UFFD_FEATURE_SIGBUS handler;\n  "
 	       "hmmap reads through a %llu MiB cache with HM_ADV_RANDOM and evicts as it goes.\n",
 	       (unsigned long long)(O.cache >> 20));
 	return 0;
