@@ -12,6 +12,11 @@
  * Each fault mode runs in its own child (the mode is fixed per process).
  * Printed: faults/s median [min..max] for each side, the ratio on/off, and
  * the cost in percent (target: at most 2%).
+ *
+ * A last child measures what the live segment costs a process that does
+ * nothing: a large region (64 GiB, 8 GiB with --quick) with one page touched
+ * in every 16 MiB, so that all of its page entries exist, then the process's
+ * CPU time over a few idle seconds, and one full walk of those entries.
  */
 #include <sys/resource.h>
 
@@ -119,6 +124,49 @@ static int one_run(struct hm_cache *c, struct hm_store *st, int n, unsigned run,
 	if ((rc = hm_region_unmap(r)))
 		return die_hm("hm_region_unmap", rc);
 	free_perms(perm, n);
+	return 0;
+}
+
+/* The idle child: the publisher's cost with a large region mapped. */
+static int idle_main(void)
+{
+	uint64_t size = (O.quick ? 8ull : 64ull) << 30;
+	struct hm_store *st;
+	struct hm_cache *c;
+	struct hm_region *r;
+	struct hm_stats s;
+	struct rusage u0, u1;
+	char uri[64];
+	double v[1];
+	int rc;
+
+	snprintf(uri, sizeof uri, "mem:%llu", (unsigned long long)size);
+	if ((rc = hm_store_open(&st, uri, 0)))
+		return die_hm("hm_store_open", rc);
+	if ((rc = hm_cache_new(&c, 64ull << 20, NULL)))
+		return die_hm("hm_cache_new", rc);
+	if ((rc = hm_region_map(&r, c, st, 0, size, PROT_READ | PROT_WRITE, HM_CACHED, PG)))
+		return die_hm("hm_region_map", rc);
+	for (uint64_t off = 0; off < size; off += 16ull << 20)
+		((volatile char *)hm_region_addr(r))[off] = 1;
+	double t = now();
+	hm_region_stats(r, &s);
+	v[0] = (now() - t) * 1e3;
+	res_emit("idle.walk_ms", v, 1);
+	v[0] = (double)(size >> 30);
+	res_emit("idle.gib", v, 1);
+	getrusage(RUSAGE_SELF, &u0);
+	t = now();
+	sleep(4);
+	getrusage(RUSAGE_SELF, &u1);
+	double cpu = (double)(u1.ru_utime.tv_sec - u0.ru_utime.tv_sec) +
+		     (double)(u1.ru_stime.tv_sec - u0.ru_stime.tv_sec) +
+		     (double)(u1.ru_utime.tv_usec - u0.ru_utime.tv_usec) * 1e-6 +
+		     (double)(u1.ru_stime.tv_usec - u0.ru_stime.tv_usec) * 1e-6;
+	v[0] = 100.0 * cpu / (now() - t);
+	res_emit("idle.cpu_pct", v, 1);
+	if ((rc = hm_region_unmap(r)) || (rc = hm_cache_free(c)) || (rc = hm_store_close(st)))
+		return die_hm("teardown", rc);
 	return 0;
 }
 
@@ -323,7 +371,7 @@ int main(int argc, char **argv)
 	}
 	O.size &= ~(PG - 1);
 	if (O.child)
-		return child_main();
+		return strcmp(O.child, "idle") ? child_main() : idle_main();
 
 	print_header("bench_counters: the cost of statistics on the fault path",
 		     "Random first touches of 4 KiB pages of a mem: store through a cache that "
@@ -356,5 +404,11 @@ int main(int argc, char **argv)
 	       "The cost is read from the median of\n  the ratios of runs done back to back, which "
 	       "cancels the drift of a shared machine; ns per fault\n  is the time counting adds to "
 	       "each fault (per thread). A negative cost is noise.\n");
+	run_child(&O, "idle", NULL, &R);
+	printf("\n-- an idle process with a %.0f GiB region, one page touched in every 16 MiB: "
+	       "%.1f%% of a CPU\n   for the live statistics (one walk of the region's page "
+	       "entries for dirty pages: %.1f ms;\n   the publisher repeats a walk that long "
+	       "only after 100 times its length)\n",
+	       res_med(&R, "idle.gib"), res_med(&R, "idle.cpu_pct"), res_med(&R, "idle.walk_ms"));
 	return 0;
 }

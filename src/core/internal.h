@@ -164,6 +164,8 @@ void hm__stats_cache_add(struct hm_cache *c);
 void hm__stats_cache_del(struct hm_cache *c);
 /* Pages of r known dirty now: a scan of its page entries (chunks in use only). */
 uint64_t hm__region_dirty(const struct hm_region *r);
+/* hm_region_stats() without that scan: dirty_pages is left 0. */
+void hm__region_stats_fill(const struct hm_region *r, struct hm_stats *s);
 /* Dirty pages of the cache's regions (hm_cache_stats). */
 uint64_t hm__stats_cache_dirty(const struct hm_cache *c);
 /* A read-ahead page (HM_PG_RA) was reached: count it used. */
@@ -216,6 +218,8 @@ struct hm_cache {
 
 struct hm_region {
 	char *base;          /* the registered mapping the application uses */
+	/* The live segment's count of dirty pages, and when to walk for it again. */
+	uint64_t pub_dirty, pub_dirty_next_ns;
 	size_t length;       /* as asked */
 	size_t span;         /* length rounded up to the page size */
 	size_t ps;           /* region page size */

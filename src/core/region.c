@@ -609,16 +609,21 @@ int hm_unpin(void *addr, size_t length)
 	return for_range(addr, length, do_unpin, NULL, "hm_unpin");
 }
 
-int hm_region_stats(const struct hm_region *r, struct hm_stats *s)
+void hm__region_stats_fill(const struct hm_region *r, struct hm_stats *s)
 {
-	if (!r || !s)
-		return hm__error(-EINVAL, "hm_region_stats: NULL argument");
 	memset(s, 0, sizeof *s);
 	hm__stats_fill(&r->ctr, s);
 	s->resident_bytes = atomic_load(&r->resident_pages) << r->ps_shift;
 	s->pinned_pages = atomic_load(&r->pinned_pages);
-	s->dirty_pages = hm__region_dirty(r);
 	s->budget_bytes = hm__budget(r->cache);
+}
+
+int hm_region_stats(const struct hm_region *r, struct hm_stats *s)
+{
+	if (!r || !s)
+		return hm__error(-EINVAL, "hm_region_stats: NULL argument");
+	hm__region_stats_fill(r, s);
+	s->dirty_pages = hm__region_dirty(r);
 	return 0;
 }
 
