@@ -218,8 +218,6 @@ struct hm_cache {
 
 struct hm_region {
 	char *base;          /* the registered mapping the application uses */
-	/* The live segment's count of dirty pages, and when to walk for it again. */
-	uint64_t pub_dirty, pub_dirty_next_ns;
 	size_t length;       /* as asked */
 	size_t span;         /* length rounded up to the page size */
 	size_t ps;           /* region page size */
@@ -262,6 +260,8 @@ struct hm_region {
 	pthread_mutex_t harvest_lock;
 	struct hm_trace *_Atomic trace; /* fault recording, or NULL */
 	bool dying;
+	/* The publisher's (under reg_lock): the segment's dirty count, and when to walk again. */
+	uint64_t pub_dirty, pub_dirty_next_ns;
 	struct hm_counters ctr;
 };
 
