@@ -333,6 +333,8 @@ static void t_controls(void)
 struct hot_run {
 	char *p;
 	size_t hot_pages, pages;
+	_Atomic size_t base; /* first page of the hot set */
+	uint32_t *shadow;     /* if set, how many times each word was updated */
 	_Atomic int stop;
 };
 
@@ -344,38 +346,69 @@ static void *hot_worker(void *arg)
 	while (!atomic_load(&h->stop)) {
 		uint64_t x = tu_rnd(&s);
 		size_t i = (x % 10) ? (x >> 8) % h->hot_pages : h->hot_pages + (x >> 8) % (h->pages - h->hot_pages);
-		volatile uint64_t *w = (volatile uint64_t *)(h->p + i * PG + ((x >> 40) % 512) * 8);
+		i = (i + atomic_load_explicit(&h->base, memory_order_relaxed)) % h->pages;
+		size_t word = i * (PG / 8) + (x >> 40) % (PG / 8);
+		volatile uint64_t *w = (volatile uint64_t *)h->p + word;
 		*w += 1;
+		if (h->shadow)
+			h->shadow[word]++;
 	}
 	return NULL;
+}
+
+/*
+ * Placement, not speed: waits (up to 30 s) for 90% of pages [first, first+n)
+ * to be in DRAM and as many pages to be hot, and for the engine to have
+ * promoted at least that many more pages than `since` says - and, if `since`
+ * is not the start, demoted n / 2 more. Returns how many are in DRAM.
+ */
+static size_t wait_tiered(char *p, size_t first, size_t n, struct hm_store *ch,
+			  const struct hm_tier_stats *since, struct hm_tier_stats *st)
+{
+	size_t in_dram = 0;
+
+	for (int w = 0; w < 300; w++) {
+		struct timespec ts = { 0, 100 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+		hm_tier_stats(hm_chain_tier(ch, 0), st);
+		in_dram = 0;
+		for (size_t i = first; i < first + n; i++)
+			in_dram += status_of(p + i * PG) == 0;
+		if (in_dram >= n * 9 / 10 && st->hot_pages >= n * 9 / 10 &&
+		    st->promoted >= since->promoted + n * 9 / 10 &&
+		    st->demoted >= since->demoted + (since->promoted ? n / 2 : 0))
+			break;
+	}
+	return in_dram;
+}
+
+/* Maps len bytes over the chain `uri` at *pp, every page written (*pp NULL if it cannot). */
+static void hot_region(const char *uri, size_t len, char **pp, struct hm_store **ch)
+{
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED, uri, 0);
+
+	*pp = NULL;
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	*ch = hm_region_store(hm_region_find(p));
+	for (size_t i = 0; i < len / PG; i++)
+		pattern(p + i * PG, i, true);
+	*pp = p;
 }
 
 static void t_autotier_keeps_hot_set(void)
 {
 	/* 16 MiB over 4 MiB of DRAM; 90% of updates go to the first 1 MiB. */
 	size_t pages = 4096, hot = 256, len = pages * PG;
-	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
-			"tiers:dram:4M,tiering=hotness,period=50 > lz4:16M > mem:32M", 0);
-	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
-	struct hm_store *ch = hm_region_store(hm_region_find(p));
-	for (size_t i = 0; i < pages; i++)
-		pattern(p + i * PG, i, true);
+	struct hm_store *ch;
+	char *p;
+	hot_region("tiers:dram:4M,tiering=hotness,period=50 > lz4:16M > mem:32M", len, &p, &ch);
+	if (!p)
+		return;
 	struct hot_run h = { .p = p, .hot_pages = hot, .pages = pages };
 	pthread_t th;
 	CHECK(pthread_create(&th, NULL, hot_worker, &h) == 0);
-	/* Placement, not speed: wait (up to 30 s) for 90% of the hot set to be in DRAM. */
-	struct hm_tier_stats s0 = { 0 };
-	size_t in_dram = 0;
-	for (int w = 0; w < 300; w++) {
-		struct timespec ts = { 0, 100 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-		hm_tier_stats(hm_chain_tier(ch, 0), &s0);
-		in_dram = 0;
-		for (size_t i = 0; i < hot; i++)
-			in_dram += status_of(p + i * PG) == 0;
-		if (in_dram >= hot * 9 / 10 && s0.hot_pages >= hot * 9 / 10)
-			break;
-	}
+	struct hm_tier_stats none = { 0 }, s0;
+	size_t in_dram = wait_tiered(p, 0, hot, ch, &none, &s0);
 	atomic_store(&h.stop, 1);
 	pthread_join(th, NULL);
 	CHECKF(s0.promoted > 0 && s0.sampled > 0, "promoted %llu sampled %llu",
@@ -385,6 +418,53 @@ static void t_autotier_keeps_hot_set(void)
 	CHECKF(in_dram >= hot * 9 / 10, "only %zu of %zu hot pages in DRAM", in_dram, hot);
 	/* Hot pages stay within their share of the budget. */
 	CHECK(s0.hot_pages * PG <= (4u << 20) * 3 / 4);
+	CHECK(hmunmap(p, len) == 0);
+}
+
+static void t_autotier_follows_moved_hot_set(void)
+{
+	/*
+	 * As above, then the hot set moves to the middle of the region: the
+	 * old hot pages, now cold, must leave the hot share (256 pages, room
+	 * for one hot set) and the new ones take their place (placement, not
+	 * speed).
+	 */
+	size_t pages = 4096, hot = 256, len = pages * PG;
+	struct hm_store *ch;
+	char *p;
+	hot_region("tiers:dram:4M,tiering=hotness,period=50,hot=0.25 > lz4:16M", len, &p, &ch);
+	if (!p)
+		return;
+	uint64_t *image = malloc(len);
+	uint32_t *shadow = calloc(len / 8, sizeof *shadow);
+	CHECK(image && shadow);
+	memcpy(image, p, len);
+	struct hot_run h = { .p = p, .hot_pages = hot, .pages = pages, .shadow = shadow };
+	pthread_t th;
+	CHECK(pthread_create(&th, NULL, hot_worker, &h) == 0);
+	struct hm_tier_stats none = { 0 }, before, after;
+	size_t n = wait_tiered(p, 0, hot, ch, &none, &before);
+	CHECKF(n >= hot * 9 / 10 && before.promoted >= hot * 9 / 10,
+	       "first hot set: %zu of %zu pages in DRAM, %llu promoted", n, hot,
+	       (unsigned long long)before.promoted);
+	atomic_store(&h.base, pages / 2);
+	n = wait_tiered(p, pages / 2, hot, ch, &before, &after);
+	atomic_store(&h.stop, 1);
+	pthread_join(th, NULL);
+	CHECKF(n >= hot * 9 / 10, "moved hot set: only %zu of %zu pages in DRAM", n, hot);
+	CHECKF(after.demoted >= before.demoted + hot / 2 &&
+	       after.promoted >= before.promoted + hot * 9 / 10,
+	       "demoted %llu -> %llu, promoted %llu -> %llu", (unsigned long long)before.demoted,
+	       (unsigned long long)after.demoted, (unsigned long long)before.promoted,
+	       (unsigned long long)after.promoted);
+	CHECK(after.hot_pages * PG <= (4u << 20) / 4);
+	/* Every word is what the updates made of it: the moves lost nothing. */
+	size_t bad = 0;
+	for (size_t k = 0; k < len / 8; k++)
+		bad += ((uint64_t *)p)[k] != image[k] + shadow[k];
+	CHECKF(bad == 0, "%zu words differ from their updates", bad);
+	free(image);
+	free(shadow);
 	CHECK(hmunmap(p, len) == 0);
 }
 
@@ -398,6 +478,7 @@ int main(void)
 	RUN(t_explicit_emergency);
 	RUN(t_controls);
 	RUN(t_autotier_keeps_hot_set);
+	RUN(t_autotier_follows_moved_hot_set);
 	tu_cleanup();
 	return test_done();
 }
