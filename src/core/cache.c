@@ -62,10 +62,8 @@ static void list_page(struct hm_cache *c, struct hm_region *r, uint64_t idx, uin
 {
 	struct hm_page *p = hm__page(r, idx, false);
 
-	/* Never twice: a slot inserted twice corrupts the policy's lists. */
-	if (atomic_fetch_or(&p->st, HM_PG_LISTED) & HM_PG_LISTED)
-		return;
 	c->pops->insert(c->pstate, slot, page_key(r, idx));
+	atomic_fetch_or(&p->st, HM_PG_LISTED);
 }
 
 /* With the cache lock held: takes a page out of the policy, if it is in. */
@@ -477,13 +475,7 @@ void hm__cache_insert(struct hm_cache *c, struct hm_region *r, uint64_t idx, uin
 	for (uint32_t i = 0; i < n; i++) {
 		c->slots[slots[i]].region = r;
 		c->slots[slots[i]].idx = idx + i;
-		/*
-		 * A page is RESIDENT before it gets here, so it may have been
-		 * pinned meanwhile (a promotion, a binding): a pinned page stays
-		 * out of the policy until it is unpinned, which lists it.
-		 */
-		if (!(atomic_load(&hm__page(r, idx + i, false)->st) & HM_PG_PINNED))
-			list_page(c, r, idx + i, slots[i]);
+		list_page(c, r, idx + i, slots[i]);
 	}
 	c->loading -= n;
 	atomic_fetch_add(&r->resident_pages, n);
@@ -613,7 +605,14 @@ int hm__cache_pin(struct hm_cache *c, struct hm_region *r, uint64_t idx)
 
 	pthread_mutex_lock(&c->lock);
 	uint32_t st = p ? atomic_load(&p->st) : 0;
-	if (!p || (st & HM_ST_MASK) != HM_ST_RESIDENT) {
+	/*
+	 * A page is RESIDENT a moment before its loader inserts it into the
+	 * policy. Pinned then, it would be listed by the insert while pinned
+	 * and again by the unpin: a slot inserted twice breaks the policy's
+	 * lists. Such a page is still in flight.
+	 */
+	if (!p || (st & HM_ST_MASK) != HM_ST_RESIDENT || c->slots[p->slot].region != r ||
+	    c->slots[p->slot].idx != idx) {
 		rc = -EAGAIN;
 	} else if (!(st & HM_PG_PINNED)) {
 		if ((uint64_t)(c->pinned + 1) * r->ps > c->budget) {
@@ -639,9 +638,7 @@ void hm__cache_unpin(struct hm_cache *c, struct hm_region *r, uint64_t idx)
 	pthread_mutex_lock(&c->lock);
 	if (atomic_load(&p->st) & HM_PG_PINNED) {
 		atomic_fetch_and(&p->st, ~HM_PG_PINNED);
-		/* Not yet inserted (still loading): hm__cache_insert() will list it. */
-		if (c->slots[p->slot].region == r && c->slots[p->slot].idx == idx)
-			list_page(c, r, idx, p->slot);
+		list_page(c, r, idx, p->slot);
 		c->pinned--;
 		atomic_fetch_sub(&r->pinned_pages, 1);
 	}

@@ -16,6 +16,7 @@
  * handler on that very page.
  */
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/mman.h>
 
 #include "core/internal.h"
@@ -507,8 +508,10 @@ int hm__populate(struct hm_region *r, uint64_t idx, uint64_t n, bool pin)
 				break;
 			if (pin) {
 				rc = hm__cache_pin(r->cache, r, idx);
-				if (rc == -EAGAIN)
+				if (rc == -EAGAIN) {
+					sched_yield(); /* its loader is about to insert it */
 					continue;
+				}
 				if (rc)
 					return rc;
 			}
