@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "hmmap.h"
+#include "core/error.h"
 #include "bench.h"
 #include "cli.h"
 
@@ -844,13 +845,16 @@ static void run_hmmap(const struct opts *o, const struct row *r, const struct bd
 		snprintf(uri, sizeof uri, "file:%s", d->path);
 	}
 	if ((rc = hm_store_open(&st, uri, 0))) {
-		snprintf(c->o.err, sizeof c->o.err, "store %.100s: %s", uri, hm_errormsg());
+		char *shown = hm__uri_redact(uri);
+		snprintf(c->o.err, sizeof c->o.err, "store %.100s: %s", shown ? shown : "",
+		         hm_errormsg());
+		free(shown);
 		goto out;
 	}
 	if (o->store) {
 		if (hm_store_size(st) < d->file_bytes) {
 			snprintf(c->o.err, sizeof c->o.err,
-			         "store %.100s holds %llu bytes; the data needs %llu", uri,
+			         "store %.100s holds %llu bytes; the data needs %llu", hm_store_uri(st),
 			         (unsigned long long)hm_store_size(st),
 			         (unsigned long long)d->file_bytes);
 			goto out;

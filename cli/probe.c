@@ -505,7 +505,7 @@ int hm_cli_probe(int argc, char **argv)
 
 	if (json) {
 		printf("{\"uri\": ");
-		hm_cli_json_str(uri);
+		hm_cli_json_str(hm_store_uri(s));
 		printf(", \"scheme\": ");
 		hm_cli_json_str(hm_store_scheme(s));
 		printf(", \"capacity\": %" PRIu64 ", \"byte_addressable\": %s, \"persistent\": %s, "
@@ -527,7 +527,7 @@ int hm_cli_probe(int argc, char **argv)
 		char cap[32], tested[32];
 		hm_cli_bytes(cap, sizeof cap, info.size);
 		hm_cli_bytes(tested, sizeof tested, size);
-		printf("store %s (%s)\n", uri, hm_store_scheme(s));
+		printf("store %s (%s)\n", hm_store_uri(s), hm_store_scheme(s));
 		printf("  declared: capacity %s, byte-addressable %s, persistent %s, coherent %s, "
 		       "read-only %s%s\n",
 		       cap, info.props & HM_PROP_BYTE_ADDRESSABLE ? "yes" : "no",

@@ -93,11 +93,11 @@ static int cmd_show(const char *uri)
 		return 1;
 	}
 	if (hm_chain_tiers(ch) < 0) {
-		fprintf(stderr, "hmmap tiers show: '%s' is not a tiers: chain\n", uri);
+		fprintf(stderr, "hmmap tiers show: '%s' is not a tiers: chain\n", hm_store_uri(ch));
 		hm_store_close(ch);
 		return 1;
 	}
-	printf("%s: %llu MiB of anonymous memory\n", uri,
+	printf("%s: %llu MiB of anonymous memory\n", hm_store_uri(ch),
 	       (unsigned long long)(hm_store_size(ch) >> 20));
 	show_tiers(ch);
 	hm_store_close(ch);

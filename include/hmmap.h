@@ -137,6 +137,12 @@ int hm_store_close(struct hm_store *store);
 uint64_t hm_store_size(const struct hm_store *store);
 /* The scheme ("file", "mem"). */
 const char *hm_store_scheme(const struct hm_store *store);
+/*
+ * The URI the store was opened with, as messages and statistics show it:
+ * a password in it ("redis://user:password@host") reads "***". Valid until
+ * the store is closed.
+ */
+const char *hm_store_uri(const struct hm_store *store);
 /* Store-specific control ("key" or "key=value"): 0, -ENOTSUP, -EINVAL. */
 int hm_store_ctl(struct hm_store *store, const char *command);
 

@@ -162,6 +162,16 @@ static void test_ls_cli(void)
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	CHECKF(strstr(out, "store") && strstr(out, "fast") && strstr(out, "numa:0,size=1M"), "%.300s",
 	       out);
+	/* A password in a listed URI is never shown (the server need not answer). */
+	CHECK(write_stores("remote redis://ann:Ls-PW-31@127.0.0.1:1/ns\n") == 0);
+	for (int json = 0; json < 2; json++) {
+		snprintf(cmd, sizeof cmd, "HMMAP_STORES=%.250s %.200s/hmmap ls%s 2>&1", stores, b,
+			 json ? " --json" : "");
+		CHECKF(tu_run(cmd, out, sizeof out) == 0, "%.300s", out);
+		CHECKF(strstr(out, "redis://ann:***@127.0.0.1:1/ns") && !strstr(out, "Ls-PW-31"),
+		       "%.300s", out);
+	}
+	snprintf(cmd, sizeof cmd, "HMMAP_STORES=%.250s %.200s/hmmap ls 2>&1", stores, b);
 	CHECK(write_stores("fast\n") == 0);
 	p = popen(cmd, "r");
 	len = fread(out, 1, sizeof out - 1, p);

@@ -4,7 +4,9 @@
  * (started here, stopped at exit even on failure):
  *
  *   - bad URIs, an unreachable server, wrong or missing credentials: clear
- *     errors that never contain the password;
+ *     errors that never contain the password; a password in a URI (or in
+ *     both remote tiers of a chain) never shown in messages, the
+ *     statistics segment or `hmmap probe`;
  *   - data through eviction, sync and re-read, byte for byte;
  *   - a never-written page reads as zeros with no round trip;
  *   - two stores on one namespace never see each other's pages;
@@ -421,6 +423,73 @@ static void t_evicting_server_refused(void)
 	hm_store_close(s);
 }
 
+/*
+ * A region on a chain whose remote tiers carry passwords in the URI (two,
+ * in two namespaces): the statistics segment, which other processes read,
+ * and a message about the store show "***" and never a password.
+ */
+static void uri_passwords_hidden(int port, const char *pw)
+{
+	char uri[700], bad[700];
+	struct hm_snapshot *sn = NULL;
+	int seen = 0;
+
+	snprintf(uri, sizeof uri,
+		 "tiers:dram:64K>redis://:%s@127.0.0.1:%d/auth1 > redis://alice:alice-PW-99@127.0.0.1:%d/auth2",
+		 pw, port, port);
+	char *p = hmmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, HM_CACHED, uri, 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	if (p == MAP_FAILED)
+		return;
+	for (size_t off = 0; off < 1 << 20; off += PS)
+		p[off] = (char)(off >> 12);
+	/* Published every 250 ms: wait for the region (bounded). */
+	for (int tries = 0; tries < 100 && !seen; tries++) {
+		if (hm_snapshot_read(getpid(), &sn)) {
+			CHECKF(0, "hm_snapshot_read: %s", hm_errormsg());
+			break;
+		}
+		for (size_t i = 0; i < sn->nobjs; i++) {
+			const char *name = sn->objs[i].name;
+			CHECKF(!strstr(name, pw) && !strstr(name, "alice-PW-99"),
+			       "password published: %s", name);
+			if (sn->objs[i].kind == HM_OBJ_REGION && strstr(name, "redis://:***@") &&
+			    strstr(name, "redis://alice:***@"))
+				seen = 1;
+		}
+		hm_snapshot_free(sn);
+		if (!seen)
+			usleep(50 * 1000);
+	}
+	CHECKF(seen, "no region with both passwords hidden in the statistics segment");
+	for (size_t off = 0; off < 1 << 20; off += PS)
+		if (p[off] != (char)(off >> 12)) {
+			CHECKF(0, "page %zu lost", off >> 12);
+			break;
+		}
+	CHECK(hmunmap(p, 1 << 20) == 0);
+	/* A message that names the store: the password stays out of it. */
+	snprintf(bad, sizeof bad, "redis://:%s@127.0.0.1:%d/auth1?size=1M", pw, port);
+	p = hmmap(NULL, 2 << 20, PROT_READ | PROT_WRITE, HM_CACHED, bad, 0);
+	CHECK(p == MAP_FAILED);
+	CHECKF(strstr(hm_errormsg(), "past the end of store 'redis://:***@127.0.0.1") &&
+		       !strstr(hm_errormsg(), pw),
+	       "%s", hm_errormsg());
+	/* The tool that measures the store names it too. */
+	const char *b = getenv("HMMAP_BUILD") ? getenv("HMMAP_BUILD") : "build";
+	char cmd[1024], out[4096];
+	snprintf(cmd, sizeof cmd, "%.200s/hmmap", b);
+	if (access(cmd, X_OK))
+		return;
+	for (int json = 0; json < 2; json++) {
+		snprintf(cmd, sizeof cmd,
+			 "%.200s/hmmap probe redis://:%s@127.0.0.1:%d/auth3 --seconds 0.2%s 2>&1", b,
+			 pw, port, json ? " --json" : "");
+		CHECKF(tu_run(cmd, out, sizeof out) == 0, "%.300s", out);
+		CHECKF(strstr(out, "redis://:***@127.0.0.1:") && !strstr(out, pw), "%.300s", out);
+	}
+}
+
 static void t_auth(void)
 {
 	static const char pw[] = "Secret-PW-4711";
@@ -479,6 +548,7 @@ static void t_auth(void)
 	unsetenv("HMMAP_REDIS_PASSWORD");
 	CHECKF(rc == 0, "%s", hm_errormsg());
 	hm_store_close(s);
+	uri_passwords_hidden(port, pw);
 	ru_stop(pid, SIGKILL);
 }
 

@@ -28,6 +28,20 @@ static void test_file_uri(void)
 	CHECKF(hm_store_open(&s, uri, 0) == 0, "%s", hm_errormsg());
 	CHECK(s && hm_store_size(s) == 12345);
 	CHECK(!strcmp(hm_store_scheme(s), "file"));
+	CHECKF(!strcmp(hm_store_uri(s), uri), "%s", hm_store_uri(s));
+	CHECK(hm_store_close(s) == 0);
+	CHECK(hm_store_uri(NULL) == NULL);
+
+	/* A path with "//" and "@" in it is not a user name: shown as written. */
+	char odd[600];
+	tu_path(odd, sizeof odd, "u:pw@host");
+	ref = tu_make_file(odd, 4096, 2);
+	CHECK(ref);
+	free(ref);
+	char twice[608];
+	snprintf(twice, sizeof twice, "/%s", odd); /* "//tmp/.../u:pw@host" */
+	CHECKF(hm_store_open(&s, twice, 0) == 0, "%s", hm_errormsg());
+	CHECKF(!strcmp(hm_store_uri(s), twice), "%s", hm_store_uri(s));
 	CHECK(hm_store_close(s) == 0);
 
 	/* A bare path means the same. */

@@ -1086,7 +1086,10 @@ static int store_line(struct scan *s, const char *file, int lineno, char *line)
 	r = row_new(s, HM_RES_STORE, name);
 	if (!r)
 		return -ENOMEM;
-	snprintf(r->device, sizeof r->device, "%s", uri);
+	/* Listed, never printed with its password; the store opens from the file's text. */
+	char *shown = hm__uri_redact(uri);
+	snprintf(r->device, sizeof r->device, "%s", shown ? shown : "");
+	free(shown);
 	while ((kv = strtok_r(NULL, " \t\r\n", &save))) {
 		char *eq = strchr(kv, '=');
 		uint64_t v, *field = NULL;

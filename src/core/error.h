@@ -21,5 +21,11 @@ int hm__error_errno(int err, const char *fmt, ...) __attribute__((format(printf,
  */
 int hm__error_wrap(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void hm__error_clear(void);
+/*
+ * A copy of a store URI (malloc) fit for messages and listings: the
+ * password in every "//user:password@host" becomes "***" (src/core/store.c).
+ * NULL without memory.
+ */
+char *hm__uri_redact(const char *uri);
 
 #endif

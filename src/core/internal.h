@@ -177,7 +177,7 @@ struct hm_store {
 	const struct hm_store_ops *ops;
 	void *priv;
 	struct hm_store_info info;
-	char *uri;
+	char *uri; /* as written, but with passwords shown as "***" (hm__uri_redact) */
 	_Atomic int maps; /* regions mapping it */
 	/* Traffic of every region and cache on the store: bytes read and written
 	 * (endurance), reads and write-backs, their errors. */

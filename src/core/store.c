@@ -11,27 +11,54 @@
 #include "core/registry.h"
 
 /*
- * The URI as messages, listings and the statistics segment show it: a
- * password in "scheme://user:password@host" becomes "***". The plug-in is
- * given the URI as written.
+ * The URI as messages, listings and the statistics segment show it (and
+ * hm_store_uri() gives it): the password in every "scheme://user:password@"
+ * becomes "***" (a chain may name several remote stores). As the remote
+ * plug-ins read it, the user information ends at the last '@' before the
+ * path or the options, and the password starts after the first ':' in it.
+ * The plug-in is given the URI as written.
  */
-static char *redact(const char *uri)
+char *hm__uri_redact(const char *uri)
 {
-	const char *auth = strstr(uri, "//"), *at, *end, *colon;
-	char *out;
+	/* Each "***" comes with a "//" and an "@" of its own: at most twice as long. */
+	char *out = malloc(strlen(uri) * 2 + 4), *o = out;
+	const char *p = uri;
 
-	if (!auth)
-		return strdup(uri);
-	auth += 2;
-	end = auth + strcspn(auth, "/?");
-	at = memchr(auth, '@', (size_t)(end - auth));
-	if (!at)
-		return strdup(uri);
-	/* Keep the user name; hide whatever follows it up to the '@'. */
-	colon = memchr(auth, ':', (size_t)(at - auth));
-	const char *cut = colon ? colon + 1 : auth;
-	if (asprintf(&out, "%.*s***%s", (int)(cut - uri), uri, at) < 0)
+	if (!out)
 		return NULL;
+	while (*p) {
+		const char *auth = strstr(p, "//");
+		if (!auth) {
+			o = stpcpy(o, p);
+			break;
+		}
+		auth += 2;
+		if (auth - 2 == uri || auth[-3] != ':') {
+			/* Not "scheme://": a path ("file:/a//b@c"), shown as written. */
+			memcpy(o, p, (size_t)(auth - p));
+			o += auth - p;
+			p = auth;
+			continue;
+		}
+		/* An authority ends at a path, options, or the next store of a chain. */
+		const char *end = auth + strcspn(auth, "/?>"), *at = NULL;
+		for (const char *q = auth; q < end; q++)
+			if (*q == '@')
+				at = q;
+		if (!at) {
+			memcpy(o, p, (size_t)(end - p));
+			o += end - p;
+			p = end;
+			continue;
+		}
+		const char *colon = memchr(auth, ':', (size_t)(at - auth));
+		const char *cut = colon ? colon + 1 : auth;
+		memcpy(o, p, (size_t)(cut - p));
+		o += cut - p;
+		o = stpcpy(o, "***");
+		p = at;
+	}
+	*o = 0;
 	return out;
 }
 
@@ -64,7 +91,7 @@ int hm_store_open(struct hm_store **out, const char *uri, int flags)
 	if (posix_memalign((void **)&s, 64, sizeof *s))
 		return hm__error(-ENOMEM, "out of memory");
 	memset(s, 0, sizeof *s);
-	s->uri = redact(uri);
+	s->uri = hm__uri_redact(uri);
 	s->ops = ops;
 	if (!s->uri) {
 		free(s);
@@ -103,6 +130,11 @@ uint64_t hm_store_size(const struct hm_store *s)
 const char *hm_store_scheme(const struct hm_store *s)
 {
 	return s ? s->ops->scheme : NULL;
+}
+
+const char *hm_store_uri(const struct hm_store *s)
+{
+	return s ? s->uri : NULL;
 }
 
 int hm_store_ctl(struct hm_store *s, const char *command)
