@@ -1441,6 +1441,39 @@ static const char *data_dir(const struct opts *o, char *buf, size_t n)
 	return buf;
 }
 
+/*
+ * Before minutes of runs: --plot needs gnuplot and a directory it can
+ * write the image into. Returns 0, or 2 after saying what is missing.
+ */
+static int plot_ready(const char *file)
+{
+	char dir[4096], cand[4200];
+	const char *slash = strrchr(file, '/'), *path = getenv("PATH");
+	int found = 0;
+
+	if (!slash)
+		snprintf(dir, sizeof dir, ".");
+	else
+		snprintf(dir, sizeof dir, "%.*s", slash == file ? 1 : (int)(slash - file), file);
+	if (access(dir, W_OK | X_OK)) {
+		fprintf(stderr, "hmmap bench: cannot write the plot into %s: %s\n", dir,
+		        strerror(errno));
+		return 2;
+	}
+	for (const char *p = path ? path : "/usr/bin:/bin"; *p && !found;) {
+		size_t n = strcspn(p, ":");
+		snprintf(cand, sizeof cand, "%.*s/gnuplot", (int)(n ? n : 1), n ? p : ".");
+		found = !access(cand, X_OK);
+		p += n + (p[n] == ':');
+	}
+	if (!found) {
+		fprintf(stderr, "hmmap bench: cannot plot: gnuplot is not installed "
+		                "(apt-get install gnuplot-nox)\n");
+		return 2;
+	}
+	return 0;
+}
+
 int hm_cli_bench(int argc, char **argv)
 {
 	struct opts o;
@@ -1456,6 +1489,8 @@ int hm_cli_bench(int argc, char **argv)
 	rc = parse_opts(argc, argv, &o);
 	if (rc)
 		return rc < 0 ? 0 : rc;
+	if (o.plot && (rc = plot_ready(o.plot)))
+		return rc;
 	dir = data_dir(&o, dirbuf, sizeof dirbuf);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);

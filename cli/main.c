@@ -34,7 +34,7 @@ static void usage(FILE *f)
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "  %-10s %s\n", "version", "print the version");
-	fprintf(f, "  %-10s %s\n", "help", "this text");
+	fprintf(f, "  %-10s %s\n", "help", "this text; `help COMMAND` describes a command");
 	fprintf(f, "\n`hmmap COMMAND --help` describes a command. Environment variables\n"
 		   "(HMMAP_CACHE_SIZE, HMMAP_POLICY, ...) are listed in the README.\n");
 }
@@ -45,11 +45,32 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (!strcmp(argv[1], "help") && argc == 3) {
+		/* "hmmap help COMMAND" is "hmmap COMMAND --help". */
+		for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+			if (!strcmp(argv[2], commands[i].name)) {
+				char *args[] = { argv[2], "--help", NULL };
+				return commands[i].fn(2, args);
+			}
+		if (strcmp(argv[2], "help") && strcmp(argv[2], "version")) {
+			fprintf(stderr, "hmmap help: unknown command '%s'\n\n", argv[2]);
+			usage(stderr);
+			return 2;
+		}
+	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		if (argc > 3) {
+			fprintf(stderr, "hmmap help: one command at most\n");
+			return 2;
+		}
 		usage(stdout);
 		return 0;
 	}
 	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+		if (argc > 2) {
+			fprintf(stderr, "hmmap version: unexpected argument '%s'\n", argv[2]);
+			return 2;
+		}
 		printf("hmmap %s\n", hm_version());
 		return 0;
 	}

@@ -418,6 +418,7 @@ static void bad_usage(void)
 	    "bench --csv --json",
 	    "bench --file /tmp/x --workload seq,bfs",
 	    "bench --size",
+	    "bench --plot /nonexistent/dir/x.png", /* refused before any run */
 	};
 
 	if (!have_tool())

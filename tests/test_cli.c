@@ -38,6 +38,9 @@ static void version_and_help(void)
 	CHECK(tu_run(cmd, out, sizeof out) == 0 && strstr(out, "hmmap 0."));
 	snprintf(cmd, sizeof cmd, "%s --help", tool);
 	CHECK(tu_run(cmd, out, sizeof out) == 0 && strstr(out, "demo") && strstr(out, "replay"));
+	/* "help COMMAND" is "COMMAND --help". */
+	snprintf(cmd, sizeof cmd, "%s help probe", tool);
+	CHECK(tu_run(cmd, out, sizeof out) == 0 && strstr(out, "usage: hmmap probe URI"));
 	snprintf(cmd, sizeof cmd, "%s stores", tool);
 	CHECK(tu_run(cmd, out, sizeof out) == 0 && strstr(out, "file") && strstr(out, "mem"));
 	snprintf(cmd, sizeof cmd, "%s policies", tool);
@@ -57,6 +60,9 @@ static void bad_usage(void)
 		"demo extra-argument",
 		"stores extra",
 		"policies extra",
+		"version extra",
+		"help nosuchcommand",
+		"help demo extra",
 	};
 	char out[4096], cmd[1024];
 
