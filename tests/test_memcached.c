@@ -118,6 +118,9 @@ static void t_refused(void)
 	CHECKF(rc == -ECONNREFUSED && strstr(hm_errormsg(), "cannot reach") &&
 		       strstr(hm_errormsg(), want),
 	       "rc %d: %s", rc, hm_errormsg());
+	/* In words: no object address or libmemcached source line. */
+	CHECKF(!strstr(hm_errormsg(), "(0x") && !strstr(hm_errormsg(), ".cc:"), "%s",
+	       hm_errormsg());
 	/* More copies than servers. */
 	uri2(uri, sizeof uri, "ns", "replicas=2");
 	rc = hm_store_open(&s, uri, 0);

@@ -107,6 +107,41 @@ static bool transient(memcached_return_t rc)
 	}
 }
 
+/*
+ * libmemcached's last error, fit for a message: its text reads
+ * "(0x55d0c0de1234) CONNECTION FAILURE,  host: h:p -> ./src/file.cc:40"; the
+ * object's address and the library's source line mean nothing to a user,
+ * and the host is the last one tried, not always the one the message
+ * names: only the words are kept.
+ */
+static const char *last_error(memcached_st *m)
+{
+	static __thread char buf[256];
+	const char *t = memcached_last_error_message(m);
+	char *o = buf;
+
+	if (!t)
+		return "no details";
+	if (t[0] == '(' && t[1] == '0' && t[2] == 'x') {
+		const char *close = strstr(t, ") ");
+		if (close)
+			t = close + 2;
+	}
+	size_t n = strlen(t);
+	const char *cut = strstr(t, " -> "), *host = strstr(t, "host: ");
+	if (cut)
+		n = (size_t)(cut - t);
+	if (host && (size_t)(host - t) < n)
+		n = (size_t)(host - t);
+	while (n && (t[n - 1] == ' ' || t[n - 1] == ','))
+		n--;
+	for (size_t i = 0; i < n && o < buf + sizeof buf - 1; i++)
+		if (t[i] != ' ' || o == buf || o[-1] != ' ')
+			*o++ = t[i];
+	*o = 0;
+	return buf;
+}
+
 static void fail_op(struct mc_be *b, memcached_st *m, struct rm_op *op, memcached_return_t rc)
 {
 	const char *what = b->s->cfg.what;
@@ -123,10 +158,10 @@ static void fail_op(struct mc_be *b, memcached_st *m, struct rm_op *op, memcache
 	    rc == MEMCACHED_SERVER_ERROR || rc == MEMCACHED_E2BIG)
 		op->st = hm__error(-ENOSPC, "%s: %s:%d cannot store page %llu: %s (memory full?)",
 				   what, host, port, (unsigned long long)op->idx,
-				   memcached_last_error_message(m));
+				   last_error(m));
 	else
 		op->st = hm__error(-EIO, "%s: %s:%d: %s (%s)", what, host, port,
-				   memcached_strerror(m, rc), memcached_last_error_message(m));
+				   memcached_strerror(m, rc), last_error(m));
 }
 
 /* One mget for up to 256 pending GETs; settles each op. */
@@ -514,7 +549,7 @@ static int mc_open(void **priv, const char *rest, int flags, struct hm_store_inf
 		if (!ctx.answered[i]) {
 			rc = hm__error(-ECONNREFUSED, "%s: cannot reach %s:%d (%s)", what,
 				       s->cfg.hosts[i].name, s->cfg.hosts[i].port,
-				       memcached_last_error_message(t));
+				       last_error(t));
 			goto fail;
 		}
 	}
