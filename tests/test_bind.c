@@ -202,6 +202,7 @@ static void t_move_pages(void)
 	CHECK(hm_move(1, pages, to, status, 1) == -EINVAL);
 	CHECK(hm_move(1, NULL, to, status, 0) == -EINVAL);
 	CHECK(hm_move(1, pages, to, NULL, 0) == -EINVAL);
+	CHECK(hm_move(SIZE_MAX, pages, to, status, 0) == -EINVAL); /* never read */
 	CHECK(hm_move(0, NULL, NULL, NULL, 0) == 0);
 	CHECK(hm_bind(p, len, hm_chain_tier(other, 1), HM_MIGRATE) == -EINVAL);
 	CHECK(hm_store_close(other) == 0);

@@ -21,6 +21,7 @@
  * engine samples them itself: it zaps the mapping of a bounded number per
  * period, and the next touch is a hint fault reported to the policy.
  */
+#include <limits.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -800,6 +801,9 @@ long hm_move(size_t count, void *const *pages, struct hm_store *const *stores, i
 		return hm__error(-EINVAL, "hm_move: flags must be 0");
 	if (count && (!pages || !status))
 		return hm__error(-EINVAL, "hm_move: NULL pages or status");
+	/* No array of this many pointers fits in memory, nor its count in the result. */
+	if (count > (size_t)LONG_MAX / sizeof(void *))
+		return hm__error(-EINVAL, "hm_move: count %zu is too large", count);
 	for (size_t i = 0; i < count; i++) {
 		struct hm_region *r = hm__region_get((uintptr_t)pages[i]);
 		struct hm_chain *ch = r ? hm__chain_of(r->store) : NULL, *sch = NULL;
