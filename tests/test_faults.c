@@ -421,11 +421,20 @@ static void test_sigbus_mode(void)
 	TU_CHILD_RESULT(tu_child(env, mode_child, "sigbus"));
 }
 
+/* The same with a handler thread polling for faults (HMMAP_FAULT_SPIN). */
+static void test_thread_mode_polling(void)
+{
+	const char *env[] = { "HMMAP_FAULT_MODE=thread", "HMMAP_FAULT_SPIN=200", NULL };
+
+	TU_CHILD_RESULT(tu_child(env, mode_child, "thread"));
+}
+
 int main(void)
 {
 	RUN(test_thread_mode_kill);
 	RUN(test_sigbus_mode_kill);
 	RUN(test_thread_mode);
 	RUN(test_sigbus_mode);
+	RUN(test_thread_mode_polling);
 	return test_done();
 }

@@ -527,6 +527,16 @@ static void test_sigbus_mode(void)
 	TU_CHILD_RESULT(tu_child(env, mode_child, "sigbus"));
 }
 
+/* Thread mode with a handler polling for the next fault (HMMAP_FAULT_SPIN). */
+static void test_thread_mode_polling(void)
+{
+	const char *env[] = { "HMMAP_FAULT_MODE=thread", "HMMAP_FAULT_SPIN=200",
+			      "HMMAP_CACHE_SIZE=4M", "HMMAP_PAGE_SIZE=4K", "HMMAP_POLICY=s3fifo",
+			      NULL };
+
+	TU_CHILD_RESULT(tu_child(env, mode_child, "thread"));
+}
+
 int main(void)
 {
 	file_len = 64u << 20;
@@ -555,6 +565,11 @@ int main(void)
 		return 1;
 	close(fd);
 	RUN(test_sigbus_mode);
+	fd = open(path, O_RDONLY);
+	if (fd < 0 || tu_read_all(fd, ref, file_len, 0))
+		return 1;
+	close(fd);
+	RUN(test_thread_mode_polling);
 	free(ref);
 	tu_cleanup();
 	return test_done();

@@ -260,6 +260,9 @@ static void test_env_bad(void)
 		{ "HMMAP_FAULT_MODE=", false, "HMMAP_FAULT_MODE" },
 		{ "HMMAP_FAULT_THREADS=many", false, "HMMAP_FAULT_THREADS" },
 		{ "HMMAP_FAULT_THREADS=99999999999", false, "HMMAP_FAULT_THREADS" },
+		{ "HMMAP_FAULT_SPIN=soon", false, "HMMAP_FAULT_SPIN" },
+		{ "HMMAP_FAULT_SPIN=10001", false, "HMMAP_FAULT_SPIN" },
+		{ "HMMAP_FAULT_SPIN=-1", false, "HMMAP_FAULT_SPIN" },
 		{ "HMMAP_EVICT_BATCH=-1", false, "HMMAP_EVICT_BATCH" },
 		{ "HMMAP_READAHEAD=1X", false, "HMMAP_READAHEAD" },
 		{ "HMMAP_SAMPLE_RATE=fast", false, "HMMAP_SAMPLE_RATE" },
@@ -292,6 +295,8 @@ static void test_env_good(void)
 		{ "HMMAP_READAHEAD=0", true, NULL },
 		{ "HMMAP_EVICT_BATCH=0", true, NULL },
 		{ "HMMAP_SAMPLE_RATE=0", true, NULL },
+		{ "HMMAP_FAULT_SPIN=0", true, NULL },
+		{ "HMMAP_FAULT_SPIN=10000", true, NULL },
 	};
 
 	run_env_cases(cases, sizeof cases / sizeof cases[0]);

@@ -22,6 +22,7 @@ static struct hm_env env = {
 	.page_size = 4096,
 	.fault_mode = 0,
 	.fault_threads = 0,
+	.fault_spin_us = 0,
 	.readahead = 2ull << 20,
 	.evict_batch = 64,
 	.sample_rate = 0, /* set by load(): see sample_auto */
@@ -45,6 +46,9 @@ static const struct {
 	  "auto, thread or sigbus (auto)" },
 	{ "HMMAP_FAULT_THREADS", K_U64, offsetof(struct hm_env, fault_threads),
 	  "fault handler threads in thread mode (16)" },
+	{ "HMMAP_FAULT_SPIN", K_U64, offsetof(struct hm_env, fault_spin_us),
+	  "microseconds a handler thread polls for the next fault before it sleeps, "
+	  "thread mode, up to 10000; 0 never polls (0)" },
 	{ "HMMAP_READAHEAD", K_SIZE, offsetof(struct hm_env, readahead),
 	  "largest readahead window (at least 4 pages), 0 disables (2M)" },
 	{ "HMMAP_EVICT_BATCH", K_U64, offsetof(struct hm_env, evict_batch),
@@ -195,6 +199,13 @@ static void load(void)
 		snprintf(env_msg, sizeof env_msg,
 			 "HMMAP_CACHE_SIZE=%llu is smaller than one page (%llu)",
 			 (unsigned long long)env.cache_size, (unsigned long long)env.page_size);
+		return;
+	}
+	if (env.fault_spin_us > 10000) {
+		env_err = -EINVAL;
+		snprintf(env_msg, sizeof env_msg,
+			 "HMMAP_FAULT_SPIN=%u is not valid: microseconds, 0 to 10000",
+			 env.fault_spin_us);
 		return;
 	}
 	if (env.stats > 1) {

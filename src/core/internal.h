@@ -272,6 +272,7 @@ struct hm_env {
 	uint64_t page_size;
 	int fault_mode;       /* 0 auto, HM_FAULT_THREAD, HM_FAULT_SIGBUS */
 	uint32_t fault_threads;
+	uint32_t fault_spin_us; /* thread mode: a handler polls this long before it sleeps */
 	uint64_t readahead;   /* max bytes per fault */
 	uint32_t evict_batch; /* 4 KiB units */
 	uint64_t sample_rate; /* pages per second zapped for hint faults; 0: no sampler */

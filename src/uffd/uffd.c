@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <ucontext.h>
@@ -188,10 +189,83 @@ static int serve_one(const struct uffd_msg *m)
 	return 0;
 }
 
+/*
+ * Polling for the next fault. A handler thread sleeping in epoll_wait()
+ * costs every fault a cross-CPU wake-up before anything is served, and a
+ * thread that faults again at once (random first touches, a remote store
+ * read one page at a time) pays it on each fault. So after serving, one
+ * handler thread at a time keeps reading the descriptor for up to
+ * HMMAP_FAULT_SPIN microseconds before it sleeps, yielding the CPU between
+ * reads to any thread that can run (the application's, a server's), so
+ * that it only uses a CPU nobody else wants. A poll that ends with no
+ * fault makes the next ones rarer: after it, 1, then 2, 4, ... up to
+ * POLL_SKIP_MAX sleeps go without a poll; a poll that catches a fault starts
+ * over. A program that faults now and then thus pays about one empty poll
+ * in POLL_SKIP_MAX faults.
+ */
+#define POLL_SKIP_MAX 256
+
+static struct {
+	_Atomic int busy;          /* a handler thread is polling */
+	_Atomic uint32_t skip;     /* sleeps left before the next poll */
+	_Atomic uint32_t next_skip; /* skip after the next empty poll */
+} poller = { .next_skip = 1 };
+
+/* Serves what the descriptor holds; returns the number of messages read. */
+static size_t drain(struct uffd_msg *msgs, size_t cap)
+{
+	size_t total = 0;
+
+	for (;;) {
+		ssize_t got = read(eng.uffd, msgs, cap * sizeof msgs[0]);
+		if (got <= 0)
+			return total;
+		for (size_t k = 0; k < (size_t)got / sizeof msgs[0]; k++)
+			if (msgs[k].event == UFFD_EVENT_PAGEFAULT)
+				serve_one(&msgs[k]);
+		total += (size_t)got / sizeof msgs[0];
+	}
+}
+
+/* Polls for up to spin_ns while faults keep coming; see above. */
+static void poll_faults(struct uffd_msg *msgs, size_t cap, uint64_t spin_ns)
+{
+	uint32_t skip = atomic_load_explicit(&poller.skip, memory_order_relaxed);
+
+	if (skip) {
+		atomic_compare_exchange_strong(&poller.skip, &skip, skip - 1);
+		return;
+	}
+	if (atomic_exchange(&poller.busy, 1))
+		return;
+	uint64_t end = hm__now_ns() + spin_ns;
+	bool caught = false;
+	while (hm__now_ns() < end) {
+		if (drain(msgs, cap)) {
+			caught = true;
+			end = hm__now_ns() + spin_ns;
+			continue;
+		}
+		/* The CPU to whoever can run; the next read at once if nobody. */
+		sched_yield();
+	}
+	uint32_t next = atomic_load_explicit(&poller.next_skip, memory_order_relaxed);
+	if (caught) {
+		atomic_store_explicit(&poller.next_skip, 1, memory_order_relaxed);
+	} else {
+		atomic_store_explicit(&poller.skip, next, memory_order_relaxed);
+		atomic_store_explicit(&poller.next_skip, next < POLL_SKIP_MAX ? next * 2 : next,
+				      memory_order_relaxed);
+	}
+	atomic_store(&poller.busy, 0);
+}
+
 static void *handler_main(void *arg)
 {
 	int ep = (int)(intptr_t)arg;
 	struct uffd_msg msgs[16];
+	const struct hm_env *env;
+	uint64_t spin_ns = hm__env(&env) ? 0 : (uint64_t)env->fault_spin_us * 1000;
 	sigset_t all;
 
 	/* Handler threads never take the application's signals. */
@@ -208,14 +282,9 @@ static void *handler_main(void *arg)
 		for (int i = 0; i < n; i++)
 			if (ev[i].data.fd == eng.stopfd)
 				goto out;
-		for (;;) {
-			ssize_t got = read(eng.uffd, msgs, sizeof msgs);
-			if (got <= 0)
-				break;
-			for (size_t k = 0; k < (size_t)got / sizeof msgs[0]; k++)
-				if (msgs[k].event == UFFD_EVENT_PAGEFAULT)
-					serve_one(&msgs[k]);
-		}
+		drain(msgs, sizeof msgs / sizeof msgs[0]);
+		if (spin_ns)
+			poll_faults(msgs, sizeof msgs / sizeof msgs[0], spin_ns);
 	}
 out:
 	close(ep);
