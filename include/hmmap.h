@@ -46,7 +46,8 @@ const char *hm_errormsg(void);
  * The mmap-shaped calls.
  *
  * hmmap() maps `length` bytes of the store named by `uri` at `offset`.
- *   addr    NULL, or a page-aligned hint (as mmap without MAP_FIXED).
+ *   addr    NULL, or a page-aligned hint (as mmap without MAP_FIXED): the
+ *           mapping goes there if the range is free, elsewhere if not.
  *   prot    PROT_READ, optionally | PROT_WRITE.
  *   flags   exactly one mode: HM_CACHED, or HM_DIRECT / HM_HYBRID for a
  *           store that can be mapped (pmem:, numa:; see "Byte-addressable

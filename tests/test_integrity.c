@@ -247,10 +247,22 @@ static void test_hmmap_calls(void)
 	CHECKF(hmunmap(p, file_len) == 0, "%s", hm_errormsg());
 	bad = tu_cmp_file(path, ref, file_len);
 	CHECKF(bad == -1, "after hmunmap the file differs at %lld", bad);
-	p = hmmap(NULL, file_len, PROT_READ, HM_CACHED, path, 0);
+	/* Remapped at a free address asked for: there, as mmap places a hint. */
+	void *hint = mmap(NULL, file_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(hint != MAP_FAILED);
+	munmap(hint, file_len);
+	p = hmmap(hint, file_len, PROT_READ, HM_CACHED, path, 0);
 	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	CHECKF((void *)p == hint, "mapped at %p, asked for %p", (void *)p, hint);
 	bad = tu_cmp_mem(p, ref, file_len);
 	CHECKF(bad == -1, "after remap the mapping differs at %lld", bad);
+	/* A hint over a mapping in use is only a hint: elsewhere, nothing clobbered. */
+	unsigned char *q = hmmap(p, 4096, PROT_READ, HM_CACHED, path, 0);
+	CHECKF(q != MAP_FAILED && q != p, "%p", (void *)q);
+	if (q != MAP_FAILED)
+		CHECK(hmunmap(q, 4096) == 0);
+	bad = tu_cmp_mem(p, ref, file_len);
+	CHECKF(bad == -1, "after a second map the first differs at %lld", bad);
 	CHECK(hmunmap(p, file_len) == 0);
 }
 

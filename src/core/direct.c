@@ -88,7 +88,8 @@ int hm__bam_map_medium(struct hm_region *r, int prot)
 		b->medium_len = left < r->span ? ((left + 4095) & ~4095ull) : r->span;
 	}
 	/* The reservation: zeros past the store's end, replaced by the medium before it. */
-	r->base = mmap(NULL, r->span, r->prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	r->base = mmap(r->hint, r->span, r->prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+		       0);
 	if (r->base == MAP_FAILED)
 		return hm__error_errno(-errno, "mmap of %zu bytes", r->span);
 	if (b->medium_len) {

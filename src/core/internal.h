@@ -262,6 +262,7 @@ struct hm_region {
 	bool dying;
 	/* The publisher's (under reg_lock): the segment's dirty count, and when to walk again. */
 	uint64_t pub_dirty, pub_dirty_next_ns;
+	void *hint; /* hmmap()'s addr: where base goes if that range is free (as mmap) */
 	struct hm_counters ctr;
 };
 
@@ -321,6 +322,9 @@ int hm__cache_reserve(struct hm_cache *c, struct hm_region *r, uint64_t idx, uin
  * that every shmem frame stays one page). 0 or -errno with a message.
  */
 int hm__region_view(struct hm_region *r);
+/* hm_region_map() with an address hint for the mapping (hmmap()'s addr), or NULL. */
+int hm__region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s,
+		   uint64_t offset, size_t length, int prot, int flags, size_t page_size, void *hint);
 /* Gives back reserved slots that were not used. */
 void hm__cache_unreserve(struct hm_cache *c, size_t ps, uint32_t n, const uint32_t *slots);
 /*

@@ -200,6 +200,12 @@ static int hugetlb_check(uint64_t bytes)
 int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s,
 		  uint64_t offset, size_t length, int prot, int flags, size_t page_size)
 {
+	return hm__region_map(out, c, s, offset, length, prot, flags, page_size, NULL);
+}
+
+int hm__region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s,
+		   uint64_t offset, size_t length, int prot, int flags, size_t page_size, void *hint)
+{
 	const struct hm_engine_info *info;
 	const struct hm_env *env;
 	struct hm_region *r;
@@ -295,6 +301,7 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 	r->wp = prot & PROT_WRITE;
 	r->store = s;
 	r->cache = c;
+	r->hint = hint;
 	r->id = atomic_fetch_add(&next_id, 1) & 0xffffff;
 	atomic_store(&r->advice, HM_ADV_NORMAL);
 	r->ndir = (size_t)((r->npages + HM_CHUNK_PAGES - 1) >> HM_CHUNK_SHIFT);
@@ -322,7 +329,7 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 		goto fail;
 	}
 	/* NORESERVE: hugetlbfs would otherwise reserve huge pages for the whole span. */
-	r->base = mmap(NULL, r->span, prot, MAP_SHARED | MAP_NORESERVE, r->memfd, 0);
+	r->base = mmap(r->hint, r->span, prot, MAP_SHARED | MAP_NORESERVE, r->memfd, 0);
 	if (r->base == MAP_FAILED) {
 		r->base = NULL;
 		rc = hm__error_errno(-errno, "mmap of %zu bytes", r->span);
@@ -668,7 +675,7 @@ void *hmmap(void *addr, size_t length, int prot, int flags, const char *uri, off
 		hm_store_close(s);
 		goto fail;
 	}
-	rc = hm_region_map(&r, c, s, (uint64_t)offset, length, prot, flags, 0);
+	rc = hm__region_map(&r, c, s, (uint64_t)offset, length, prot, flags, 0, addr);
 	if (rc) {
 		hm_store_close(s);
 		goto fail;
