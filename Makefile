@@ -57,7 +57,7 @@ DEB_PKGS := gcc make libc6-dev pkg-config tmux gnuplot-nox \
 	redis-server redis-tools memcached
 
 .PHONY: all lib tool tests benches examples deps demo test check asan tsan \
-	bench install uninstall clean fuzz format
+	bench soak install uninstall clean fuzz format
 
 all: lib tool tests benches examples
 
@@ -128,6 +128,12 @@ tsan: deps
 bench: deps
 	$(MAKE) all
 	sh bench/run.sh $(B)
+
+# The concurrency-heavy tests, round after round with new traffic (not in CI).
+SOAK_SECONDS ?= 1800
+soak: deps
+	$(MAKE) all
+	sh scripts/soak.sh $(B) $(SOAK_SECONDS)
 
 fuzz:
 	$(MAKE) B=build-fuzz CC=clang SAN="-fsanitize=fuzzer-no-link,address,undefined" lib

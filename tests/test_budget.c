@@ -44,7 +44,7 @@ static void *toucher(void *arg)
 {
 	struct budget_run *b = ((void **)arg)[0];
 	int id = (int)(intptr_t)((void **)arg)[1];
-	uint64_t s = (uint64_t)id + 5;
+	uint64_t s = tu_seed((uint64_t)id + 5);
 
 	for (int i = 0; i < 30000 && !atomic_load(&b->stop); i++) {
 		struct hm_region *r = b->r[tu_rnd(&s) & 1];

@@ -74,7 +74,7 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct run *ru = w->run;
-	uint64_t s = ru->seed * 7919 + (uint64_t)w->id + 1;
+	uint64_t s = tu_seed(ru->seed * 7919 + (uint64_t)w->id + 1);
 	unsigned char *buf = malloc(ru->ps > BLK ? ru->ps : BLK);
 
 	if (!buf) {
@@ -367,7 +367,7 @@ static void *chaos_write(void *arg)
 {
 	struct chaos_writer *w = arg;
 	struct chaos *c = w->c;
-	uint64_t s = 0x9E3779B97F4A7C15ull * (w->id + 1), gen = 1;
+	uint64_t s = tu_seed(0x9E3779B97F4A7C15ull * (w->id + 1)), gen = 1;
 	size_t nblk = c->len / BLK;
 
 	while (!atomic_load(&c->stop)) {
@@ -393,7 +393,7 @@ static void *chaos_sync(void *arg)
 static void *chaos_drop(void *arg)
 {
 	struct chaos *c = arg;
-	uint64_t s = 12345;
+	uint64_t s = tu_seed(12345);
 	size_t npages = c->len / c->page;
 
 	while (!atomic_load(&c->stop)) {

@@ -341,7 +341,7 @@ struct hot_run {
 static void *hot_worker(void *arg)
 {
 	struct hot_run *h = arg;
-	uint64_t s = 99;
+	uint64_t s = tu_seed(99);
 
 	while (!atomic_load(&h->stop)) {
 		uint64_t x = tu_rnd(&s);

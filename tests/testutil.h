@@ -108,6 +108,19 @@ static inline uint64_t tu_rnd(uint64_t *s)
 	return *s * 2685821657736338717ull;
 }
 
+/*
+ * A random-traffic seed: `base` as written, or mixed with HMMAP_TEST_SEED
+ * when it is set, so that `make soak` runs each test with new traffic.
+ * Never 0 (xorshift would stay there).
+ */
+static inline uint64_t tu_seed(uint64_t base)
+{
+	const char *e = getenv("HMMAP_TEST_SEED");
+	uint64_t k = e ? strtoull(e, NULL, 10) : 0;
+
+	return (base ^ (k * 0x9E3779B97F4A7C15ull)) | 1;
+}
+
 static inline void tu_fill(void *buf, size_t len, uint64_t seed)
 {
 	uint64_t s = seed | 1, *w = buf;
