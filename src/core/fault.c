@@ -190,7 +190,7 @@ static int load(struct hm_region *r, uint64_t idx, uint32_t n, bool marker)
 		hm__count(&r->ctr, read_errors, 1);
 		hm__count(&c->ctr, read_errors, 1);
 		hm__count(&r->store->ctr, read_errors, 1);
-		return hm__error_errno(rc, "cannot read page %llu of '%s'",
+		return hm__error_wrap(rc, "cannot read page %llu of '%s'",
 				       (unsigned long long)idx, r->store->uri);
 	}
 	hm__tier_loaded(r, idx, n); /* a chain: exclusive tiers, hotness */

@@ -240,6 +240,7 @@ int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n, bool unmapped_fir
 			if (!b && !(b = get_bounce(len)))
 				return -ENOMEM;
 			/* Chunks are whole pages: BOUNCE_SIZE is a multiple of every page size. */
+			hm__error_clear(); /* the store's own message, if it sets one, is the cause */
 			rc = r->store->ops->read(r->store->priv, b, chunk, r->offset + at);
 			if (rc)
 				return rc;

@@ -169,11 +169,12 @@ int hm_store_read(struct hm_store *s, void *buf, size_t len, uint64_t off)
 	if (rc || !len)
 		return rc;
 	int saved = errno;
+	hm__error_clear();
 	rc = s->ops->read(s->priv, buf, len, off);
 	errno = saved;
 	if (rc) {
 		hm__count(&s->ctr, read_errors, 1);
-		return hm__error_errno(rc, "read of %zu bytes at %llu from '%s' failed", len,
+		return hm__error_wrap(rc, "read of %zu bytes at %llu from '%s' failed", len,
 				       (unsigned long long)off, s->uri);
 	}
 	hm__count(&s->ctr, bytes_read, len);
@@ -194,11 +195,12 @@ int hm_store_write(struct hm_store *s, const void *buf, size_t len, uint64_t off
 				 len, (unsigned long long)off, s->uri,
 				 (unsigned long long)s->info.size);
 	int saved = errno;
+	hm__error_clear();
 	rc = s->ops->write(s->priv, buf, len, off);
 	errno = saved;
 	if (rc) {
 		hm__count(&s->ctr, writeback_errors, 1);
-		return hm__error_errno(rc, "write of %zu bytes at %llu to '%s' failed", len,
+		return hm__error_wrap(rc, "write of %zu bytes at %llu to '%s' failed", len,
 				       (unsigned long long)off, s->uri);
 	}
 	hm__count(&s->ctr, bytes_written, len);
