@@ -25,7 +25,11 @@
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <strings.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 
 #include "hmmap.h"
 #include "harness.h"
@@ -36,6 +40,7 @@
 #define NPAGES 512u
 #define LEN ((size_t)NPAGES * PS)
 #define BUDGET (64u * PS)
+#define RM_TEST_KEYMAX 128
 
 static int port1 = -1;
 static pid_t pid1 = -1;
@@ -924,6 +929,339 @@ static void t_wait_for_replica(void)
 	ru_stop(rp, SIGKILL);
 }
 
+/*
+ * Pages of 1 MiB (a value read mostly straight from the socket into its
+ * frame) and of 512 bytes (many values to a read): whole and partial reads.
+ */
+static void t_page_sizes(void)
+{
+	static const char *const pages[] = { "1M", "512" };
+	const size_t len = 6u << 20;
+	unsigned char *ref = malloc(len), *got = malloc(len);
+	char uri[256], opts[64];
+
+	CHECK(ref && got);
+	for (size_t k = 0; ref && got && k < sizeof pages / sizeof pages[0]; k++) {
+		struct hm_store *s;
+		snprintf(opts, sizeof opts, "page=%s", pages[k]);
+		uri_of(uri, sizeof uri, port1, "pages", opts);
+		CHECKF(hm_store_open(&s, uri, 0) == 0, "%s: %s", uri, hm_errormsg());
+		tu_fill(ref, len, (unsigned)k + 20);
+		CHECKF(hm_store_write(s, ref, len, 0) == 0, "%s: %s", pages[k], hm_errormsg());
+		memset(got, 0, len);
+		CHECKF(hm_store_read(s, got, len, 0) == 0, "%s: %s", pages[k], hm_errormsg());
+		CHECKF(!memcmp(got, ref, len), "page=%s: a whole read differs", pages[k]);
+		/* Ranges that start and end inside pages. */
+		const size_t off[] = { 1536u << 10, 100, (5u << 20) + 777 };
+		const size_t n[] = { 100u << 10, (2u << 20) + 3, 300000 };
+		for (int i = 0; i < 3; i++) {
+			memset(got, 0, n[i]);
+			CHECKF(hm_store_read(s, got, n[i], off[i]) == 0, "%s", hm_errormsg());
+			CHECKF(!memcmp(got, ref + off[i], n[i]), "page=%s: range %d differs", pages[k],
+			       i);
+		}
+		hm_store_close(s);
+	}
+	free(ref);
+	free(got);
+}
+
+/*
+ * Values of the wrong size or type under a page's key: the read fails with a
+ * message, the replies after it in the same pipeline are still read in step
+ * (no reconnect), and the genuine frame back reads right.
+ */
+static void t_wrong_values(void)
+{
+	struct hm_store *s;
+	struct hm_remote_stats st;
+	char uri[256], key[200], cmd[512];
+	unsigned char *ref = malloc(4 * PS), *got = malloc(4 * PS);
+	unsigned char frame[PS + 256], *big = malloc(200u << 10);
+	size_t flen = 0;
+	int rc;
+
+	CHECK(ref && got && big);
+	if (!ref || !got || !big)
+		goto out;
+	uri_of(uri, sizeof uri, port1, "wrong", "timeout=500");
+	CHECKF(hm_store_open(&s, uri, 0) == 0, "%s", hm_errormsg());
+	tu_fill(ref, 4 * PS, 33);
+	tu_fill(big, 200u << 10, 34);
+	CHECK(hm_store_write(s, ref, 4 * PS, 0) == 0);
+	CHECK(hm_remote_stats(s, &st) == 0);
+	CHECK(cur_key(port1, st.prefix, 1, key, sizeof key) == 0);
+	CHECK(get_raw(port1, key, frame, sizeof frame, &flen) == 0);
+	uint64_t reconnects = st.reconnects;
+
+	for (int c = 0; c < 4; c++) {
+		const char *want = "bad header";
+		if (c == 0) {
+			CHECK(set_raw(port1, key, big, 200u << 10) == 0); /* more than a read buffer */
+		} else if (c == 1) {
+			CHECK(set_raw(port1, key, big, flen + 1) == 0);
+		} else if (c == 2) {
+			CHECK(set_raw(port1, key, frame, flen - 1) == 0);
+		} else {
+			snprintf(cmd, sizeof cmd, "redis-cli -p %d DEL %s >/dev/null && redis-cli -p %d "
+				 "RPUSH %s x >/dev/null", port1, key, port1, key);
+			CHECK(ru_sh(NULL, 0, "%s", cmd) == 0);
+			want = "WRONGTYPE";
+		}
+		/* Pages 0..3 in one pipeline; page 1 is bad. */
+		rc = hm_store_read(s, got, 4 * PS, 0);
+		CHECKF(rc == -EIO, "case %d: rc %d", c, rc);
+		CHECKF(strstr(hm_errormsg(), want), "case %d: %s", c, hm_errormsg());
+		CHECKF(hm_store_read(s, got, 2 * PS, 2 * PS) == 0, "case %d: %s", c, hm_errormsg());
+		CHECKF(!memcmp(got, ref + 2 * PS, 2 * PS), "case %d: pages after the bad one", c);
+		if (c == 3)
+			CHECK(redis_cmd(port1, "PING") == 0);
+	}
+	/* Not one connection was dropped for it. */
+	CHECK(hm_remote_stats(s, &st) == 0);
+	CHECKF(st.reconnects == reconnects, "%llu reconnects",
+	       (unsigned long long)(st.reconnects - reconnects));
+	snprintf(cmd, sizeof cmd, "redis-cli -p %d DEL %s >/dev/null", port1, key);
+	CHECK(ru_sh(NULL, 0, "%s", cmd) == 0);
+	CHECK(set_raw(port1, key, frame, flen) == 0);
+	CHECKF(hm_store_read(s, got, 4 * PS, 0) == 0, "%s", hm_errormsg());
+	CHECK(!memcmp(got, ref, 4 * PS));
+	hm_store_close(s);
+out:
+	free(ref);
+	free(got);
+	free(big);
+}
+
+/* ------------------------------------------------ a server that misbehaves */
+
+/*
+ * Just enough of a Redis server to be a store's only server, with a table of
+ * keys, whose replies to GET can be broken on demand: the reply parser must
+ * turn every broken stream into an error with a message, drop the
+ * connection, and read right once the server behaves again.
+ */
+enum { FK_OK, FK_GARBAGE, FK_CUT, FK_BADLEN, FK_TRAILER, FK_LONGLINE, FK_EXTRA, FK_NMODES };
+
+static struct {
+	int lfd, port;
+	_Atomic int mode;
+	_Atomic bool stop;
+	pthread_t th;
+	struct {
+		char key[RM_TEST_KEYMAX];
+		unsigned char *val;
+		size_t len;
+	} kv[16];
+	int nkv;
+} fk;
+
+static bool fk_send(int fd, const void *buf, size_t n)
+{
+	const char *p = buf;
+
+	while (n) {
+		ssize_t k = write(fd, p, n);
+		if (k <= 0)
+			return false;
+		p += k;
+		n -= (size_t)k;
+	}
+	return true;
+}
+
+/* One command as an array of bulk strings; argc 0 at the end of the stream. */
+static int fk_command(FILE *in, char **argv, size_t *len, int max)
+{
+	char line[64];
+	int argc;
+
+	if (!fgets(line, sizeof line, in) || line[0] != '*')
+		return 0;
+	argc = atoi(line + 1);
+	if (argc < 1 || argc > max)
+		return 0;
+	for (int i = 0; i < argc; i++) {
+		if (!fgets(line, sizeof line, in) || line[0] != '$')
+			return 0;
+		len[i] = (size_t)atol(line + 1);
+		argv[i] = malloc(len[i] + 3);
+		if (!argv[i] || fread(argv[i], 1, len[i] + 2, in) != len[i] + 2)
+			return 0;
+		argv[i][len[i]] = 0;
+	}
+	return argc;
+}
+
+static int fk_slot(const char *key)
+{
+	for (int i = 0; i < fk.nkv; i++)
+		if (!strcmp(fk.kv[i].key, key))
+			return i;
+	return -1;
+}
+
+/* Serves one connection until it ends; false when the connection must be cut. */
+static void fk_serve(int fd)
+{
+	FILE *in = fdopen(dup(fd), "r");
+	char *argv[3];
+	size_t len[3];
+	int argc;
+
+	while (in && (argc = fk_command(in, argv, len, 3)) > 0) {
+		char hdr[64];
+		bool ok = true;
+		int i = argc >= 2 ? fk_slot(argv[1]) : -1;
+		if (!strcasecmp(argv[0], "CONFIG")) {
+			static const char r[] = "*2\r\n$16\r\nmaxmemory-policy\r\n$10\r\nnoeviction\r\n";
+			ok = fk_send(fd, r, sizeof r - 1);
+		} else if (!strcasecmp(argv[0], "INFO")) {
+			static const char r[] = "$19\r\ncluster_enabled:0\r\n\r\n";
+			ok = fk_send(fd, r, sizeof r - 1);
+		} else if (!strcasecmp(argv[0], "SET") && argc == 3) {
+			if (i < 0 && fk.nkv < 16 && strlen(argv[1]) < RM_TEST_KEYMAX) {
+				i = fk.nkv++;
+				strcpy(fk.kv[i].key, argv[1]);
+			} else if (i >= 0) {
+				free(fk.kv[i].val);
+			}
+			if (i >= 0) {
+				fk.kv[i].val = (unsigned char *)argv[2];
+				fk.kv[i].len = len[2];
+				argv[2] = NULL;
+			}
+			ok = fk_send(fd, i >= 0 ? "+OK\r\n" : "-ERR full\r\n", i >= 0 ? 5 : 11);
+		} else if (!strcasecmp(argv[0], "DEL")) {
+			ok = fk_send(fd, ":0\r\n", 4);
+		} else if (!strcasecmp(argv[0], "GET") && i < 0) {
+			ok = fk_send(fd, "$-1\r\n", 5);
+		} else if (!strcasecmp(argv[0], "GET")) {
+			int m = atomic_load(&fk.mode);
+			size_t n = fk.kv[i].len;
+			snprintf(hdr, sizeof hdr, "$%zu\r\n", n);
+			if (m == FK_GARBAGE) {
+				ok = fk_send(fd, "?huh\r\n", 6);
+			} else if (m == FK_CUT) {
+				fk_send(fd, hdr, strlen(hdr));
+				fk_send(fd, fk.kv[i].val, n / 2);
+				ok = false;
+			} else if (m == FK_BADLEN) {
+				ok = fk_send(fd, "$-5\r\n", 5);
+			} else if (m == FK_LONGLINE) {
+				char junk[5000];
+				memset(junk, 'x', sizeof junk);
+				ok = fk_send(fd, junk, sizeof junk);
+			} else {
+				/* A whole reply (with junk behind it for the last modes) in one write. */
+				size_t h = strlen(hdr);
+				unsigned char *b = malloc(h + n + 16);
+				memcpy(b, hdr, h);
+				memcpy(b + h, fk.kv[i].val, n);
+				size_t t = h + n;
+				if (m == FK_TRAILER) {
+					memcpy(b + t, "XY\r\n", 4);
+					t += 4;
+				} else {
+					memcpy(b + t, "\r\n", 2);
+					t += 2;
+					if (m == FK_EXTRA) {
+						memcpy(b + t, "+OK\r\n", 5);
+						t += 5;
+					}
+				}
+				ok = b && fk_send(fd, b, t);
+				free(b);
+			}
+		} else {
+			ok = fk_send(fd, "-ERR unknown command\r\n", 22);
+		}
+		for (int k = 0; k < argc; k++)
+			free(argv[k]);
+		if (!ok)
+			break;
+	}
+	if (in)
+		fclose(in);
+}
+
+static void *fk_main(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&fk.stop)) {
+		int fd = accept(fk.lfd, NULL, NULL);
+		if (fd < 0)
+			continue;
+		fk_serve(fd);
+		close(fd);
+	}
+	return NULL;
+}
+
+static int fk_start(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof a;
+	struct timeval tv = { 0, 200000 };
+
+	fk.lfd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fk.lfd < 0 || bind(fk.lfd, (struct sockaddr *)&a, sizeof a) || listen(fk.lfd, 8) ||
+	    getsockname(fk.lfd, (struct sockaddr *)&a, &al))
+		return -1;
+	/* accept() wakes up now and then to see fk.stop. */
+	setsockopt(fk.lfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	fk.port = ntohs(a.sin_port);
+	return pthread_create(&fk.th, NULL, fk_main, NULL) ? -1 : 0;
+}
+
+static void t_broken_replies(void)
+{
+	static const char *const why[FK_NMODES] = {
+		[FK_GARBAGE] = "protocol error",
+		[FK_CUT] = "closed by the server",
+		[FK_BADLEN] = "protocol error",
+		[FK_TRAILER] = "protocol error",
+		[FK_LONGLINE] = "protocol error",
+	};
+	struct hm_store *s;
+	char uri[256];
+	unsigned char ref[2 * PS], got[2 * PS];
+
+	CHECK(fk_start() == 0);
+	if (fk.port <= 0)
+		return;
+	uri_of(uri, sizeof uri, fk.port, "fake", "conns=1,timeout=400,io_timeout=200,spin=0");
+	CHECKF(hm_store_open(&s, uri, 0) == 0, "%s", hm_errormsg());
+	tu_fill(ref, sizeof ref, 71);
+	CHECKF(hm_store_write(s, ref, sizeof ref, 0) == 0, "%s", hm_errormsg());
+	CHECKF(hm_store_read(s, got, sizeof got, 0) == 0 && !memcmp(got, ref, sizeof ref), "%s",
+	       hm_errormsg());
+	for (int m = FK_GARBAGE; m < FK_NMODES; m++) {
+		atomic_store(&fk.mode, m);
+		memset(got, 0, sizeof got);
+		int rc = hm_store_read(s, got, sizeof got, 0);
+		if (m == FK_EXTRA) {
+			/* Caught, or read in step: never wrong data. */
+			CHECKF(rc < 0 || !memcmp(got, ref, sizeof ref), "mode %d: wrong data", m);
+		} else {
+			CHECKF(rc < 0, "mode %d: read succeeded", m);
+			CHECKF(strstr(hm_errormsg(), why[m]), "mode %d: %s", m, hm_errormsg());
+		}
+		/* The server behaves again: the data is all there. */
+		atomic_store(&fk.mode, FK_OK);
+		memset(got, 0, sizeof got);
+		CHECKF(hm_store_read(s, got, sizeof got, 0) == 0, "after mode %d: %s", m,
+		       hm_errormsg());
+		CHECKF(!memcmp(got, ref, sizeof ref), "after mode %d: wrong data", m);
+	}
+	hm_store_close(s);
+	atomic_store(&fk.stop, true);
+	pthread_join(fk.th, NULL);
+	close(fk.lfd);
+	for (int i = 0; i < fk.nkv; i++)
+		free(fk.kv[i].val);
+}
+
 int main(void)
 {
 	if (!ru_have("redis-server") || !ru_have("redis-cli")) {
@@ -949,6 +1287,9 @@ int main(void)
 	RUN(t_auth);
 	RUN(t_encrypted_tamper_replay);
 	RUN(t_plain_replay);
+	RUN(t_page_sizes);
+	RUN(t_wrong_values);
+	RUN(t_broken_replies);
 	RUN(t_server_stops_answering);
 	RUN(t_kill_and_restart);
 	RUN(t_threads);

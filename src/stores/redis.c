@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "stores/remote_common.h"
@@ -41,10 +42,32 @@
 #define RN_MAX 64
 #define SLOTS 16384
 
+/*
+ * A batch's replies are read by rb_*() below, not by hiredis: hiredis's
+ * reader copies every value three times (from a 16 KiB read into its buffer,
+ * within the buffer as it discards what it parsed, into a reply object it
+ * allocates) and a 4 KiB page is most of what crosses the socket. The
+ * stream is read here in large chunks and a GET's value is copied once, into
+ * the op's frame. Only whole batches are read this way and a batch reads all
+ * of its replies, so between batches the buffer is empty and the hiredis
+ * calls on the same connection (AUTH, INFO, WAIT) see the stream where they
+ * expect it.
+ */
+#define RB_SIZE (128u << 10)
+#define RB_DIRECT (32u << 10) /* the rest of a value this large goes straight to its frame */
+#define RB_LINE_MAX 4096      /* longest header or error line accepted */
+
+struct rbuf {
+	char *p;
+	size_t pos, len;
+};
+
 struct rconn {
 	redisContext *c;
+	struct rbuf rb;
 	bool busy;
 	bool wrote; /* writes not yet confirmed by WAIT */
+	char err[128]; /* why the last batch on it failed */
 };
 
 struct rnode {
@@ -251,6 +274,11 @@ static int conn_open(struct redis_be *b, struct rnode *n, struct rconn *cn)
 		}
 		n->checked = true;
 	}
+	if (!cn->rb.p && !(cn->rb.p = malloc(RB_SIZE))) {
+		redisFree(c);
+		return hm__error(-ENOMEM, "%s: out of memory", cfg->what);
+	}
+	cn->rb.pos = cn->rb.len = 0;
 	if (atomic_exchange(&n->ever, true))
 		rm_count(b->s, reconnects, 1);
 	cn->c = c;
@@ -440,13 +468,187 @@ static int parse_redirect(struct redis_be *b, const char *msg, int *slot)
 	return node_get(b, host, port);
 }
 
+/* ------------------------------------------------------------- replies */
+
+/* One reply of a batch; a bulk value has gone to its op's frame, if any. */
+struct rreply {
+	int type;      /* REDIS_REPLY_STATUS, _ERROR, _INTEGER, _NIL or _STRING */
+	size_t len;    /* _STRING: bytes of the value */
+	char str[256]; /* _STATUS, _ERROR: the line, NUL-terminated (cut short if longer) */
+};
+
+/* Receives up to cap bytes into buf: how many, or 0 with cn->err set. */
+static size_t rb_recv(struct rconn *cn, void *buf, size_t cap)
+{
+	for (;;) {
+		ssize_t k = recv(cn->c->fd, buf, cap, 0);
+		if (k > 0)
+			return (size_t)k;
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (!k)
+			snprintf(cn->err, sizeof cn->err, "connection closed by the server");
+		else if (errno == EAGAIN || errno == EWOULDBLOCK)
+			snprintf(cn->err, sizeof cn->err, "no reply within io_timeout");
+		else
+			snprintf(cn->err, sizeof cn->err, "%s", strerror(errno));
+		return 0;
+	}
+}
+
+/* Reads more of the stream into the buffer; false with cn->err set on error. */
+static bool rb_fill(struct rconn *cn)
+{
+	struct rbuf *rb = &cn->rb;
+	size_t k;
+
+	if (rb->pos == rb->len) {
+		rb->pos = rb->len = 0;
+	} else if (rb->len == RB_SIZE) {
+		/* Only a line can be incomplete here, and lines are short. */
+		memmove(rb->p, rb->p + rb->pos, rb->len - rb->pos);
+		rb->len -= rb->pos;
+		rb->pos = 0;
+	}
+	k = rb_recv(cn, rb->p + rb->len, RB_SIZE - rb->len);
+	rb->len += k;
+	return k > 0;
+}
+
+/* The next line, without its CRLF (valid until the next read); NULL on error. */
+static const char *rb_line(struct rconn *cn, size_t *n)
+{
+	struct rbuf *rb = &cn->rb;
+
+	for (;;) {
+		const char *s = rb->p + rb->pos;
+		const char *e = memchr(s, '\n', rb->len - rb->pos);
+		if (e) {
+			if (e == s || e[-1] != '\r')
+				break;
+			*n = (size_t)(e - 1 - s);
+			rb->pos = (size_t)(e + 1 - rb->p);
+			return s;
+		}
+		if (rb->len - rb->pos > RB_LINE_MAX)
+			break;
+		if (!rb_fill(cn))
+			return NULL;
+	}
+	snprintf(cn->err, sizeof cn->err, "protocol error: a reply line without CRLF");
+	return NULL;
+}
+
+/* Takes n bytes of the stream into dst (NULL: drops them); false on error. */
+static bool rb_take(struct rconn *cn, unsigned char *dst, size_t n)
+{
+	struct rbuf *rb = &cn->rb;
+
+	while (n) {
+		size_t have = rb->len - rb->pos;
+		if (!have && dst && n >= RB_DIRECT) {
+			size_t k = rb_recv(cn, dst, n);
+			if (!k)
+				return false;
+			dst += k;
+			n -= k;
+			continue;
+		}
+		if (!have) {
+			if (!rb_fill(cn))
+				return false;
+			continue;
+		}
+		if (have > n)
+			have = n;
+		if (dst) {
+			memcpy(dst, rb->p + rb->pos, have);
+			dst += have;
+		}
+		rb->pos += have;
+		n -= have;
+	}
+	return true;
+}
+
+/* Parses a decimal length of a reply line; -2 if it is not one. */
+static long long rb_num(const char *s, size_t n)
+{
+	long long v = 0;
+	size_t i = 0;
+
+	if (n == 2 && s[0] == '-' && s[1] == '1')
+		return -1;
+	if (!n || n > 18)
+		return -2;
+	for (; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -2;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
+/*
+ * Reads one reply. A bulk value goes to op's frame when op is a GET with
+ * room for it, and is dropped otherwise (r->len still says its size, which
+ * decode() rejects). False, with cn->err set, when the stream is broken.
+ */
+static bool rb_reply(struct rconn *cn, struct rm_op *op, struct rreply *r)
+{
+	size_t n, k;
+	const char *s = rb_line(cn, &n);
+	long long v;
+
+	if (!s)
+		return false;
+	r->len = 0;
+	r->str[0] = 0;
+	switch (n ? s[0] : 0) {
+	case '+':
+	case '-':
+		r->type = s[0] == '+' ? REDIS_REPLY_STATUS : REDIS_REPLY_ERROR;
+		k = n - 1 < sizeof r->str - 1 ? n - 1 : sizeof r->str - 1;
+		memcpy(r->str, s + 1, k);
+		r->str[k] = 0;
+		return true;
+	case ':':
+		r->type = REDIS_REPLY_INTEGER;
+		return true;
+	case '$':
+		v = rb_num(s + 1, n - 1);
+		if (v == -1) {
+			r->type = REDIS_REPLY_NIL;
+			return true;
+		}
+		if (v < 0)
+			break;
+		r->type = REDIS_REPLY_STRING;
+		r->len = (size_t)v;
+		if (!rb_take(cn, op && op->kind == RM_GET && r->len <= op->cap ? op->val : NULL,
+			     r->len))
+			return false;
+		s = rb_line(cn, &n);
+		if (!s)
+			return false;
+		if (!n)
+			return true;
+		break;
+	default:
+		break;
+	}
+	snprintf(cn->err, sizeof cn->err, "protocol error: unexpected reply");
+	return false;
+}
+
 /*
  * Applies one reply to op; sets *redirect when the op must go elsewhere now.
- * Returns true when op keeps the reply (a GET's value is used in place,
- * without a copy, and freed by release()).
+ * A GET's value is already in op->val. False when the reply is of a type
+ * the command never answers with: the stream is out of step (a reply too
+ * many) and the connection must go; op stays pending.
  */
-static bool apply_reply(struct redis_be *b, struct rnode *n, struct rm_op *op, redisReply *r,
-			bool *redirect)
+static bool apply_reply(struct redis_be *b, struct rnode *n, struct rconn *cn, struct rm_op *op,
+			const struct rreply *r, bool *redirect)
 {
 	const char *what = b->s->cfg.what;
 
@@ -459,13 +661,13 @@ static bool apply_reply(struct redis_be *b, struct rnode *n, struct rm_op *op, r
 				op->st = hm__error(-EINVAL, "%s: %s:%d is a Redis Cluster node; use "
 							    "redis-cluster://",
 						   what, n->host, n->port);
-				return false;
+				return true;
 			}
 			id = parse_redirect(b, e, &slot);
 			if (id < 0) {
 				op->st = hm__error(-EPROTO, "%s: bad redirection from %s:%d: %s",
 						   what, n->host, n->port, e);
-				return false;
+				return true;
 			}
 			rm_count(b->s, redirects, 1);
 			if (e[0] == 'M') {
@@ -477,7 +679,7 @@ static bool apply_reply(struct redis_be *b, struct rnode *n, struct rm_op *op, r
 				op->ask = id;
 			}
 			*redirect = true;
-			return false;
+			return true;
 		}
 		if (!strncmp(e, "LOADING", 7) || !strncmp(e, "TRYAGAIN", 8) ||
 		    !strncmp(e, "CLUSTERDOWN", 11) || !strncmp(e, "MASTERDOWN", 10) ||
@@ -486,70 +688,104 @@ static bool apply_reply(struct redis_be *b, struct rnode *n, struct rm_op *op, r
 			hm__error(-EAGAIN, "%s: %s:%d: %s", what, n->host, n->port, e);
 			if (b->cluster)
 				atomic_store(&b->need_refresh, true);
-			return false;
+			return true;
 		}
 		if (!strncmp(e, "OOM", 3)) {
 			op->st = hm__error(-ENOSPC, "%s: %s:%d is out of memory (maxmemory): %s",
 					   what, n->host, n->port, e);
-			return false;
+			return true;
 		}
 		if (!strncmp(e, "NOAUTH", 6) || !strncmp(e, "WRONGPASS", 9) ||
 		    !strncmp(e, "NOPERM", 6)) {
 			op->st = hm__error(-EACCES, "%s: %s:%d refused: %s", what, n->host, n->port,
 					   e);
-			return false;
+			return true;
 		}
 		op->st = hm__error(-EIO, "%s: %s:%d: %s", what, n->host, n->port, e);
+		return true;
+	}
+	if (op->kind == RM_GET && r->type == REDIS_REPLY_NIL) {
+		op->st = RM_MISSING;
+	} else if (op->kind == RM_GET && r->type == REDIS_REPLY_STRING) {
+		op->vlen = r->len;
+		op->st = 0;
+	} else if ((op->kind == RM_SET && r->type == REDIS_REPLY_STATUS) ||
+		   (op->kind == RM_DEL && r->type == REDIS_REPLY_INTEGER)) {
+		op->st = 0;
+	} else {
+		snprintf(cn->err, sizeof cn->err, "protocol error: a reply of the wrong type to %s",
+			 op->kind == RM_GET ? "GET" : op->kind == RM_SET ? "SET" : "DEL");
 		return false;
 	}
-	switch (op->kind) {
-	case RM_GET:
-		if (r->type == REDIS_REPLY_NIL) {
-			op->st = RM_MISSING;
-		} else if (r->type == REDIS_REPLY_STRING) {
-			op->vlen = r->len;
-			op->val = (unsigned char *)r->str;
-			op->owner = r;
-			op->st = 0;
-			return true;
-		} else {
-			op->st = hm__error(-EPROTO, "%s: unexpected reply to GET", what);
-		}
-		break;
-	case RM_SET:
-		op->st = r->type == REDIS_REPLY_STATUS
-				 ? 0
-				 : hm__error(-EPROTO, "%s: unexpected reply to SET", what);
-		break;
-	default:
-		op->st = 0;
-		break;
-	}
-	return false;
+	return true;
 }
 
-static void append_op(redisContext *c, struct rm_op *op)
+/* Writes v in decimal at p; returns the end. */
+static char *put_num(char *p, size_t v)
 {
-	const char *argv[3];
-	size_t len[3];
-	int argc = 2;
+	char t[24];
+	int k = 0;
 
-	if (op->ask >= 0)
-		redisAppendCommand(c, "ASKING");
-	argv[1] = op->key;
-	len[1] = op->klen;
-	if (op->kind == RM_GET) {
-		argv[0] = "GET";
-	} else if (op->kind == RM_SET) {
-		argv[0] = "SET";
-		argv[2] = (const char *)op->val;
-		len[2] = op->vlen;
-		argc = 3;
-	} else {
-		argv[0] = "DEL";
+	do
+		t[k++] = (char)('0' + v % 10);
+	while (v /= 10);
+	while (k)
+		*p++ = t[--k];
+	return p;
+}
+
+/* Appends "$len\r\n" + s + "\r\n" (s may be NULL: the header only). */
+static char *put_bulk(char *p, const char *s, size_t len)
+{
+	*p++ = '$';
+	p = put_num(p, len);
+	*p++ = '\r';
+	*p++ = '\n';
+	if (s) {
+		memcpy(p, s, len);
+		p += len;
+		*p++ = '\r';
+		*p++ = '\n';
 	}
-	len[0] = strlen(argv[0]);
-	redisAppendCommandArgv(c, argc, argv, len);
+	return p;
+}
+
+/*
+ * Queues op's command on c, formatted here (hiredis formats through
+ * sdscatfmt, a printf per argument); false if c is out of memory.
+ */
+static bool append_op(redisContext *c, struct rm_op *op)
+{
+	static const char asking[] = "*1\r\n$6\r\nASKING\r\n";
+	char cmd[64 + RM_KEYMAX], *p = cmd;
+
+	if (op->ask >= 0 && redisAppendFormattedCommand(c, asking, sizeof asking - 1) != REDIS_OK)
+		return false;
+	memcpy(p, op->kind == RM_SET ? "*3\r\n" : "*2\r\n", 4);
+	p = put_bulk(p + 4, op->kind == RM_GET ? "GET" : op->kind == RM_SET ? "SET" : "DEL", 3);
+	p = put_bulk(p, op->key, op->klen);
+	if (op->kind != RM_SET)
+		return redisAppendFormattedCommand(c, cmd, (size_t)(p - cmd)) == REDIS_OK;
+	p = put_bulk(p, NULL, op->vlen);
+	return redisAppendFormattedCommand(c, cmd, (size_t)(p - cmd)) == REDIS_OK &&
+	       redisAppendFormattedCommand(c, (const char *)op->val, op->vlen) == REDIS_OK &&
+	       redisAppendFormattedCommand(c, "\r\n", 2) == REDIS_OK;
+}
+
+/*
+ * Bytes hiredis read past its last reply are the start of this batch's
+ * replies (a server never sends them unasked, but nothing may be lost).
+ */
+static void rb_adopt(struct rconn *cn)
+{
+	redisReader *rd = cn->c->reader;
+	size_t k = rd->len > rd->pos ? rd->len - rd->pos : 0;
+
+	if (k && cn->rb.len + k <= RB_SIZE) {
+		memcpy(cn->rb.p + cn->rb.len, rd->buf + rd->pos, k);
+		cn->rb.len += k;
+		rd->pos = rd->len;
+	}
 }
 
 static void redis_exec(void *be, struct rm_op *ops, size_t n)
@@ -610,15 +846,16 @@ static void redis_exec(void *be, struct rm_op *ops, size_t n)
 				continue;
 			}
 			redisContext *c = grp[g].cn->c;
-			for (size_t i = 0; i < n; i++) {
+			grp[g].ok = true;
+			grp[g].cn->err[0] = 0;
+			for (size_t i = 0; i < n && grp[g].ok; i++) {
 				if (ops[i].st != RM_PENDING || ops[i].node != grp[g].node)
 					continue;
-				append_op(c, &ops[i]);
+				grp[g].ok = append_op(c, &ops[i]);
 				if (ops[i].kind != RM_GET)
 					grp[g].cn->wrote = true;
 			}
-			grp[g].ok = true;
-			while (!done) {
+			while (!done && grp[g].ok) {
 				if (redisBufferWrite(c, &done) == REDIS_ERR) {
 					grp[g].ok = false;
 					break;
@@ -639,32 +876,40 @@ static void redis_exec(void *be, struct rm_op *ops, size_t n)
 			 * a polling thread would take a CPU that the other threads
 			 * and a local server can use.
 			 */
-			if (g == 0 && n <= RM_SPIN_OPS && grp[g].ok &&
-			    cn->c->reader->pos >= cn->c->reader->len)
+			rb_adopt(cn);
+			if (g == 0 && n <= RM_SPIN_OPS && grp[g].ok && cn->rb.pos >= cn->rb.len)
 				rm_spin_wait(b->s, cn->c->fd, sent);
 			for (size_t i = 0; i < n && grp[g].ok; i++) {
 				struct rm_op *op = &ops[i];
-				redisReply *r = NULL;
+				struct rreply r;
 				if (op->st != RM_PENDING || op->node != grp[g].node)
 					continue;
 				if (op->ask >= 0) {
-					if (redisGetReply(cn->c, (void **)&r) != REDIS_OK) {
+					if (!rb_reply(cn, NULL, &r)) {
 						grp[g].ok = false;
 						break;
 					}
-					freeReplyObject(r);
 					op->ask = -1;
 				}
-				if (redisGetReply(cn->c, (void **)&r) != REDIS_OK) {
+				if (!rb_reply(cn, op, &r)) {
 					grp[g].ok = false;
 					break;
 				}
-				if (!apply_reply(b, nd, op, r, &redirect))
-					freeReplyObject(r);
+				if (!apply_reply(b, nd, cn, op, &r, &redirect)) {
+					grp[g].ok = false;
+					break;
+				}
+			}
+			if (grp[g].ok && cn->rb.pos != cn->rb.len) {
+				snprintf(cn->err, sizeof cn->err, "protocol error: a reply nothing asked for");
+				grp[g].ok = false;
 			}
 			if (!grp[g].ok) {
+				const char *why = cn->err[0] ? cn->err : cn->c->errstr;
+				if (!why[0])
+					why = "connection lost";
 				hm__error(-ECONNRESET, "%s: %s:%d: %s", b->s->cfg.what, nd->host,
-					  nd->port, cn->c->errstr[0] ? cn->c->errstr : "connection lost");
+					  nd->port, why);
 				if (b->cluster)
 					atomic_store(&b->need_refresh, true);
 			} else {
@@ -824,9 +1069,11 @@ static void redis_be_close(void *be)
 
 	for (int i = 0; i < atomic_load(&b->nnodes); i++) {
 		struct rnode *nd = b->nodes[i];
-		for (uint32_t k = 0; k < b->s->cfg.conns; k++)
+		for (uint32_t k = 0; k < b->s->cfg.conns; k++) {
 			if (nd->conns[k].c)
 				redisFree(nd->conns[k].c);
+			free(nd->conns[k].rb.p);
+		}
 		pthread_mutex_destroy(&nd->lock);
 		pthread_cond_destroy(&nd->cond);
 		free(nd->conns);
@@ -836,16 +1083,10 @@ static void redis_be_close(void *be)
 	free(b);
 }
 
-static void redis_release(void *be, struct rm_op *op)
-{
-	freeReplyObject(op->owner);
-}
-
 static const struct rm_backend_ops redis_bops = {
 	.exec = redis_exec,
 	.flush = redis_flush,
 	.close = redis_be_close,
-	.release = redis_release,
 };
 
 static int open_any(void **priv, const char *rest, int flags, struct hm_store_info *info,
