@@ -60,6 +60,11 @@ void hm__mark_written(void *ctx, uintptr_t addr, size_t len)
  * a write in between is in the data the sync writes back, and the next
  * sync does not take it for written again.
  */
+static void note_hole(void *ctx, uintptr_t addr, size_t len)
+{
+	*(bool *)ctx = true;
+}
+
 static void mark_reclaimed(void *ctx, uintptr_t addr, size_t len)
 {
 	struct hm_region *r = ctx;
@@ -75,6 +80,17 @@ static void mark_reclaimed(void *ctx, uintptr_t addr, size_t len)
 		uint32_t st = atomic_load(&p->st);
 		/* hmmap's own zaps (samples, markers) were harvested when made. */
 		if ((st & HM_ST_MASK) != HM_ST_RESIDENT || (st & HM_PG_UNMAPPED))
+			continue;
+		/*
+		 * The walk saw the hole before this saw the page resident: a
+		 * readahead worker may have mapped and finished loading it in
+		 * between, and a clean page would be written back for nothing.
+		 * Resident now, no load can map it any more, so a hole seen now
+		 * is a page the kernel unmapped.
+		 */
+		uintptr_t a = (uintptr_t)r->base + (i << r->ps_shift);
+		bool hole = false;
+		if (hm__pagemap_holes(a, a + r->ps, note_hole, &hole) == 0 && !hole)
 			continue;
 		atomic_fetch_or(&p->st, HM_PG_DIRTY);
 		hm__uffd_writeprotect(r->base + (i << r->ps_shift), r->ps, true);
