@@ -773,19 +773,19 @@ static bool append_op(redisContext *c, struct rm_op *op)
 }
 
 /*
- * Bytes hiredis read past its last reply are the start of this batch's
- * replies (a server never sends them unasked, but nothing may be lost).
+ * Whether hiredis's reader holds no bytes it has not parsed. It reads only
+ * for the commands sent through it (AUTH, INFO, WAIT), one reply each, so
+ * bytes left there came before this batch's replies and answer nothing it
+ * sent: the stream is out of step.
  */
-static void rb_adopt(struct rconn *cn)
+static bool hiredis_drained(struct rconn *cn)
 {
 	redisReader *rd = cn->c->reader;
-	size_t k = rd->len > rd->pos ? rd->len - rd->pos : 0;
 
-	if (k && cn->rb.len + k <= RB_SIZE) {
-		memcpy(cn->rb.p + cn->rb.len, rd->buf + rd->pos, k);
-		cn->rb.len += k;
-		rd->pos = rd->len;
-	}
+	if (rd->len <= rd->pos)
+		return true;
+	snprintf(cn->err, sizeof cn->err, "protocol error: a reply nothing asked for");
+	return false;
 }
 
 static void redis_exec(void *be, struct rm_op *ops, size_t n)
@@ -876,7 +876,8 @@ static void redis_exec(void *be, struct rm_op *ops, size_t n)
 			 * a polling thread would take a CPU that the other threads
 			 * and a local server can use.
 			 */
-			rb_adopt(cn);
+			if (grp[g].ok)
+				grp[g].ok = hiredis_drained(cn);
 			if (g == 0 && n <= RM_SPIN_OPS && grp[g].ok && cn->rb.pos >= cn->rb.len)
 				rm_spin_wait(b->s, cn->c->fd, sent);
 			for (size_t i = 0; i < n && grp[g].ok; i++) {
