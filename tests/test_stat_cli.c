@@ -307,48 +307,73 @@ static void top_live_under_tmux(void)
 /* ---- probe ---- */
 
 /*
- * hmmap probe on a mem: store with delays read and write ns: 1 if both
- * p50s are within 10%, up to three runs (another process may take the CPU).
+ * hmmap probe on a mem: store with delays read and write ns must report
+ * both p50s within 10%, in one of up to three runs (another process may
+ * take the CPU); out keeps the last run's JSON.
  */
-static int probe_delays(char *out, size_t n, int *rc, const char *size, unsigned read_ns,
-			unsigned write_ns, double *rp, double *wp)
+static void check_delays(char *out, size_t n, const char *size, unsigned read_ns,
+			 unsigned write_ns)
 {
 	char cmd[1024];
+	double rp = 0, wp = 0;
+	int rc = 0;
 
 	for (int attempt = 0; attempt < 3; attempt++) {
 		snprintf(cmd, sizeof cmd,
 			 "%s probe 'mem:%s,read_ns=%u,write_ns=%u' --json --seconds 2 --threads 2",
 			 tool, size, read_ns, write_ns);
-		*rc = tu_run(cmd, out, n);
-		if (*rc)
-			return 0;
+		rc = tu_run(cmd, out, n);
 		char *r = strstr(out, "\"read_latency\": {"), *w = strstr(out, "\"write_latency\": {");
-		if (!r || !w)
-			return 0;
-		*rp = json_num(r, "p50_ns");
-		*wp = json_num(w, "p50_ns");
-		if (fabs(*rp - read_ns) <= read_ns * 0.1 && fabs(*wp - write_ns) <= write_ns * 0.1)
-			return 1;
+		if (rc || !r || !w)
+			break;
+		rp = json_num(r, "p50_ns");
+		wp = json_num(w, "p50_ns");
+		if (fabs(rp - read_ns) <= read_ns * 0.1 && fabs(wp - write_ns) <= write_ns * 0.1)
+			return;
 	}
-	return 0;
+	CHECKF(rc == 0, "exit %d: %.200s", rc, out);
+	CHECKF(0, "read p50 %.0f ns (%u), write p50 %.0f ns (%u):\n%.200s", rp, read_ns, wp,
+	       write_ns, out);
+}
+
+/*
+ * The issue's own example, mem:4G,read_ns=300,write_ns=1000. A delay is
+ * the least a request takes, copy included, so it can only be met where a
+ * request without one takes well under 300 ns: not under TSan, whose copy
+ * alone takes microseconds. That skips, saying what it measured.
+ */
+static void probe_mem_short_delays(void)
+{
+	static char out[8192];
+	char cmd[1024];
+	int rc;
+
+	if (access(tool, X_OK))
+		SKIP("%.200s is not built", tool);
+	snprintf(cmd, sizeof cmd, "%s probe mem:4G --json --seconds 1 --threads 2", tool);
+	rc = tu_run(cmd, out, sizeof out);
+	CHECKF(rc == 0, "exit %d: %.200s", rc, out);
+	if (rc)
+		return;
+	double floor = json_num(strstr(out, "\"read_latency\": {"), "p50_ns");
+	if (floor > 300 * 0.8)
+		SKIP("a request without a delay takes %.0f ns here (p50): 300 ns cannot be met",
+		     floor);
+	check_delays(out, sizeof out, "4G", 300, 1000);
 }
 
 static void probe_mem_delays(void)
 {
 	static char out[8192];
 	char cmd[1024];
-	double rp = 0, wp = 0;
-	int ok, rc = 0;
+	int rc;
 
 	if (access(tool, X_OK))
 		SKIP("%.200s is not built", tool);
-	/* The issue's own example, then delays far above scheduling noise. */
-	ok = probe_delays(out, sizeof out, &rc, "4G", 300, 1000, &rp, &wp);
-	CHECKF(rc == 0, "exit %d: %.200s", rc, out);
-	CHECKF(ok, "read p50 %.0f ns (300), write p50 %.0f ns (1000):\n%.200s", rp, wp, out);
-	ok = probe_delays(out, sizeof out, &rc, "64M", 200000, 300000, &rp, &wp);
-	CHECKF(rc == 0, "exit %d: %.200s", rc, out);
-	CHECKF(ok, "read p50 %.0f ns (200000), write p50 %.0f ns (300000):\n%.200s", rp, wp, out);
+	/* Delays far above scheduling noise. */
+	check_delays(out, sizeof out, "64M", 200000, 300000);
+	if (t_case_failed)
+		return;
 	CHECK(json_num(out, "capacity") == 64 << 20);
 	CHECK(strstr(out, "\"byte_addressable\": true") && strstr(out, "\"persistent\": false"));
 	CHECK(json_num(strstr(out, "\"read_bandwidth\""), "mb_per_s") > 0);
@@ -366,29 +391,33 @@ static void probe_bandwidth_limit(void)
 {
 	static char out[8192];
 	char cmd[1024];
-	double bw = 0;
-	int ok = 0, rc = 0;
+	int rc;
 
 	if (access(tool, X_OK))
 		SKIP("%.200s is not built", tool);
-	/*
-	 * An emulated 200 MB/s, one thread: the delay is a floor on each
-	 * request's time, so the figure can never be above it (a busy machine
-	 * only makes it lower, which is why no lower bound is checked).
-	 */
-	snprintf(cmd, sizeof cmd,
-		 "%s probe 'mem:64M,read_bw=200000000' --json --seconds 1 --threads 1", tool);
-	rc = tu_run(cmd, out, sizeof out);
-	CHECKF(rc == 0, "exit %d: %.200s", rc, out);
-	bw = json_num(strstr(out, "\"read_bandwidth\""), "mb_per_s");
-	CHECKF(bw > 0 && bw <= 200 * 1.02, "read bandwidth %.1f MB/s, limit 200:\n%.200s", bw, out);
-	/* Unlimited RAM is faster than that. */
+	/* Unlimited first: the limit must be well below it (TSan copies at ~200 MB/s). */
 	snprintf(cmd, sizeof cmd, "%s probe mem:64M --json --seconds 0.5 --threads 1", tool);
 	rc = tu_run(cmd, out, sizeof out);
 	CHECKF(rc == 0, "exit %d: %.200s", rc, out);
 	double fast = json_num(strstr(out, "\"read_bandwidth\""), "mb_per_s");
+	CHECKF(fast > 8, "unlimited read bandwidth %.1f MB/s:\n%.200s", fast, out);
+	if (rc || fast <= 8)
+		return;
+	/*
+	 * An emulated 200 MB/s (a quarter of the unlimited figure if that is
+	 * lower), one thread: the delay is a floor on each request's time, so
+	 * the figure can never be above it (a busy machine only makes it
+	 * lower, which is why no lower bound is checked).
+	 */
+	unsigned limit = fast / 4 < 200 ? (unsigned)(fast / 4) : 200;
+	snprintf(cmd, sizeof cmd,
+		 "%s probe 'mem:64M,read_bw=%u000000' --json --seconds 1 --threads 1", tool, limit);
+	rc = tu_run(cmd, out, sizeof out);
+	CHECKF(rc == 0, "exit %d: %.200s", rc, out);
+	double bw = json_num(strstr(out, "\"read_bandwidth\""), "mb_per_s");
+	CHECKF(bw > 0 && bw <= limit * 1.02, "read bandwidth %.1f MB/s, limit %u:\n%.200s", bw,
+	       limit, out);
 	CHECKF(fast > bw, "unlimited %.1f MB/s, limited %.1f MB/s", fast, bw);
-	(void)ok;
 }
 
 static void probe_file_unchanged(void)
@@ -478,6 +507,7 @@ int main(int argc, char **argv)
 	RUN(stat_errors);
 	RUN(top_once);
 	RUN(top_live_under_tmux);
+	RUN(probe_mem_short_delays);
 	RUN(probe_mem_delays);
 	RUN(probe_bandwidth_limit);
 	RUN(probe_file_unchanged);
