@@ -1130,7 +1130,7 @@ static int fk_slot(const char *key)
 	return -1;
 }
 
-/* Serves one connection until it ends; false when the connection must be cut. */
+/* Serves one connection until it ends, or until a fault mode cuts it. */
 static void fk_serve(int fd)
 {
 	FILE *in = fdopen(dup(fd), "r");
@@ -1183,24 +1183,22 @@ static void fk_serve(int fd)
 				ok = fk_send(fd, junk, sizeof junk);
 			} else {
 				/* A whole reply (with junk behind it for the last modes) in one write. */
-				size_t h = strlen(hdr);
+				size_t h = strlen(hdr), t = h + n;
 				unsigned char *b = malloc(h + n + 16);
-				memcpy(b, hdr, h);
-				memcpy(b + h, fk.kv[i].val, n);
-				size_t t = h + n;
-				if (m == FK_TRAILER) {
-					memcpy(b + t, "XY\r\n", 4);
-					t += 4;
-				} else {
-					memcpy(b + t, "\r\n", 2);
-					t += 2;
-					if (m == FK_EXTRA) {
-						memcpy(b + t, "+OK\r\n", 5);
-						t += 5;
+				ok = b != NULL;
+				if (b) {
+					memcpy(b, hdr, h);
+					memcpy(b + h, fk.kv[i].val, n);
+					if (m == FK_TRAILER) {
+						memcpy(b + t, "XY\r\n", 4);
+						t += 4;
+					} else {
+						memcpy(b + t, "\r\n+OK\r\n", m == FK_EXTRA ? 7 : 2);
+						t += m == FK_EXTRA ? 7 : 2;
 					}
+					ok = fk_send(fd, b, t);
+					free(b);
 				}
-				ok = b && fk_send(fd, b, t);
-				free(b);
 			}
 		} else {
 			ok = fk_send(fd, "-ERR unknown command\r\n", 22);
