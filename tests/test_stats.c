@@ -318,10 +318,14 @@ static void counters_and_latency(void)
 	CHECK(hm_advise(f.p, f.len, HM_ADV_RANDOM) == 0);
 	for (int i = 0; i < 256; i++)
 		(void)*(volatile char *)(f.p + (size_t)((i * 37) % 4096) * 4096);
-	/* A fault's miss is counted just after the page is mapped: let the last one land. */
+	/*
+	 * A fault's time is known only once its page is mapped, and in thread
+	 * mode the handler counts it after waking the faulting thread: let the
+	 * last one land.
+	 */
 	for (int i = 0; i < 500; i++) {
 		CHECK(hm_region_stats(f.r, &rs) == 0);
-		if (rs.misses >= 256)
+		if (rs.faults_timed >= 256)
 			break;
 		sleep_ms(2);
 	}
@@ -376,6 +380,45 @@ static void prefetch_used_when_scanned(void)
 	       (unsigned long long)s.prefetch_used, (unsigned long long)s.readahead);
 	fx_close(&f);
 	(void)sum;
+}
+
+/*
+ * A thread that has touched every page finds them all in the statistics at
+ * once, without waiting for the prefetch workers: a window is counted
+ * before its pages are mapped. Several rounds, since the window between a
+ * worker's mapping and its counting was short.
+ */
+static void counts_current_after_scan(void)
+{
+	const uint64_t len = 8 << 20, pages = len / 4096;
+
+	for (int round = 0; round < 24; round++) {
+		struct fixture f;
+		struct hm_stats rs, cs, ss;
+		uint64_t sum = 0;
+		int rc = fx_open(&f, len, 64 << 20);
+
+		CHECKF(rc == 0, "%s", hm_errormsg());
+		for (size_t off = 0; off < len; off += 4096)
+			sum += *(volatile unsigned char *)(f.p + off);
+		CHECK(hm_region_stats(f.r, &rs) == 0 && hm_cache_stats(f.c, &cs) == 0 &&
+		      hm_store_stats(f.s, &ss) == 0);
+		CHECKF(rs.misses + rs.readahead == pages && rs.bytes_read == len &&
+			       rs.resident_bytes == len,
+		       "round %d, region: misses %llu + readahead %llu of %llu pages, read %llu, "
+		       "resident %llu of %llu bytes",
+		       round, (unsigned long long)rs.misses, (unsigned long long)rs.readahead,
+		       (unsigned long long)pages, (unsigned long long)rs.bytes_read,
+		       (unsigned long long)rs.resident_bytes, (unsigned long long)len);
+		CHECKF(cs.misses + cs.readahead == pages && cs.bytes_read == len &&
+			       cs.resident_bytes == len && ss.bytes_read == len,
+		       "round %d, cache: %llu + %llu pages, read %llu, resident %llu; store read %llu",
+		       round, (unsigned long long)cs.misses, (unsigned long long)cs.readahead,
+		       (unsigned long long)cs.bytes_read, (unsigned long long)cs.resident_bytes,
+		       (unsigned long long)ss.bytes_read);
+		fx_close(&f);
+		(void)sum;
+	}
 }
 
 static void prefetch_wasted_when_dropped(void)
@@ -840,6 +883,7 @@ int main(int argc, char **argv)
 	RUN(recycled_and_foreign_segments);
 	RUN(counters_and_latency);
 	RUN(prefetch_used_when_scanned);
+	RUN(counts_current_after_scan);
 	RUN(prefetch_wasted_when_dropped);
 	tu_cleanup();
 	return test_done();

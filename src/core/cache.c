@@ -392,6 +392,8 @@ int hm__cache_reserve(struct hm_cache *c, struct hm_region *r, uint64_t idx, uin
 			slots[i] = c->free_slots[--c->nfree];
 		c->resident += need;
 		c->loading += n;
+		/* Counted with the cache's: the pages are visible before insert(). */
+		atomic_fetch_add(&r->resident_pages, n);
 		if (c->reclaimer_on && c->resident + c->low > c->budget)
 			pthread_cond_signal(&c->reclaim_cond);
 	}
@@ -455,15 +457,17 @@ static void set_watermarks(struct hm_cache *c)
 	c->high = 2 * c->low;
 }
 
-void hm__cache_unreserve(struct hm_cache *c, size_t ps, uint32_t n, const uint32_t *slots)
+void hm__cache_unreserve(struct hm_cache *c, struct hm_region *r, uint32_t n,
+			  const uint32_t *slots)
 {
 	pthread_mutex_lock(&c->lock);
 	for (uint32_t i = 0; i < n; i++) {
 		c->slots[slots[i]].region = NULL;
 		c->free_slots[c->nfree++] = slots[i];
 	}
-	c->resident -= (uint64_t)ps * n;
+	c->resident -= (uint64_t)r->ps * n;
 	c->loading -= n;
+	atomic_fetch_sub(&r->resident_pages, n);
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 }
@@ -478,7 +482,6 @@ void hm__cache_insert(struct hm_cache *c, struct hm_region *r, uint64_t idx, uin
 		list_page(c, r, idx + i, slots[i]);
 	}
 	c->loading -= n;
-	atomic_fetch_add(&r->resident_pages, n);
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 }

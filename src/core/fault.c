@@ -117,8 +117,12 @@ static void finish_ex(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t to
 		struct hm_page *p = hm__page(r, idx + i, false);
 		uint32_t st = atomic_load(&p->st), nst;
 		do {
-			/* Keep DIRTY: a harvest may have seen a write already. */
-			nst = to | (to == HM_ST_EMPTY ? 0 : (st & HM_PG_DIRTY)) | (i ? 0 : first);
+			/*
+			 * Keep DIRTY, which a harvest may have seen already, and RA,
+			 * which load() sets before the page can be seen (stats).
+			 */
+			nst = to | (to == HM_ST_EMPTY ? 0 : (st & (HM_PG_DIRTY | HM_PG_RA))) |
+			      (i ? 0 : first);
 		} while (!atomic_compare_exchange_weak(&p->st, &st, nst));
 		if (st & HM_PG_WAITERS)
 			wake = true;
@@ -141,6 +145,28 @@ static void drop_frames(struct hm_region *r, uint64_t idx, uint64_t n)
 }
 
 /*
+ * Counts a load of n pages (the demand page among them unless
+ * `marker`), or takes the count back (undo). A load is counted before its
+ * pages are mapped: a thread that has touched them must find them in the
+ * statistics, as it finds them in resident_bytes.
+ */
+static void count_load(struct hm_region *r, uint32_t n, bool marker, bool undo)
+{
+	uint64_t k = undo ? UINT64_MAX : 1; /* times -1, modulo 2^64 */
+	uint64_t bytes = k * ((uint64_t)n << r->ps_shift);
+
+	if (!marker) {
+		hm__count(&r->ctr, misses, k);
+		hm__count(&r->cache->ctr, misses, k);
+	}
+	hm__count(&r->ctr, readahead, k * (n - !marker));
+	hm__count(&r->cache->ctr, readahead, k * (n - !marker));
+	hm__count(&r->ctr, bytes_read, bytes);
+	hm__count(&r->cache->ctr, bytes_read, bytes);
+	hm__count(&r->store->ctr, bytes_read, bytes);
+}
+
+/*
  * Loads pages [idx, idx+n) that this thread moved to LOADING: reserves
  * room, reads, maps. On failure the pages are EMPTY again. With `marker`
  * (asynchronous readahead) the first page stays unmapped, so that the
@@ -151,7 +177,6 @@ static int load(struct hm_region *r, uint64_t idx, uint32_t n, bool marker)
 {
 	struct hm_cache *c = r->cache;
 	uint32_t slots[MAX_WINDOW];
-	size_t len;
 	int rc;
 
 	rc = hm__cache_reserve(c, r, idx, n, slots);
@@ -169,21 +194,28 @@ static int load(struct hm_region *r, uint64_t idx, uint32_t n, bool marker)
 		marker = false;
 	for (uint32_t i = 0; i < n; i++)
 		hm__page(r, idx + i, false)->slot = slots[i];
-	len = (size_t)n << r->ps_shift;
+	/* Read-ahead pages carry HM_PG_RA until seen used or evicted (stats). */
+	if (hm__stats_enabled())
+		for (uint32_t i = marker ? 0 : 1; i < n; i++)
+			atomic_fetch_or(&hm__page(r, idx + i, false)->st, HM_PG_RA);
+	count_load(r, n, marker, false);
 	rc = hm__io_load(r, idx, n, marker);
 	if (rc && n > 1) {
 		/* Readahead must not turn a good page into SIGBUS: retry alone. */
+		count_load(r, n, marker, true);
 		drop_frames(r, idx, n);
-		hm__cache_unreserve(c, r->ps, n - 1, slots + 1);
+		hm__cache_unreserve(c, r, n - 1, slots + 1);
 		finish(r, idx + 1, n - 1, HM_ST_EMPTY);
 		n = 1;
-		len = r->ps;
-		marker = false;
+		marker = false; /* a demand page now, not read ahead */
+		atomic_fetch_and(&hm__page(r, idx, false)->st, ~HM_PG_RA);
+		count_load(r, 1, false, false);
 		rc = hm__io_load(r, idx, 1, false);
 	}
 	if (rc) {
+		count_load(r, n, marker, true);
 		drop_frames(r, idx, n);
-		hm__cache_unreserve(c, r->ps, n, slots);
+		hm__cache_unreserve(c, r, n, slots);
 		finish(r, idx, n, HM_ST_EMPTY);
 		if (rc == -EPROTO)
 			return rc; /* the message says what failed */
@@ -195,23 +227,12 @@ static int load(struct hm_region *r, uint64_t idx, uint32_t n, bool marker)
 	}
 	hm__tier_loaded(r, idx, n); /* a chain: exclusive tiers, hotness */
 	finish_ex(r, idx, n, HM_ST_RESIDENT, marker ? HM_PG_UNMAPPED | HM_PG_RAMARK : 0);
-	/* Read-ahead pages carry HM_PG_RA until seen used or evicted (stats). */
-	if (hm__stats_enabled())
-		for (uint32_t i = marker ? 0 : 1; i < n; i++)
-			atomic_fetch_or(&hm__page(r, idx + i, false)->st, HM_PG_RA);
 	hm__cache_insert(c, r, idx, n, slots);
 
 	if (!marker) {
 		atomic_store_explicit(&r->ra_next, idx + n, memory_order_relaxed);
 		atomic_store_explicit(&r->ra_window, n, memory_order_relaxed);
-		hm__count(&r->ctr, misses, 1);
-		hm__count(&c->ctr, misses, 1);
 	}
-	hm__count(&r->ctr, readahead, n - !marker);
-	hm__count(&c->ctr, readahead, n - !marker);
-	hm__count(&r->ctr, bytes_read, len);
-	hm__count(&c->ctr, bytes_read, len);
-	hm__count(&r->store->ctr, bytes_read, len);
 	return 0;
 }
 

@@ -325,8 +325,9 @@ int hm__region_view(struct hm_region *r);
 /* hm_region_map() with an address hint for the mapping (hmmap()'s addr), or NULL. */
 int hm__region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s,
 		   uint64_t offset, size_t length, int prot, int flags, size_t page_size, void *hint);
-/* Gives back reserved slots that were not used. */
-void hm__cache_unreserve(struct hm_cache *c, size_t ps, uint32_t n, const uint32_t *slots);
+/* Gives back reserved slots of r that were not used. */
+void hm__cache_unreserve(struct hm_cache *c, struct hm_region *r, uint32_t n,
+			 const uint32_t *slots);
 /*
  * Evicts up to n pages the policy chooses, whatever the budget says: for a
  * load of `held` pages that finds no frame outside the cache (an empty huge
