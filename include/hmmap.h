@@ -158,7 +158,10 @@ int hm_store_ctl(struct hm_store *store, const char *command);
 struct hm_cache;
 
 int hm_cache_new(struct hm_cache **cache, size_t budget, const char *policy);
-/* Fails with -EBUSY while regions use the cache. */
+/*
+ * Fails with -EBUSY while regions use the cache, and for a chain's cache
+ * (hm_chain_cache()), which closing the chain frees.
+ */
 int hm_cache_free(struct hm_cache *cache);
 /*
  * Changes the budget at run time. Shrinking evicts (writing back dirty
@@ -490,7 +493,8 @@ int hm_chain_tiers(const struct hm_store *chain);
 struct hm_store *hm_chain_tier(const struct hm_store *chain, int index);
 /*
  * The cache of the chain's dram: tier (made on first call, freed when the
- * chain closes), for hm_region_map(). -ENOENT if the chain has no dram:.
+ * chain closes: not by hm_cache_free()), for hm_region_map(). -ENOENT if the
+ * chain has no dram:.
  */
 int hm_chain_cache(struct hm_store *chain, struct hm_cache **cache);
 /* The position of a tier store in its chain (0 = DRAM), or -ENOENT. */

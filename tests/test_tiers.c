@@ -250,7 +250,22 @@ static void t_api_form(void)
 	CHECK(hm_store_close(hm_chain_tier(ch, 1)) == -EBUSY);
 	CHECK(hm_store_close(ch) == -EBUSY);
 	CHECK(hm_region_unmap(r) == 0);
+	/* So does its cache: closing the chain frees it, hm_cache_free() refuses. */
+	CHECK(hm_cache_free(c) == -EBUSY && strstr(hm_errormsg(), "hm_store_close"));
 	CHECK(hm_store_close(ch) == 0);
+	/* A cache still used by a region of another store outlives its chain. */
+	struct hm_store *other;
+	CHECK(hm_store_open(&ch, "tiers:dram:1M>mem:8M", 0) == 0);
+	CHECK(hm_store_open(&other, "mem:1M", 0) == 0);
+	CHECK(hm_chain_cache(ch, &c) == 0);
+	CHECK(hm_region_map(&r, c, other, 0, 1 << 20, PROT_READ | PROT_WRITE, HM_CACHED, 0) == 0);
+	memset(hm_region_addr(r), 7, 1 << 20);
+	CHECK(hm_store_close(ch) == 0);
+	CHECK(((char *)hm_region_addr(r))[12345] == 7);
+	CHECK(hm_cache_free(c) == -EBUSY);
+	CHECK(hm_region_unmap(r) == 0);
+	CHECK(hm_cache_free(c) == 0);
+	CHECK(hm_store_close(other) == 0);
 	/* Bad arguments. */
 	struct hm_store *mem;
 	CHECK(hm_store_open(&mem, "mem:1M", 0) == 0);

@@ -923,14 +923,17 @@ fail:
 	return rc;
 }
 
-int hm_cache_free(struct hm_cache *c)
+static int cache_free(struct hm_cache *c, bool owner)
 {
-	if (!c)
-		return hm__error(-EINVAL, "hm_cache_free: NULL cache");
 	pthread_mutex_lock(&c->lock);
 	if (c->nregions) {
 		pthread_mutex_unlock(&c->lock);
 		return hm__error(-EBUSY, "cache still has %d region(s)", c->nregions);
+	}
+	if (c->chain_owned && !owner) {
+		pthread_mutex_unlock(&c->lock);
+		return hm__error(-EBUSY, "the cache belongs to a tier chain (hm_chain_cache()): "
+					 "hm_store_close() of the chain frees it");
 	}
 	c->stop = true;
 	pthread_cond_signal(&c->reclaim_cond);
@@ -958,6 +961,26 @@ int hm_cache_free(struct hm_cache *c)
 	pthread_cond_destroy(&c->reclaim_cond);
 	free(c);
 	return 0;
+}
+
+int hm_cache_free(struct hm_cache *c)
+{
+	if (!c)
+		return hm__error(-EINVAL, "hm_cache_free: NULL cache");
+	return cache_free(c, false);
+}
+
+int hm__cache_free_owned(struct hm_cache *c)
+{
+	int rc = cache_free(c, true);
+
+	if (rc) {
+		/* Regions of other stores still use it: theirs to free now. */
+		pthread_mutex_lock(&c->lock);
+		c->chain_owned = false;
+		pthread_mutex_unlock(&c->lock);
+	}
+	return rc;
 }
 
 int hm_cache_resize(struct hm_cache *c, size_t budget)

@@ -208,6 +208,7 @@ struct hm_cache {
 	void *pstate;
 	bool concurrent_hit;
 	bool is_default;
+	bool chain_owned;    /* a chain's dram: cache, freed by the chain's close */
 	/* The background evictor keeps [low, high] bytes free ahead of faults. */
 	pthread_t reclaimer;
 	pthread_cond_t reclaim_cond;
@@ -325,6 +326,11 @@ int hm__region_view(struct hm_region *r);
 /* hm_region_map() with an address hint for the mapping (hmmap()'s addr), or NULL. */
 int hm__region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s,
 		   uint64_t offset, size_t length, int prot, int flags, size_t page_size, void *hint);
+/*
+ * Frees a chain's own cache (hm_cache_free() refuses it): 0, or -EBUSY if
+ * regions still use it, which then may free it with hm_cache_free().
+ */
+int hm__cache_free_owned(struct hm_cache *c);
 /* Gives back reserved slots of r that were not used. */
 void hm__cache_unreserve(struct hm_cache *c, struct hm_region *r, uint32_t n,
 			 const uint32_t *slots);

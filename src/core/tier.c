@@ -490,8 +490,8 @@ int hm_chain_cache(struct hm_store *chain, struct hm_cache **cache)
 		return hm__error(-ENOENT, "chain '%s' has no dram: tier; map it through any cache",
 				 chain->uri);
 	pthread_mutex_lock(&ch->lock);
-	if (!ch->cache)
-		rc = hm_cache_new(&ch->cache, ch->dram_budget, ch->cache_policy);
+	if (!ch->cache && !(rc = hm_cache_new(&ch->cache, ch->dram_budget, ch->cache_policy)))
+		ch->cache->chain_owned = true; /* not yet seen by anyone else */
 	*cache = ch->cache;
 	pthread_mutex_unlock(&ch->lock);
 	return rc;

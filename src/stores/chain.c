@@ -471,7 +471,7 @@ static void chain_close(void *priv)
 		}
 	}
 	pthread_mutex_unlock(&chains_lock);
-	if (ch->cache && hm_cache_free(ch->cache))
+	if (ch->cache && hm__cache_free_owned(ch->cache))
 		hm__error_clear(); /* still used by a foreign region: left to it */
 	for (int t = 0; t < ch->ntiers; t++) {
 		struct hm_chain_tier *ct = &ch->tier[t];
