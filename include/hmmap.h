@@ -558,7 +558,9 @@ long hm_move(size_t count, void *const *pages, struct hm_store *const *stores, i
 
 /*
  * Moves every page off a lower tier into the other tiers while the
- * application runs, then leaves it empty and HM_TIER_CLOSED, so the device
+ * application runs (the lower ones by the chain's order, then DRAM while
+ * the chain's cache has room without evicting), then leaves it empty and
+ * HM_TIER_CLOSED, so the device
  * behind it can go offline. progress(ctx, done, total) is called from the
  * calling thread as pages move (may be NULL). If the other tiers run out of
  * room it stops with -ENOSPC: nothing is lost (moved pages stay moved, the

@@ -71,18 +71,24 @@ static void fill(char *p, size_t n, uint64_t seed)
 		tu_fill(p + i * PG, PG, seed + i);
 }
 
-/* Pages equal their fill except word 8, which must hold `word8`. */
-static bool intact(char *p, size_t n, uint64_t seed, uint64_t word8)
+/* Pages equal their fill, except word 8 if `word8`, which must hold *word8. */
+static bool matches(char *p, size_t n, uint64_t seed, const uint64_t *word8)
 {
 	char want[PG];
 
 	for (size_t i = 0; i < n; i++) {
 		tu_fill(want, PG, seed + i);
-		((uint64_t *)want)[8] = word8;
+		if (word8)
+			((uint64_t *)want)[8] = *word8;
 		if (memcmp(want, p + i * PG, PG))
 			return false;
 	}
 	return true;
+}
+
+static bool intact(char *p, size_t n, uint64_t seed, uint64_t word8)
+{
+	return matches(p, n, seed, &word8);
 }
 
 static void t_evacuate_while_running(void)
@@ -123,8 +129,8 @@ static void t_evacuate_while_running(void)
 	CHECK(intact(p, n, 21, w.passes));
 	CHECK(hm_advise(p, len, HM_ADV_DONTNEED) == 0);
 	CHECK(tier_pages(z) > 0);
-	/* lz4 is full again: mem has nowhere to go, and stays open. */
-	CHECK(tier_pages(m) > 0);
+	/* lz4 is full again, and DRAM (128 pages) cannot take what mem holds: it stays open. */
+	CHECKF(tier_pages(m) > 128, "%llu pages in mem", (unsigned long long)tier_pages(m));
 	CHECK(hm_store_evacuate(m, NULL, NULL) == -ENOSPC);
 	CHECK(!(hm_tier_get(m) & HM_TIER_CLOSED));
 	CHECK(intact(p, n, 21, w.passes));
@@ -133,13 +139,13 @@ static void t_evacuate_while_running(void)
 
 static void t_evacuate_no_room(void)
 {
-	/* mem:512K cannot take what lz4 holds. */
+	/* mem:512K and DRAM (256K) together cannot take what lz4 holds. */
 	size_t n = 512, len = n * PG;
 	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
 			"tiers:dram:256K,tiering=none > lz4:4M > mem:512K", 0);
 	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
 	struct hm_store *ch = hm_region_store(hm_region_find(p));
-	struct hm_store *z = hm_chain_tier(ch, 1), *m = hm_chain_tier(ch, 2);
+	struct hm_store *d = hm_chain_tier(ch, 0), *z = hm_chain_tier(ch, 1), *m = hm_chain_tier(ch, 2);
 	fill(p, n, 5);
 	CHECK(hm_advise(p, len, HM_ADV_DONTNEED) == 0);
 	uint64_t before = tier_pages(z);
@@ -148,9 +154,13 @@ static void t_evacuate_no_room(void)
 	int rc = hm_store_evacuate(z, on_progress, &pr);
 	CHECKF(rc == -ENOSPC, "rc %d", rc);
 	CHECK(strstr(hm_errormsg(), "no page was lost"));
-	CHECK(!pr.backwards && pr.last_done == 128);
+	/* mem took 128 pages; then DRAM what fits without evicting (below 64). */
+	uint64_t in_dram = tier_pages(d);
+	CHECKF(in_dram > 32 && in_dram < 64, "%llu pages in DRAM", (unsigned long long)in_dram);
+	CHECKF(!pr.backwards && pr.last_done == 128 + in_dram, "%llu moved",
+	       (unsigned long long)pr.last_done);
 	/* Nothing lost; the tier is open again and usable. */
-	CHECK(tier_pages(z) + tier_pages(m) == n);
+	CHECK(tier_pages(z) + tier_pages(m) + in_dram == n);
 	CHECK(!(hm_tier_get(z) & HM_TIER_CLOSED));
 	char want[PG];
 	for (size_t i = 0; i < n; i++) {
@@ -163,6 +173,33 @@ static void t_evacuate_no_room(void)
 	CHECK(hm_tier_set(m, HM_TIER_EXPLICIT) == 0);
 	CHECK(hm_store_evacuate(z, NULL, NULL) == -ENOSPC);
 	CHECK(hm_tier_get(z) == 0);
+	CHECK(hmunmap(p, len) == 0);
+}
+
+/* With no other lower tier, DRAM takes the pages, and they stay safe in it. */
+static void t_evacuate_into_dram(void)
+{
+	size_t n = 2048, len = n * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+			"tiers:dram:32M,tiering=none > mem:64M", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	struct hm_store *d = hm_chain_tier(ch, 0), *m = hm_chain_tier(ch, 1);
+	fill(p, n, 77);
+	CHECK(hm_advise(p, len, HM_ADV_DONTNEED) == 0);
+	CHECK(tier_pages(m) == n && tier_pages(d) == 0);
+	struct prog pr = { 0 };
+	int rc = hm_store_evacuate(m, on_progress, &pr);
+	CHECKF(rc == 0, "%d %s", rc, hm_errormsg());
+	CHECK(tier_pages(m) == 0 && tier_pages(d) == n);
+	CHECK(hm_tier_get(m) & HM_TIER_CLOSED);
+	CHECK(!pr.backwards && pr.last_done == n && pr.last_total == n);
+	CHECK(matches(p, n, 77, NULL));
+	/* Their only copy is in DRAM: reopened, the tier takes them back whole. */
+	CHECK(hm_tier_set(m, 0) == 0);
+	CHECK(hm_advise(p, len, HM_ADV_DONTNEED) == 0);
+	CHECK(tier_pages(m) == n && tier_pages(d) == 0);
+	CHECK(matches(p, n, 77, NULL));
 	CHECK(hmunmap(p, len) == 0);
 }
 
@@ -243,6 +280,7 @@ int main(void)
 {
 	RUN(t_evacuate_while_running);
 	RUN(t_evacuate_no_room);
+	RUN(t_evacuate_into_dram);
 	RUN(t_evacuate_errors);
 	RUN(t_cli_example);
 	tu_cleanup();

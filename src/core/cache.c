@@ -457,6 +457,14 @@ static void set_watermarks(struct hm_cache *c)
 	c->high = 2 * c->low;
 }
 
+bool hm__cache_room(struct hm_cache *c, uint64_t bytes)
+{
+	pthread_mutex_lock(&c->lock);
+	bool room = c->resident + bytes + c->low <= c->budget;
+	pthread_mutex_unlock(&c->lock);
+	return room;
+}
+
 void hm__cache_unreserve(struct hm_cache *c, struct hm_region *r, uint32_t n,
 			  const uint32_t *slots)
 {

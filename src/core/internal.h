@@ -331,6 +331,8 @@ int hm__region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *
  * regions still use it, which then may free it with hm_cache_free().
  */
 int hm__cache_free_owned(struct hm_cache *c);
+/* Whether `bytes` more fit in c without waking its evictor (nothing evicted). */
+bool hm__cache_room(struct hm_cache *c, uint64_t bytes);
 /* Gives back reserved slots of r that were not used. */
 void hm__cache_unreserve(struct hm_cache *c, struct hm_region *r, uint32_t n,
 			 const uint32_t *slots);

@@ -850,6 +850,46 @@ long hm_move(size_t count, void *const *pages, struct hm_store *const *stores, i
 
 /* ---- evacuation ---- */
 
+/*
+ * The last refuge of a page being evacuated from tier t when every other
+ * lower tier is full: DRAM, if the region over the chain covers the page
+ * and its cache has room for it above the evictor's low watermark, since
+ * an eviction would have nowhere to put what it evicts. Loading the region
+ * page takes its 4 KiB pages out of t (tiers are exclusive). Returns how
+ * many of them left t, or -ENOSPC.
+ */
+static int evacuate_up(struct hm_chain *ch, uint64_t pg, unsigned t)
+{
+	struct hm_region *r = NULL;
+	uintptr_t base = 0;
+	int moved = -ENOSPC;
+
+	pthread_mutex_lock(&ch->lock);
+	if (ch->region)
+		base = (uintptr_t)ch->region->base;
+	pthread_mutex_unlock(&ch->lock);
+	if (!base || !(r = hm__region_get(base)))
+		return -ENOSPC;
+	uint64_t off = pg * HM_CHAIN_PAGE;
+	if (hm__chain_of(r->store) == ch && off >= r->offset && off - r->offset < r->span &&
+	    hm__cache_room(r->cache, r->ps)) {
+		uint64_t idx = (off - r->offset) >> r->ps_shift;
+		uint64_t first = chain_pg(r, idx), n = pages_per(r), before = 0, after = 0;
+		for (uint64_t k = 0; k < n && first + k < ch->npages; k++)
+			before += CE_TIER(atomic_load(&ch->map[first + k])) == t;
+		quiet = true;
+		int rc = hm__populate(r, idx, 1, false);
+		quiet = false;
+		for (uint64_t k = 0; k < n && first + k < ch->npages; k++)
+			after += CE_TIER(atomic_load(&ch->map[first + k])) == t;
+		if (!rc && after < before)
+			moved = (int)(before - after);
+	}
+	hm__region_put(r);
+	hm__error_clear(); /* a load that failed leaves the page where it was: -ENOSPC says it */
+	return moved;
+}
+
 int hm_store_evacuate(struct hm_store *store,
 		      void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx)
 {
@@ -889,6 +929,8 @@ int hm_store_evacuate(struct hm_store *store,
 			if (CE_TIER(atomic_load(&ch->map[pg])) != (unsigned)t)
 				continue;
 			int m = hm__chain_move_page(ch, pg, 0, (unsigned)t);
+			if (m == -ENOSPC)
+				m = evacuate_up(ch, pg, (unsigned)t);
 			if (m < 0) {
 				rc = m;
 				break;
@@ -915,8 +957,8 @@ int hm_store_evacuate(struct hm_store *store,
 			progress(ctx, done, total);
 		if (rc == -ENOSPC)
 			return hm__error(-ENOSPC, "evacuation of '%s' stopped after %llu of %llu pages: "
-						  "the other tiers are full; no page was lost and the "
-						  "store takes pages again",
+						  "the other tiers, DRAM included, are full; no page was "
+						  "lost and the store takes pages again",
 					 store->uri, (unsigned long long)done,
 					 (unsigned long long)total);
 		return hm__error_errno(rc, "evacuation of '%s' stopped after %llu of %llu pages "
