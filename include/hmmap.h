@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/mman.h> /* PROT_*, MAP_FAILED, MS_*, MADV_*: hmmap() is used as mmap() is */
 #include <sys/types.h>
 
 #include <hmmap/discover.h>
@@ -219,12 +220,13 @@ int hm_region_trace(struct hm_region *region, const char *path);
 /* As hmsync(), with 0 / -errno. The range may span several regions. */
 int hm_sync(void *addr, size_t length, int flags);
 
+/* Advice for hm_advise(); the values are madvise()'s, so MADV_* work too. */
 enum hm_advice {
-	HM_ADV_NORMAL = 1,
-	HM_ADV_RANDOM,     /* no readahead */
-	HM_ADV_SEQUENTIAL, /* aggressive readahead */
-	HM_ADV_WILLNEED,   /* read the range in now (within the budget) */
-	HM_ADV_DONTNEED,   /* write back and drop the range's pages */
+	HM_ADV_NORMAL = 0,     /* = MADV_NORMAL */
+	HM_ADV_RANDOM = 1,     /* = MADV_RANDOM: no readahead */
+	HM_ADV_SEQUENTIAL = 2, /* = MADV_SEQUENTIAL: aggressive readahead */
+	HM_ADV_WILLNEED = 3,   /* = MADV_WILLNEED: read the range in now (within the budget) */
+	HM_ADV_DONTNEED = 4,   /* = MADV_DONTNEED: write back and drop the range's pages */
 };
 int hm_advise(void *addr, size_t length, int advice);
 

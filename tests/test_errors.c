@@ -189,8 +189,9 @@ static void test_sync_args(void)
 	/* The negative hm_* forms. */
 	EXPECT_RC(hm_sync(anon, 8192, MS_SYNC), -ENOMEM);
 	EXPECT_RC(hm_advise(anon, 8192, HM_ADV_DONTNEED), -ENOMEM);
-	EXPECT_RC(hm_advise(p, 4096, 0), -EINVAL);
+	EXPECT_RC(hm_advise(p, 4096, -1), -EINVAL);
 	EXPECT_RC(hm_advise(p, 4096, 99), -EINVAL);
+	EXPECT_RC(hm_advise(p, 4096, MADV_FREE), -EINVAL); /* madvise's, not one of ours */
 	EXPECT_RC(hm_advise(p + 8, 4096, HM_ADV_WILLNEED), -EINVAL);
 	EXPECT_RC(hm_prefault(p, 4096, 0x80), -EINVAL);
 	EXPECT_RC(hm_prefault(p, 0, 0), -EINVAL);

@@ -525,6 +525,10 @@ static int do_advise(struct hm_region *r, uint64_t idx, uint64_t n, void *ctx)
 
 int hm_advise(void *addr, size_t length, int advice)
 {
+	_Static_assert(HM_ADV_NORMAL == MADV_NORMAL && HM_ADV_RANDOM == MADV_RANDOM &&
+			       HM_ADV_SEQUENTIAL == MADV_SEQUENTIAL &&
+			       HM_ADV_WILLNEED == MADV_WILLNEED && HM_ADV_DONTNEED == MADV_DONTNEED,
+		       "hm_advise() takes madvise()'s values");
 	if (advice < HM_ADV_NORMAL || advice > HM_ADV_DONTNEED)
 		return hm__error(-EINVAL, "hm_advise: unknown advice %d", advice);
 	return for_range(addr, length, do_advise, &advice, "hm_advise");
