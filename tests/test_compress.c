@@ -4,7 +4,7 @@
  * incompressible, zeros) read back as written, at any offset and length;
  * the statistics count each kind and give the ratio; a full pool refuses a
  * write with -ENOSPC and keeps the old contents; freed room is used again;
- * the level is settable; bad URIs and controls are refused with a message;
+ * the levels are settable (lz4's picks LZ4HC); bad URIs and controls are refused with a message;
  * and a region over a compressed store keeps its data through eviction.
  */
 #include <errno.h>
@@ -96,6 +96,58 @@ static void t_zstd_kinds(void)
 	kinds("zstd:1M,level=5");
 }
 
+/* *out: pool bytes that 64 pages of mixed text take in a store opened with `uri`. */
+static void packed_bytes(const char *uri, uint64_t *out)
+{
+	struct hm_store *s;
+	struct hm_tier_stats st = { 0 };
+
+	*out = 0;
+	CHECKF(hm_store_open(&s, uri, 0) == 0, "%s: %s", uri, hm_errormsg());
+	for (uint64_t i = 0; i < 64; i++) {
+		text(page_a, i * 7919);
+		tu_fill(page_a + 1024 * (i % 4), 256, i); /* some noise in the text */
+		CHECK(hm_store_write(s, page_a, PG, i * PG) == 0);
+	}
+	for (uint64_t i = 0; i < 64; i++) {
+		text(page_a, i * 7919);
+		tu_fill(page_a + 1024 * (i % 4), 256, i);
+		CHECK(hm_store_read(s, page_b, PG, i * PG) == 0);
+		CHECKF(!memcmp(page_a, page_b, PG), "%s: page %llu", uri, (unsigned long long)i);
+	}
+	CHECK(hm_tier_stats(s, &st) == 0 && st.compressed_pages == 64);
+	CHECK(hm_store_close(s) == 0);
+	*out = st.compressed_bytes;
+}
+
+/* lz4's level picks LZ4HC, denser than the fast mode; zstd's 0 is its default. */
+static void t_levels(void)
+{
+	kinds("lz4:1M,level=9");
+	uint64_t fast, hc, quick, z0, z3;
+	packed_bytes("lz4:1M", &fast);
+	packed_bytes("lz4:1M,level=12", &hc);
+	packed_bytes("lz4:1M,accel=64", &quick);
+	CHECKF(hc && hc < fast && fast < quick, "LZ4HC-12 %llu, fast %llu, accel=64 %llu bytes",
+	       (unsigned long long)hc, (unsigned long long)fast, (unsigned long long)quick);
+	packed_bytes("zstd:1M,level=0", &z0);
+	packed_bytes("zstd:1M,level=3", &z3);
+	CHECKF(z0 && z0 == z3, "zstd level 0: %llu bytes, level 3: %llu", (unsigned long long)z0,
+	       (unsigned long long)z3);
+	/* At run time, for later writes. */
+	struct hm_store *s;
+	CHECK(hm_store_open(&s, "lz4:1M", 0) == 0);
+	CHECK(hm_store_ctl(s, "level=12") == 0);
+	text(page_a, 5);
+	CHECK(hm_store_write(s, page_a, PG, 0) == 0);
+	CHECK(hm_store_ctl(s, "level=0") == 0 && hm_store_ctl(s, "accel=4") == 0);
+	CHECK(hm_store_write(s, page_a, PG, PG) == 0);
+	CHECK(hm_store_read(s, page_b, PG, 0) == 0 && !memcmp(page_a, page_b, PG));
+	CHECK(hm_store_read(s, page_b, PG, PG) == 0 && !memcmp(page_a, page_b, PG));
+	CHECK(hm_store_ctl(s, "level=13") == -EINVAL && strstr(hm_errormsg(), "LZ4HC"));
+	CHECK(hm_store_close(s) == 0);
+}
+
 static void t_pool_full(void)
 {
 	struct hm_store *s;
@@ -136,8 +188,9 @@ static void t_pool_full(void)
 static void t_bad_uris(void)
 {
 	static const char *bad[] = {
-		"lz4:abc", "lz4:1K", "zstd:level=99", "lz4:2T", "zstd:1M,level=99", "zstd:1M,level=0",
-		"zstd:1M,level=x", "lz4:1M,level=3", "zstd:1M,accel=2", "lz4:1M,accel=0",
+		"lz4:abc", "lz4:1K", "zstd:level=99", "lz4:2T", "zstd:1M,level=99", "zstd:1M,level=",
+		"zstd:1M,level=x", "lz4:1M,level=13", "lz4:1M,level=-1", "lz4:1M,level=x",
+		"zstd:1M,accel=2", "lz4:1M,accel=0",
 		"zstd:1M,", "lz4:1M,space=1", "lz4:1M,nope=1", "lz4:1M,space",
 	};
 	struct hm_store *s;
@@ -160,7 +213,7 @@ static void t_bad_uris(void)
 	CHECK(hm_store_close(s) == 0);
 	CHECK(hm_store_open(&s, "lz4:1M,accel=8", 0) == 0);
 	CHECK(hm_store_ctl(s, "accel=1") == 0);
-	CHECK(hm_store_ctl(s, "level=3") == -EINVAL);
+	CHECK(hm_store_ctl(s, "level=30") == -EINVAL);
 	CHECK(hm_store_close(s) == 0);
 	/* Listed with the other stores. */
 	size_t n, found = 0;
@@ -222,6 +275,7 @@ int main(void)
 {
 	RUN(t_lz4_kinds);
 	RUN(t_zstd_kinds);
+	RUN(t_levels);
 	RUN(t_pool_full);
 	RUN(t_bad_uris);
 	RUN(t_region_over_compressed);

@@ -4,8 +4,12 @@
  * user-space zswap/zram. Both schemes share this file; only the codec
  * differs.
  *
- *   lz4:[SIZE][,accel=N][,space=SIZE]
+ *   lz4:[SIZE][,level=N][,accel=N][,space=SIZE]
  *   zstd:[SIZE][,level=N][,space=SIZE]
+ *
+ * lz4's level 0 (the default) is LZ4's fast mode, where accel trades ratio
+ * for speed; levels 1 to 12 are LZ4HC's, slower to compress and denser, as
+ * fast to decompress. zstd's levels are its own, 0 meaning its default (3).
  *
  * Without SIZE the pool may take a fifth of the machine's RAM (zswap's
  * default limit).
@@ -25,6 +29,7 @@
  * open, a few of them, each behind its own lock.
  */
 #include <lz4.h>
+#include <lz4hc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,14 +64,14 @@ struct zctx {
 	pthread_mutex_t lock;
 	ZSTD_CCtx *cctx;
 	ZSTD_DCtx *dctx;
-	void *lz4state;
+	void *lz4state; /* room for either LZ4 state, fast or HC */
 	char out[ZPAGE * 2]; /* compression output, larger than any bound */
 };
 
 struct zstore {
 	bool zstd;
-	int level;  /* zstd level */
-	int accel;  /* lz4 acceleration */
+	int level;  /* zstd level; lz4: 0 fast, else the LZ4HC level */
+	int accel;  /* lz4 acceleration (level 0) */
 	uint64_t cap, space, npages;
 	char *pool;
 	struct zent *map;
@@ -221,8 +226,12 @@ static int put_page(struct zstore *z, uint64_t pg, const char *src)
 			size_t k = ZSTD_compressCCtx(c->cctx, c->out, sizeof c->out, src, ZPAGE, z->level);
 			n = ZSTD_isError(k) ? ZPAGE : k;
 		} else {
-			int k = LZ4_compress_fast_extState(c->lz4state, src, c->out, (int)ZPAGE,
-							   (int)sizeof c->out, z->accel);
+			int k = z->level ? LZ4_compress_HC_extStateHC(c->lz4state, src, c->out,
+								      (int)ZPAGE, (int)sizeof c->out,
+								      z->level)
+					 : LZ4_compress_fast_extState(c->lz4state, src, c->out,
+								      (int)ZPAGE, (int)sizeof c->out,
+								      z->accel);
 			n = k > 0 ? (size_t)k : ZPAGE;
 		}
 		if (n > ZPAGE - ZUNIT) {
@@ -363,11 +372,19 @@ static int z_opt(void *ctx, const char *k, const char *v)
 	if (z->zstd && !strcmp(k, "level")) {
 		char *end;
 		long l = strtol(v, &end, 10);
-		if (!*v || *end || l < ZSTD_minCLevel() || l > ZSTD_maxCLevel() || l == 0)
+		if (!*v || *end || l < ZSTD_minCLevel() || l > ZSTD_maxCLevel())
 			return hm__error(-EINVAL, "zstd store: level='%s' is not a level from %d to "
-						  "%d (0 excluded)",
+						  "%d",
 					 v, ZSTD_minCLevel(), ZSTD_maxCLevel());
 		z->level = (int)l;
+		return 0;
+	}
+	if (!z->zstd && !strcmp(k, "level")) {
+		if (hm_parse_u64(v, &u) || u > LZ4HC_CLEVEL_MAX)
+			return hm__error(-EINVAL, "lz4 store: level='%s' is not from 0 (fast) to %d "
+						  "(LZ4HC)",
+					 v, LZ4HC_CLEVEL_MAX);
+		z->level = (int)u;
 		return 0;
 	}
 	if (!z->zstd && !strcmp(k, "accel")) {
@@ -385,7 +402,7 @@ static int z_opt(void *ctx, const char *k, const char *v)
 		return 0;
 	}
 	return hm__error(-EINVAL, "%s store: unknown option '%s' (known: %s, space)", name, k,
-			 z->zstd ? "level" : "accel");
+			 z->zstd ? "level" : "level, accel");
 }
 
 static void z_close(void *priv)
@@ -448,7 +465,7 @@ static int z_open(void **priv, const char *rest, struct hm_store_info *info, boo
 	if (!z)
 		return hm__error(-ENOMEM, "out of memory");
 	z->zstd = zstd;
-	z->level = 1;
+	z->level = zstd ? 1 : 0;
 	z->accel = 1;
 	z->cap = size & ~(uint64_t)(ZUNIT - 1);
 	o.z = z;
@@ -483,7 +500,8 @@ static int z_open(void **priv, const char *rest, struct hm_store_info *info, boo
 			if (!c->cctx || !c->dctx)
 				goto nomem;
 		} else {
-			c->lz4state = malloc((size_t)LZ4_sizeofState());
+			int fast = LZ4_sizeofState(), hc = LZ4_sizeofStateHC();
+			c->lz4state = malloc((size_t)(fast > hc ? fast : hc));
 			if (!c->lz4state)
 				goto nomem;
 		}
@@ -509,7 +527,7 @@ static int zstd_open(void **priv, const char *rest, int flags, struct hm_store_i
 	return z_open(priv, rest, info, true);
 }
 
-/* "level=N" (zstd) or "accel=N" (lz4) changes the codec setting for later writes. */
+/* "level=N" or (lz4) "accel=N" changes the codec setting for later writes. */
 static int z_ctl(void *priv, const char *key, const char *value)
 {
 	struct zstore *z = priv;
@@ -517,8 +535,8 @@ static int z_ctl(void *priv, const char *key, const char *value)
 	int level = z->level, accel = z->accel;
 
 	if (!value || strcmp(key, "space") == 0)
-		return hm__error(-EINVAL, "%s store: control '%s' needs a value (known: %s=N)",
-				 z->zstd ? "zstd" : "lz4", key, z->zstd ? "level" : "accel");
+		return hm__error(-EINVAL, "%s store: control '%s' needs a value (known: %s)",
+				 z->zstd ? "zstd" : "lz4", key, z->zstd ? "level=N" : "level=N, accel=N");
 	int rc = z_opt(&o, key, value);
 	if (rc) {
 		z->level = level;
@@ -530,7 +548,7 @@ static int z_ctl(void *priv, const char *key, const char *value)
 const struct hm_store_ops hm__store_lz4 = {
 	.abi = HM_STORE_ABI,
 	.scheme = "lz4",
-	.summary = "pages compressed with LZ4 in a RAM pool (zswap-like tier)",
+	.summary = "pages compressed with LZ4 (level=N: LZ4HC) in a RAM pool (zswap-like tier)",
 	.open = lz4_open,
 	.close = z_close,
 	.read = z_read,
