@@ -533,7 +533,9 @@ int hm_tier_stats(const struct hm_store *tier, struct hm_tier_stats *stats);
  *                    pages stay in DRAM); for the DRAM tier the range is
  *                    brought in and pinned (-ENOMEM past the budget).
  *   HM_MIGRATE       move the range's pages to `store` now; with HM_BIND
- *                    too, both. Returns the number of pages moved.
+ *                    too, both. Returns the number of pages moved. Alone,
+ *                    it fails with -EBUSY (changing nothing) if a page of
+ *                    the range is bound to DRAM.
  *   HM_BIND_DEFAULT  back to the chain's own placement (store may be NULL).
  * The range stays readable and writable by other threads while it moves.
  * Returns the pages moved (0 without HM_MIGRATE) or -errno; -ENOSPC when
@@ -542,7 +544,9 @@ int hm_tier_stats(const struct hm_store *tier, struct hm_tier_stats *stats);
 #define HM_BIND 0x1
 #define HM_MIGRATE 0x2
 #define HM_BIND_DEFAULT 0x4
-#define HM_BIND_MIGRATE HM_MIGRATE /* the same flag, named like HM_BIND_DEFAULT */
+/* Other names of the same flags: HM_BIND_MIGRATE is HM_MIGRATE alone (not with HM_BIND). */
+#define HM_BIND_MIGRATE HM_MIGRATE
+#define HM_DEFAULT HM_BIND_DEFAULT
 long hm_bind(void *addr, size_t length, struct hm_store *store, int flags);
 
 /*

@@ -137,9 +137,14 @@ static void t_bind_dram_pins(void)
 	struct hm_store *targets[1] = { hm_chain_tier(ch, 1) };
 	int status[1];
 	CHECK(hm_move(1, pages, targets, status, 0) == 1 && status[0] == -EBUSY);
+	/* Nor by a migration alone, which says why; binding them down releases them. */
+	CHECK(hm_bind(p, 64 * PG, targets[0], HM_MIGRATE) == -EBUSY &&
+	      strstr(hm_errormsg(), "bound to DRAM"));
+	CHECK(count_in(p, 64, 0) == 64);
+	CHECK(hm_bind(p, 64 * PG, dram, HM_MIGRATE) == 0); /* up: they are there already */
 	/* More than the budget cannot be bound to DRAM; nothing changes. */
 	CHECK(hm_bind(p, len, dram, HM_BIND) == -ENOMEM);
-	CHECK(hm_bind(p, 64 * PG, NULL, HM_BIND_DEFAULT) == 0);
+	CHECK(hm_bind(p, 64 * PG, NULL, HM_DEFAULT) == 0); /* HM_BIND_DEFAULT's other name */
 	fill(p + 64 * PG, 2048, 2000);
 	CHECK(count_in(p, 64, 0) < 64);
 	CHECK(same(p, 64, 3));

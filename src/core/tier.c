@@ -780,6 +780,18 @@ long hm_bind(void *addr, size_t length, struct hm_store *store, int flags)
 		hm__region_put(r);
 		return rc;
 	}
+	if (t != 0 && !(flags & HM_BIND)) {
+		/* Moving pages down that a DRAM binding holds would undo it behind its back. */
+		for (uint64_t i = i0; i < i1 + 1; i++) {
+			if (dram_bound(ch, r, i)) {
+				hm__region_put(r);
+				return hm__error(-EBUSY, "hm_bind: page %p is bound to DRAM; bind the "
+							 "range to '%s' (HM_BIND | HM_MIGRATE) or "
+							 "release it (HM_BIND_DEFAULT) first",
+						 (void *)(r->base + (i << r->ps_shift)), store->uri);
+			}
+		}
+	}
 	if (flags & HM_BIND) {
 		/* A DRAM binding of the range ends: its pins go. */
 		for (uint64_t i = i0; i < i1 + 1; i++)
