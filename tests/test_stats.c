@@ -11,6 +11,7 @@
  */
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -640,6 +641,77 @@ static void live_and_dead_process(void)
 	CHECK(sn == NULL);
 }
 
+/*
+ * A process in a PID namespace whose /proc is its parent's: getpid() says
+ * 1, which /proc gives to the parent's init. Its segment must carry the
+ * number /proc knows it by, or readers take init's start time for its own
+ * and show the segment as live for good after it is gone.
+ */
+static void pid_namespace_segment(void)
+{
+	int pfd[2];
+	char line[64] = "", path[64];
+	bool one_before = seg_exists(1);
+
+	if (getuid() != 0)
+		SKIP("a PID namespace needs root here");
+	CHECK(pipe(pfd) == 0);
+	fflush(stdout);
+	pid_t mid = fork();
+	CHECK(mid >= 0);
+	if (mid == 0) {
+		if (unshare(CLONE_NEWPID))
+			_exit(77);
+		pid_t g = fork(); /* PID 1 of the new namespace */
+		if (g == 0) {
+			dup2(pfd[1], 1);
+			close(pfd[0]);
+			close(pfd[1]);
+			execl(self, self, "--workload", "mem:8M", (char *)NULL);
+			_exit(127);
+		}
+		int st = 0;
+		waitpid(g, &st, 0);
+		_exit(0);
+	}
+	close(pfd[1]);
+	FILE *f = fdopen(pfd[0], "r");
+	bool ready = f && fgets(line, sizeof line, f) && !strncmp(line, "ready", 5);
+	if (f)
+		fclose(f);
+	int st = 0;
+	if (!ready) {
+		kill(mid, SIGKILL);
+		waitpid(mid, &st, 0);
+		if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
+			SKIP("unshare(CLONE_NEWPID): not allowed here");
+		CHECKF(0, "the workload in a PID namespace did not start");
+	}
+	/* The workload is the only child of `mid`, known here by another number. */
+	pid_t g = 0;
+	snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)mid, (int)mid);
+	f = fopen(path, "r");
+	if (f) {
+		int v = 0;
+		if (fscanf(f, "%d", &v) == 1)
+			g = v;
+		fclose(f);
+	}
+	struct hm_snapshot *sn = NULL;
+	int rc = g > 1 ? hm_snapshot_read(g, &sn) : -ESRCH;
+	bool one_after = seg_exists(1);
+	if (g > 1)
+		kill(g, SIGKILL);
+	waitpid(mid, &st, 0);
+	CHECKF(g > 1, "no workload under %d", (int)mid);
+	CHECKF(rc == 0 && sn && sn->pid == g, "segment of %d: %d %s", (int)g, rc, hm_errormsg());
+	hm_snapshot_free(sn);
+	CHECKF(one_before || !one_after, "a segment under PID 1 appeared");
+	/* Gone: its segment is seen stale and removed (by us, or by a process making its own). */
+	rc = hm_snapshot_read(g, &sn);
+	CHECKF((rc == -ESTALE || rc == -ESRCH) && !seg_exists(g), "%d %s", rc, hm_errormsg());
+}
+
 static void dead_process_never_listed(void)
 {
 	pid_t *pids;
@@ -881,6 +953,7 @@ int main(int argc, char **argv)
 	RUN(exit_removes_segment);
 	RUN(publisher_cleans_stale);
 	RUN(recycled_and_foreign_segments);
+	RUN(pid_namespace_segment);
 	RUN(counters_and_latency);
 	RUN(prefetch_used_when_scanned);
 	RUN(counts_current_after_scan);

@@ -344,7 +344,8 @@ _Static_assert(sizeof(struct hm_stats) == 256, "struct hm_stats keeps its size")
 #define SEG_SIZE (SEG_HEADER + SEG_CAPACITY * sizeof(struct hm_obj_stats))
 
 static struct seg_header *seg;  /* under reg_lock */
-static pid_t seg_pid;           /* the process that made seg */
+static pid_t seg_pid;           /* the process that made seg (getpid()) */
+static pid_t seg_proc_pid;      /* the same, as /proc names it: the segment's number */
 static bool seg_failed;         /* creation failed: do not retry on every map */
 static pthread_t publisher;
 static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
@@ -352,6 +353,26 @@ static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
 static void seg_name(char *buf, size_t n, pid_t pid)
 {
 	snprintf(buf, n, "/hmmap.%d", (int)pid);
+}
+
+/*
+ * This process's PID as /proc names it, which is what readers check a
+ * segment against. In a PID namespace whose /proc is the parent's, getpid()
+ * names another process there (1 is the parent's init): a segment under that
+ * number would carry that process's start time and name and look alive to
+ * every reader long after this process is gone.
+ */
+static pid_t proc_self_pid(void)
+{
+	char buf[32], *end;
+	ssize_t n = readlink("/proc/self", buf, sizeof buf - 1);
+	long v;
+
+	if (n <= 0)
+		return getpid();
+	buf[n] = 0;
+	v = strtol(buf, &end, 10);
+	return *end || v <= 0 ? getpid() : (pid_t)v;
 }
 
 /* Field 22 of /proc/PID/stat (start time in clock ticks after boot), or 0. */
@@ -492,7 +513,7 @@ static void seg_remove(void)
 	/* A forked child that never published must not remove its parent's segment. */
 	if (!seg || seg_pid != getpid())
 		return;
-	seg_name(name, sizeof name, seg_pid);
+	seg_name(name, sizeof name, seg_proc_pid);
 	shm_unlink(name);
 }
 
@@ -536,13 +557,15 @@ static void seg_create(void)
 	char name[64];
 	struct seg_header *h;
 	const struct hm_env *env;
+	pid_t me;
 	int fd;
 
 	if (seg_failed || hm__env(&env) || !env->stats)
 		return;
 	pthread_once(&hooks_once, install_hooks);
 	clean_stale();
-	seg_name(name, sizeof name, getpid());
+	me = proc_self_pid();
+	seg_name(name, sizeof name, me);
 	fd = shm_open(name, O_CREAT | O_RDWR | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		goto fail;
@@ -561,12 +584,12 @@ static void seg_create(void)
 	h->header_size = SEG_HEADER;
 	h->entry_size = sizeof(struct hm_obj_stats);
 	h->capacity = SEG_CAPACITY;
-	h->pid = getpid();
-	h->start_time = proc_start_time(getpid());
+	h->pid = me;
+	h->start_time = proc_start_time(me);
 	h->interval_ms = HM_SNAPSHOT_INTERVAL_MS;
 	{
 		char path[64];
-		snprintf(path, sizeof path, "/proc/%d/comm", (int)getpid());
+		snprintf(path, sizeof path, "/proc/%d/comm", (int)me);
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd >= 0) {
 			ssize_t n = read(fd, h->comm, sizeof h->comm - 1);
@@ -579,6 +602,7 @@ static void seg_create(void)
 	memcpy(h->magic, SEG_MAGIC, 8);
 	seg = h;
 	seg_pid = getpid();
+	seg_proc_pid = me;
 	if (pthread_create(&publisher, NULL, publisher_main, NULL)) {
 		/* Published once below, never refreshed: remove rather than mislead. */
 		munmap(h, SEG_SIZE);
@@ -957,12 +981,13 @@ static void clean_stale(void)
 {
 	DIR *d = opendir("/dev/shm");
 	struct dirent *de;
+	pid_t me = proc_self_pid();
 
 	if (!d)
 		return;
 	while ((de = readdir(d))) {
 		pid_t pid = seg_pid_of(de->d_name);
-		if (pid && pid != getpid() && !pid_alive(pid))
+		if (pid && pid != getpid() && pid != me && !pid_alive(pid))
 			unlink_seg(pid);
 	}
 	closedir(d);
