@@ -389,6 +389,91 @@ static int have_tool(void)
 	return access(tool, X_OK) == 0;
 }
 
+/* The keys of a recorded trace (one page index per line), through the replay reader. */
+static int load_keys(const char *path, struct hm__trace *t)
+{
+	struct hm__trace_opts o = { 0 };
+
+	return hm__trace_load(t, path, &o);
+}
+
+/* Whether want[] appears in t's keys in that order (sampled references may come between). */
+static bool in_order(const struct hm__trace *t, const uint64_t *want, size_t n)
+{
+	size_t k = 0;
+
+	for (uint64_t i = 0; i < t->n && k < n; i++)
+		k += t->keys[i] == want[k];
+	return k == n;
+}
+
+/*
+ * Recording: hm_region_trace() writes a region's demand misses as page
+ * indexes that the replay reader loads; HMMAP_TRACE does it for every
+ * region, PATH then PATH.1; a path that cannot be written is an error,
+ * never a trace lost in silence.
+ */
+static void test_record_region(void)
+{
+	static const uint64_t order[] = { 5, 3, 9, 0, 63 };
+	char dir[] = "/tmp/hmmap-record-XXXXXX", path[128], path1[160];
+	struct hm_store *s;
+	struct hm_cache *c;
+	struct hm_region *r;
+	struct hm__trace t;
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof path, "%s/t", dir);
+	CHECK(hm_store_open(&s, "mem:256K", 0) == 0);
+	CHECK(hm_cache_new(&c, 1 << 20, "clock") == 0);
+	CHECK(hm_region_map(&r, c, s, 0, 256 << 10, PROT_READ, HM_CACHED, 4096) == 0);
+	CHECK(hm_advise(hm_region_addr(r), 256 << 10, HM_ADV_RANDOM) == 0);
+	CHECK(hm_region_trace(r, path) == 0);
+	CHECK(hm_region_trace(r, path) == -EBUSY);
+	for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+		(void)((volatile char *)hm_region_addr(r))[order[i] * 4096];
+	CHECK(hm_region_trace(r, NULL) == 0); /* stops and flushes */
+	CHECK(load_keys(path, &t) == 0);
+	CHECKF(t.n >= 5 && in_order(&t, order, 5), "%llu records", (unsigned long long)t.n);
+	for (uint64_t i = 0; i < t.n; i++)
+		CHECK(t.keys[i] < 64);
+	hm__trace_free(&t);
+	CHECK(hm_region_trace(NULL, path) == -EINVAL);
+	CHECK(hm_region_trace(r, "/nonexistent-dir/t") < 0 && *hm_errormsg());
+	CHECK(hm_region_unmap(r) == 0);
+	CHECK(hm_cache_free(c) == 0 && hm_store_close(s) == 0);
+
+	/* Every region of the process. */
+	CHECK(setenv("HMMAP_TRACE", path, 1) == 0);
+	char *p = hmmap(NULL, 64 << 10, PROT_READ, HM_CACHED, "mem:64K", 0);
+	char *q = hmmap(NULL, 64 << 10, PROT_READ, HM_CACHED, "mem:64K", 0);
+	CHECKF(p != MAP_FAILED && q != MAP_FAILED, "%s", hm_errormsg());
+	CHECK(hm_advise(p, 64 << 10, HM_ADV_RANDOM) == 0 && hm_advise(q, 64 << 10, HM_ADV_RANDOM) == 0);
+	(void)((volatile char *)p)[7 * 4096];
+	(void)((volatile char *)q)[2 * 4096];
+	CHECK(hmunmap(p, 64 << 10) == 0 && hmunmap(q, 64 << 10) == 0);
+	snprintf(path1, sizeof path1, "%s.1", path);
+	static const uint64_t seven = 7, two = 2;
+	CHECK(load_keys(path, &t) == 0);
+	CHECK(in_order(&t, &seven, 1));
+	hm__trace_free(&t);
+	CHECK(load_keys(path1, &t) == 0);
+	CHECK(in_order(&t, &two, 1));
+	hm__trace_free(&t);
+	/* A path that cannot be written: the mapping fails and says why. */
+	CHECK(setenv("HMMAP_TRACE", "/nonexistent-dir/t", 1) == 0);
+	errno = 0;
+	p = hmmap(NULL, 64 << 10, PROT_READ, HM_CACHED, "mem:64K", 0);
+	CHECKF(p == MAP_FAILED && errno && strstr(hm_errormsg(), "HMMAP_TRACE"), "%s",
+	       hm_errormsg());
+	CHECK(unsetenv("HMMAP_TRACE") == 0);
+	p = hmmap(NULL, 64 << 10, PROT_READ, HM_CACHED, "mem:64K", 0);
+	CHECK(p != MAP_FAILED && hmunmap(p, 64 << 10) == 0);
+	unlink(path);
+	unlink(path1);
+	rmdir(dir);
+}
+
 static void test_cli(void)
 {
 	static char out[65536];
@@ -471,6 +556,7 @@ int main(void)
 	RUN(test_malformed);
 	RUN(test_guess_format);
 	RUN(test_bad_spec);
+	RUN(test_record_region);
 	RUN(test_cli);
 	return test_done();
 }

@@ -417,8 +417,8 @@ int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n, bool unmapped_fir
 
 /* ---- fault traces (src/core/trace.c) ---- */
 void hm__trace_record(struct hm_region *r, uint64_t idx);
-/* HMMAP_TRACE: starts recording a new region; stops at unmap. */
-void hm__trace_region_start(struct hm_region *r);
+/* HMMAP_TRACE: starts recording a new region (0, or an error naming the variable); stops at unmap. */
+int hm__trace_region_start(struct hm_region *r);
 void hm__trace_region_end(struct hm_region *r);
 
 /* ---- the fault engine (src/uffd/) ---- */

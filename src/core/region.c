@@ -144,6 +144,7 @@ static void table_remove(struct hm_region *r)
 
 static void teardown(struct hm_region *r)
 {
+	hm__trace_region_end(r); /* a map that failed after its trace began */
 	hm__bam_teardown(r);
 	if (r->base && r->base != MAP_FAILED) {
 		hm__uffd_unregister(r->base, r->span);
@@ -349,6 +350,9 @@ int hm__region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *
 	if (rc)
 		goto fail;
 mapped:
+	rc = hm__trace_region_start(r);
+	if (rc)
+		goto fail;
 	rc = hm__tier_attach(r); /* a chain starts its tiering engine */
 	if (rc)
 		goto fail;
@@ -362,7 +366,6 @@ mapped:
 	pthread_mutex_unlock(&c->lock);
 	atomic_fetch_add(&s->maps, 1);
 	hm__prefetch_start();
-	hm__trace_region_start(r);
 	hm__stats_region_add(r);
 	*out = r;
 	return 0;

@@ -117,21 +117,24 @@ int hm_region_trace(struct hm_region *r, const char *path)
 	return 0;
 }
 
-void hm__trace_region_start(struct hm_region *r)
+int hm__trace_region_start(struct hm_region *r)
 {
 	static _Atomic int seq;
 	const char *path = getenv("HMMAP_TRACE");
 	char name[4096];
+	int rc;
 
 	if (!path || !*path)
-		return;
+		return 0;
 	/* The first region traces to PATH, later ones to PATH.N. */
 	int n = atomic_fetch_add(&seq, 1);
 	if (n == 0)
 		snprintf(name, sizeof name, "%s", path);
 	else
 		snprintf(name, sizeof name, "%s.%d", path, n);
-	hm_region_trace(r, name);
+	/* A trace asked for and not written would be lost in silence. */
+	rc = hm_region_trace(r, name);
+	return rc ? hm__error_wrap(rc, "HMMAP_TRACE='%s' is not valid", path) : 0;
 }
 
 void hm__trace_region_end(struct hm_region *r)
