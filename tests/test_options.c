@@ -278,6 +278,8 @@ static void test_env_bad_policy(void)
 	static const struct env_case cases[] = {
 		{ "HMMAP_POLICY=nosuchpolicy", false, "HMMAP_POLICY" },
 		{ "HMMAP_POLICY=opt", false, "HMMAP_POLICY" },
+		{ "HMMAP_POLICY=clock:bogus=1", false, "HMMAP_POLICY" }, /* found making the cache */
+		{ "HMMAP_POLICY=s3fifo:small=2", false, "HMMAP_POLICY" },
 	};
 
 	run_env_cases(cases, sizeof cases / sizeof cases[0]);
@@ -292,6 +294,8 @@ static void test_env_good(void)
 		{ "HMMAP_PAGE_SIZE=2M", true, NULL },
 		{ "HMMAP_FAULT_MODE=auto", true, NULL },
 		{ "HMMAP_POLICY=fifo", true, NULL },
+		{ "HMMAP_POLICY=s3fifo:small=0.2,threshold=1", true, NULL },
+		{ "HMMAP_POLICY=lirs:hir=0.05", true, NULL },
 		{ "HMMAP_READAHEAD=0", true, NULL },
 		{ "HMMAP_EVICT_BATCH=0", true, NULL },
 		{ "HMMAP_SAMPLE_RATE=0", true, NULL },

@@ -1034,6 +1034,10 @@ int hm_cache_default(struct hm_cache **out)
 		rc = hm_cache_new(&default_cache, env->cache_size, env->policy);
 		if (!rc)
 			default_cache->is_default = true;
+		else /* the variables say what it was made of: name them */
+			rc = hm__error_wrap(rc, "the default cache (HMMAP_CACHE_SIZE=%llu, "
+						"HMMAP_POLICY='%s')",
+					    (unsigned long long)env->cache_size, env->policy);
 	}
 	*out = default_cache;
 	pthread_mutex_unlock(&default_lock);

@@ -185,6 +185,7 @@ static void load(void)
 	 */
 	const struct hm_policy_ops *pops;
 	const char *popts;
+	void *pstate = NULL;
 	if (hm_policy_lookup(env.policy, &pops, &popts) ||
 	    (pops->flags & HM_POLICY_REPLAY_ONLY)) {
 		env_err = -EINVAL;
@@ -194,6 +195,14 @@ static void load(void)
 			 env.policy, hm_errormsg());
 		return;
 	}
+	/* Its options too, on a small instance, rather than when the cache is made. */
+	if (pops->create(&pstate, 64, popts)) {
+		env_err = -EINVAL;
+		snprintf(env_msg, sizeof env_msg, "HMMAP_POLICY='%s' is not valid: %s", env.policy,
+			 hm_errormsg());
+		return;
+	}
+	pops->destroy(pstate);
 	if (env.cache_size < env.page_size) {
 		env_err = -EINVAL;
 		snprintf(env_msg, sizeof env_msg,
