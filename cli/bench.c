@@ -1137,6 +1137,15 @@ static void human(char *buf, size_t n, double v)
 		snprintf(buf, n, "%.1f", v);
 }
 
+/* A count: whole below 10k, then as human() shortens it. */
+static void human_count(char *buf, size_t n, uint64_t v)
+{
+	if (v < 10000)
+		snprintf(buf, n, "%llu", (unsigned long long)v);
+	else
+		human(buf, n, (double)v);
+}
+
 static void size_str(char *buf, size_t n, uint64_t v)
 {
 	if (v && v % (1ull << 30) == 0)
@@ -1173,10 +1182,10 @@ static void print_table(const struct opts *o, struct row *rows, int nrows)
 			if (r->has_ratio)
 				snprintf(ratio, sizeof ratio, "%.2fx", r->ratio);
 			if (r->sys != S_PREAD)
-				human(f, sizeof f, (double)c->faults);
-			human(mi, sizeof mi, (double)c->misses);
+				human_count(f, sizeof f, c->faults);
+			human_count(mi, sizeof mi, c->misses);
 			if (r->sys == S_HMMAP || r->sys == S_PREAD)
-				human(ev, sizeof ev, (double)c->evictions);
+				human_count(ev, sizeof ev, c->evictions);
 		}
 		printf("%-8s %-9s %-7s %-5s %-6s %-6s %-6s %3d %9s %9s %-7s %7s %9s %9s %9s %s\n",
 		       wl_names[r->wl], sys, cache, page, r->policy, r->fmode,

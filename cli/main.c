@@ -39,6 +39,12 @@ static void usage(FILE *f)
 		   "(HMMAP_CACHE_SIZE, HMMAP_POLICY, ...) are listed in the README.\n");
 }
 
+static int version_usage(void)
+{
+	printf("usage: hmmap version\n\nPrints the version of hmmap and its library.\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -52,7 +58,10 @@ int main(int argc, char **argv)
 				char *args[] = { argv[2], "--help", NULL };
 				return commands[i].fn(2, args);
 			}
-		if (strcmp(argv[2], "help") && strcmp(argv[2], "version")) {
+		if (!strcmp(argv[2], "version"))
+			return version_usage();
+		if (strcmp(argv[2], "help") &&
+		    strcmp(argv[2], "--help") && strcmp(argv[2], "-h")) {
 			fprintf(stderr, "hmmap help: unknown command '%s'\n\n", argv[2]);
 			usage(stderr);
 			return 2;
@@ -67,6 +76,9 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+		if (argc == 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
+			return version_usage();
+		}
 		if (argc > 2) {
 			fprintf(stderr, "hmmap version: unexpected argument '%s'\n", argv[2]);
 			return 2;

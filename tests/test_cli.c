@@ -41,6 +41,13 @@ static void version_and_help(void)
 	/* "help COMMAND" is "COMMAND --help". */
 	snprintf(cmd, sizeof cmd, "%s help probe", tool);
 	CHECK(tu_run(cmd, out, sizeof out) == 0 && strstr(out, "usage: hmmap probe URI"));
+	/* Every command has --help, version and help included. */
+	snprintf(cmd, sizeof cmd, "%s version --help", tool);
+	CHECK(tu_run(cmd, out, sizeof out) == 0 && strstr(out, "usage: hmmap version"));
+	snprintf(cmd, sizeof cmd, "%s help version", tool);
+	CHECK(tu_run(cmd, out, sizeof out) == 0 && strstr(out, "usage: hmmap version"));
+	snprintf(cmd, sizeof cmd, "%s help --help", tool);
+	CHECK(tu_run(cmd, out, sizeof out) == 0 && strstr(out, "commands:"));
 	snprintf(cmd, sizeof cmd, "%s stores", tool);
 	CHECK(tu_run(cmd, out, sizeof out) == 0 && strstr(out, "file") && strstr(out, "mem"));
 	snprintf(cmd, sizeof cmd, "%s policies", tool);
