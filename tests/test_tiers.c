@@ -68,7 +68,7 @@ static void t_uri_errors(void)
 		"tiers:lz4:1M>dram:1M",
 		"tiers:dram:1M>tiers:dram:1M",
 		"tiers:dram:1M>nosuch:1M",
-		"tiers:dram:1M>lz4:1M,level=3",
+		"tiers:dram:1M>lz4:1M,level=13",
 		"tiers:dram:1M>/nonexistent/dir/file",
 		"tiers:dram:1M>explicit:",
 		"tiers:dram:1M>mem:1M>mem:1M>mem:1M>mem:1M>mem:1M>mem:1M>mem:1M>mem:1M",
