@@ -415,7 +415,8 @@ static int dram_opt(void *ctx, const char *k, const char *v)
 	if (!strcmp(k, "rate")) {
 		if (hm_parse_size(v, &u) || u < 4096)
 			return hm__error(-EINVAL, "tiers: rate='%s' is not bytes per second (at "
-						  "least 4K, e.g. 256M)",
+						  "least 4K): write megabytes per second with their "
+						  "suffix, rate=100M for 100 MiB/s",
 					 v);
 		ch->rate = u;
 		return 0;
