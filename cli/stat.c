@@ -182,6 +182,13 @@ static void print_text(const struct hm_snapshot *sn)
 				       o->props & HM_PROP_COHERENT ? ", coherent" : "",
 				       o->props & HM_PROP_READONLY ? ", read-only" : "");
 				print_counters(s, false);
+				if (s->pool_bytes) {
+					hm_cli_bytes(a, sizeof a, s->held_bytes);
+					hm_cli_bytes(b, sizeof b, s->pool_bytes);
+					printf("    pool       holds %s of pages in %s: compression ratio "
+					       "%.2f\n",
+					       a, b, (double)s->held_bytes / (double)s->pool_bytes);
+				}
 				break;
 			}
 		}
@@ -230,6 +237,8 @@ void hm_cli_json_stats(const struct hm_stats *s)
 	F(fault_ns_p50);
 	F(fault_ns_p99);
 	F(fault_ns_p999);
+	F(held_bytes);
+	F(pool_bytes);
 #undef F
 }
 
@@ -278,6 +287,11 @@ static void print_json(const struct hm_snapshot *sn)
 				       o->props & HM_PROP_PERSISTENT ? "true" : "false",
 				       o->props & HM_PROP_COHERENT ? "true" : "false",
 				       o->props & HM_PROP_READONLY ? "true" : "false");
+				/* held / pool: 0 where nothing is compressed or held. */
+				printf(", \"compression_ratio\": %.3f",
+				       o->stats.pool_bytes ? (double)o->stats.held_bytes /
+								     (double)o->stats.pool_bytes
+							   : 0.0);
 				break;
 			}
 			hm_cli_json_stats(&o->stats);

@@ -269,14 +269,22 @@ struct hm_stats {
 	uint64_t fault_ns_p50;    /* fault-service latency percentiles, ns, within */
 	uint64_t fault_ns_p99;    /* 6.25%: the middle of a log-linear bucket; */
 	uint64_t fault_ns_p999;   /* cumulative since the object was created */
-	uint64_t reserved[9];
+	/*
+	 * Stores: what a compressed store (lz4:, zstd:), or a chain's lower
+	 * tiers, hold (4 KiB x pages) and the RAM that takes; held_bytes /
+	 * pool_bytes is the compression ratio. Zero for other stores.
+	 */
+	uint64_t held_bytes;
+	uint64_t pool_bytes;
+	uint64_t reserved[7];
 };
 int hm_region_stats(const struct hm_region *region, struct hm_stats *stats);
 int hm_cache_stats(const struct hm_cache *cache, struct hm_stats *stats);
 /*
  * A store's traffic from every region and cache that used it: bytes_read,
  * bytes_written (what the medium has absorbed: its endurance budget),
- * writebacks, read_errors, writeback_errors. Other fields are zero.
+ * writebacks, read_errors, writeback_errors; and for compressed stores and
+ * chains, held_bytes and pool_bytes. Other fields are zero.
  */
 int hm_store_stats(const struct hm_store *store, struct hm_stats *stats);
 

@@ -177,6 +177,14 @@ static void t_pool_full(void)
 	text(page_a, 1);
 	CHECK(hm_store_write(s, page_a, PG, 40 * PG) == 0);
 	CHECK(hm_store_read(s, page_b, PG, 40 * PG) == 0 && !memcmp(page_a, page_b, PG));
+	/* The store's own statistics say the same: what it holds and what that takes. */
+	struct hm_stats ss;
+	CHECK(hm_tier_stats(s, &st) == 0 && hm_store_stats(s, &ss) == 0);
+	CHECKF(ss.held_bytes == st.pages * PG && ss.pool_bytes == st.used_bytes &&
+		       ss.held_bytes > ss.pool_bytes,
+	       "held %llu pool %llu; %llu pages in %llu bytes", (unsigned long long)ss.held_bytes,
+	       (unsigned long long)ss.pool_bytes, (unsigned long long)st.pages,
+	       (unsigned long long)st.used_bytes);
 	for (i = 1; i < 16; i++) {
 		tu_fill(page_a, PG, i);
 		CHECK(hm_store_read(s, page_b, PG, i * PG) == 0);

@@ -712,6 +712,41 @@ static void pid_namespace_segment(void)
 	CHECKF((rc == -ESTALE || rc == -ESRCH) && !seg_exists(g), "%d %s", rc, hm_errormsg());
 }
 
+/* A compressed store's holdings and ratio reach the segment, and hmmap stat prints them. */
+static void compressed_store_in_snapshot(void)
+{
+	struct hm_snapshot *sn = NULL;
+	pid_t pid = spawn("lz4:8M");
+	bool found = false;
+
+	CHECK(pid > 0);
+	/* The workload's 1 MiB cache evicts its written pages into the pool. */
+	for (int tries = 0; tries < 200 && !found; tries++) {
+		sleep_ms(20);
+		if (hm_snapshot_read(pid, &sn))
+			break;
+		for (size_t i = 0; i < sn->nobjs; i++) {
+			const struct hm_obj_stats *o = &sn->objs[i];
+			if (o->kind == HM_OBJ_STORE && !strcmp(o->name, "lz4:8M") &&
+			    o->stats.held_bytes > (1 << 20) && o->stats.pool_bytes &&
+			    o->stats.pool_bytes * 4 < o->stats.held_bytes)
+				found = true;
+		}
+		hm_snapshot_free(sn);
+		sn = NULL;
+	}
+	const char *b = getenv("HMMAP_BUILD");
+	char tool[512], cmd[600], out[16384] = "";
+	snprintf(tool, sizeof tool, "%s/hmmap", b ? b : "build");
+	bool have_tool = access(tool, X_OK) == 0;
+	snprintf(cmd, sizeof cmd, "%s stat %d", tool, (int)pid);
+	int rc = have_tool ? tu_run(cmd, out, sizeof out) : 0;
+	reap(pid);
+	CHECKF(found, "no lz4 store holding pages at a ratio above 4 in the snapshot");
+	CHECKF(!have_tool || (rc == 0 && strstr(out, "compression ratio")), "hmmap stat: %d\n%s",
+	       rc, out);
+}
+
 static void dead_process_never_listed(void)
 {
 	pid_t *pids;
@@ -949,6 +984,7 @@ int main(int argc, char **argv)
 	RUN(stats_bad_value);
 	RUN(own_segment);
 	RUN(live_and_dead_process);
+	RUN(compressed_store_in_snapshot);
 	RUN(dead_process_never_listed);
 	RUN(exit_removes_segment);
 	RUN(publisher_cleans_stale);

@@ -415,6 +415,12 @@ int hm__writeback_run(struct hm_region *r, uint64_t idx, uint64_t n);
  */
 int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n, bool unmapped_first);
 
+/*
+ * What a compressed store, or a chain's lower tiers, hold (4 KiB x pages)
+ * and the RAM it takes (src/core/tier.c); zeros for other stores.
+ */
+void hm__store_space(const struct hm_store *s, uint64_t *held, uint64_t *pool);
+
 /* ---- fault traces (src/core/trace.c) ---- */
 void hm__trace_record(struct hm_region *r, uint64_t idx);
 /* HMMAP_TRACE: starts recording a new region (0, or an error naming the variable); stops at unmap. */

@@ -164,5 +164,6 @@ int hm_store_stats(const struct hm_store *s, struct hm_stats *st)
 		return hm__error(-EINVAL, "hm_store_stats: NULL argument");
 	memset(st, 0, sizeof *st);
 	hm__stats_fill(&s->ctr, st);
+	hm__store_space(s, &st->held_bytes, &st->pool_bytes);
 	return 0;
 }

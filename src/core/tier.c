@@ -537,6 +537,28 @@ int hm_tier_set(struct hm_store *tier, int flags)
 	return 0;
 }
 
+void hm__store_space(const struct hm_store *s, uint64_t *held, uint64_t *pool)
+{
+	struct hm_chain *ch = hm__chain_of(s);
+	struct hm_tier_stats ts;
+
+	*held = *pool = 0;
+	if (s->ops == &hm__store_lz4 || s->ops == &hm__store_zstd) {
+		memset(&ts, 0, sizeof ts);
+		hm__zstore_info(s->priv, &ts);
+		*held = ts.pages * HM_CHAIN_PAGE;
+		*pool = ts.used_bytes;
+		return;
+	}
+	/* A chain: its lower tiers (DRAM is the cache, with stats of its own). */
+	for (int t = 1; ch && t < ch->ntiers; t++) {
+		if (!ch->tier[t].store || hm_tier_stats(ch->tier[t].store, &ts))
+			continue;
+		*held += ts.pages * HM_CHAIN_PAGE;
+		*pool += ts.used_bytes;
+	}
+}
+
 int hm_tier_stats(const struct hm_store *tier, struct hm_tier_stats *st)
 {
 	struct hm_chain *ch = NULL;
