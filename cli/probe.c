@@ -16,8 +16,16 @@
  * Writes never change the store's contents: each write puts back the bytes
  * just read from the same place. Even so a write races with any other
  * writer of the store, so a persistent store is written only with --write;
- * a store that is not persistent (mem:, fault:) is private to this process
- * and is always written.
+ * a store that is not persistent (mem:, fault:, lz4:, a remote store's keys
+ * of this run) is private to this process and is always written.
+ *
+ * Such a store serves a block it holds no data for without its medium: a
+ * remote store fills a never-written page locally, with no request; a
+ * compressed store keeps no zero page. Reading those would time a memset.
+ * So before the reads, the probe writes data (text-like, compressible as
+ * pages often are) into every block of a private store that reads as zeros:
+ * the 1024 latency offsets and the first 64 MiB the read bandwidth cycles
+ * over.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -39,6 +47,7 @@
 #define LAT_OFFSETS 1024u
 #define BW_BLOCK (1u << 20)
 #define BW_RANGE (256ull << 20)
+#define PRIME_RANGE (64ull << 20)
 #define MAX_THREADS 64
 #define MAX_SAMPLES (1u << 22)
 
@@ -56,7 +65,10 @@ static void probe_usage(FILE *f)
 		"Writes put back the bytes just read, so the contents never change; still,\n"
 		"a persistent store (a file, a device) is written only with --write, since\n"
 		"another writer at the same moment could lose its write. Stores that are\n"
-		"not persistent (mem:, fault:) are always written.\n"
+		"not persistent (mem:, fault:, lz4:, a remote store's keys of this run) are\n"
+		"private to the probe and always written; blocks of theirs that hold no data\n"
+		"are written first (\"primed\"), so that reads time stored data, not a\n"
+		"never-written page served locally.\n"
 		"\n"
 		"  --json         print one JSON object instead (fields in docs/stats.md)\n"
 		"  --write        also measure writes on a persistent store\n"
@@ -135,6 +147,45 @@ struct bw {
 	double seconds;
 };
 
+static bool all_zero(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+/*
+ * Makes block [off, off+len) of a private store hold data (see the top of
+ * the file): read it, fill each 4 KiB page of it that reads as zeros with
+ * lines of text, and write it back if any was. Returns 0 or -errno;
+ * *primed counts the bytes filled.
+ */
+static int prime_block(struct hm_store *s, char *buf, size_t len, uint64_t off, uint64_t *primed)
+{
+	uint64_t filled = 0;
+	int rc = hm_store_read(s, buf, len, off);
+
+	for (size_t pg = 0; !rc && pg + LAT_BLOCK <= len; pg += LAT_BLOCK) {
+		char *p = buf + pg;
+		if (!all_zero(p, LAT_BLOCK))
+			continue;
+		for (size_t k = 0; k + 64 <= LAT_BLOCK; k += 64) {
+			char line[128];
+			int n = snprintf(line, sizeof line, "probe page %" PRIu64 ", line %zu: the "
+							    "quick brown fox", (off + pg) / LAT_BLOCK, k / 64);
+			memcpy(p + k, line, n < 63 ? (size_t)n : 63); /* then zeros, as it was */
+		}
+		filled += LAT_BLOCK;
+	}
+	if (rc || !filled)
+		return rc;
+	rc = hm_store_write(s, buf, len, off);
+	if (!rc)
+		*primed += filled;
+	return rc;
+}
+
 /* Involuntary context switches of the calling thread so far. */
 static long preemptions(void)
 {
@@ -150,8 +201,8 @@ static long preemptions(void)
  * the CPU) measures the machine's load, not the store: it is left out, and
  * counted. Waiting for I/O is a voluntary switch and stays in.
  */
-static int measure_latency(struct hm_store *s, uint64_t size, bool write, double secs,
-			   struct lat *out)
+static int measure_latency(struct hm_store *s, uint64_t size, bool write, bool prime,
+			   double secs, struct lat *out, uint64_t *primed)
 {
 	uint64_t nblk = size / LAT_BLOCK, offs[LAT_OFFSETS], seed = 0x9E3779B97F4A7C15ull;
 	uint64_t *samples = malloc(MAX_SAMPLES * sizeof *samples);
@@ -168,6 +219,10 @@ static int measure_latency(struct hm_store *s, uint64_t size, bool write, double
 		offs[i] = (xs(&seed) % nblk) * LAT_BLOCK;
 	/* Untimed pass: one-time costs of first touches stay out of the figures. */
 	for (unsigned i = 0; i < LAT_OFFSETS && !rc; i++) {
+		if (prime) {
+			rc = prime_block(s, buf, LAT_BLOCK, offs[i], primed);
+			continue;
+		}
 		rc = hm_store_read(s, buf, LAT_BLOCK, offs[i]);
 		if (!rc && write)
 			rc = hm_store_write(s, buf, LAT_BLOCK, offs[i]);
@@ -279,15 +334,30 @@ static void *bw_main(void *arg)
  * `secs`. Reads: bytes over wall time. Writes, each after an untimed read
  * of its block: the sum over threads of bytes over time spent writing.
  */
-static int measure_bw(struct hm_store *s, uint64_t size, bool write, int nt, double secs,
-		      struct bw *out)
+static int measure_bw(struct hm_store *s, uint64_t size, bool write, bool prime, int nt,
+		      double secs, struct bw *out, uint64_t *primed)
 {
 	struct bw_thread t[MAX_THREADS];
 	pthread_t th[MAX_THREADS];
 	/* At most 256 MiB, cycled: a RAM store need not allocate more than that. */
-	uint64_t nblk = (size < BW_RANGE ? size : BW_RANGE) / BW_BLOCK, per, bytes = 0;
+	uint64_t range = size < BW_RANGE ? size : BW_RANGE, nblk, per, bytes = 0;
 	double t0, t1, rate = 0;
 	int rc = 0, started = 0;
+
+	if (prime) {
+		/* Requests cycle over the part made to hold data (a no-op the second time). */
+		char *buf = hm_io_alloc(BW_BLOCK);
+		if (!buf)
+			return -ENOMEM;
+		if (range > PRIME_RANGE)
+			range = PRIME_RANGE;
+		for (uint64_t off = 0; off + BW_BLOCK <= range && !rc; off += BW_BLOCK)
+			rc = prime_block(s, buf, BW_BLOCK, off, primed);
+		hm_io_free(buf, BW_BLOCK);
+		if (rc)
+			return rc;
+	}
+	nblk = range / BW_BLOCK;
 
 	if (nblk < (uint64_t)nt)
 		nt = (int)nblk;
@@ -490,13 +560,17 @@ int hm_cli_probe(int argc, char **argv)
 	}
 
 	double part = secs / (do_write ? 4 : 2);
-	rc = measure_latency(s, size, false, part, &rl);
+	/* Reads of a private store are of blocks it holds data for (top of the file). */
+	bool prime = do_write && !(info.props & HM_PROP_PERSISTENT);
+	uint64_t primed = 0;
+	rc = measure_latency(s, size, false, prime, part, &rl, &primed);
 	if (!rc)
-		rc = measure_bw(s, size, false, nt, part, &rb);
+		rc = measure_bw(s, size, false, prime, nt, part, &rb, &primed);
+	/* Writes then put back what was primed: data, not zero pages a store may skip. */
 	if (!rc && do_write)
-		rc = measure_latency(s, size, true, part, &wl);
+		rc = measure_latency(s, size, true, false, part, &wl, &primed);
 	if (!rc && do_write)
-		rc = measure_bw(s, size, true, nt, part, &wb);
+		rc = measure_bw(s, size, true, prime, nt, part, &wb, &primed);
 	if (rc) {
 		fprintf(stderr, "hmmap probe: %s\n", *hm_errormsg() ? hm_errormsg() : strerror(-rc));
 		hm_store_close(s);
@@ -516,6 +590,7 @@ int hm_cli_probe(int argc, char **argv)
 		       info.props & HM_PROP_COHERENT ? "true" : "false",
 		       info.props & HM_PROP_READONLY ? "true" : "false",
 		       info.props & HM_PROP_BLOCKDEV ? "true" : "false", size, nt);
+		printf(", \"primed_bytes\": %" PRIu64, primed);
 		printf(", \"persistence\": ");
 		hm_cli_json_str(hm_persistence_name(hm_store_persistence(s)));
 		json_lat("read_latency", &rl);
@@ -538,6 +613,13 @@ int hm_cli_probe(int argc, char **argv)
 		/* What makes a store durable: MAP_SYNC + CPU cache flush, or msync/fsync. */
 		printf("  persistence: %s\n", hm_persistence_name(hm_store_persistence(s)));
 		printf("  measured over the first %s:\n", tested);
+		if (primed) {
+			char pb[32];
+			hm_cli_bytes(pb, sizeof pb, primed);
+			printf("  primed: %s of blocks that held no data were written first, so that "
+			       "reads reach stored data\n",
+			       pb);
+		}
 		print_lat_text("read 4K, depth 1", &rl, "");
 		print_lat_text("write 4K, depth 1", &wl, nowrite);
 		print_bw_text("read 1M sequential", &rb, nt, "");

@@ -493,6 +493,31 @@ static void uri_passwords_hidden(int port, const char *pw)
 		CHECKF(tu_run(cmd, out, sizeof out) == 0, "%.300s", out);
 		CHECKF(strstr(out, "redis://:***@127.0.0.1:") && !strstr(out, pw), "%.300s", out);
 	}
+	/*
+	 * Its reads are of pages it wrote first, so each is a GET on the server,
+	 * not a never-written page filled with zeros locally.
+	 */
+	char stats[8192];
+	long long gets0 = -1, gets1 = -1, reads = 0;
+	const char *q;
+	CHECK(ru_sh(stats, sizeof stats, "redis-cli -p %d -a %s --no-auth-warning INFO commandstats",
+		    port, pw) == 0);
+	q = strstr(stats, "cmdstat_get:calls=");
+	gets0 = q ? atoll(q + 18) : 0;
+	snprintf(cmd, sizeof cmd, "%.200s/hmmap probe redis://:%s@127.0.0.1:%d/auth4 --seconds 0.2 --json",
+		 b, pw, port);
+	CHECKF(tu_run(cmd, out, sizeof out) == 0, "%.300s", out);
+	CHECK(ru_sh(stats, sizeof stats, "redis-cli -p %d -a %s --no-auth-warning INFO commandstats",
+		    port, pw) == 0);
+	q = strstr(stats, "cmdstat_get:calls=");
+	gets1 = q ? atoll(q + 18) : -1;
+	q = strstr(out, "\"read_latency\"");
+	q = q ? strstr(q, "\"requests\": ") : NULL;
+	reads = q ? atoll(q + 12) : 0;
+	CHECKF(strstr(out, "\"primed_bytes\": ") && !strstr(out, "\"primed_bytes\": 0,"), "%.400s",
+	       out);
+	CHECKF(reads > 0 && gets1 - gets0 >= reads, "%lld timed reads, %lld GETs on the server", reads,
+	       gets1 - gets0);
 }
 
 static void t_auth(void)
