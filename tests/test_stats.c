@@ -649,13 +649,14 @@ static void live_and_dead_process(void)
  */
 static void pid_namespace_segment(void)
 {
-	int pfd[2];
+	int pfd[2], ifd[2];
 	char line[64] = "", path[64];
 	bool one_before = seg_exists(1);
 
 	if (getuid() != 0)
 		SKIP("a PID namespace needs root here");
-	CHECK(pipe(pfd) == 0);
+	/* Its standard input stays open until the end: at end of file a workload exits. */
+	CHECK(pipe(pfd) == 0 && pipe(ifd) == 0);
 	fflush(stdout);
 	pid_t mid = fork();
 	CHECK(mid >= 0);
@@ -665,8 +666,11 @@ static void pid_namespace_segment(void)
 		pid_t g = fork(); /* PID 1 of the new namespace */
 		if (g == 0) {
 			dup2(pfd[1], 1);
+			dup2(ifd[0], 0);
 			close(pfd[0]);
 			close(pfd[1]);
+			close(ifd[0]);
+			close(ifd[1]);
 			execl(self, self, "--workload", "mem:8M", (char *)NULL);
 			_exit(127);
 		}
@@ -675,12 +679,14 @@ static void pid_namespace_segment(void)
 		_exit(0);
 	}
 	close(pfd[1]);
+	close(ifd[0]);
 	FILE *f = fdopen(pfd[0], "r");
 	bool ready = f && fgets(line, sizeof line, f) && !strncmp(line, "ready", 5);
 	if (f)
 		fclose(f);
 	int st = 0;
 	if (!ready) {
+		close(ifd[1]);
 		kill(mid, SIGKILL);
 		waitpid(mid, &st, 0);
 		if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
@@ -702,6 +708,7 @@ static void pid_namespace_segment(void)
 	bool one_after = seg_exists(1);
 	if (g > 1)
 		kill(g, SIGKILL);
+	close(ifd[1]);
 	waitpid(mid, &st, 0);
 	CHECKF(g > 1, "no workload under %d", (int)mid);
 	CHECKF(rc == 0 && sn && sn->pid == g, "segment of %d: %d %s", (int)g, rc, hm_errormsg());

@@ -979,10 +979,17 @@ int hm_snapshot_list(pid_t **pids, size_t *count)
 /* Removes the segments of processes that are gone (run when a segment is made). */
 static void clean_stale(void)
 {
-	DIR *d = opendir("/dev/shm");
+	DIR *d;
 	struct dirent *de;
 	pid_t me = proc_self_pid();
 
+	/*
+	 * In a PID namespace whose /proc is not its own, kill(pid, 0) cannot
+	 * see the processes /proc names: every other segment would look dead.
+	 */
+	if (me != getpid())
+		return;
+	d = opendir("/dev/shm");
 	if (!d)
 		return;
 	while ((de = readdir(d))) {
