@@ -564,7 +564,8 @@ long hm_bind(void *addr, size_t length, struct hm_store *store, int flags);
  * -EFAULT (not in a chain region). Otherwise it moves page i to stores[i]
  * and sets status[i] to the tier it is in now, or -ENOSPC (no room),
  * -EBUSY (pinned), -ENOENT (nothing to move), -EINVAL (not a tier of that
- * page's chain). Returns the number of pages not moved, or -errno for bad
+ * page's chain). Returns the number of pages not moved (0 for a query, as
+ * move_pages(2): the statuses say where each page is), or -errno for bad
  * arguments. flags must be 0.
  */
 long hm_move(size_t count, void *const *pages, struct hm_store *const *stores, int *status,

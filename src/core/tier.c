@@ -844,7 +844,7 @@ long hm_move(size_t count, void *const *pages, struct hm_store *const *stores, i
 
 		if (!ch) {
 			status[i] = -EFAULT;
-			failed++;
+			failed += stores != NULL; /* a query moves nothing: it returns 0 */
 			if (r)
 				hm__region_put(r);
 			continue;
