@@ -516,8 +516,12 @@ int hm_cli_stores(int argc, char **argv)
 		return 2;
 	}
 	ops = hm_store_list(&n);
-	printf("%-8s %s\n", "scheme", "summary");
+	int w = 6; /* "scheme"; the column as wide as the longest */
 	for (size_t i = 0; i < n; i++)
-		printf("%-8s %s\n", ops[i]->scheme, ops[i]->summary);
+		if ((int)strlen(ops[i]->scheme) > w)
+			w = (int)strlen(ops[i]->scheme);
+	printf("%-*s %s\n", w, "scheme", "summary");
+	for (size_t i = 0; i < n; i++)
+		printf("%-*s %s\n", w, ops[i]->scheme, ops[i]->summary);
 	return 0;
 }
