@@ -750,7 +750,7 @@ static void compressed_store_in_snapshot(void)
 	int rc = have_tool ? tu_run(cmd, out, sizeof out) : 0;
 	reap(pid);
 	CHECKF(found, "no lz4 store holding pages at a ratio above 4 in the snapshot");
-	CHECKF(!have_tool || (rc == 0 && strstr(out, "compression ratio")), "hmmap stat: %d\n%s",
+	CHECKF(!have_tool || (rc == 0 && strstr(out, "compression ratio")), "hmmap stat: %d\n%.300s",
 	       rc, out);
 }
 
