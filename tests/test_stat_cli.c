@@ -68,12 +68,7 @@ static pid_t spawn(const char *uri)
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
-		dup2(pfd[1], 1);
-		dup2(ifd[0], 0);
-		close(pfd[0]);
-		close(pfd[1]);
-		close(ifd[0]);
-		close(ifd[1]);
+		tu_child_stdio(pfd, ifd);
 		if (!uri) {
 			printf("ready\n");
 			fflush(stdout);

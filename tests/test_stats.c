@@ -126,12 +126,7 @@ static pid_t spawn_in(const char *uri, int *in)
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
-		dup2(pfd[1], 1);
-		dup2(ifd[0], 0);
-		close(pfd[0]);
-		close(pfd[1]);
-		close(ifd[0]);
-		close(ifd[1]);
+		tu_child_stdio(pfd, ifd);
 		if (!uri) {
 			/* Not an hmmap process: never touches the library. */
 			printf("ready\n");
@@ -665,12 +660,7 @@ static void pid_namespace_segment(void)
 			_exit(77);
 		pid_t g = fork(); /* PID 1 of the new namespace */
 		if (g == 0) {
-			dup2(pfd[1], 1);
-			dup2(ifd[0], 0);
-			close(pfd[0]);
-			close(pfd[1]);
-			close(ifd[0]);
-			close(ifd[1]);
+			tu_child_stdio(pfd, ifd);
 			execl(self, self, "--workload", "mem:8M", (char *)NULL);
 			_exit(127);
 		}

@@ -289,6 +289,20 @@ static inline int tu_try_write64(volatile uint64_t *p, uint64_t v)
 	return TU_TRY(*p = v);
 }
 
+/*
+ * In a forked child: standard output to the write end of `out`, standard
+ * input from the read end of `in`, and all four ends closed.
+ */
+static inline void tu_child_stdio(const int out[2], const int in[2])
+{
+	dup2(out[1], 1);
+	dup2(in[0], 0);
+	close(out[0]);
+	close(out[1]);
+	close(in[0]);
+	close(in[1]);
+}
+
 static inline const char *tu_sanitizer(void)
 {
 	const char *s = getenv("HMMAP_TEST_SANITIZER");
