@@ -334,30 +334,29 @@ static void *bw_main(void *arg)
  * `secs`. Reads: bytes over wall time. Writes, each after an untimed read
  * of its block: the sum over threads of bytes over time spent writing.
  */
-static int measure_bw(struct hm_store *s, uint64_t size, bool write, bool prime, int nt,
-		      double secs, struct bw *out, uint64_t *primed)
+/* Primes [0, range) of a private store in 1 MiB blocks (see the top of the file). */
+static int prime_range(struct hm_store *s, uint64_t range, uint64_t *primed)
+{
+	char *buf = hm_io_alloc(BW_BLOCK);
+	int rc = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	for (uint64_t off = 0; off + BW_BLOCK <= range && !rc; off += BW_BLOCK)
+		rc = prime_block(s, buf, BW_BLOCK, off, primed);
+	hm_io_free(buf, BW_BLOCK);
+	return rc;
+}
+
+/* The requests cycle over [0, range). */
+static int measure_bw(struct hm_store *s, uint64_t range, bool write, int nt, double secs,
+		      struct bw *out)
 {
 	struct bw_thread t[MAX_THREADS];
 	pthread_t th[MAX_THREADS];
-	/* At most 256 MiB, cycled: a RAM store need not allocate more than that. */
-	uint64_t range = size < BW_RANGE ? size : BW_RANGE, nblk, per, bytes = 0;
+	uint64_t nblk = range / BW_BLOCK, per, bytes = 0;
 	double t0, t1, rate = 0;
 	int rc = 0, started = 0;
-
-	if (prime) {
-		/* Requests cycle over the part made to hold data (a no-op the second time). */
-		char *buf = hm_io_alloc(BW_BLOCK);
-		if (!buf)
-			return -ENOMEM;
-		if (range > PRIME_RANGE)
-			range = PRIME_RANGE;
-		for (uint64_t off = 0; off + BW_BLOCK <= range && !rc; off += BW_BLOCK)
-			rc = prime_block(s, buf, BW_BLOCK, off, primed);
-		hm_io_free(buf, BW_BLOCK);
-		if (rc)
-			return rc;
-	}
-	nblk = range / BW_BLOCK;
 
 	if (nblk < (uint64_t)nt)
 		nt = (int)nblk;
@@ -563,14 +562,23 @@ int hm_cli_probe(int argc, char **argv)
 	/* Reads of a private store are of blocks it holds data for (top of the file). */
 	bool prime = do_write && !(info.props & HM_PROP_PERSISTENT);
 	uint64_t primed = 0;
+	/*
+	 * Bandwidth cycles over at most 256 MiB (a RAM store need not allocate
+	 * more); over a private store, over the part primed to hold data, where
+	 * the writes then put back data, not zero pages a store may skip.
+	 */
+	uint64_t bw_range = size < BW_RANGE ? size : BW_RANGE;
+	if (prime && bw_range > PRIME_RANGE)
+		bw_range = PRIME_RANGE;
 	rc = measure_latency(s, size, false, prime, part, &rl, &primed);
+	if (!rc && prime)
+		rc = prime_range(s, bw_range, &primed);
 	if (!rc)
-		rc = measure_bw(s, size, false, prime, nt, part, &rb, &primed);
-	/* Writes then put back what was primed: data, not zero pages a store may skip. */
+		rc = measure_bw(s, bw_range, false, nt, part, &rb);
 	if (!rc && do_write)
 		rc = measure_latency(s, size, true, false, part, &wl, &primed);
 	if (!rc && do_write)
-		rc = measure_bw(s, size, true, prime, nt, part, &wb, &primed);
+		rc = measure_bw(s, bw_range, true, nt, part, &wb);
 	if (rc) {
 		fprintf(stderr, "hmmap probe: %s\n", *hm_errormsg() ? hm_errormsg() : strerror(-rc));
 		hm_store_close(s);
