@@ -91,16 +91,33 @@ static bool intact(char *p, size_t n, uint64_t seed, uint64_t word8)
 	return matches(p, n, seed, &word8);
 }
 
+/*
+ * Maps n pages of anonymous memory over the chain `uri`, fills them from
+ * `seed` and pushes them all down out of DRAM; *ch gets the chain. NULL on
+ * failure (hm_errormsg() says why).
+ */
+static char *map_pushed_down(const char *uri, size_t n, uint64_t seed, struct hm_store **ch)
+{
+	char *p = hmmap(NULL, n * PG, PROT_READ | PROT_WRITE, HM_CACHED, uri, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	*ch = hm_region_store(hm_region_find(p));
+	fill(p, n, seed);
+	if (hm_advise(p, n * PG, HM_ADV_DONTNEED)) {
+		hmunmap(p, n * PG);
+		return NULL;
+	}
+	return p;
+}
+
 static void t_evacuate_while_running(void)
 {
 	size_t n = 1024, len = n * PG;
-	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
-			"tiers:dram:512K,tiering=none > lz4:2M > mem:8M", 0);
-	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
-	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	struct hm_store *ch;
+	char *p = map_pushed_down("tiers:dram:512K,tiering=none > lz4:2M > mem:8M", n, 21, &ch);
+	CHECKF(p, "%s", hm_errormsg());
 	struct hm_store *z = hm_chain_tier(ch, 1), *m = hm_chain_tier(ch, 2);
-	fill(p, n, 21);
-	CHECK(hm_advise(p, len, HM_ADV_DONTNEED) == 0);
 	uint64_t in_z = tier_pages(z);
 	CHECK(in_z > 100);
 	struct writer w = { .p = p, .n = n };
@@ -141,13 +158,10 @@ static void t_evacuate_no_room(void)
 {
 	/* mem:512K and DRAM (256K) together cannot take what lz4 holds. */
 	size_t n = 512, len = n * PG;
-	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
-			"tiers:dram:256K,tiering=none > lz4:4M > mem:512K", 0);
-	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
-	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	struct hm_store *ch;
+	char *p = map_pushed_down("tiers:dram:256K,tiering=none > lz4:4M > mem:512K", n, 5, &ch);
+	CHECKF(p, "%s", hm_errormsg());
 	struct hm_store *d = hm_chain_tier(ch, 0), *z = hm_chain_tier(ch, 1), *m = hm_chain_tier(ch, 2);
-	fill(p, n, 5);
-	CHECK(hm_advise(p, len, HM_ADV_DONTNEED) == 0);
 	uint64_t before = tier_pages(z);
 	CHECK(before == n);
 	struct prog pr = { 0 };
@@ -180,13 +194,10 @@ static void t_evacuate_no_room(void)
 static void t_evacuate_into_dram(void)
 {
 	size_t n = 2048, len = n * PG;
-	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
-			"tiers:dram:32M,tiering=none > mem:64M", 0);
-	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
-	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	struct hm_store *ch;
+	char *p = map_pushed_down("tiers:dram:32M,tiering=none > mem:64M", n, 77, &ch);
+	CHECKF(p, "%s", hm_errormsg());
 	struct hm_store *d = hm_chain_tier(ch, 0), *m = hm_chain_tier(ch, 1);
-	fill(p, n, 77);
-	CHECK(hm_advise(p, len, HM_ADV_DONTNEED) == 0);
 	CHECK(tier_pages(m) == n && tier_pages(d) == 0);
 	struct prog pr = { 0 };
 	int rc = hm_store_evacuate(m, on_progress, &pr);
