@@ -8,10 +8,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hmmap.h"
@@ -440,7 +444,26 @@ static void test_record_region(void)
 	hm__trace_free(&t);
 	CHECK(hm_region_trace(NULL, path) == -EINVAL);
 	CHECK(hm_region_trace(r, "/nonexistent-dir/t") < 0 && *hm_errormsg());
+	/* A trace that cannot be written: stopping says so ... */
+	CHECK(hm_region_trace(r, "/dev/full") == 0);
+	(void)((volatile char *)hm_region_addr(r))[20 * 4096];
+	CHECK(hm_region_trace(r, NULL) == -ENOSPC);
+	/* ... and so does its region's end, on stderr, if nobody stopped it. */
+	CHECK(hm_region_trace(r, "/dev/full") == 0);
+	(void)((volatile char *)hm_region_addr(r))[21 * 4096];
+	char err[512] = "";
+	FILE *f = tmpfile();
+	int saved = dup(2);
+	fflush(stderr);
+	dup2(fileno(f), 2);
 	CHECK(hm_region_unmap(r) == 0);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	rewind(f);
+	err[fread(err, 1, sizeof err - 1, f)] = 0;
+	fclose(f);
+	CHECKF(strstr(err, "/dev/full") && strstr(err, "incomplete"), "stderr: '%s'", err);
 	CHECK(hm_cache_free(c) == 0 && hm_store_close(s) == 0);
 
 	/* Every region of the process. */
@@ -471,6 +494,68 @@ static void test_record_region(void)
 	CHECK(p != MAP_FAILED && hmunmap(p, 64 << 10) == 0);
 	unlink(path);
 	unlink(path1);
+	rmdir(dir);
+}
+
+struct racer {
+	char *base;
+	_Atomic bool stop;
+	unsigned seed;
+};
+
+static void *race_reader(void *arg)
+{
+	struct racer *x = arg;
+	unsigned seed = x->seed;
+
+	while (!atomic_load(&x->stop)) {
+		seed = seed * 1103515245u + 12345u;
+		(void)((volatile char *)x->base)[(seed >> 8) % 256 * 4096];
+	}
+	return NULL;
+}
+
+/*
+ * Starting and stopping a trace while other threads fault: a recorder
+ * must never hold a trace that stopping has freed (ASan saw one).
+ */
+static void test_trace_stop_races(void)
+{
+	char dir[] = "/tmp/hmmap-trace-race-XXXXXX", path[128];
+	struct racer x = { .seed = 1 }, y = { .seed = 7 };
+	pthread_t a, b;
+	struct hm_store *s;
+	struct hm_cache *c;
+	struct hm_region *r;
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof path, "%s/t", dir);
+	CHECK(hm_store_open(&s, "mem:1M", 0) == 0);
+	CHECK(hm_cache_new(&c, 64 << 10, "fifo") == 0);
+	CHECK(hm_region_map(&r, c, s, 0, 1 << 20, PROT_READ, HM_CACHED, 4096) == 0);
+	CHECK(hm_advise(hm_region_addr(r), 1 << 20, HM_ADV_RANDOM) == 0);
+	x.base = y.base = hm_region_addr(r);
+	CHECK(pthread_create(&a, NULL, race_reader, &x) == 0);
+	CHECK(pthread_create(&b, NULL, race_reader, &y) == 0);
+	time_t end = time(NULL) + 2;
+	int rounds = 0, errs = 0;
+	while (time(NULL) < end) {
+		int rc = hm_region_trace(r, path);
+		if (rc)
+			printf("start: %d %s\n", rc, hm_errormsg()), errs++;
+		rc = hm_region_trace(r, NULL);
+		if (rc)
+			printf("stop: %d %s\n", rc, hm_errormsg()), errs++;
+		rounds++;
+	}
+	atomic_store(&x.stop, true);
+	atomic_store(&y.stop, true);
+	pthread_join(a, NULL);
+	pthread_join(b, NULL);
+	CHECKF(errs == 0, "%d of %d rounds failed: %s", errs, rounds, hm_errormsg());
+	CHECK(hm_region_unmap(r) == 0);
+	CHECK(hm_cache_free(c) == 0 && hm_store_close(s) == 0);
+	unlink(path);
 	rmdir(dir);
 }
 
@@ -557,6 +642,7 @@ int main(void)
 	RUN(test_guess_format);
 	RUN(test_bad_spec);
 	RUN(test_record_region);
+	RUN(test_trace_stop_races);
 	RUN(test_cli);
 	return test_done();
 }

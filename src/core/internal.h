@@ -260,6 +260,7 @@ struct hm_region {
 	 */
 	pthread_mutex_t harvest_lock;
 	struct hm_trace *_Atomic trace; /* fault recording, or NULL */
+	_Atomic uint32_t trace_users;  /* recorders that may hold trace */
 	bool dying;
 	/* The publisher's (under reg_lock): the segment's dirty count, and when to walk again. */
 	uint64_t pub_dirty, pub_dirty_next_ns;

@@ -8,9 +8,17 @@
  *
  * Recording runs on the fault path, possibly in a SIGBUS handler: numbers
  * are formatted by hand into a buffer under a mutex and written with
- * write(2), with no stdio and no allocation.
+ * write(2), with no stdio and no allocation. A region that is not traced
+ * pays one relaxed load per fault. A recorder announces itself in
+ * trace_users before it takes the trace, and stopping waits for the
+ * recorders that may hold it before it frees it.
+ *
+ * The first write error ends recording (a trace with a gap would replay as
+ * a different run) and is returned when the trace stops; a trace that
+ * ends with its region says so on stderr, since nobody else can.
  */
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +28,8 @@
 
 struct hm_trace {
 	int fd;
+	int err; /* the first write error (-errno), or 0 */
+	char *path;
 	pthread_mutex_t lock;
 	uint32_t n;
 	uint64_t records;
@@ -36,7 +46,8 @@ static int flush_locked(struct hm_trace *t)
 			if (errno == EINTR)
 				continue;
 			t->n = 0;
-			return -errno;
+			t->err = -errno;
+			return t->err;
 		}
 		off += (uint32_t)w;
 	}
@@ -46,40 +57,62 @@ static int flush_locked(struct hm_trace *t)
 
 void hm__trace_record(struct hm_region *r, uint64_t idx)
 {
-	struct hm_trace *t = atomic_load_explicit(&r->trace, memory_order_acquire);
+	struct hm_trace *t;
 	char tmp[24];
 	int k = 0;
 
-	if (!t)
+	if (!atomic_load_explicit(&r->trace, memory_order_relaxed))
 		return;
+	/* Announced before the trace is taken: see trace_stop(). */
+	atomic_fetch_add(&r->trace_users, 1);
+	t = atomic_load(&r->trace);
+	if (!t)
+		goto out;
 	do {
 		tmp[k++] = (char)('0' + idx % 10);
 		idx /= 10;
 	} while (idx);
 	pthread_mutex_lock(&t->lock);
-	if (t->n + (uint32_t)k + 1 > sizeof t->buf)
-		flush_locked(t);
-	while (k)
-		t->buf[t->n++] = tmp[--k];
-	t->buf[t->n++] = '\n';
-	t->records++;
+	if (!t->err) {
+		if (t->n + (uint32_t)k + 1 > sizeof t->buf)
+			flush_locked(t);
+		if (!t->err) {
+			while (k)
+				t->buf[t->n++] = tmp[--k];
+			t->buf[t->n++] = '\n';
+			t->records++;
+		}
+	}
 	pthread_mutex_unlock(&t->lock);
+out:
+	atomic_fetch_sub(&r->trace_users, 1);
 }
 
-static int trace_stop(struct hm_region *r)
+/*
+ * Ends recording: returns the first write error, and sets *path (to free)
+ * if asked. A recorder that loaded the trace before the exchange has
+ * announced itself before that load; waiting for trace_users to drain
+ * waits for it (both sides are sequentially consistent).
+ */
+static int trace_stop(struct hm_region *r, char **path)
 {
 	struct hm_trace *t = atomic_exchange(&r->trace, NULL);
 	int rc;
 
+	if (path)
+		*path = NULL;
 	if (!t)
 		return 0;
-	/* Faults in flight may still hold t: take its lock once more. */
-	pthread_mutex_lock(&t->lock);
-	rc = flush_locked(t);
-	pthread_mutex_unlock(&t->lock);
+	while (atomic_load(&r->trace_users))
+		sched_yield();
+	rc = t->err ? t->err : flush_locked(t);
 	if (close(t->fd) < 0 && !rc)
 		rc = -errno;
 	pthread_mutex_destroy(&t->lock);
+	if (path)
+		*path = t->path;
+	else
+		free(t->path);
 	free(t);
 	return rc ? hm__error_errno(rc, "writing the fault trace failed") : 0;
 }
@@ -92,7 +125,7 @@ int hm_region_trace(struct hm_region *r, const char *path)
 	if (!r)
 		return hm__error(-EINVAL, "hm_region_trace: NULL region");
 	if (!path)
-		return trace_stop(r);
+		return trace_stop(r, NULL);
 	if (!*path)
 		return hm__error(-EINVAL, "hm_region_trace: empty path");
 	if (atomic_load(&r->trace))
@@ -101,7 +134,8 @@ int hm_region_trace(struct hm_region *r, const char *path)
 	if (fd < 0)
 		return hm__error_errno(-errno, "cannot create trace file '%s'", path);
 	t = calloc(1, sizeof *t);
-	if (!t) {
+	if (!t || !(t->path = strdup(path))) {
+		free(t);
 		close(fd);
 		return hm__error(-ENOMEM, "out of memory");
 	}
@@ -111,6 +145,7 @@ int hm_region_trace(struct hm_region *r, const char *path)
 	if (!atomic_compare_exchange_strong(&r->trace, &expected, t)) {
 		close(fd);
 		pthread_mutex_destroy(&t->lock);
+		free(t->path);
 		free(t);
 		return hm__error(-EBUSY, "region is already being traced");
 	}
@@ -139,5 +174,10 @@ int hm__trace_region_start(struct hm_region *r)
 
 void hm__trace_region_end(struct hm_region *r)
 {
-	trace_stop(r);
+	char *path;
+
+	if (trace_stop(r, &path) && path)
+		fprintf(stderr, "hmmap: the fault trace '%s' is incomplete: %s\n", path,
+			hm_errormsg());
+	free(path);
 }
