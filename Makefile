@@ -54,7 +54,7 @@ TOOL := $(B)/hmmap
 # missing (as root) and is a no-op when everything is there.
 DEB_PKGS := gcc make libc6-dev pkg-config tmux gnuplot-nox \
 	libhiredis-dev libmemcached-dev libsodium-dev liblz4-dev libzstd-dev libnuma-dev \
-	redis-server redis-tools memcached
+	redis-server redis-tools memcached zstd
 
 .PHONY: all lib tool tests benches examples deps demo test check asan tsan \
 	bench soak install uninstall clean fuzz format

@@ -34,9 +34,11 @@ static void replay_usage(FILE *f)
 		"  --format F      lines (one decimal page id a line; blank and '#' lines\n"
 		"                  skipped), csv, or oracle (libCacheSim oracleGeneral\n"
 		"                  binary). Default: .csv -> csv, oracleGeneral or .bin ->\n"
-		"                  oracle, anything else -> lines\n"
-		"  --column K      CSV column holding the page id, 1-based (default 1)\n"
-		"  --header        CSV: skip the first line\n"
+		"                  oracle, anything else -> lines (a .zst suffix aside:\n"
+		"                  zstd-compressed traces are read as they are)\n"
+		"  --column K      CSV column holding the page id, 1-based (default 1);\n"
+		"                  implies --format csv\n"
+		"  --header        CSV: skip the first line; implies --format csv\n"
 		"  --json          print a JSON array of {policy, cache_pages, requests,\n"
 		"                  misses, miss_ratio} objects instead of a table\n"
 		"  -h, --help      this text\n"
@@ -210,6 +212,11 @@ static int is_opt(const char *arg, const char *name)
 	return !strncmp(arg, name, n) && (arg[n] == 0 || arg[n] == '=');
 }
 
+static double miss_ratio(const struct hm__replay_result *r)
+{
+	return r->requests ? (double)r->misses / (double)r->requests : 0.0;
+}
+
 int hm_cli_replay(int argc, char **argv)
 {
 	struct hm__trace_opts topts = { 0 };
@@ -218,7 +225,8 @@ int hm_cli_replay(int argc, char **argv)
 	uint32_t *caches = NULL;
 	size_t ncaches = 0, i, j, width = 6;
 	const char *path = NULL, *v;
-	int json = 0, rc = 2, first = 1, loaded = 0, k;
+	struct hm__replay_result *res = NULL;
+	int json = 0, rc = 2, loaded = 0, k;
 
 	for (k = 1; k < argc; k++) {
 		const char *a = argv[k];
@@ -286,6 +294,14 @@ int hm_cli_replay(int argc, char **argv)
 		fprintf(stderr, "hmmap replay: no trace given (see --help)\n");
 		goto out;
 	}
+	/* --column and --header are CSV's: they say the format, or contradict it. */
+	if ((topts.column || topts.header) && !topts.format) {
+		topts.format = HM_TRACE_CSV;
+	} else if ((topts.column || topts.header) && topts.format != HM_TRACE_CSV) {
+		fprintf(stderr, "hmmap replay: %s is for --format csv\n",
+			topts.column ? "--column" : "--header");
+		goto out;
+	}
 	if (!ncaches) {
 		fprintf(stderr, "hmmap replay: --cache is required (see --help)\n");
 		goto out;
@@ -315,43 +331,51 @@ int hm_cli_replay(int argc, char **argv)
 	for (i = 0; i < policies.n; i++)
 		if (strlen(policies.v[i]) > width)
 			width = strlen(policies.v[i]);
-	if (json)
-		printf("[");
-	else
+	/* JSON is printed whole or not at all; the table row by row. */
+	res = calloc(policies.n * ncaches, sizeof *res);
+	if (!res) {
+		fprintf(stderr, "hmmap replay: out of memory\n");
+		rc = 1;
+		goto out;
+	}
+	if (!json)
 		printf("%-*s %12s %12s %12s %10s\n", (int)width, "policy", "cache_pages",
 		       "requests", "misses", "miss_ratio");
 	for (i = 0; i < policies.n; i++) {
 		for (j = 0; j < ncaches; j++) {
-			struct hm__replay_result r;
-			double ratio;
+			struct hm__replay_result *r = &res[i * ncaches + j];
 
-			if (hm__replay_run(&trace, policies.v[i], caches[j], &r)) {
+			if (hm__replay_run(&trace, policies.v[i], caches[j], r)) {
 				fflush(stdout);
 				fprintf(stderr, "hmmap replay: %s\n", hm_errormsg());
 				rc = 1;
 				goto out;
 			}
-			ratio = r.requests ? (double)r.misses / (double)r.requests : 0.0;
-			if (json) {
-				printf("%s\n  {\"policy\": ", first ? "" : ",");
+			if (!json)
+				printf("%-*s %12u %12llu %12llu %10.6f\n", (int)width, policies.v[i],
+				       caches[j], (unsigned long long)r->requests,
+				       (unsigned long long)r->misses, miss_ratio(r));
+		}
+	}
+	if (json) {
+		printf("[");
+		for (i = 0; i < policies.n; i++) {
+			for (j = 0; j < ncaches; j++) {
+				const struct hm__replay_result *r = &res[i * ncaches + j];
+
+				printf("%s\n  {\"policy\": ", i || j ? "," : "");
 				hm_cli_json_str(policies.v[i]);
 				printf(", \"cache_pages\": %u, \"requests\": %llu, \"misses\": %llu, "
 				       "\"miss_ratio\": %.6f}",
-				       caches[j], (unsigned long long)r.requests,
-				       (unsigned long long)r.misses, ratio);
-			} else {
-				printf("%-*s %12u %12llu %12llu %10.6f\n", (int)width, policies.v[i],
-				       caches[j],
-				       (unsigned long long)r.requests, (unsigned long long)r.misses,
-				       ratio);
+				       caches[j], (unsigned long long)r->requests,
+				       (unsigned long long)r->misses, miss_ratio(r));
 			}
-			first = 0;
 		}
-	}
-	if (json)
 		printf("\n]\n");
+	}
 	rc = 0;
 out:
+	free(res);
 	if (loaded)
 		hm__trace_free(&trace);
 	list_free(&policies);

@@ -342,6 +342,35 @@ static void test_malformed(void)
 	CHECKF(parse_error("t.bin", bin, sizeof bin, HM_TRACE_ORACLE, 0,
 			   "record 4 is truncated"),
 	       "%s", hm_errormsg());
+	/* Binary records read as lines: said so, not shown as an empty id. */
+	bin[0] = 1;
+	CHECKF(parse_error("t.dat", bin, sizeof bin, HM_TRACE_LINES, 0,
+			   "t.dat:1: not text (a binary trace? --format oracle"),
+	       "%s", hm_errormsg());
+}
+
+/*
+ * A cache larger than the trace's distinct pages never evicts: every
+ * policy misses once per page, and asking for four billion pages must not
+ * size the policy for them.
+ */
+static void test_huge_cache(void)
+{
+	const struct hm_policy_ops *const *ops;
+	struct hm__replay_result r;
+	struct hm__trace t;
+	uint64_t k[] = { 1, 2, 1, 3, 2 };
+	size_t n;
+
+	CHECK(!hm__trace_from_keys(&t, k, 5));
+	ops = hm_policy_list(&n);
+	for (size_t i = 0; i < n; i++) {
+		CHECKF(hm__replay_run(&t, ops[i]->name, UINT32_MAX, &r) == 0, "%s: %s",
+		       ops[i]->name, hm_errormsg());
+		CHECKF(r.requests == 5 && r.misses == 3, "%s: %llu misses", ops[i]->name,
+		       (unsigned long long)r.misses);
+	}
+	hm__trace_free(&t);
 }
 
 static void test_guess_format(void)
@@ -350,6 +379,10 @@ static void test_guess_format(void)
 	CHECK(hm__trace_guess_format("w82.oracleGeneral.zst") == HM_TRACE_ORACLE);
 	CHECK(hm__trace_guess_format("a.bin") == HM_TRACE_ORACLE);
 	CHECK(hm__trace_guess_format("cloudphysics.txt") == HM_TRACE_LINES);
+	CHECK(hm__trace_guess_format("x/y.csv.zst") == HM_TRACE_CSV);
+	CHECK(hm__trace_guess_format("y.bin.ZST") == HM_TRACE_ORACLE);
+	CHECK(hm__trace_guess_format("t.txt.zst") == HM_TRACE_LINES);
+	CHECK(hm__trace_guess_format(".zst") == HM_TRACE_LINES);
 }
 
 static void test_bad_spec(void)
@@ -621,6 +654,51 @@ static void test_cli(void)
 	CHECKF(strstr(out, ":3: not a page id: 'xyz'"), "%.200s", out);
 	snprintf(cmd, sizeof cmd, "%s replay --cache 3 /nonexistent/trace 2>&1", tool);
 	CHECK(run(cmd, out, sizeof out) == 1);
+
+	/* --column and --header say CSV, and contradict another format. */
+	fd = open(path, O_WRONLY | O_TRUNC);
+	CHECK(fd >= 0);
+	{
+		static const char csv[] = "id,page\n7,1\n8,2\n9,1\n";
+		CHECK(write(fd, csv, strlen(csv)) == (ssize_t)strlen(csv));
+	}
+	close(fd);
+	snprintf(cmd, sizeof cmd, "%s replay --json --policy lru --cache 1 --header --column 2 %s",
+		 tool, path);
+	CHECK(run(cmd, out, sizeof out) == 0);
+	CHECKF(strstr(out, "\"requests\": 3") && strstr(out, "\"misses\": 3"), "%.200s", out);
+	snprintf(cmd, sizeof cmd, "%s replay --policy lru --cache 1 --header --format lines %s 2>&1",
+		 tool, path);
+	CHECK(run(cmd, out, sizeof out) == 2);
+	CHECKF(strstr(out, "--header"), "%.200s", out);
+	unlink(path);
+
+	/* zstd-compressed traces are read as they are; gzip is named. */
+	CHECKF(system("command -v zstd >/dev/null 2>&1") == 0, "no zstd tool (make deps installs it)");
+	{
+		char z[sizeof path + 8];
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		CHECK(fd >= 0);
+		CHECK(write(fd, "1\n2\n3\n1\n4\n1\n5\n", 14) == 14);
+		close(fd);
+		snprintf(z, sizeof z, "%s.zst", path);
+		snprintf(cmd, sizeof cmd, "zstd -q -f %s -o %s && %s replay --json --policy lru "
+					  "--cache 3 %s", path, z, tool, z);
+		CHECK(run(cmd, out, sizeof out) == 0);
+		CHECKF(strstr(out, "\"requests\": 7") && strstr(out, "\"misses\": 5"), "%.200s",
+		       out);
+		snprintf(cmd, sizeof cmd, "truncate -s 20 %s && %s replay --cache 3 %s 2>&1", z,
+			 tool, z);
+		CHECK(run(cmd, out, sizeof out) == 1);
+		CHECKF(strstr(out, "zstd"), "%.200s", out);
+		unlink(z);
+		snprintf(cmd, sizeof cmd, "gzip -f %s && %s replay --cache 3 %s.gz 2>&1", path, tool,
+			 path);
+		CHECK(run(cmd, out, sizeof out) == 1);
+		CHECKF(strstr(out, "gzip"), "%.200s", out);
+		snprintf(z, sizeof z, "%s.gz", path);
+		unlink(z);
+	}
 	unlink(path);
 
 	snprintf(cmd, sizeof cmd, "%s policies", tool);
@@ -640,6 +718,7 @@ int main(void)
 	RUN(test_formats_agree);
 	RUN(test_malformed);
 	RUN(test_guess_format);
+	RUN(test_huge_cache);
 	RUN(test_bad_spec);
 	RUN(test_record_region);
 	RUN(test_trace_stop_races);

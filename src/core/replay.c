@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "hmmap.h"
 #include "core/error.h"
@@ -222,6 +223,17 @@ static void trim(const char **s, size_t *len)
 		(*len)--;
 }
 
+/* Whether a line holds only printable ASCII, blanks and UTF-8. */
+static int is_text(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if ((c < 0x20 && !is_blank((char)c)) || c == 0x7f)
+			return 0;
+	}
+	return 1;
+}
+
 static int parse_text(struct builder *b, const char *name, const char *buf, size_t len,
 		      const struct hm__trace_opts *o)
 {
@@ -264,9 +276,14 @@ static int parse_text(struct builder *b, const char *name, const char *buf, size
 				trim(&f, &flen);
 			}
 		}
-		if (parse_id(f, flen, &key))
+		if (parse_id(f, flen, &key)) {
+			if (!is_text(line, n))
+				return hm__error(-EINVAL, "%s:%llu: not text (a binary trace? "
+							  "--format oracle reads libCacheSim's)",
+						 name, (unsigned long long)lineno);
 			return hm__error(-EINVAL, "%s:%llu: not a page id: '%.*s'", name,
 					 (unsigned long long)lineno, flen > 40 ? 40 : (int)flen, f);
+		}
 		if (builder_add(b, key))
 			return hm__error(-ENOMEM, "%s:%llu: out of memory", name,
 					 (unsigned long long)lineno);
@@ -298,15 +315,29 @@ static int parse_oracle(struct builder *b, const char *name, const unsigned char
 	return 0;
 }
 
+/* Whether the name's last `n` characters before `end` are `suffix`, any case. */
+static int ends_with(const char *base, size_t len, const char *suffix)
+{
+	size_t n = strlen(suffix);
+
+	return len >= n && !strncasecmp(base + len - n, suffix, n);
+}
+
 int hm__trace_guess_format(const char *path)
 {
-	const char *base = strrchr(path, '/'), *dot;
+	const char *base = strrchr(path, '/');
+	size_t len;
 
 	base = base ? base + 1 : path;
-	dot = strrchr(base, '.');
-	if (dot && !strcasecmp(dot, ".csv"))
+	len = strlen(base);
+	/* A compressed trace is named for what it holds: x.csv.zst is CSV. */
+	if (ends_with(base, len, ".zst"))
+		len -= 4;
+	else if (ends_with(base, len, ".zstd"))
+		len -= 5;
+	if (ends_with(base, len, ".csv"))
 		return HM_TRACE_CSV;
-	if (strstr(base, "oracleGeneral") || (dot && !strcasecmp(dot, ".bin")))
+	if (memmem(base, len, "oracleGeneral", 13) || ends_with(base, len, ".bin"))
 		return HM_TRACE_ORACLE;
 	return HM_TRACE_LINES;
 }
@@ -332,6 +363,62 @@ int hm__trace_parse(struct hm__trace *t, const char *name, const void *buf, size
 		rc = parse_text(&b, name, buf, len, &opts);
 	builder_done(&b, rc == 0);
 	return rc;
+}
+
+#define ZSTD_MAGIC "\x28\xb5\x2f\xfd"
+
+/*
+ * Decompresses a zstd stream (one or more frames) into a new buffer.
+ * Errors name the file; 0 or -errno.
+ */
+static int unzstd(const char *path, const char *in, size_t inlen, char **out, size_t *outlen)
+{
+	ZSTD_DStream *z = ZSTD_createDStream();
+	ZSTD_inBuffer ib = { in, inlen, 0 };
+	size_t cap = inlen * 4 + (1 << 20), got = 0;
+	char *buf = malloc(cap);
+	int rc = 0;
+
+	if (!z || !buf) {
+		rc = hm__error(-ENOMEM, "out of memory decompressing trace '%s'", path);
+		goto out;
+	}
+	ZSTD_initDStream(z);
+	for (;;) {
+		if (got == cap) {
+			char *nbuf = cap < SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
+			if (!nbuf) {
+				rc = hm__error(-ENOMEM, "out of memory decompressing trace '%s'",
+					       path);
+				goto out;
+			}
+			buf = nbuf;
+			cap *= 2;
+		}
+		ZSTD_outBuffer ob = { buf, cap, got };
+		size_t ret = ZSTD_decompressStream(z, &ob, &ib);
+		got = ob.pos;
+		if (ZSTD_isError(ret)) {
+			rc = hm__error(-EINVAL, "%s: bad zstd data near byte %zu: %s", path, ib.pos,
+				       ZSTD_getErrorName(ret));
+			goto out;
+		}
+		if (ib.pos == ib.size && !ret)
+			break; /* every frame whole and flushed */
+		if (ib.pos == ib.size && ob.pos < ob.size) {
+			rc = hm__error(-EINVAL, "%s: the zstd data is truncated", path);
+			goto out;
+		}
+	}
+out:
+	ZSTD_freeDStream(z);
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	*out = buf;
+	*outlen = got;
+	return 0;
 }
 
 int hm__trace_load(struct hm__trace *t, const char *path, const struct hm__trace_opts *o)
@@ -374,6 +461,22 @@ int hm__trace_load(struct hm__trace *t, const char *path, const struct hm__trace
 	}
 	if (!buf || got == len) {
 		rc = hm__error(-ENOMEM, "out of memory reading trace '%s'", path);
+		goto out;
+	}
+	if (got >= 4 && !memcmp(buf, ZSTD_MAGIC, 4)) {
+		/* libCacheSim's traces come zstd-compressed. */
+		char *plain;
+		size_t plen;
+
+		rc = unzstd(path, buf, got, &plain, &plen);
+		if (rc)
+			goto out;
+		free(buf);
+		buf = plain;
+		got = plen;
+	} else if (got >= 2 && (unsigned char)buf[0] == 0x1f && (unsigned char)buf[1] == 0x8b) {
+		rc = hm__error(-EINVAL, "%s: a gzip-compressed trace; decompress it first "
+					"(zstd-compressed ones are read as they are)", path);
 		goto out;
 	}
 	rc = hm__trace_parse(t, path, buf, got, o);
@@ -434,6 +537,14 @@ int hm__replay_run(struct hm__trace *t, const char *spec, uint32_t capacity,
 			return rc;
 		next = t->next;
 	}
+	/*
+	 * A cache that holds every distinct page never evicts: its misses are
+	 * the first touches whatever the policy, and a run at nids pages is the
+	 * same run. Sizing the policy by what was asked for could take
+	 * gigabytes for a trace of a few pages.
+	 */
+	if (capacity > t->nids)
+		capacity = t->nids ? t->nids : 1;
 	slot_of = malloc(((size_t)t->nids + 1) * sizeof *slot_of);
 	id_of = malloc((size_t)capacity * sizeof *id_of);
 	if (!slot_of || !id_of) {
