@@ -183,7 +183,7 @@ static void load(void)
 	 * A policy the registry does not know (or one that works only in
 	 * replay) is a bad value of the variable, not a missing file.
 	 */
-	const struct hm_policy_ops *pops;
+	const struct hm_policy_ops *pops = NULL;
 	const char *popts;
 	void *pstate = NULL;
 	if (hm_policy_lookup(env.policy, &pops, &popts) ||
@@ -192,7 +192,10 @@ static void load(void)
 		snprintf(env_msg, sizeof env_msg,
 			 "HMMAP_POLICY='%s' is not valid: a live policy from `hmmap policies` "
 			 "(%s)",
-			 env.policy, hm_errormsg());
+			 env.policy,
+			 pops && (pops->flags & HM_POLICY_REPLAY_ONLY) ?
+				 "this one needs the future and works only in replay" :
+				 hm_errormsg());
 		return;
 	}
 	/* Its options too, on a small instance, rather than when the cache is made. */
