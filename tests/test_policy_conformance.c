@@ -313,6 +313,45 @@ static void test_flags(void)
 	}
 }
 
+/*
+ * ARC with a readahead window's calls: miss() for every page of it, then
+ * the victims, then the inserts (how a live cache calls a policy). A page
+ * that was in B1 must still go to T2, which the next victims show.
+ * c = 2: 1, 1, 2, 3 leaves T1 = [3], T2 = [1], B1 = [2]. The window 2, 4
+ * evicts 1 and then 3; with 2 in T2 and 4 in T1, a hit on 4 and a miss of
+ * 5 evict 2 (from T2, B1 being short); had 2 gone to T1, 4 would go.
+ */
+static void test_arc_window_ghost_hit(void)
+{
+	const struct hm_policy_ops *o;
+	const char *opts;
+	uint32_t slot_of[6], v1, v2, v;
+	void *st;
+
+	CHECK(hm_policy_lookup("arc", &o, &opts) == 0 && o->miss);
+	CHECK(o->create(&st, 2, opts) == 0);
+	o->miss(st, 1);
+	o->insert(st, slot_of[1] = 0, 1);
+	o->hit(st, slot_of[1]);
+	o->miss(st, 2);
+	o->insert(st, slot_of[2] = 1, 2);
+	o->miss(st, 3);
+	CHECK(o->victim(st, &v) == 0 && v == slot_of[2]);
+	o->insert(st, slot_of[3] = v, 3);
+	/* The window. */
+	o->miss(st, 2);
+	o->miss(st, 4);
+	CHECK(o->victim(st, &v1) == 0 && v1 == slot_of[1]);
+	CHECK(o->victim(st, &v2) == 0 && v2 == slot_of[3]);
+	o->insert(st, slot_of[2] = v1, 2);
+	o->insert(st, slot_of[4] = v2, 4);
+	o->hit(st, slot_of[4]);
+	o->miss(st, 5);
+	CHECK(o->victim(st, &v) == 0);
+	CHECKF(v == slot_of[2], "evicted slot %u (page %d), not page 2", v, v == slot_of[4] ? 4 : -1);
+	o->destroy(st);
+}
+
 int main(void)
 {
 	RUN(test_registry);
@@ -323,5 +362,6 @@ int main(void)
 	RUN(test_deterministic_replay);
 	RUN(test_bad_options);
 	RUN(test_flags);
+	RUN(test_arc_window_ghost_hit);
 	return test_done();
 }

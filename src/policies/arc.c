@@ -26,13 +26,17 @@
  * The choice of victim depends on where x was, so ARC implements the
  * optional miss() hook: it classifies x (and adapts p) before victim(). If a
  * caller never calls miss(), insert() classifies x itself, after the
- * eviction; the cache still works but is not exactly the paper's ARC.
+ * eviction; the cache still works but is not exactly the paper's ARC. A
+ * live cache loading a readahead window calls miss() for every page of it
+ * before the inserts: the ghost hits among them are remembered (up to
+ * PENDING of them), so that each such page still goes to T2.
  *
  * A hit moves the page between lists: no HM_POLICY_CONCURRENT_HIT.
  * ARC has no options.
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "hmmap/policy.h"
 #include "core/error.h"
@@ -42,6 +46,7 @@
 
 enum { L_NONE, L_T1, L_T2 };
 enum { X_UNKNOWN, X_NEW, X_B1, X_B2 };
+enum { PENDING = 64 };
 
 struct arc {
 	uint32_t c;
@@ -54,6 +59,10 @@ struct arc {
 	struct hm__ghost b1, b2;
 	int pending;           /* X_*: what miss() learned about pending_key */
 	uint64_t pending_key;
+	/* Ghost hits that miss() took out of B1/B2, not inserted yet. */
+	uint32_t nhits;
+	uint64_t hit_key[PENDING];
+	uint8_t hit_x[PENDING];
 };
 
 static int no_option(void *ctx, const char *key, const char *value)
@@ -127,6 +136,31 @@ static void arc_miss(void *state, uint64_t key)
 
 	a->pending = classify(a, key);
 	a->pending_key = key;
+	if (a->pending == X_NEW)
+		return;
+	if (a->nhits == PENDING) {
+		/* Full: the oldest is forgotten (it will go to T1). */
+		memmove(a->hit_key, a->hit_key + 1, (PENDING - 1) * sizeof a->hit_key[0]);
+		memmove(a->hit_x, a->hit_x + 1, PENDING - 1);
+		a->nhits--;
+	}
+	a->hit_key[a->nhits] = key;
+	a->hit_x[a->nhits++] = (uint8_t)a->pending;
+}
+
+/* What miss() found for key if it was a ghost hit (and forgets it), else X_UNKNOWN. */
+static int take_hit(struct arc *a, uint64_t key)
+{
+	for (uint32_t i = a->nhits; i-- > 0;) {
+		if (a->hit_key[i] != key)
+			continue;
+		int x = a->hit_x[i];
+		a->nhits--;
+		memmove(a->hit_key + i, a->hit_key + i + 1, (a->nhits - i) * sizeof a->hit_key[0]);
+		memmove(a->hit_x + i, a->hit_x + i + 1, a->nhits - i);
+		return x;
+	}
+	return X_UNKNOWN;
 }
 
 static uint32_t take_lru(struct arc *a, int list)
@@ -191,9 +225,12 @@ static int arc_victim(void *state, uint32_t *slot)
 static void arc_insert(void *state, uint32_t slot, uint64_t key)
 {
 	struct arc *a = state;
-	int x = a->pending;
+	int x = a->pending != X_UNKNOWN && a->pending_key == key ? a->pending : X_UNKNOWN;
+	int hit = a->nhits ? take_hit(a, key) : X_UNKNOWN;
 
-	if (x == X_UNKNOWN || a->pending_key != key)
+	if (x == X_UNKNOWN)
+		x = hit;
+	if (x == X_UNKNOWN)
 		x = classify(a, key);
 	a->pending = X_UNKNOWN;
 	a->key[slot] = key;
