@@ -178,6 +178,16 @@ static void test_plugin_options(void)
 	CHECK(hm_cache_new(&c, 1 << 20, "s3fifo:bogus=1") == -EINVAL);
 	CHECKF(strstr(hm_errormsg(), "bogus"), "message: %s", hm_errormsg());
 	CHECK(c == NULL);
+	/* A key given twice is a typo, not an override; numbers are decimal. */
+	CHECK(hm_cache_new(&c, 1 << 20, "s3fifo:small=0.1,small=0.2") == -EINVAL);
+	CHECKF(strstr(hm_errormsg(), "'small' is given twice"), "message: %s", hm_errormsg());
+	CHECK(hm_store_open(&s, "mem:1M,read_ns=1,read_ns=2", 0) == -EINVAL);
+	CHECKF(strstr(hm_errormsg(), "'read_ns' is given twice"), "message: %s", hm_errormsg());
+	CHECK(hm_cache_new(&c, 1 << 20, "s3fifo:small=0x0.1p0") == -EINVAL);
+	CHECK(hm_cache_new(&c, 1 << 20, "2q:kin=inf") == -EINVAL);
+	CHECK(hm_cache_new(&c, 1 << 20, "lirs:hir= 0.1") == -EINVAL);
+	CHECK(hm_cache_new(&c, 1 << 20, "s3fifo:small=1e-1,threshold=2") == 0);
+	CHECK(hm_cache_free(c) == 0);
 	CHECK(hm_cache_new(&c, 1 << 20, "clock") == 0);
 	CHECK(hm_cache_free(c) == 0);
 }

@@ -109,12 +109,16 @@ int hm_policy_lookup(const char *spec, const struct hm_policy_ops **ops, const c
 /*
  * Shared option-string parser for plug-ins. `text` is "k=v,k=v". For each
  * pair it calls cb(ctx, key, value); cb returns 0 or -EINVAL after setting a
- * message with hm__error() naming the key. Empty text is valid. Returns 0 or
- * the first error.
+ * message with hm__error() naming the key. Empty text is valid; an empty
+ * item (",,"), an item without '=' and a key given twice are errors.
+ * Returns 0 or the first error.
  */
 int hm_opts_parse(const char *text, int (*cb)(void *ctx, const char *key, const char *value), void *ctx);
 
-/* Strict number parsers for option values: 0 or -EINVAL (never partial). */
+/*
+ * Strict number parsers for option values: 0 or -EINVAL (never partial).
+ * hm_parse_double() takes decimal notation only (no hex, inf or nan).
+ */
 int hm_parse_u64(const char *s, uint64_t *out);
 int hm_parse_double(const char *s, double *out);
 /* Sizes with optional K/M/G/T suffix (binary, case-insensitive, optional B/iB). */

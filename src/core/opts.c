@@ -32,7 +32,8 @@ int hm_parse_double(const char *s, double *out)
 	char *end;
 	double v;
 
-	if (!s || !*s || isspace((unsigned char)s[0]))
+	/* Decimal only: strtod() would also take hex floats, inf and nan. */
+	if (!s || !*s || s[strspn(s, "0123456789+-.eE")])
 		return -EINVAL;
 	errno = 0;
 	v = strtod(s, &end);
@@ -97,8 +98,8 @@ int hm_opts_parse(const char *text, int (*cb)(void *ctx, const char *key, const 
 		  void *ctx)
 {
 	char buf[1024];
-	char *p, *save = NULL, *tok;
-	size_t n;
+	char *p, *save = NULL, *tok, *seen[64];
+	size_t n, nseen = 0;
 
 	if (!text || !*text)
 		return 0;
@@ -113,6 +114,12 @@ int hm_opts_parse(const char *text, int (*cb)(void *ctx, const char *key, const 
 		if (!eq || eq == tok)
 			return hm__error(-EINVAL, "option '%s' is not of the form key=value", tok);
 		*eq = 0;
+		/* Every option takes one value: a second one is a typo, not an override. */
+		for (size_t i = 0; i < nseen; i++)
+			if (!strcmp(seen[i], tok))
+				return hm__error(-EINVAL, "option '%s' is given twice", tok);
+		if (nseen < sizeof seen / sizeof seen[0])
+			seen[nseen++] = tok;
 		rc = cb(ctx, tok, eq + 1);
 		if (rc)
 			return rc;
