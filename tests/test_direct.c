@@ -90,8 +90,17 @@ IN_CHILD(test_pmem_open_errors)
 	EXPECT_OPEN_FAILS(u, 0, -EINVAL);
 	snprintf(u, sizeof u, "%s,sync=sometimes", uri);
 	EXPECT_OPEN_FAILS(u, 0, -EINVAL);
-	snprintf(u, sizeof u, "%s,size=2M", uri);
+	/* Read-only, size= may only name the size the file already has. */
+	snprintf(u, sizeof u, "%s,size=%u", uri, LEN + 4096);
 	EXPECT_OPEN_FAILS(u, HM_STORE_RDONLY, -EINVAL);
+	snprintf(u, sizeof u, "pmem:%s/does-not-exist,size=1M", tu_tmpdir());
+	EXPECT_OPEN_FAILS(u, HM_STORE_RDONLY, -ENOENT);
+	{
+		struct hm_store *rs;
+		snprintf(u, sizeof u, "%s,size=%u", uri, LEN);
+		CHECKF(hm_store_open(&rs, u, HM_STORE_RDONLY) == 0, "%s", hm_errormsg());
+		CHECK(hm_store_close(rs) == 0);
+	}
 	/* Nothing failed half-way: the file is as it was. */
 	CHECK(tu_cmp_file(path, ref, LEN) == -1);
 	CHECK(tu_file_size(path) == LEN);

@@ -205,15 +205,17 @@ static int pmem_open(void **priv, const char *rest, int flags, struct hm_store_i
 	rc = hm_opts_parse(comma ? comma + 1 : "", pmem_opt, p);
 	if (rc)
 		goto fail;
-	if (ro && p->want_size) {
-		rc = hm__error(-EINVAL, "pmem store: size= creates or extends '%s', which a "
-					"read-only open cannot", path);
-		goto fail;
-	}
-	p->fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | (p->want_size ? O_CREAT : 0),
-		     0644);
+	/*
+	 * size= creates or extends the file; a read-only open accepts it for a
+	 * file that is already that large (the URI that made it opens it again).
+	 */
+	p->fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC |
+				   (p->want_size && !ro ? O_CREAT : 0), 0644);
 	if (p->fd < 0) {
-		rc = hm__error_errno(-errno, "pmem store: cannot open '%s'", path);
+		rc = errno == ENOENT && ro && p->want_size ?
+			     hm__error(-ENOENT, "pmem store: '%s' does not exist, and a read-only "
+						"open cannot create it (size=)", path) :
+			     hm__error_errno(-errno, "pmem store: cannot open '%s'", path);
 		goto fail;
 	}
 	if (fstat(p->fd, &st) < 0) {
@@ -235,6 +237,12 @@ static int pmem_open(void **priv, const char *rest, int flags, struct hm_store_i
 		p->devdax = true;
 	} else if (S_ISREG(st.st_mode)) {
 		p->size = (uint64_t)st.st_size;
+		if (p->want_size > p->size && ro) {
+			rc = hm__error(-EINVAL, "pmem store: size= would extend '%s' (%llu bytes), "
+						"which a read-only open cannot", path,
+				       (unsigned long long)p->size);
+			goto fail;
+		}
 		if (p->want_size > p->size) {
 			if (ftruncate(p->fd, (off_t)p->want_size) < 0) {
 				rc = hm__error_errno(-errno, "pmem store: cannot extend '%s' to %llu "
