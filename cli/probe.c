@@ -195,6 +195,41 @@ static long preemptions(void)
 }
 
 /*
+ * What hmsync does to make this store's data durable, as a word for
+ * --json ("map_sync+clwb+sfence", "msync", "fsync", "store", "none"), and
+ * in *why a few words on why (text output).
+ */
+static const char *sync_method(struct hm_store *s, const struct hm_store_info *info,
+			       const char **why)
+{
+	static char buf[64];
+	const char *scheme = hm_store_scheme(s), *w = "";
+
+	if (info->props & HM_PROP_MAP_SYNC) {
+		snprintf(buf, sizeof buf, "map_sync+%s",
+			 hm_persistence_name(HM_PERSIST_FLUSH));
+		w = "MAP_SYNC mapping: stores are durable once flushed from the CPU caches";
+	} else if (!strcmp(scheme, "pmem")) {
+		snprintf(buf, sizeof buf, "msync");
+		w = info->props & HM_PROP_PERSISTENT ?
+			    "no MAP_SYNC here: the page cache sits in between" :
+			    "no MAP_SYNC here; the file system is volatile, as tmpfs is";
+	} else if (!strcmp(scheme, "file")) {
+		snprintf(buf, sizeof buf, "fsync");
+		w = "dirty pages are written back, then the file is flushed";
+	} else if (info->props & HM_PROP_PERSISTENT) {
+		snprintf(buf, sizeof buf, "store");
+		w = "dirty pages are written back and the store flushed its own way";
+	} else {
+		snprintf(buf, sizeof buf, "none");
+		w = "a volatile store: nothing outlives the process";
+	}
+	if (why)
+		*why = w;
+	return buf;
+}
+
+/*
  * Queue-depth-1 latency of 4 KiB requests at random offsets for `secs`.
  * A write first reads the block (untimed) and writes those bytes back.
  * Requests run in batches, and a batch during which this thread was
@@ -620,6 +655,9 @@ int hm_cli_probe(int argc, char **argv)
 		printf(", \"primed_bytes\": %" PRIu64, primed);
 		printf(", \"persistence\": ");
 		hm_cli_json_str(hm_persistence_name(hm_store_persistence(s)));
+		printf(", \"map_sync\": %s, \"sync_method\": ",
+		       info.props & HM_PROP_MAP_SYNC ? "true" : "false");
+		hm_cli_json_str(sync_method(s, &info, NULL));
 		json_lat("read_latency", &rl);
 		json_lat("write_latency", &wl);
 		json_bw("read_bandwidth", &rb);
@@ -638,7 +676,11 @@ int hm_cli_probe(int argc, char **argv)
 		       info.props & HM_PROP_READONLY ? "yes" : "no",
 		       info.props & HM_PROP_BLOCKDEV ? ", block device" : "");
 		/* What makes a store durable: MAP_SYNC + CPU cache flush, or msync/fsync. */
-		printf("  persistence: %s\n", hm_persistence_name(hm_store_persistence(s)));
+		const char *why;
+		const char *how = sync_method(s, &info, &why);
+		printf("  persistence: %s; hmsync: %s%s%s%s\n",
+		       hm_persistence_name(hm_store_persistence(s)), how, *why ? " (" : "", why,
+		       *why ? ")" : "");
 		printf("  measured over the first %s:\n", tested);
 		if (primed) {
 			char pb[32];

@@ -441,7 +441,39 @@ static void probe_file_unchanged(void)
 	CHECKF(rc == 0 && json_num(strstr(out, "\"write_latency\""), "p50_ns") > 0, "exit %d: %.200s",
 	       rc, out);
 	CHECK(tu_cmp_file(path, ref, 8 << 20) == -1);
+	CHECKF(strstr(out, "\"map_sync\": false") && strstr(out, "\"sync_method\": \"fsync\""),
+	       "%.300s", out);
 	free(ref);
+}
+
+/*
+ * Which durability applies is said: a pmem: file on tmpfs is mapped
+ * without MAP_SYNC (tmpfs refuses it) and hmsync runs msync there.
+ */
+static void probe_pmem_sync(void)
+{
+	static char out[8192];
+	char cmd[2048];
+	int rc;
+
+	if (access(tool, X_OK))
+		SKIP("%.200s is not built", tool);
+	char path[] = "/dev/shm/hmmap-probe-pmem-XXXXXX";
+	int fd = mkstemp(path);
+	CHECK(fd >= 0);
+	close(fd);
+	snprintf(cmd, sizeof cmd, "%s probe 'pmem:%s,size=4M' --json --seconds 0.2 --threads 1",
+		 tool, path);
+	rc = tu_run(cmd, out, sizeof out);
+	CHECKF(rc == 0 && strstr(out, "\"persistence\": \"none\"") &&
+		       strstr(out, "\"map_sync\": false") &&
+		       strstr(out, "\"sync_method\": \"msync\""),
+	       "exit %d: %.300s", rc, out);
+	snprintf(cmd, sizeof cmd, "%s probe 'pmem:%s' --seconds 0.2 --threads 1", tool, path);
+	rc = tu_run(cmd, out, sizeof out);
+	CHECKF(rc == 0 && strstr(out, "hmsync: msync (no MAP_SYNC here"), "exit %d: %.300s", rc,
+	       out);
+	unlink(path);
 }
 
 static void probe_errors(void)
@@ -506,6 +538,7 @@ int main(int argc, char **argv)
 	RUN(probe_mem_delays);
 	RUN(probe_bandwidth_limit);
 	RUN(probe_file_unchanged);
+	RUN(probe_pmem_sync);
 	RUN(probe_errors);
 	tu_cleanup();
 	return test_done();
