@@ -321,6 +321,11 @@ IN_CHILD(test_direct_endurance)
 	CHECK(hm_sync(p, LEN, MS_SYNC) == 0);
 	CHECK(hm_store_stats(s, &st) == 0);
 	CHECKF(st.bytes_written == 10 * 4096, "%llu", (unsigned long long)st.bytes_written);
+	/* The region's cache, and the process's totals, count them too. */
+	CHECK(hm_cache_stats(c, &st) == 0);
+	CHECKF(st.bytes_written == 10 * 4096, "%llu", (unsigned long long)st.bytes_written);
+	CHECK(hm_stats(NULL, &st) == 0);
+	CHECKF(st.bytes_written == 10 * 4096, "%llu", (unsigned long long)st.bytes_written);
 	/* A sync with nothing written adds nothing; a write after it counts again. */
 	CHECK(hm_sync(p, LEN, MS_SYNC) == 0);
 	CHECK(hm_store_stats(s, &st) == 0);

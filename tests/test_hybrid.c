@@ -117,6 +117,12 @@ IN_CHILD(test_hybrid_basic)
 	CHECK(tu_cmp_file(path, ref, LEN) == -1);
 	CHECK(hm_region_stats(x.r, &st) == 0);
 	CHECK(st.resident_bytes == 0 && st.writebacks == 1 && st.bytes_written == 4096);
+	{
+		struct hm_stats cs;
+		CHECK(hm_cache_stats(hm_region_cache(x.r), &cs) == 0);
+		CHECKF(cs.bytes_written == 4096 && cs.faults_wp == 1, "cache: written %llu, wp %llu",
+		       (unsigned long long)cs.bytes_written, (unsigned long long)cs.faults_wp);
+	}
 	CHECK(pwrite(fd, "again", 5, 3 * 4096 + 100) == 5);
 	memcpy(ref + 3 * 4096 + 100, "again", 5);
 	CHECK(!memcmp(x.p + 3 * 4096 + 100, "again", 5));
@@ -282,7 +288,8 @@ IN_CHILD(test_hybrid_syscalls)
 	CHECK(pread(fd, x.p + 8 * 4096, 8192, 0) == 8192);
 	memcpy(ref + 8 * 4096, ref, 8192);
 	CHECK(hm_region_stats(x.r, &st) == 0);
-	CHECK(st.resident_bytes == 8192);
+	CHECKF(st.resident_bytes == 8192 && st.pinned_pages == 2, "resident %llu, pinned %llu",
+	       (unsigned long long)st.resident_bytes, (unsigned long long)st.pinned_pages);
 	/* Pinned pages stay through a sync (written back, still held)... */
 	CHECK(hm_sync(x.p, LEN, MS_SYNC) == 0);
 	CHECK(tu_cmp_file(path, ref, LEN) == -1);
@@ -296,6 +303,8 @@ IN_CHILD(test_hybrid_syscalls)
 	CHECK(pread(fd, x.p + 8 * 4096 + 5, 10, 500) == 10);
 	memcpy(ref + 8 * 4096 + 5, ref + 500, 10);
 	CHECK(hm_unpin(x.p + 8 * 4096, 2 * 4096) == 0);
+	CHECK(hm_region_stats(x.r, &st) == 0);
+	CHECKF(st.pinned_pages == 0, "pinned %llu", (unsigned long long)st.pinned_pages);
 	/* More than the region may hold at once. */
 	EXPECT_RC(hm_prefault(x.p, LEN, 0), -ENOMEM);
 	close(fd);

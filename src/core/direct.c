@@ -55,9 +55,9 @@ static void count_written(void *ctx, uintptr_t addr, size_t len)
 	if (off >= r->wb_limit)
 		return;
 	n = off + len > r->wb_limit ? r->wb_limit - off : len;
-	hm__count(&r->ctr, bytes_written, n);
+	hm__count_rc(r, bytes_written, n);
 	hm__count(&r->store->ctr, bytes_written, n);
-	hm__count(&r->ctr, writebacks, (len + r->ps - 1) >> r->ps_shift);
+	hm__count_rc(r, writebacks, (len + r->ps - 1) >> r->ps_shift);
 	hm__count(&r->store->ctr, writebacks, (len + r->ps - 1) >> r->ps_shift);
 }
 

@@ -57,6 +57,8 @@ int hm__hybrid_writeback(struct hm_region *r, uint64_t idx, uint64_t n);
  */
 int hm__hybrid_take(struct hm_region *r, uint64_t idx, uint64_t n, bool pin);
 void hm__hybrid_unpin(struct hm_region *r, uint64_t idx, uint64_t n);
+/* Held pages that are pinned now (for hm_region_stats). */
+uint64_t hm__hybrid_pinned(const struct hm_region *r);
 /* Marks [idx, idx+n) read-only (no copy on write: SIGSEGV) or writable again. */
 int hm__hybrid_protect(struct hm_region *r, uint64_t idx, uint64_t n, bool ro);
 /* Pages a hybrid region may hold in DRAM at once. */

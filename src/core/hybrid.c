@@ -200,8 +200,8 @@ static int writeback_page(struct hm_region *r, uint64_t i, bool keep)
 		if (rc)
 			goto fail_prot;
 	}
-	hm__count(&r->ctr, writebacks, 1);
-	hm__count(&r->ctr, bytes_written, n);
+	hm__count_rc(r, writebacks, 1);
+	hm__count_rc(r, bytes_written, n);
 	hm__count(&s->ctr, writebacks, 1);
 	hm__count(&s->ctr, bytes_written, n);
 	if (keep) {
@@ -223,7 +223,7 @@ static int writeback_page(struct hm_region *r, uint64_t i, bool keep)
 		  (off_t)r->ps);
 	free_slot(h, slot);
 	atomic_fetch_sub(&r->resident_pages, 1);
-	hm__count(&r->ctr, evictions, 1);
+	hm__count_rc(r, evictions, 1);
 	set_state(w, HY_STATE | HY_PINNED | HY_SLOT_MASK, HY_DIRECT);
 	return 0;
 fail_prot:
@@ -231,7 +231,7 @@ fail_prot:
 	mprotect(a, r->ps, PROT_READ | PROT_WRITE);
 	errno = e;
 fail:
-	hm__count(&r->ctr, writeback_errors, 1);
+	hm__count_rc(r, writeback_errors, 1);
 	hm__count(&s->ctr, writeback_errors, 1);
 	set_state(w, HY_STATE, HY_HELD);
 	return rc;
@@ -348,8 +348,8 @@ static int take_page(struct hm_region *r, uint64_t i, bool pin)
 		goto fail_hole;
 	}
 	atomic_fetch_add(&r->resident_pages, 1);
-	hm__count(&r->ctr, faults_wp, 1);
-	hm__count(&r->ctr, bytes_read, n);
+	hm__count_rc(r, faults_wp, 1);
+	hm__count_rc(r, bytes_read, n);
 	hm__count(&s->ctr, bytes_read, n);
 	/*
 	 * hm_protect sets RO and then writes back the held pages it finds in
@@ -674,6 +674,23 @@ void hm__hybrid_unpin(struct hm_region *r, uint64_t idx, uint64_t n)
 	for (uint64_t i = idx; i < idx + n; i++)
 		if (atomic_load_explicit(&h->st[i], memory_order_relaxed) & HY_PINNED)
 			atomic_fetch_and(&h->st[i], ~HY_PINNED);
+}
+
+uint64_t hm__hybrid_pinned(const struct hm_region *r)
+{
+	struct hm_hybrid *h = r->bam->hybrid;
+	uint64_t n = 0;
+
+	/* The slot table is short (the held pages); the page states are not. */
+	for (uint32_t k = 0; k < h->cap; k++) {
+		lock(h);
+		uint64_t j = h->slot_idx[k];
+		unlock(h);
+		if (j != UINT64_MAX && (atomic_load_explicit(&h->st[j], memory_order_relaxed) &
+					HY_PINNED))
+			n++;
+	}
+	return n;
 }
 
 int hm__hybrid_protect(struct hm_region *r, uint64_t idx, uint64_t n, bool ro)

@@ -125,6 +125,15 @@ static inline bool hm__stats_enabled(void)
 						  memory_order_relaxed);                \
 	} while (0)
 
+/* Counts on a region and on its cache (direct and hybrid regions may have none). */
+#define hm__count_rc(r, field, n)                                                       \
+	do {                                                                            \
+		uint64_t hm_m_ = (n);                                                   \
+		hm__count(&(r)->ctr, field, hm_m_);                                     \
+		if ((r)->cache)                                                         \
+			hm__count(&(r)->cache->ctr, field, hm_m_);                      \
+	} while (0)
+
 static inline unsigned hm__lat_bucket(uint64_t ns)
 {
 	unsigned k;

@@ -629,6 +629,8 @@ void hm__region_stats_fill(const struct hm_region *r, struct hm_stats *s)
 	hm__stats_fill(&r->ctr, s);
 	s->resident_bytes = atomic_load(&r->resident_pages) << r->ps_shift;
 	s->pinned_pages = atomic_load(&r->pinned_pages);
+	if (r->bam && r->bam->hybrid)
+		s->pinned_pages += hm__hybrid_pinned(r);
 	s->budget_bytes = hm__budget(r->cache);
 }
 
