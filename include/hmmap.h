@@ -114,7 +114,9 @@ int hmsync(void *addr, size_t length, int flags);
  *                         large as the nodes' memory unless size= says;
  *                         P: bind (default), preferred, interleave,
  *                         weighted. A node that does not exist or has no
- *                         memory is an error (-ENODEV). Byte-addressable.
+ *                         memory is an error (-ENODEV). Byte-addressable,
+ *                         volatile, and private to the open (a memfd): two
+ *                         opens of one URI are two stores.
  *   fault:SIZE[,opts]     a mem: store whose failures tests switch on with
  *                         hm_store_ctl(): "fail_read", "fail_write" (0, 1,
  *                         or a count), "fail_read_at" / "fail_write_at" (a
@@ -188,7 +190,8 @@ struct hm_region;
  *              evicts in. `offset` must be a multiple of it.
  * The length need not be a multiple of the page size; the region is rounded
  * up, and bytes past the store's end read as zeros. Write-back never writes
- * past offset + length.
+ * past offset + length. A writable map of a store that cannot grow (pmem:,
+ * numa:, mem:) must end within it, in every mode: -EINVAL otherwise.
  */
 int hm_region_map(struct hm_region **region, struct hm_cache *cache, struct hm_store *store,
 		  uint64_t offset, size_t length, int prot, int flags, size_t page_size);
