@@ -99,6 +99,33 @@ static void int_or_dash(char *out, size_t cap, int v)
 		snprintf(out, cap, "%d", v);
 }
 
+/*
+ * A node's distance row, "10,21,14" (to nodes 0, 1, 2; "?" where unknown),
+ * cut with "..." if long; "-" for other resources.
+ */
+static void distances(char *out, size_t cap, const struct hm_resource *r)
+{
+	size_t len = 0;
+
+	if (!r->ndistances || !r->distances) {
+		snprintf(out, cap, "-");
+		return;
+	}
+	out[0] = 0;
+	for (size_t i = 0; i < r->ndistances; i++) {
+		char one[16];
+		int k = r->distances[i] ? snprintf(one, sizeof one, "%s%u", i ? "," : "",
+						   r->distances[i]) :
+					  snprintf(one, sizeof one, "%s?", i ? "," : "");
+		if (len + (size_t)k + 4 >= cap) {
+			snprintf(out + len, cap - len, ",...");
+			return;
+		}
+		memcpy(out + len, one, (size_t)k + 1);
+		len += (size_t)k;
+	}
+}
+
 static void print_table(const struct hm_resource *res, size_t n)
 {
 	int wname = 4, wdev = 6;
@@ -110,12 +137,12 @@ static void print_table(const struct hm_resource *res, size_t n)
 		wname = a > wname ? a : wname;
 		wdev = b > wdev ? b : wdev;
 	}
-	printf("%-8s %-*s %7s %7s %-*s %4s %4s %4s %4s %11s %13s %4s\n", "KIND", wname, "NAME",
+	printf("%-8s %-*s %7s %7s %-*s %4s %4s %4s %4s %11s %13s %4s %s\n", "KIND", wname, "NAME",
 	       "SIZE", "FREE", wdev, "DEVICE", "NODE", "BYTE", "PERS", "COH", "LAT_NS_R/W",
-	       "BW_MBPS_R/W", "TIER");
+	       "BW_MBPS_R/W", "TIER", "DISTANCES");
 	for (i = 0; i < n; i++) {
 		const struct hm_resource *r = &res[i];
-		char size[24], freeb[24], node[16], lat[48], bw[48], tier[16];
+		char size[24], freeb[24], node[16], lat[48], bw[48], tier[16], dist[80];
 
 		human(size, sizeof size, r->size);
 		human(freeb, sizeof freeb, r->free);
@@ -123,10 +150,11 @@ static void print_table(const struct hm_resource *res, size_t n)
 		int_or_dash(tier, sizeof tier, r->tier);
 		pair(lat, sizeof lat, r->read_latency_ns, r->write_latency_ns);
 		pair(bw, sizeof bw, r->read_bandwidth_mbps, r->write_bandwidth_mbps);
-		printf("%-8s %-*s %7s %7s %-*s %4s %4s %4s %4s %11s %13s %4s\n",
+		distances(dist, sizeof dist, r);
+		printf("%-8s %-*s %7s %7s %-*s %4s %4s %4s %4s %11s %13s %4s %s\n",
 		       hm_resource_kind_name(r->kind), wname, r->name, size, freeb, wdev,
 		       r->device[0] ? r->device : "-", node, tri(r->byte_addressable),
-		       tri(r->persistent), tri(r->coherent), lat, bw, tier);
+		       tri(r->persistent), tri(r->coherent), lat, bw, tier, dist);
 	}
 }
 

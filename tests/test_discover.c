@@ -587,6 +587,11 @@ static void cli_json(void)
 	for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
 		CHECKF(strstr(line, ns[i]), "%s not in %.300s", ns[i], line);
 
+	/* The table has each node's distance row. */
+	rc = run_tool(tool, FIX "two-socket-cxl", "", out, sizeof out);
+	CHECKF(rc == 0 && strstr(out, "DISTANCES") && strstr(out, " 14,24,10,26\n"),
+	       "exit %d: %.300s", rc, out);
+
 	/* The table shows unknown as "-"; a bad root exits 1. */
 	rc = run_tool(tool, FIX "broken", "", out, sizeof out);
 	CHECKF(rc == 0 && strstr(out, "KIND") && strstr(out, "namespace0.0"), "exit %d", rc);
