@@ -211,13 +211,15 @@ IN_CHILD(test_rule5_page_granularity)
 IN_CHILD(test_rule6_hybrid_held)
 {
 	struct views v;
-	const int modes[] = { HM_HYBRID, HM_DIRECT, 0 };
-	unsigned char *hy, *direct;
+	const int modes[] = { HM_HYBRID, HM_DIRECT, HM_CACHED };
+	unsigned char *hy, *direct, *cached;
 
 	make_data();
 	CHECKF(views_map(&v, 1 << 20, modes) == 0, "%s", hm_errormsg());
 	hy = v.p[0];
 	direct = v.p[1];
+	cached = v.p[2];
+	CHECK(hm_advise(cached, LEN, HM_ADV_RANDOM) == 0); /* no readahead: page 2 stays absent */
 	hy[2 * PG] = 0x42;                                 /* page 2 moves into DRAM */
 	CHECK(direct[2 * PG] == ref[2 * PG]);
 	direct[2 * PG + 50] = (unsigned char)~ref[2 * PG + 50];
@@ -229,6 +231,61 @@ IN_CHILD(test_rule6_hybrid_held)
 	direct[2 * PG + 60] = 0x99;
 	CHECK(hy[2 * PG + 60] == 0x99);
 	/* A cached view sees the hybrid store after the hybrid hmsync (rules 3+4 combined). */
+	CHECK(cached[2 * PG] == 0x42 && cached[2 * PG + 60] == 0x99);
+	CHECK(views_unmap(&v) == 0);
+}
+
+/*
+ * What the calls guarantee: MS_INVALIDATE alone on a cached view writes
+ * dirty pages back and drops the range; on a hybrid view the held pages
+ * are written back and the range is the medium; on a direct view it is a
+ * sync. hm_protect(PROT_READ) of a hybrid range writes its held pages back.
+ */
+IN_CHILD(test_calls_invalidate_protect)
+{
+	struct views v;
+	const int modes[] = { HM_CACHED, HM_HYBRID, HM_DIRECT };
+	unsigned char *cached, *hy, *direct;
+	volatile unsigned char sink;
+
+	make_data();
+	CHECKF(views_map(&v, 1 << 20, modes) == 0, "%s", hm_errormsg());
+	cached = v.p[0];
+	hy = v.p[1];
+	direct = v.p[2];
+	CHECK(hm_advise(cached, LEN, HM_ADV_RANDOM) == 0);
+	/* Cached, MS_INVALIDATE alone: the dirty page reaches the medium ... */
+	cached[5 * PG] = 0x11;
+	sink = cached[6 * PG]; /* page 6 resident and clean */
+	(void)sink;
+	direct[6 * PG + 1] = (unsigned char)~ref[6 * PG + 1];
+	CHECK(cached[6 * PG + 1] == ref[6 * PG + 1]);
+	CHECK(hm_sync(cached, LEN, MS_INVALIDATE) == 0);
+	CHECK(direct[5 * PG] == 0x11);
+	/* ... and every page reads the medium at its next touch. */
+	CHECK(cached[6 * PG + 1] == (unsigned char)~ref[6 * PG + 1]);
+	/* Hybrid, MS_INVALIDATE: the held page is written back; the range is the medium. */
+	hy[8 * PG] = 0x33;
+	CHECK(direct[8 * PG] == ref[8 * PG]);
+	CHECK(hm_sync(hy, LEN, MS_INVALIDATE) == 0);
+	CHECK(direct[8 * PG] == 0x33);
+	direct[8 * PG + 1] = 0x34;
+	CHECK(hy[8 * PG + 1] == 0x34);
+	/* Direct, MS_INVALIDATE: a sync, nothing lost. */
+	direct[9 * PG] = 0x35;
+	CHECK(hm_sync(direct, LEN, MS_SYNC | MS_INVALIDATE) == 0);
+	CHECK(direct[9 * PG] == 0x35 && hy[9 * PG] == 0x35);
+	/* hm_protect(PROT_READ) on hybrid: held pages written back, the range is the medium. */
+	hy[10 * PG] = 0x36;
+	CHECK(direct[10 * PG] == ref[10 * PG]);
+	CHECK(hm_protect(hy, LEN, PROT_READ) == 0);
+	CHECK(direct[10 * PG] == 0x36);
+	direct[10 * PG + 1] = 0x37;
+	CHECK(hy[10 * PG + 1] == 0x37);
+	CHECK(hm_protect(hy, LEN, PROT_READ | PROT_WRITE) == 0);
+	hy[10 * PG + 2] = 0x38; /* writable again: into DRAM */
+	CHECK(hm_sync(hy, LEN, MS_SYNC) == 0);
+	CHECK(direct[10 * PG + 2] == 0x38);
 	CHECK(views_unmap(&v) == 0);
 }
 
@@ -328,6 +385,7 @@ int main(void)
 	RUN(test_rule6_hybrid_held);
 	RUN(test_rule7_two_processes);
 	RUN(test_rule8_sync_durability);
+	RUN(test_calls_invalidate_protect);
 	tu_cleanup();
 	free(ref);
 	return test_done();
