@@ -338,6 +338,54 @@ IN_CHILD(test_direct_endurance)
 	CHECK(hm_cache_free(c) == 0);
 }
 
+/* The VmFlags of the mapping that holds addr, from /proc/self/smaps ("" if none). */
+static void vma_flags(const void *addr, char *out, size_t cap)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	bool in = false;
+
+	out[0] = 0;
+	while (f && fgets(line, sizeof line, f)) {
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+			in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
+		else if (in && !strncmp(line, "VmFlags:", 8)) {
+			snprintf(out, cap, "%s", line + 8);
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+}
+
+/*
+ * With HMMAP_STATS=0 nothing counts direct writes, so a direct region is
+ * not registered for write protection: stores take no fault at all.
+ */
+static void stats_off_child(void)
+{
+	char flags[512];
+	uint64_t *p;
+
+	make_data();
+	p = hmmap(NULL, LEN, PROT_READ | PROT_WRITE, HM_DIRECT, uri, 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	if (p == MAP_FAILED)
+		return;
+	p[7] = 42;
+	vma_flags(p, flags, sizeof flags);
+	CHECKF(flags[0] && !strstr(flags, " uw"), "VmFlags:%s", flags);
+	CHECK(hmsync(p, LEN, MS_SYNC) == 0 && hmunmap(p, LEN) == 0);
+}
+
+static void test_direct_stats_off(void)
+{
+	static const char *const env[] = { "HMMAP_STATS=0", NULL };
+
+	TU_CHILD_RESULT(tu_child(env, child_fn, (void *)stats_off_child));
+}
+
 /* ---- kill -9 after hmsync ---- */
 
 static uint64_t val(uint64_t i, uint64_t k)
@@ -507,6 +555,7 @@ int main(void)
 	RUN(test_direct_rw);
 	RUN(test_direct_past_end);
 	RUN(test_direct_endurance);
+	RUN(test_direct_stats_off);
 	RUN(test_direct_kill9);
 	RUN(test_protect_direct);
 	RUN(test_protect_cached);

@@ -121,9 +121,14 @@ int hm__bam_map(struct hm_region *r)
 		return rc;
 	/* A child process does not inherit regions (as cached ones). */
 	madvise(r->base, r->span, MADV_DONTFORK);
-	/* Dirty tracking for endurance counting, where the kernel offers it cheaply. */
+	/*
+	 * Dirty tracking for endurance counting, where the kernel offers it
+	 * cheaply; with HMMAP_STATS=0 nothing would be counted, so stores run
+	 * with no write-protect faults and no fault engine is started for them.
+	 */
+	const struct hm_env *env;
 	if ((r->prot & PROT_WRITE) && b->medium_len && b->medium_len <= TRACK_MAX &&
-	    !hm__engine_start(&info) && info->wp_async &&
+	    !hm__env(&env) && env->stats && !hm__engine_start(&info) && info->wp_async &&
 	    !hm__uffd_register_wp_async(r->base, b->medium_len))
 		b->track = true;
 	return 0;
