@@ -287,7 +287,10 @@ int hm_cache_stats(const struct hm_cache *cache, struct hm_stats *stats);
  * A store's traffic from every region and cache that used it: bytes_read,
  * bytes_written (what the medium has absorbed: its endurance budget),
  * writebacks, read_errors, writeback_errors; and for compressed stores and
- * chains, held_bytes and pool_bytes. Other fields are zero.
+ * chains, held_bytes and pool_bytes. Other fields are zero. Writes through
+ * a direct region count a page at a time, when hm_sync(), HM_ADV_DONTNEED or
+ * the unmap collects the pages written since the last collection (never
+ * with HMMAP_STATS=0); docs/byte-addressable.md.
  */
 int hm_store_stats(const struct hm_store *store, struct hm_stats *stats);
 
