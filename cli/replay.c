@@ -351,10 +351,11 @@ int hm_cli_replay(int argc, char **argv)
 				rc = 1;
 				goto out;
 			}
-			if (!json)
-				printf("%-*s %12u %12llu %12llu %10.6f\n", (int)width, policies.v[i],
-				       caches[j], (unsigned long long)r->requests,
-				       (unsigned long long)r->misses, miss_ratio(r));
+			if (json)
+				continue;
+			printf("%-*s %12u %12llu %12llu %10.6f\n", (int)width, policies.v[i],
+			       caches[j], (unsigned long long)r->requests,
+			       (unsigned long long)r->misses, miss_ratio(r));
 		}
 	}
 	if (json) {

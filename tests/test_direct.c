@@ -348,7 +348,8 @@ static void vma_flags(const void *addr, char *out, size_t cap)
 	out[0] = 0;
 	while (f && fgets(line, sizeof line, f)) {
 		unsigned long lo, hi;
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+		bool range = strchr(line, '-') < strchr(line, ' ');
+		if (range && sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
 			in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
 		else if (in && !strncmp(line, "VmFlags:", 8)) {
 			snprintf(out, cap, "%s", line + 8);

@@ -120,8 +120,9 @@ IN_CHILD(test_hybrid_basic)
 	{
 		struct hm_stats cs;
 		CHECK(hm_cache_stats(hm_region_cache(x.r), &cs) == 0);
-		CHECKF(cs.bytes_written == 4096 && cs.faults_wp == 1, "cache: written %llu, wp %llu",
-		       (unsigned long long)cs.bytes_written, (unsigned long long)cs.faults_wp);
+		CHECKF(cs.bytes_written == 4096 && cs.faults_wp == 1,
+		       "cache: written %llu, wp %llu", (unsigned long long)cs.bytes_written,
+		       (unsigned long long)cs.faults_wp);
 	}
 	CHECK(pwrite(fd, "again", 5, 3 * 4096 + 100) == 5);
 	memcpy(ref + 3 * 4096 + 100, "again", 5);

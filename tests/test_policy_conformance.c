@@ -348,7 +348,8 @@ static void test_arc_window_ghost_hit(void)
 	o->hit(st, slot_of[4]);
 	o->miss(st, 5);
 	CHECK(o->victim(st, &v) == 0);
-	CHECKF(v == slot_of[2], "evicted slot %u (page %d), not page 2", v, v == slot_of[4] ? 4 : -1);
+	CHECKF(v == slot_of[2], "evicted slot %u (page %d), not page 2", v,
+	       v == slot_of[4] ? 4 : -1);
 	o->destroy(st);
 }
 

@@ -667,14 +667,15 @@ static void test_cli(void)
 		 tool, path);
 	CHECK(run(cmd, out, sizeof out) == 0);
 	CHECKF(strstr(out, "\"requests\": 3") && strstr(out, "\"misses\": 3"), "%.200s", out);
-	snprintf(cmd, sizeof cmd, "%s replay --policy lru --cache 1 --header --format lines %s 2>&1",
-		 tool, path);
+	snprintf(cmd, sizeof cmd,
+		 "%s replay --policy lru --cache 1 --header --format lines %s 2>&1", tool, path);
 	CHECK(run(cmd, out, sizeof out) == 2);
 	CHECKF(strstr(out, "--header"), "%.200s", out);
 	unlink(path);
 
 	/* zstd-compressed traces are read as they are; gzip is named. */
-	CHECKF(system("command -v zstd >/dev/null 2>&1") == 0, "no zstd tool (make deps installs it)");
+	CHECKF(system("command -v zstd >/dev/null 2>&1") == 0,
+	       "no zstd tool (make deps installs it)");
 	{
 		char z[sizeof path + 8];
 		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -692,8 +693,8 @@ static void test_cli(void)
 		CHECK(run(cmd, out, sizeof out) == 1);
 		CHECKF(strstr(out, "zstd"), "%.200s", out);
 		unlink(z);
-		snprintf(cmd, sizeof cmd, "gzip -f %s && %s replay --cache 3 %s.gz 2>&1", path, tool,
-			 path);
+		snprintf(cmd, sizeof cmd, "gzip -f %s && %s replay --cache 3 %s.gz 2>&1", path,
+			 tool, path);
 		CHECK(run(cmd, out, sizeof out) == 1);
 		CHECKF(strstr(out, "gzip"), "%.200s", out);
 		snprintf(z, sizeof z, "%s.gz", path);

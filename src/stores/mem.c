@@ -119,7 +119,8 @@ static uint64_t calibrate(struct mem_store *m)
 	}
 	qsort(pair, TRIES, sizeof pair[0], cmp_u64);
 	qsort(d, TRIES, sizeof d[0], cmp_u64);
-	uint64_t over = d[TRIES / 2] > SPAN + pair[TRIES / 2] ? d[TRIES / 2] - SPAN - pair[TRIES / 2] : 0;
+	uint64_t seen = d[TRIES / 2], own = SPAN + pair[TRIES / 2];
+	uint64_t over = seen > own ? seen - own : 0;
 	return over < CAP ? over : CAP;
 }
 
