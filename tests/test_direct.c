@@ -376,7 +376,7 @@ static void stats_off_child(void)
 		return;
 	p[7] = 42;
 	vma_flags(p, flags, sizeof flags);
-	CHECKF(flags[0] && !strstr(flags, " uw"), "VmFlags:%s", flags);
+	CHECKF(flags[0] && !strstr(flags, " uw"), "VmFlags:%.300s", flags);
 	CHECK(hmsync(p, LEN, MS_SYNC) == 0 && hmunmap(p, LEN) == 0);
 }
 

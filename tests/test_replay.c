@@ -496,7 +496,7 @@ static void test_record_region(void)
 	rewind(f);
 	err[fread(err, 1, sizeof err - 1, f)] = 0;
 	fclose(f);
-	CHECKF(strstr(err, "/dev/full") && strstr(err, "incomplete"), "stderr: '%s'", err);
+	CHECKF(strstr(err, "/dev/full") && strstr(err, "incomplete"), "stderr: '%.300s'", err);
 	CHECK(hm_cache_free(c) == 0 && hm_store_close(s) == 0);
 
 	/* Every region of the process. */
