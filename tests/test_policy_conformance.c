@@ -353,6 +353,41 @@ static void test_arc_window_ghost_hit(void)
 	o->destroy(st);
 }
 
+/*
+ * 2Q with a live cache's batch: six victims, then the inserts. Capacity 8
+ * (Kin 2, Kout 4). Pages 1-8, then 9-12 one at a time, leave A1out =
+ * [1, 2, 3, 4]. Evicting 5, 6, 7, 8, 9 and 10 before inserting 1 must not
+ * forget that 1 is a ghost: 1 goes to Am, so the third victim after the
+ * batch is 13 (A1in holds 11, 12, 13, ...), not 1.
+ */
+static void test_2q_batch_keeps_ghosts(void)
+{
+	const struct hm_policy_ops *o;
+	const char *opts;
+	uint64_t key_of[8];
+	uint32_t v, freed[6];
+	void *st;
+
+	CHECK(hm_policy_lookup("2q", &o, &opts) == 0);
+	CHECK(o->create(&st, 8, opts) == 0);
+	for (uint32_t k = 1; k <= 8; k++)
+		o->insert(st, k - 1, key_of[k - 1] = k);
+	for (uint64_t k = 9; k <= 12; k++) {
+		CHECK(o->victim(st, &v) == 0 && key_of[v] == k - 8);
+		o->insert(st, v, key_of[v] = k);
+	}
+	for (int i = 0; i < 6; i++)
+		CHECK(o->victim(st, &freed[i]) == 0);
+	static const uint64_t batch[] = { 1, 13, 14, 15, 16, 17 };
+	for (int i = 0; i < 6; i++)
+		o->insert(st, freed[i], key_of[freed[i]] = batch[i]);
+	for (int i = 0; i < 3; i++)
+		CHECK(o->victim(st, &v) == 0);
+	CHECKF(key_of[v] == 13, "third victim after the batch: page %llu, not 13",
+	       (unsigned long long)key_of[v]);
+	o->destroy(st);
+}
+
 int main(void)
 {
 	RUN(test_registry);
@@ -364,5 +399,6 @@ int main(void)
 	RUN(test_bad_options);
 	RUN(test_flags);
 	RUN(test_arc_window_ghost_hit);
+	RUN(test_2q_batch_keeps_ghosts);
 	return test_done();
 }

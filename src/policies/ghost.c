@@ -104,6 +104,7 @@ int hm__ghost_init(struct hm__ghost *g, uint32_t cap, uint32_t slack)
 	g->cap = cap;
 	g->pool = cap + slack;
 	g->count = 0;
+	g->owed = 0;
 	g->t.b = NULL;
 	g->l.prev = g->l.next = NULL;
 	g->keys = malloc(((size_t)g->pool + 1) * sizeof *g->keys);
@@ -184,8 +185,16 @@ void hm__ghost_push(struct hm__ghost *g, uint64_t key)
 	g->count++;
 }
 
+void hm__ghost_victim(struct hm__ghost *g)
+{
+	if (g->owed < g->pool - g->cap)
+		g->owed++;
+}
+
 void hm__ghost_trim(struct hm__ghost *g)
 {
-	while (g->count > g->cap)
+	if (g->owed)
+		g->owed--;
+	while (g->count > g->cap + g->owed)
 		hm__ghost_pop(g);
 }

@@ -46,6 +46,7 @@ struct hm__ghost {
 	uint32_t cap;   /* entries kept after hm__ghost_trim() */
 	uint32_t pool;  /* nodes: cap plus slack */
 	uint32_t count;
+	uint32_t owed;  /* victims not yet followed by an insert (see trim) */
 	uint32_t free;  /* free node list through links.next */
 	uint64_t *keys; /* by node */
 	struct hm__links l; /* pool nodes + sentinel `pool`; head is oldest */
@@ -58,7 +59,16 @@ struct hm__ghost {
  * and drop the oldest one only in the insert() that follows, after it has
  * looked up the missing key: that is the order the published algorithms
  * (and libCacheSim) use, where the lookup precedes the eviction.
+ *
+ * A live cache takes a batch of victims before the batch's inserts. So a
+ * policy calls hm__ghost_victim() in every victim() and hm__ghost_trim()
+ * in every insert(), and the queue keeps cap keys plus one for each victim
+ * not yet followed by an insert: each insert then looks its key up in the
+ * ghosts it would have seen had victims and inserts alternated (plus the
+ * batch's own victims, which cannot be the key). HM_GHOST_SLACK covers a
+ * batch of the core's (up to 512 pages).
  */
+#define HM_GHOST_SLACK 516u
 int hm__ghost_init(struct hm__ghost *g, uint32_t cap, uint32_t slack);
 /* Frees a queue; safe on a zeroed one or after a failed init. */
 void hm__ghost_fini(struct hm__ghost *g);
@@ -73,7 +83,12 @@ int hm__ghost_del(struct hm__ghost *g, uint64_t key);
 void hm__ghost_push(struct hm__ghost *g, uint64_t key);
 /* Drops the oldest ghost; 0, or -ENOENT when there is none. */
 int hm__ghost_pop(struct hm__ghost *g);
-/* Drops the oldest ghosts until at most `cap` remain. */
+/* A victim was taken (whether or not it became a ghost here). */
+void hm__ghost_victim(struct hm__ghost *g);
+/*
+ * An insert looked its key up: drops the oldest ghosts until at most `cap`
+ * plus the victims still owed an insert remain.
+ */
 void hm__ghost_trim(struct hm__ghost *g);
 
 #endif

@@ -130,7 +130,7 @@ static int s3_create(void **state, uint32_t capacity, const char *options)
 	s->freq = calloc((size_t)capacity + 1, 1);
 	s->where = calloc((size_t)capacity + 1, 1);
 	if (!s->key || !s->freq || !s->where || hm__links_alloc(&s->q, capacity + 2) ||
-	    hm__ghost_init(&s->ghost, (uint32_t)(o.ghost * capacity), 4)) {
+	    hm__ghost_init(&s->ghost, (uint32_t)(o.ghost * capacity), HM_GHOST_SLACK)) {
 		s3_destroy(s);
 		return hm__error(-ENOMEM, "s3fifo: out of memory for %u slots", capacity);
 	}
@@ -196,6 +196,7 @@ static int s3_victim(void *state, uint32_t *slot)
 	if (!s->n_small && !s->n_main)
 		return -ENOENT;
 	s->has_evicted = 1;
+	hm__ghost_victim(&s->ghost);
 	if (s->n_main > s->main_size || !s->n_small) {
 		v = evict_main(s);
 		goto out;

@@ -103,7 +103,7 @@ static int twoq_create(void **state, uint32_t capacity, const char *options)
 	t->key = malloc(((size_t)capacity + 1) * sizeof *t->key);
 	t->where = calloc((size_t)capacity + 1, 1);
 	if (!t->key || !t->where || hm__links_alloc(&t->q, capacity + 2) ||
-	    hm__ghost_init(&t->out, (uint32_t)(o.kout * capacity), 4)) {
+	    hm__ghost_init(&t->out, (uint32_t)(o.kout * capacity), HM_GHOST_SLACK)) {
 		twoq_destroy(t);
 		return hm__error(-ENOMEM, "2q: out of memory for %u slots", capacity);
 	}
@@ -146,6 +146,7 @@ static int twoq_victim(void *state, uint32_t *slot)
 
 	if (!t->n_in && !t->n_am)
 		return -ENOENT;
+	hm__ghost_victim(&t->out);
 	if (t->n_in > t->kin || !t->n_am) {
 		v = hm__links_head(&t->q, t->s_in);
 		hm__links_unlink(&t->q, v);
