@@ -6,6 +6,7 @@
  * two-process case forks its second process before either uses hmmap.
  */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -236,6 +237,22 @@ IN_CHILD(test_rule6_hybrid_held)
 }
 
 /*
+ * Writes `v` to page `pg` of a hybrid view (it moves into DRAM), then
+ * hmsync(MS_INVALIDATE)s or hm_protect(PROT_READ)s the whole view: the
+ * page must reach the medium and be the medium again.
+ */
+static void held_page_goes_back(unsigned char *hy, unsigned char *direct, size_t pg,
+				unsigned char v, bool protect)
+{
+	hy[pg * PG] = v;
+	CHECK(direct[pg * PG] == ref[pg * PG]);
+	CHECK((protect ? hm_protect(hy, LEN, PROT_READ) : hm_sync(hy, LEN, MS_INVALIDATE)) == 0);
+	CHECK(direct[pg * PG] == v);
+	direct[pg * PG + 1] = (unsigned char)(v + 1);
+	CHECK(hy[pg * PG + 1] == (unsigned char)(v + 1));
+}
+
+/*
  * What the calls guarantee: MS_INVALIDATE alone on a cached view writes
  * dirty pages back and drops the range; on a hybrid view the held pages
  * are written back and the range is the medium; on a direct view it is a
@@ -265,23 +282,13 @@ IN_CHILD(test_calls_invalidate_protect)
 	/* ... and every page reads the medium at its next touch. */
 	CHECK(cached[6 * PG + 1] == (unsigned char)~ref[6 * PG + 1]);
 	/* Hybrid, MS_INVALIDATE: the held page is written back; the range is the medium. */
-	hy[8 * PG] = 0x33;
-	CHECK(direct[8 * PG] == ref[8 * PG]);
-	CHECK(hm_sync(hy, LEN, MS_INVALIDATE) == 0);
-	CHECK(direct[8 * PG] == 0x33);
-	direct[8 * PG + 1] = 0x34;
-	CHECK(hy[8 * PG + 1] == 0x34);
+	held_page_goes_back(hy, direct, 8, 0x33, false);
 	/* Direct, MS_INVALIDATE: a sync, nothing lost. */
 	direct[9 * PG] = 0x35;
 	CHECK(hm_sync(direct, LEN, MS_SYNC | MS_INVALIDATE) == 0);
 	CHECK(direct[9 * PG] == 0x35 && hy[9 * PG] == 0x35);
 	/* hm_protect(PROT_READ) on hybrid: held pages written back, the range is the medium. */
-	hy[10 * PG] = 0x36;
-	CHECK(direct[10 * PG] == ref[10 * PG]);
-	CHECK(hm_protect(hy, LEN, PROT_READ) == 0);
-	CHECK(direct[10 * PG] == 0x36);
-	direct[10 * PG + 1] = 0x37;
-	CHECK(hy[10 * PG + 1] == 0x37);
+	held_page_goes_back(hy, direct, 10, 0x36, true);
 	CHECK(hm_protect(hy, LEN, PROT_READ | PROT_WRITE) == 0);
 	hy[10 * PG + 2] = 0x38; /* writable again: into DRAM */
 	CHECK(hm_sync(hy, LEN, MS_SYNC) == 0);
