@@ -155,14 +155,10 @@ static void count_load(struct hm_region *r, uint32_t n, bool marker, bool undo)
 	uint64_t k = undo ? UINT64_MAX : 1; /* times -1, modulo 2^64 */
 	uint64_t bytes = k * ((uint64_t)n << r->ps_shift);
 
-	if (!marker) {
-		hm__count(&r->ctr, misses, k);
-		hm__count(&r->cache->ctr, misses, k);
-	}
-	hm__count(&r->ctr, readahead, k * (n - !marker));
-	hm__count(&r->cache->ctr, readahead, k * (n - !marker));
-	hm__count(&r->ctr, bytes_read, bytes);
-	hm__count(&r->cache->ctr, bytes_read, bytes);
+	if (!marker)
+		hm__count_rc(r, misses, k);
+	hm__count_rc(r, readahead, k * (n - !marker));
+	hm__count_rc(r, bytes_read, bytes);
 	hm__count(&r->store->ctr, bytes_read, bytes);
 }
 
