@@ -11,7 +11,8 @@
  * Eviction of a batch, outside the cache lock, per region and per run of
  * contiguous victims:
  *   1. the victims are EVICTING: faults on them wait;
- *   2. their PTEs are zapped (the data stays in the region's memfd);
+ *   2. their PTEs are zapped (the data stays in the region's memfd), every
+ *      run of the region in one call and so with one TLB flush;
  *   3. PAGEMAP_SCAN over the zapped runs reports the pages written since
  *      they were last write-protected: a zapped write-protected PTE leaves a
  *      uffd-wp marker, a written one leaves nothing, and the scan tells the
@@ -22,11 +23,14 @@
  *      are EMPTY. A victim whose write-back failed stays resident, dirty,
  *      and goes back to the policy: nothing is lost.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +45,7 @@ struct victim {
 };
 
 #define MAX_BATCH 512
+_Static_assert(MAX_BATCH <= HM_ZAP_RUNS, "a batch of victims is zapped in one call");
 
 /* Caches alive, for the sampler. */
 static pthread_mutex_t caches_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -101,33 +106,98 @@ static void sort_victims(struct victim *v, uint32_t n)
 	}
 }
 
-void hm__zap(struct hm_region *r, uint64_t idx, uint64_t n)
-{
-	char *a = r->base + (idx << r->ps_shift);
-	size_t len = (size_t)n << r->ps_shift;
-	const struct hm_engine_info *info;
+#ifndef PIDFD_SELF_THREAD_GROUP
+#define PIDFD_SELF_THREAD_GROUP (-10001) /* <linux/pidfd.h> of recent kernels: this process */
+#endif
 
+/* 0: not tried yet; 1: process_madvise() of our own pages works; -1: it does not. */
+static _Atomic int vec_zap;
+
+/* MADV_DONTNEED of the runs: in one call when the kernel allows it, else one per run. */
+static void dontneed_runs(struct hm_region *r, const struct hm_run *run, uint32_t n)
+{
+	static __thread struct iovec iov[HM_ZAP_RUNS];
+	int saved = errno, ok = atomic_load_explicit(&vec_zap, memory_order_relaxed);
+	size_t total = 0;
+
+	if (n > 1 && n <= HM_ZAP_RUNS && ok >= 0) {
+		for (uint32_t i = 0; i < n; i++) {
+			iov[i].iov_base = r->base + (run[i].idx << r->ps_shift);
+			iov[i].iov_len = (size_t)run[i].n << r->ps_shift;
+			total += iov[i].iov_len;
+		}
+		/* The kernel takes at most about 2 GiB per call. */
+		if (total <= (1ul << 30)) {
+			long done = syscall(SYS_process_madvise, PIDFD_SELF_THREAD_GROUP, iov,
+					    (size_t)n, MADV_DONTNEED, 0u);
+			if (done == (long)total) {
+				if (!ok)
+					atomic_store(&vec_zap, 1);
+				errno = saved;
+				return;
+			}
+			/* Refused the first time: this kernel cannot (an older one). */
+			if (done < 0 && !ok)
+				atomic_store(&vec_zap, -1);
+		}
+	}
+	/* One call per run; a run zapped twice after a partial success is harmless. */
+	for (uint32_t i = 0; i < n; i++)
+		madvise(r->base + (run[i].idx << r->ps_shift), (size_t)run[i].n << r->ps_shift,
+			MADV_DONTNEED);
+	errno = saved;
+}
+
+void hm__zap_runs(struct hm_region *r, const struct hm_run *run, uint32_t n)
+{
+	const struct hm_engine_info *info;
+	bool scan;
+
+	if (!n)
+		return;
 	if (!r->wp) {
-		madvise(a, len, MADV_DONTNEED);
+		dontneed_runs(r, run, n);
 		return;
 	}
 	/* See harvest_lock: a sync's scan must not fall between the zap and ours. */
 	pthread_mutex_lock(&r->harvest_lock);
-	madvise(a, len, MADV_DONTNEED);
-	/* A scan that fails has lost what the zap knew: take every page as written. */
-	if (!hm__engine_start(&info) && info->wp_async &&
-	    ((r->flags & HM_HUGETLB) ? hm__pagemap_unmarked((uintptr_t)a, (uintptr_t)a + len, hm__mark_written, r)
-			: hm__pagemap_harvest((uintptr_t)a, (uintptr_t)a + len, false,
-					      hm__mark_written, r)))
-		hm__mark_written(r, (uintptr_t)a, len);
+	dontneed_runs(r, run, n);
+	scan = !hm__engine_start(&info) && info->wp_async;
+	for (uint32_t i = 0; i < n; i++) {
+		uintptr_t a = (uintptr_t)r->base + (run[i].idx << r->ps_shift);
+		size_t len = (size_t)run[i].n << r->ps_shift;
+		/* A scan that fails has lost what the zap knew: take every page as written. */
+		if (scan && ((r->flags & HM_HUGETLB)
+				     ? hm__pagemap_unmarked(a, a + len, hm__mark_written, r)
+				     : hm__pagemap_harvest(a, a + len, false, hm__mark_written, r)))
+			hm__mark_written(r, a, len);
+	}
 	pthread_mutex_unlock(&r->harvest_lock);
 }
 
-/* Evicting: a read-only region has nothing to harvest, and the punch unmaps it. */
-static void zap_and_harvest(struct hm_region *r, uint64_t idx, uint64_t n)
+void hm__zap(struct hm_region *r, uint64_t idx, uint64_t n)
 {
-	if (r->wp)
-		hm__zap(r, idx, n);
+	const struct hm_run one = { idx, n };
+
+	hm__zap_runs(r, &one, 1);
+}
+
+/*
+ * Runs of contiguous pages among victims v[a..b) of one region, sorted by
+ * page, into run[]; returns how many.
+ */
+static uint32_t victim_runs(const struct victim *v, uint32_t a, uint32_t b, struct hm_run *run)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = a, j; i < b; i = j) {
+		for (j = i + 1; j < b && v[j].idx == v[j - 1].idx + 1; j++)
+			;
+		run[n].idx = v[i].idx;
+		run[n].n = v[j - 1].idx - v[i].idx + 1;
+		n++;
+	}
+	return n;
 }
 
 /* Frees the frames of pages [idx, idx+n) of r. */
@@ -143,6 +213,7 @@ static void punch(struct hm_region *r, uint64_t idx, uint64_t n)
  */
 static int evict(struct hm_cache *c, struct victim *v, uint32_t n, uint32_t *nfreed)
 {
+	static __thread struct hm_run runs[MAX_BATCH];
 	int err = 0;
 	uint32_t a, b, i, j;
 
@@ -152,12 +223,15 @@ static int evict(struct hm_cache *c, struct victim *v, uint32_t n, uint32_t *nfr
 
 		for (b = a; b < n && v[b].r == r; b++)
 			;
-		/* Steps 2 and 3: zap and harvest, per contiguous run. */
-		for (i = a; i < b; i = j) {
-			for (j = i + 1; j < b && v[j].idx == v[j - 1].idx + 1; j++)
-				;
-			zap_and_harvest(r, v[i].idx, v[j - 1].idx - v[i].idx + 1);
-		}
+		/*
+		 * Steps 2 and 3: zap and harvest every run at once. A read-only
+		 * region has nothing to harvest and the punch would unmap its
+		 * pages, but a punch per run flushes the TLB once per run; after
+		 * one batched zap the punches find nothing mapped.
+		 */
+		uint32_t nr = victim_runs(v, a, b, runs);
+		if (r->wp || nr > 1)
+			hm__zap_runs(r, runs, nr);
 		/* Step 4: write back runs of dirty victims. */
 		for (i = a; i < b; i = j) {
 			struct hm_page *p = hm__page(r, v[i].idx, false);
@@ -715,10 +789,11 @@ static uint32_t sample_cache(struct hm_cache *c, uint32_t budget_pages, uint32_t
 	if (!k)
 		return 0;
 	sort_victims(v, k);
-	for (uint32_t i = 0, j; i < k; i = j) {
-		for (j = i + 1; j < k && v[j].r == v[i].r && v[j].idx == v[j - 1].idx + 1; j++)
+	for (uint32_t a = 0, b; a < k; a = b) {
+		static struct hm_run runs[MAX_BATCH];
+		for (b = a + 1; b < k && v[b].r == v[a].r; b++)
 			;
-		hm__zap(v[i].r, v[i].idx, v[j - 1].idx - v[i].idx + 1);
+		hm__zap_runs(v[a].r, runs, victim_runs(v, a, b, runs));
 	}
 	for (uint32_t i = 0; i < k; i++) {
 		struct hm_page *p = hm__page(v[i].r, v[i].idx, false);

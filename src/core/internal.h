@@ -411,6 +411,18 @@ void hm__mark_written(void *ctx, uintptr_t addr, size_t len);
  * write goes through here.
  */
 void hm__zap(struct hm_region *r, uint64_t idx, uint64_t n);
+/* A run of pages [idx, idx+n) of one region. */
+struct hm_run {
+	uint64_t idx, n;
+};
+/*
+ * hm__zap() of n disjoint runs of r at once (n at most HM_ZAP_RUNS). One
+ * process_madvise() zaps them all with one TLB flush; a madvise() per run
+ * flushes once per run, and under a hypervisor every flush stalls the
+ * other CPUs that run the process (docs/design.md, "Zapping in batches").
+ */
+#define HM_ZAP_RUNS 512u
+void hm__zap_runs(struct hm_region *r, const struct hm_run *run, uint32_t n);
 /* Collects written pages of [idx, idx+n) into DIRTY flags (present pages only). */
 int hm__harvest(struct hm_region *r, uint64_t idx, uint64_t n);
 /* Writes back DIRTY pages of [idx, idx+n); flushes the store if `flush`. */
