@@ -9,14 +9,17 @@
  * error naming the variable. Then, in each fault mode, the default rate
  * really samples (a working set of resident pages sees hint faults that reach
  * the policy), 0 samples nothing, and a rate above one batch per tick keeps
- * every word intact.
+ * every word intact; auto samples less when sampling is measured to cost
+ * more than its budget.
  *
  * The options are read once per process, so every case runs in a child.
  * There are no timing thresholds: cases wait (bounded) for an event, or
- * count events over a period where the right count is exactly zero.
+ * count events over a period where the right count is exactly zero, or (the
+ * measured cost) where it is about 30 times below what the old rule gave.
  */
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "testutil.h"
@@ -87,6 +90,35 @@ static int rate_child(void *arg)
 		       (unsigned long long)te, (unsigned long long)se,
 		       (unsigned long long)want_te, (unsigned long long)want_se);
 		return 1;
+	}
+	/*
+	 * A measured cost per sampled page bounds auto's budget rate (1% of a
+	 * CPU over the cost, at least 128/s); 0 means not measured yet. It
+	 * never raises a rate, and changes neither the evicting floor nor an
+	 * explicit rate.
+	 */
+	static const struct {
+		uint64_t ns, thread, sigbus; /* expected for auto */
+	} costs[] = {
+		{ 0, 1250, 4000 },        { 1, 1250, 4000 },   { 2500, 1250, 4000 },
+		{ 5000, 1250, 2000 },     { 20000, 500, 500 }, { 78125, 128, 128 },
+		{ 100000, 128, 128 },     { 1000000000, 128, 128 }, { UINT64_MAX, 128, 128 },
+	};
+	for (size_t i = 0; i < sizeof costs / sizeof costs[0]; i++) {
+		uint64_t ns = costs[i].ns;
+		uint64_t ta = hm__sample_rate_at(e, HM_FAULT_THREAD, false, ns);
+		uint64_t sa = hm__sample_rate_at(e, HM_FAULT_SIGBUS, false, ns);
+		uint64_t tw = rc->is_auto ? costs[i].thread : t;
+		uint64_t sw = rc->is_auto ? costs[i].sigbus : s;
+		if (ta != tw || sa != sw ||
+		    hm__sample_rate_at(e, HM_FAULT_THREAD, true, ns) != want_te ||
+		    hm__sample_rate_at(e, HM_FAULT_SIGBUS, true, ns) != want_se) {
+			printf("%s: cost %llu ns: thread %llu, sigbus %llu; expected %llu, %llu\n",
+			       rc->var, (unsigned long long)ns, (unsigned long long)ta,
+			       (unsigned long long)sa, (unsigned long long)tw,
+			       (unsigned long long)sw);
+			return 1;
+		}
 	}
 	/* sample_rate is nonzero exactly when a sampler is to run. */
 	if ((e->sample_rate != 0) != (t != 0 || s != 0)) {
@@ -309,6 +341,107 @@ static void test_high_rate_keeps_data(void)
 	run_work(&t);
 }
 
+/*
+ * auto keeps to its budget by what sampling is measured to cost: a process
+ * whose kernel time is already far beyond 1% of a CPU (here a thread that
+ * reads /dev/zero all the time) samples at the floor, 128 pages/s per cache,
+ * not at sigbus mode's 4000. The reads of resident pages touch every sampled
+ * page again at once, so hint faults count the pages sampled. The first
+ * window of a second may still run at the full rate; the count is taken
+ * after two more.
+ */
+static atomic_bool spin_stop;
+
+static void *kernel_spinner(void *arg)
+{
+	static char buf[1 << 20];
+	int fd = *(int *)arg;
+
+	while (!atomic_load(&spin_stop))
+		if (pread(fd, buf, sizeof buf, 0) < 0)
+			break;
+	return NULL;
+}
+
+static int yields_child(void *arg)
+{
+	const size_t len = 4u << 20;
+	const uint64_t np = len / PG;
+	struct hm_store *st = NULL;
+	struct hm_cache *c = NULL;
+	struct hm_region *r = NULL;
+	struct hm_stats s0, s1;
+	uint64_t rng = 7, bad = 0;
+	pthread_t th;
+	int fd, rc = 0;
+	char *base;
+
+	(void)arg;
+	if (hm_fault_mode() != HM_FAULT_SIGBUS) {
+		printf("skip: sigbus mode unavailable: %s\n", hm_errormsg());
+		return 77;
+	}
+	if (hm_store_open(&st, "mem:4M", 0) || hm_cache_new(&c, 2 * len, "clock") ||
+	    hm_region_map(&r, c, st, 0, len, PROT_READ | PROT_WRITE, HM_CACHED, PG)) {
+		printf("setup: %s\n", hm_errormsg());
+		return 1;
+	}
+	base = hm_region_addr(r);
+	for (uint64_t p = 0; p < np; p++)
+		*(volatile uint64_t *)(base + p * PG) = word_of(p);
+	fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || pthread_create(&th, NULL, kernel_spinner, &fd)) {
+		printf("cannot start the spinner\n");
+		return 1;
+	}
+	double t0 = now_s(), t1 = 0;
+	while (now_s() - t0 < 4.5) {
+		for (int i = 0; i < 4096; i++) {
+			uint64_t p = (tu_rnd(&rng) >> 16) % np;
+			if (*(volatile uint64_t *)(base + p * PG) != word_of(p))
+				bad++;
+		}
+		if (!t1 && now_s() - t0 >= 2.5) {
+			t1 = now_s();
+			hm_region_stats(r, &s0);
+		}
+	}
+	hm_region_stats(r, &s1);
+	double secs = now_s() - t1;
+	atomic_store(&spin_stop, true);
+	pthread_join(th, NULL);
+	close(fd);
+	double hints = (double)(s1.faults_minor - s0.faults_minor) / secs;
+	printf("hint faults %.0f/s with the kernel busy (auto would be 4000/s at its constant)\n",
+	       hints);
+	if (bad) {
+		printf("%llu words read wrong\n", (unsigned long long)bad);
+		rc = 1;
+	}
+	if (hints > 600) {
+		printf("auto did not yield to the measured cost\n");
+		rc = 1;
+	}
+	if (s1.faults_minor == s0.faults_minor) {
+		printf("the sampler stopped altogether\n");
+		rc = 1;
+	}
+	if (hm_region_unmap(r) || hm_cache_free(c)) {
+		printf("teardown: %s\n", hm_errormsg());
+		rc = 1;
+	}
+	hm_store_close(st);
+	return rc;
+}
+
+static void test_auto_yields_to_cost(void)
+{
+	const char *env[] = { "HMMAP_FAULT_MODE=sigbus", "HMMAP_SAMPLE_RATE=auto",
+			      "HMMAP_READAHEAD=0", NULL };
+
+	TU_CHILD_RESULT(tu_child(env, yields_child, NULL));
+}
+
 int main(void)
 {
 	RUN(test_rate_values);
@@ -318,5 +451,6 @@ int main(void)
 	RUN(test_auto_samples_sigbus);
 	RUN(test_zero_samples_nothing);
 	RUN(test_high_rate_keeps_data);
+	RUN(test_auto_yields_to_cost);
 	return test_done();
 }

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -738,9 +739,10 @@ void hm__cache_unpin(struct hm_cache *c, struct hm_region *r, uint64_t idx)
  * maps it again and reports a hit to the policy.
  *
  * The rate is per cache. With HMMAP_SAMPLE_RATE=auto (the default) it is a
- * cost budget: hm__sample_rate() picks it from the fault mode and from
+ * cost budget: hm__sample_rate_at() picks it from the fault mode, from
  * whether the cache evicted in the last 5 s (its eviction counter, so with
- * HMMAP_STATS=0 a cache never counts as evicting). The mode is known once
+ * HMMAP_STATS=0 a cache never counts as evicting) and from the kernel time
+ * the process spent per sampled page, measured here each second. The mode is known once
  * the engine has started; the sampler asks only when some cache holds
  * resident pages (so a region, and the engine, exist) and never starts the
  * engine itself. An explicit rate is honoured as given, in batches of at
@@ -839,6 +841,24 @@ static uint64_t evictions_of(struct hm_cache *c)
 /* A cache counts as evicting for this many ticks (5 s) after an eviction. */
 #define EVICTING_TICKS 100
 
+/*
+ * auto measures what sampling costs (hm__sample_rate_at()): the process's
+ * kernel time over the pages sampled, per window of COST_TICKS ticks (1 s)
+ * in which at least COST_MIN_PAGES were sampled, averaged with the previous
+ * figure so that one odd second moves it only halfway.
+ */
+#define COST_TICKS 20
+#define COST_MIN_PAGES 32
+
+static uint64_t kernel_time_ns(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru))
+		return 0;
+	return (uint64_t)ru.ru_stime.tv_sec * 1000000000ull + (uint64_t)ru.ru_stime.tv_usec * 1000;
+}
+
 static void *sampler_main(void *arg)
 {
 	/* Per cache, matched by address: caches[] is reordered when one is freed. */
@@ -853,6 +873,9 @@ static void *sampler_main(void *arg)
 	int mode = 0;
 	bool known;
 	sigset_t all;
+	/* auto: kernel ns per sampled page (0: not yet known), and its window. */
+	uint64_t cost_ns = 0, win_pages = 0, win_t0 = 0;
+	unsigned win_ticks = 0;
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
@@ -871,7 +894,9 @@ static void *sampler_main(void *arg)
 				continue;
 			mode = hm__engine_start(&info) ? 0 : info->mode;
 			known = true;
+			win_t0 = kernel_time_ns();
 		}
+		uint64_t tick_pages = 0;
 		pthread_mutex_lock(&caches_lock);
 		for (int i = 0; i < ncaches; i++) {
 			struct hm_cache *c = caches[i];
@@ -890,7 +915,7 @@ static void *sampler_main(void *arg)
 			} else if (st[i].quiet < EVICTING_TICKS) {
 				st[i].quiet++;
 			}
-			rate = hm__sample_rate(env, mode, st[i].quiet < EVICTING_TICKS);
+			rate = hm__sample_rate_at(env, mode, st[i].quiet < EVICTING_TICKS, cost_ns);
 			/* Beyond every slot every tick, a higher rate changes nothing. */
 			if (rate > (uint64_t)c->capacity * 20)
 				rate = (uint64_t)c->capacity * 20;
@@ -906,8 +931,23 @@ static void *sampler_main(void *arg)
 				if (swept == before)
 					break; /* nothing resident */
 			}
+			tick_pages += per_tick - left;
 		}
 		pthread_mutex_unlock(&caches_lock);
+		if (!env->sample_auto)
+			continue;
+		win_pages += tick_pages;
+		if (++win_ticks < COST_TICKS)
+			continue;
+		uint64_t t = kernel_time_ns();
+		if (win_pages >= COST_MIN_PAGES && t >= win_t0) {
+			uint64_t per = (t - win_t0) / win_pages;
+			per = per ? per : 1;
+			cost_ns = cost_ns ? (cost_ns + per) / 2 : per;
+		}
+		win_t0 = t;
+		win_pages = 0;
+		win_ticks = 0;
 	}
 	return NULL;
 }

@@ -300,6 +300,13 @@ int hm__env(const struct hm_env **env);
  * raised to 4096 while the cache is `evicting` (src/core/env.c).
  */
 uint64_t hm__sample_rate(const struct hm_env *env, int mode, bool evicting);
+/*
+ * The same, given the measured kernel time of the process per sampled page
+ * (0: not measured yet): for `auto` while not evicting, the rate that keeps
+ * that cost within the budget, between 128 pages/s and hm__sample_rate().
+ */
+uint64_t hm__sample_rate_at(const struct hm_env *env, int mode, bool evicting,
+			    uint64_t ns_per_page);
 
 /* ---- pages (src/core/page.c) ---- */
 /* The page entry, allocating its chunk if `alloc`; NULL if absent or -ENOMEM. */
