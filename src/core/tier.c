@@ -33,6 +33,9 @@
 #include "core/internal.h"
 #include "core/tier.h"
 
+/* Sampled pages zapped together, in one call (hm__zap_runs()). */
+#define TIER_SAMPLE_BATCH 64
+
 struct hm_tier_engine {
 	struct hm_chain *ch;
 	struct hm_region *r;
@@ -47,6 +50,9 @@ struct hm_tier_engine {
 	uint64_t hot_max;
 	int64_t budget;       /* bytes this period may still move */
 	uint32_t sample_left; /* hot pages this period may still sample */
+	/* Pages sampled this tick and not zapped yet (held BUSY): see sample_flush(). */
+	uint64_t sq[TIER_SAMPLE_BATCH];
+	uint32_t nsq;
 	uint64_t t0_ns, now_ms;
 	_Atomic uint64_t promoted, demoted, sampled;
 };
@@ -256,6 +262,56 @@ int hm_tier_demote(struct hm_tier_ctx *ctx, uint64_t idx, bool evict)
 	return hm__cache_drop_range(r->cache, r, idx, 1, false);
 }
 
+/*
+ * Zaps the pages hm_tier_sample() held, all runs in one call: a zap per page
+ * flushed the TLB once per page, which on a VM stalls the threads using the
+ * region each time (docs/design.md, "Zapping in batches"). Then they are
+ * resident and unmapped, and their waiters go on.
+ */
+static void sample_flush(struct hm_tier_engine *e)
+{
+	struct hm_region *r = e->r;
+	struct hm_cache *c = r->cache;
+	struct hm_run run[TIER_SAMPLE_BATCH];
+	uint32_t n = e->nsq, nr = 0;
+
+	if (!n)
+		return;
+	/* The policy's hands sample in page order, mostly; sort the rest. */
+	for (uint32_t i = 1; i < n; i++) {
+		uint64_t t = e->sq[i];
+		uint32_t j = i;
+		for (; j > 0 && e->sq[j - 1] > t; j--)
+			e->sq[j] = e->sq[j - 1];
+		e->sq[j] = t;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		if (nr && run[nr - 1].idx + run[nr - 1].n == e->sq[i]) {
+			run[nr - 1].n++;
+		} else {
+			run[nr].idx = e->sq[i];
+			run[nr].n = 1;
+			nr++;
+		}
+	}
+	hm__zap_runs(r, run, nr);
+	for (uint32_t i = 0; i < n; i++) {
+		struct hm_page *p = hm__page(r, e->sq[i], false);
+		uint32_t old = atomic_load(&p->st);
+		while (!atomic_compare_exchange_weak(&p->st, &old,
+						     (old & ~(HM_PG_BUSY | HM_PG_WAITERS)) |
+							     HM_PG_UNMAPPED))
+			;
+		if (old & HM_PG_WAITERS)
+			hm__page_wake(r, e->sq[i], 1);
+	}
+	pthread_mutex_lock(&c->lock);
+	atomic_fetch_sub(&r->evicting, n);
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	e->nsq = 0;
+}
+
 int hm_tier_sample(struct hm_tier_ctx *ctx, uint64_t idx)
 {
 	struct hm_tier_engine *e = (struct hm_tier_engine *)ctx;
@@ -268,6 +324,8 @@ int hm_tier_sample(struct hm_tier_ctx *ctx, uint64_t idx)
 	if (!e->sample_left)
 		return -EAGAIN;
 	p = hm__page(r, idx, false);
+	if (!p)
+		return -EBUSY; /* never touched: not resident */
 	uint32_t st = atomic_load(&p->st);
 	if ((st & HM_ST_MASK) != HM_ST_RESIDENT || (st & (HM_PG_BUSY | HM_PG_UNMAPPED)) ||
 	    !atomic_compare_exchange_strong(&p->st, &st, st | HM_PG_BUSY))
@@ -276,17 +334,10 @@ int hm_tier_sample(struct hm_tier_ctx *ctx, uint64_t idx)
 	pthread_mutex_lock(&c->lock);
 	atomic_fetch_add(&r->evicting, 1); /* keeps the region mapped meanwhile */
 	pthread_mutex_unlock(&c->lock);
-	hm__zap(r, idx, 1);
-	uint32_t old = atomic_load(&p->st);
-	while (!atomic_compare_exchange_weak(&p->st, &old,
-					     (old & ~(HM_PG_BUSY | HM_PG_WAITERS)) | HM_PG_UNMAPPED))
-		;
-	if (old & HM_PG_WAITERS)
-		hm__page_wake(r, idx, 1);
-	pthread_mutex_lock(&c->lock);
-	atomic_fetch_sub(&r->evicting, 1);
-	pthread_cond_broadcast(&c->cond);
-	pthread_mutex_unlock(&c->lock);
+	/* Held until the batch is zapped: at most TIER_SAMPLE_BATCH pages, or the tick's end. */
+	e->sq[e->nsq++] = idx;
+	if (e->nsq == TIER_SAMPLE_BATCH)
+		sample_flush(e);
 	atomic_fetch_add(&e->sampled, 1);
 	return 0;
 }
@@ -318,6 +369,7 @@ static void *engine_main(void *arg)
 		uint64_t rp = atomic_load(&e->r->resident_pages);
 		e->sample_left = (uint32_t)(rp / 8 > 64 ? rp / 8 : 64);
 		e->ops->tick(e->state, (struct hm_tier_ctx *)e);
+		sample_flush(e);
 		pthread_mutex_lock(&e->lock);
 	}
 	pthread_mutex_unlock(&e->lock);
