@@ -202,6 +202,49 @@ static uint64_t word_of(uint64_t page)
 	return page * 0x9e3779b97f4a7c15ull + 1;
 }
 
+/* A writable region of len bytes over mem:4M on a cache of twice that, every page written. */
+static int map_written(struct hm_store **st, struct hm_cache **c, struct hm_region **r,
+		       size_t len)
+{
+	char *base;
+
+	if (hm_store_open(st, "mem:4M", 0) || hm_cache_new(c, 2 * len, "clock") ||
+	    hm_region_map(r, *c, *st, 0, len, PROT_READ | PROT_WRITE, HM_CACHED, PG)) {
+		printf("setup: %s\n", hm_errormsg());
+		return -1;
+	}
+	base = hm_region_addr(*r);
+	for (uint64_t p = 0; p < len / PG; p++)
+		*(volatile uint64_t *)(base + p * PG) = word_of(p);
+	return 0;
+}
+
+/* Undoes map_written(): 0, or 1 after saying what failed. */
+static int unmap_written(struct hm_store *st, struct hm_cache *c, struct hm_region *r)
+{
+	int rc = 0;
+
+	if (hm_region_unmap(r) || hm_cache_free(c)) {
+		printf("teardown: %s\n", hm_errormsg());
+		rc = 1;
+	}
+	hm_store_close(st);
+	return rc;
+}
+
+/* 4096 checked reads of random pages among np; returns how many read wrong. */
+static uint64_t read_random(const char *base, uint64_t np, uint64_t *rng)
+{
+	uint64_t bad = 0;
+
+	for (int i = 0; i < 4096; i++) {
+		uint64_t p = (tu_rnd(rng) >> 16) % np;
+		if (*(const volatile uint64_t *)(base + p * PG) != word_of(p))
+			bad++;
+	}
+	return bad;
+}
+
 /*
  * A writable 4 MiB region over a mem: store on an 8 MiB cache (nothing is
  * ever evicted): every page is written once, then pages are read in random
@@ -229,22 +272,13 @@ static int work_child(void *arg)
 		printf("fault mode %d, asked for %s\n", mode, wc->mode);
 		return 1;
 	}
-	if (hm_store_open(&st, "mem:4M", 0) || hm_cache_new(&c, 2 * len, "clock") ||
-	    hm_region_map(&r, c, st, 0, len, PROT_READ | PROT_WRITE, HM_CACHED, PG)) {
-		printf("setup: %s\n", hm_errormsg());
+	if (map_written(&st, &c, &r, len))
 		return 1;
-	}
 	base = hm_region_addr(r);
-	for (uint64_t p = 0; p < np; p++)
-		*(volatile uint64_t *)(base + p * PG) = word_of(p);
 	hm_region_stats(r, &s0);
 	double t0 = now_s();
 	for (;;) {
-		for (int i = 0; i < 4096; i++) {
-			uint64_t p = (tu_rnd(&rng) >> 16) % np;
-			if (*(volatile uint64_t *)(base + p * PG) != word_of(p))
-				bad++;
-		}
+		bad += read_random(base, np, &rng);
 		reads += 4096;
 		hm_region_stats(r, &s1);
 		if (wc->expect == EXPECT_HINTS && s1.hits > s0.hits)
@@ -276,12 +310,7 @@ static int work_child(void *arg)
 		rc = 1;
 	}
 	/* The written words are still there through the store after an unmap. */
-	if (hm_region_unmap(r) || hm_cache_free(c)) {
-		printf("teardown: %s\n", hm_errormsg());
-		rc = 1;
-	}
-	hm_store_close(st);
-	return rc;
+	return rc | unmap_written(st, c, r);
 }
 
 static void run_work(const struct work_case *wc)
@@ -381,14 +410,9 @@ static int yields_child(void *arg)
 		printf("skip: sigbus mode unavailable: %s\n", hm_errormsg());
 		return 77;
 	}
-	if (hm_store_open(&st, "mem:4M", 0) || hm_cache_new(&c, 2 * len, "clock") ||
-	    hm_region_map(&r, c, st, 0, len, PROT_READ | PROT_WRITE, HM_CACHED, PG)) {
-		printf("setup: %s\n", hm_errormsg());
+	if (map_written(&st, &c, &r, len))
 		return 1;
-	}
 	base = hm_region_addr(r);
-	for (uint64_t p = 0; p < np; p++)
-		*(volatile uint64_t *)(base + p * PG) = word_of(p);
 	fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || pthread_create(&th, NULL, kernel_spinner, &fd)) {
 		printf("cannot start the spinner\n");
@@ -396,11 +420,7 @@ static int yields_child(void *arg)
 	}
 	double t0 = now_s(), t1 = 0;
 	while (now_s() - t0 < 4.5) {
-		for (int i = 0; i < 4096; i++) {
-			uint64_t p = (tu_rnd(&rng) >> 16) % np;
-			if (*(volatile uint64_t *)(base + p * PG) != word_of(p))
-				bad++;
-		}
+		bad += read_random(base, np, &rng);
 		if (!t1 && now_s() - t0 >= 2.5) {
 			t1 = now_s();
 			hm_region_stats(r, &s0);
@@ -426,12 +446,7 @@ static int yields_child(void *arg)
 		printf("the sampler stopped altogether\n");
 		rc = 1;
 	}
-	if (hm_region_unmap(r) || hm_cache_free(c)) {
-		printf("teardown: %s\n", hm_errormsg());
-		rc = 1;
-	}
-	hm_store_close(st);
-	return rc;
+	return rc | unmap_written(st, c, r);
 }
 
 static void test_auto_yields_to_cost(void)
