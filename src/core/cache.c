@@ -138,7 +138,9 @@ static void dontneed_runs(struct hm_region *r, const struct hm_run *run, uint32_
 				return;
 			}
 			/* Refused the first time: this kernel cannot (an older one). */
-			if (done < 0 && !ok)
+			if (done < 0 && !ok &&
+			    (errno == EINVAL || errno == EBADF || errno == ENOSYS ||
+			     errno == EPERM || errno == ESRCH))
 				atomic_store(&vec_zap, -1);
 		}
 	}
