@@ -10,12 +10,14 @@
  * Mode-specific cases run in children (the fault mode is process-wide).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/internal.h"
 #include "hmmap.h"
@@ -508,6 +510,138 @@ static int mode_child(void *arg)
 	return test_done();
 }
 
+/*
+ * Scattered victims are zapped in one process_madvise() per batch, or a
+ * madvise() per run where the kernel refuses that: both ways, random writes
+ * over a region 16 times its cache (no readahead, so every batch is
+ * scattered) come back whole after a sync and a second pass of reads, and a
+ * read-only region of the same data (whose victims are zapped only when a
+ * batch has several runs) reads right through eviction too.
+ */
+static uint64_t scatter_word(uint64_t page, int pass)
+{
+	return (page + 1) * 0x9e3779b97f4a7c15ull ^ (uint64_t)pass;
+}
+
+static void scatter_pass(int vector)
+{
+	const size_t len = 16u << 20, np = len / 4096;
+	struct hm_store *st = NULL;
+	struct hm_cache *c = NULL;
+	struct hm_region *r = NULL, *ro = NULL;
+	uint64_t rng = 99, bad = 0;
+	char *base;
+
+	hm__zap_vector(vector);
+	CHECK(hm_store_open(&st, "mem:16M", 0) == 0);
+	CHECK(hm_cache_new(&c, 1u << 20, "fifo") == 0);
+	CHECKF(hm_region_map(&r, c, st, 0, len, PROT_READ | PROT_WRITE, HM_CACHED, 4096) == 0,
+	       "%s", hm_errormsg());
+	base = hm_region_addr(r);
+	hm_advise(base, len, HM_ADV_RANDOM);
+	for (size_t p = 0; p < np; p++)
+		*(volatile uint64_t *)(base + p * 4096) = scatter_word(p, 0);
+	for (int i = 0; i < 20000; i++) {
+		uint64_t p = (tu_rnd(&rng) >> 16) % np;
+		*(volatile uint64_t *)(base + p * 4096) = scatter_word(p, 1);
+		*(volatile uint64_t *)(base + p * 4096 + 8) = 1;
+	}
+	CHECK(hm_sync(base, len, HM_SYNC_SYNC) == 0);
+	for (size_t p = 0; p < np; p++) {
+		uint64_t w = *(volatile uint64_t *)(base + p * 4096);
+		uint64_t m = *(volatile uint64_t *)(base + p * 4096 + 8);
+		bad += w != scatter_word(p, m ? 1 : 0);
+	}
+	CHECKF(bad == 0, "%llu pages wrong (vector %d)", (unsigned long long)bad, vector);
+	CHECK(hm_region_unmap(r) == 0);
+	CHECKF(hm_region_map(&ro, c, st, 0, len, PROT_READ, HM_CACHED, 4096) == 0, "%s",
+	       hm_errormsg());
+	base = hm_region_addr(ro);
+	hm_advise(base, len, HM_ADV_RANDOM);
+	for (int i = 0; i < 20000; i++) {
+		uint64_t p = (tu_rnd(&rng) >> 16) % np;
+		uint64_t m = *(volatile uint64_t *)(base + p * 4096 + 8);
+		bad += *(volatile uint64_t *)(base + p * 4096) != scatter_word(p, m ? 1 : 0);
+	}
+	CHECKF(bad == 0, "%llu read-only reads wrong (vector %d)", (unsigned long long)bad, vector);
+	/* The way asked for was the way taken (this kernel has process_madvise). */
+	CHECKF(hm__zap_vector(0) == vector, "zap state %d, asked %d", hm__zap_vector(0), vector);
+	CHECK(hm_region_unmap(ro) == 0);
+	CHECK(hm_cache_free(c) == 0);
+	hm_store_close(st);
+}
+
+/* Whether page idx of r is mapped now (/proc/self/pagemap's present bit), or -1. */
+static int mapped(struct hm_region *r, uint64_t idx)
+{
+	uint64_t e = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	off_t at = (off_t)(((uintptr_t)hm_region_addr(r) >> 12) + idx) * 8;
+
+	if (fd < 0)
+		return -1;
+	ssize_t n = pread(fd, &e, sizeof e, at);
+	close(fd);
+	return n == (ssize_t)sizeof e ? (int)(e >> 63) : -1;
+}
+
+/* hm__zap_runs() unmaps exactly the runs it is given, one call or many. */
+static void zap_exact(int vector)
+{
+	static const struct hm_run runs[] = { { 2, 1 }, { 5, 3 }, { 20, 1 }, { 40, 8 } };
+	struct hm_store *st = NULL;
+	struct hm_cache *c = NULL;
+	struct hm_region *r = NULL;
+	char *base;
+
+	hm__zap_vector(vector);
+	CHECK(hm_store_open(&st, "mem:256K", 0) == 0);
+	CHECK(hm_cache_new(&c, 1u << 20, "fifo") == 0);
+	CHECK(hm_region_map(&r, c, st, 0, 64 * 4096, PROT_READ | PROT_WRITE, HM_CACHED, 4096) ==
+	      0);
+	base = hm_region_addr(r);
+	for (uint64_t p = 0; p < 64; p++)
+		*(volatile uint64_t *)(base + p * 4096) = scatter_word(p, 2);
+	/* The sampler may have unmapped one since: a read maps it again. */
+	for (uint64_t p = 0; p < 64; p++) {
+		int k = 0;
+		while (mapped(r, p) == 0 && k++ < 3)
+			(void)*(volatile uint64_t *)(base + p * 4096);
+		CHECKF(mapped(r, p) == 1, "page %llu not mapped after its write (%d)",
+		       (unsigned long long)p, mapped(r, p));
+	}
+	hm__zap_runs(r, runs, sizeof runs / sizeof runs[0]);
+	/* The sampler may unmap other pages meanwhile; these must be gone. */
+	for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++)
+		for (uint64_t p = runs[i].idx; p < runs[i].idx + runs[i].n; p++)
+			CHECKF(mapped(r, p) == 0, "page %llu still mapped (vector %d)",
+			       (unsigned long long)p, vector);
+	CHECKF(hm__zap_vector(0) == vector, "zap state %d, asked %d", hm__zap_vector(0), vector);
+	/* Written before the zap: harvested, so a sync writes them and they read back. */
+	CHECK(hm_sync(base, 64 * 4096, HM_SYNC_SYNC) == 0);
+	CHECK(hm_region_unmap(r) == 0);
+	CHECK(hm_region_map(&r, c, st, 0, 64 * 4096, PROT_READ, HM_CACHED, 4096) == 0);
+	base = hm_region_addr(r);
+	for (uint64_t p = 0; p < 64; p++)
+		CHECKF(*(volatile uint64_t *)(base + p * 4096) == scatter_word(p, 2),
+		       "page %llu lost its write", (unsigned long long)p);
+	CHECK(hm_region_unmap(r) == 0);
+	CHECK(hm_cache_free(c) == 0);
+	hm_store_close(st);
+}
+
+static void test_scattered_eviction(void)
+{
+	zap_exact(1);
+	if (!t_case_failed)
+		zap_exact(-1);
+	if (!t_case_failed)
+		scatter_pass(1);
+	if (!t_case_failed)
+		scatter_pass(-1);
+	hm__zap_vector(1);
+}
+
 static void test_thread_mode(void)
 {
 	const char *env[] = { "HMMAP_FAULT_MODE=thread", "HMMAP_CACHE_SIZE=4M", NULL };
@@ -541,6 +675,7 @@ int main(void)
 	RUN(test_large_page_readahead);
 	RUN(test_large_page_batches);
 	RUN(test_advise);
+	RUN(test_scattered_eviction);
 	tu_cleanup();
 	return test_done();
 }

@@ -114,6 +114,13 @@ static void sort_victims(struct victim *v, uint32_t n)
 /* 0: not tried yet; 1: process_madvise() of our own pages works; -1: it does not. */
 static _Atomic int vec_zap;
 
+int hm__zap_vector(int set)
+{
+	if (set)
+		atomic_store(&vec_zap, set > 0 ? 0 : -1);
+	return atomic_load(&vec_zap);
+}
+
 /* MADV_DONTNEED of the runs: in one call when the kernel allows it, else one per run. */
 static void dontneed_runs(struct hm_region *r, const struct hm_run *run, uint32_t n)
 {

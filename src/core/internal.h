@@ -430,6 +430,12 @@ struct hm_run {
  */
 #define HM_ZAP_RUNS 512u
 void hm__zap_runs(struct hm_region *r, const struct hm_run *run, uint32_t n);
+/*
+ * For tests: set 1 lets hm__zap_runs() try process_madvise() again, -1
+ * makes it zap a run at a time as on a kernel that refuses it, 0 changes
+ * nothing. Returns the state: 1 in use, -1 off, 0 not tried yet.
+ */
+int hm__zap_vector(int set);
 /* Collects written pages of [idx, idx+n) into DIRTY flags (present pages only). */
 int hm__harvest(struct hm_region *r, uint64_t idx, uint64_t n);
 /* Writes back DIRTY pages of [idx, idx+n); flushes the store if `flush`. */
