@@ -206,12 +206,31 @@ static bool unhot(struct hm_tier_engine *e, uint64_t idx)
 	return true;
 }
 
+static void sample_flush(struct hm_tier_engine *e);
+
+/*
+ * A page sampled this tick is BUSY until its batch is zapped. A policy that
+ * promotes or demotes it in the same tick would wait on the engine, which
+ * is itself: zap the batch first.
+ */
+static void flush_if_sampled(struct hm_tier_engine *e, uint64_t idx)
+{
+	for (uint32_t i = 0; i < e->nsq; i++) {
+		if (e->sq[i] == idx) {
+			sample_flush(e);
+			return;
+		}
+	}
+}
+
 int hm_tier_promote(struct hm_tier_ctx *ctx, uint64_t idx)
 {
 	struct hm_tier_engine *e = (struct hm_tier_engine *)ctx;
 	struct hm_region *r = e->r;
 	struct hm_page *p;
 	int rc;
+
+	flush_if_sampled(e, idx);
 
 	if (idx >= r->npages)
 		return -EINVAL;
@@ -250,6 +269,8 @@ int hm_tier_demote(struct hm_tier_ctx *ctx, uint64_t idx, bool evict)
 {
 	struct hm_tier_engine *e = (struct hm_tier_engine *)ctx;
 	struct hm_region *r = e->r;
+
+	flush_if_sampled(e, idx);
 
 	if (idx >= r->npages)
 		return -EINVAL;
