@@ -202,44 +202,54 @@ static uint64_t word_of(uint64_t page)
 	return page * 0x9e3779b97f4a7c15ull + 1;
 }
 
-/* A writable region of len bytes over mem:4M on a cache of twice that, every page written. */
-static int map_written(struct hm_store **st, struct hm_cache **c, struct hm_region **r,
-		       size_t len)
-{
+/* A writable 4 MiB region over mem:4M on an 8 MiB cache (nothing is ever evicted). */
+struct written {
+	struct hm_store *st;
+	struct hm_cache *c;
+	struct hm_region *r;
 	char *base;
+	uint64_t np;
+};
 
-	if (hm_store_open(st, "mem:4M", 0) || hm_cache_new(c, 2 * len, "clock") ||
-	    hm_region_map(r, *c, *st, 0, len, PROT_READ | PROT_WRITE, HM_CACHED, PG)) {
+/* Maps w's region and writes every page once; 0, or -1 after saying why. */
+static int map_written(struct written *w)
+{
+	const size_t len = 4u << 20;
+
+	memset(w, 0, sizeof *w);
+	if (hm_store_open(&w->st, "mem:4M", 0) || hm_cache_new(&w->c, 2 * len, "clock") ||
+	    hm_region_map(&w->r, w->c, w->st, 0, len, PROT_READ | PROT_WRITE, HM_CACHED, PG)) {
 		printf("setup: %s\n", hm_errormsg());
 		return -1;
 	}
-	base = hm_region_addr(*r);
-	for (uint64_t p = 0; p < len / PG; p++)
-		*(volatile uint64_t *)(base + p * PG) = word_of(p);
+	w->base = hm_region_addr(w->r);
+	w->np = len / PG;
+	for (uint64_t p = 0; p < w->np; p++)
+		*(volatile uint64_t *)(w->base + p * PG) = word_of(p);
 	return 0;
 }
 
 /* Undoes map_written(): 0, or 1 after saying what failed. */
-static int unmap_written(struct hm_store *st, struct hm_cache *c, struct hm_region *r)
+static int unmap_written(struct written *w)
 {
 	int rc = 0;
 
-	if (hm_region_unmap(r) || hm_cache_free(c)) {
+	if (hm_region_unmap(w->r) || hm_cache_free(w->c)) {
 		printf("teardown: %s\n", hm_errormsg());
 		rc = 1;
 	}
-	hm_store_close(st);
+	hm_store_close(w->st);
 	return rc;
 }
 
-/* 4096 checked reads of random pages among np; returns how many read wrong. */
-static uint64_t read_random(const char *base, uint64_t np, uint64_t *rng)
+/* 4096 checked reads of random pages of w; returns how many read wrong. */
+static uint64_t read_random(const struct written *w, uint64_t *rng)
 {
 	uint64_t bad = 0;
 
 	for (int i = 0; i < 4096; i++) {
-		uint64_t p = (tu_rnd(rng) >> 16) % np;
-		if (*(const volatile uint64_t *)(base + p * PG) != word_of(p))
+		uint64_t p = (tu_rnd(rng) >> 16) % w->np;
+		if (*(const volatile uint64_t *)(w->base + p * PG) != word_of(p))
 			bad++;
 	}
 	return bad;
@@ -253,16 +263,11 @@ static uint64_t read_random(const char *base, uint64_t np, uint64_t *rng)
 static int work_child(void *arg)
 {
 	const struct work_case *wc = arg;
-	const size_t len = 4u << 20;
-	const uint64_t np = len / PG;
-	struct hm_store *st = NULL;
-	struct hm_cache *c = NULL;
-	struct hm_region *r = NULL;
+	struct written w;
 	struct hm_stats s0, s1;
 	uint64_t rng = 42, bad = 0, reads = 0;
 	int want = !strcmp(wc->mode, "sigbus") ? HM_FAULT_SIGBUS : HM_FAULT_THREAD;
 	int mode = hm_fault_mode();
-	char *base;
 
 	if (mode < 0) {
 		printf("skip: fault mode %s unavailable: %s\n", wc->mode, hm_errormsg());
@@ -272,21 +277,20 @@ static int work_child(void *arg)
 		printf("fault mode %d, asked for %s\n", mode, wc->mode);
 		return 1;
 	}
-	if (map_written(&st, &c, &r, len))
+	if (map_written(&w))
 		return 1;
-	base = hm_region_addr(r);
-	hm_region_stats(r, &s0);
+	hm_region_stats(w.r, &s0);
 	double t0 = now_s();
 	for (;;) {
-		bad += read_random(base, np, &rng);
+		bad += read_random(&w, &rng);
 		reads += 4096;
-		hm_region_stats(r, &s1);
+		hm_region_stats(w.r, &s1);
 		if (wc->expect == EXPECT_HINTS && s1.hits > s0.hits)
 			break;
 		if (now_s() - t0 > wc->secs)
 			break;
 	}
-	hm_region_stats(r, &s1);
+	hm_region_stats(w.r, &s1);
 	printf("%s %s: %llu reads, %llu hint faults, %llu sampled hits, %llu missing faults\n",
 	       wc->mode, wc->rate, (unsigned long long)reads,
 	       (unsigned long long)(s1.faults_minor - s0.faults_minor),
@@ -310,7 +314,7 @@ static int work_child(void *arg)
 		rc = 1;
 	}
 	/* The written words are still there through the store after an unmap. */
-	return rc | unmap_written(st, c, r);
+	return rc | unmap_written(&w);
 }
 
 static void run_work(const struct work_case *wc)
@@ -394,25 +398,19 @@ static void *kernel_spinner(void *arg)
 
 static int yields_child(void *arg)
 {
-	const size_t len = 4u << 20;
-	const uint64_t np = len / PG;
-	struct hm_store *st = NULL;
-	struct hm_cache *c = NULL;
-	struct hm_region *r = NULL;
+	struct written w;
 	struct hm_stats s0, s1;
 	uint64_t rng = 7, bad = 0;
 	pthread_t th;
 	int fd, rc = 0;
-	char *base;
 
 	(void)arg;
 	if (hm_fault_mode() != HM_FAULT_SIGBUS) {
 		printf("skip: sigbus mode unavailable: %s\n", hm_errormsg());
 		return 77;
 	}
-	if (map_written(&st, &c, &r, len))
+	if (map_written(&w))
 		return 1;
-	base = hm_region_addr(r);
 	fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || pthread_create(&th, NULL, kernel_spinner, &fd)) {
 		printf("cannot start the spinner\n");
@@ -420,13 +418,13 @@ static int yields_child(void *arg)
 	}
 	double t0 = now_s(), t1 = 0;
 	while (now_s() - t0 < 4.5) {
-		bad += read_random(base, np, &rng);
+		bad += read_random(&w, &rng);
 		if (!t1 && now_s() - t0 >= 2.5) {
 			t1 = now_s();
-			hm_region_stats(r, &s0);
+			hm_region_stats(w.r, &s0);
 		}
 	}
-	hm_region_stats(r, &s1);
+	hm_region_stats(w.r, &s1);
 	double secs = now_s() - t1;
 	atomic_store(&spin_stop, true);
 	pthread_join(th, NULL);
@@ -446,7 +444,7 @@ static int yields_child(void *arg)
 		printf("the sampler stopped altogether\n");
 		rc = 1;
 	}
-	return rc | unmap_written(st, c, r);
+	return rc | unmap_written(&w);
 }
 
 static void test_auto_yields_to_cost(void)
