@@ -452,6 +452,7 @@ static void test_writers_sync_drop_sample(void)
 {
 	chaos_run(4096, HM_CACHED);
 	chaos_run(65536, HM_CACHED);
+	chaos_run(2u << 20, HM_CACHED); /* huge tmpfs frames as root (test_thp_frames) */
 }
 
 static void test_writers_sync_drop_sample_hugetlb(void)

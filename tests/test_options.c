@@ -277,6 +277,8 @@ static void test_env_bad(void)
 		{ "HMMAP_READAHEAD=1X", false, "HMMAP_READAHEAD" },
 		{ "HMMAP_SAMPLE_RATE=fast", false, "HMMAP_SAMPLE_RATE" },
 		{ "HMMAP_POLICY=", false, "HMMAP_POLICY" },
+		{ "HMMAP_THP_FRAMES=2", false, "HMMAP_THP_FRAMES" },
+		{ "HMMAP_THP_FRAMES=on", false, "HMMAP_THP_FRAMES" },
 	};
 
 	run_env_cases(cases, sizeof cases / sizeof cases[0]);
@@ -313,6 +315,7 @@ static void test_env_good(void)
 		{ "HMMAP_SAMPLE_RATE=0", true, NULL },
 		{ "HMMAP_FAULT_SPIN=0", true, NULL },
 		{ "HMMAP_FAULT_SPIN=10000", true, NULL },
+		{ "HMMAP_THP_FRAMES=0", true, NULL },
 	};
 
 	run_env_cases(cases, sizeof cases / sizeof cases[0]);

@@ -28,6 +28,7 @@ static struct hm_env env = {
 	.sample_rate = 0, /* set by load(): see sample_auto */
 	.sample_auto = true,
 	.stats = 1,
+	.thp_frames = 1,
 };
 
 static const struct {
@@ -59,6 +60,9 @@ static const struct {
 	  "second to sample references, 0 disables (auto)" },
 	{ "HMMAP_STATS", K_U64, offsetof(struct hm_env, stats),
 	  "1 counts statistics and publishes them for `hmmap stat`, 0 turns both off (1)" },
+	{ "HMMAP_THP_FRAMES", K_U64, offsetof(struct hm_env, thp_frames),
+	  "1 gives regions of 2 MiB pages frames on transparent huge pages where the "
+	  "process may mount a tmpfs (root), 0 keeps 4 KiB shmem frames (1)" },
 };
 
 /*
@@ -258,6 +262,12 @@ static void load(void)
 		env_err = -EINVAL;
 		snprintf(env_msg, sizeof env_msg, "HMMAP_STATS=%u is not valid: 0 or 1",
 			 env.stats);
+		return;
+	}
+	if (env.thp_frames > 1) {
+		env_err = -EINVAL;
+		snprintf(env_msg, sizeof env_msg, "HMMAP_THP_FRAMES=%u is not valid: 0 or 1",
+			 env.thp_frames);
 		return;
 	}
 	/* Nonzero means a sampler runs (hm_cache_new); auto's largest rate. */

@@ -238,6 +238,7 @@ struct hm_region {
 	int prot;
 	int flags;
 	int memfd;           /* the frames: shmem, or hugetlbfs with HM_HUGETLB */
+	bool thp;            /* memfd is a file of a huge=always tmpfs: filled by write() */
 	bool wp;             /* dirty tracking on (writable region) */
 	char *view;          /* HM_HUGETLB, HM_HYBRID: a second mapping of memfd, to fill frames */
 	bool own_store;      /* opened by hmmap(); closed at unmap */
@@ -290,6 +291,7 @@ struct hm_env {
 	uint64_t sample_rate; /* pages per second zapped for hint faults; 0: no sampler */
 	bool sample_auto;     /* HMMAP_SAMPLE_RATE=auto: sample_rate is auto's largest */
 	uint32_t stats;       /* HMMAP_STATS: 0 off, 1 counters and the live segment */
+	uint32_t thp_frames;  /* HMMAP_THP_FRAMES: 2 MiB pages on huge tmpfs frames if 1 */
 };
 /* Reads HMMAP_* once; returns 0 or -EINVAL naming the variable. */
 int hm__env(const struct hm_env **env);

@@ -3,7 +3,8 @@
  * Moving pages between a store and a region's frames.
  *
  * Frames are pages of the region's memfd: shmem, or hugetlbfs for
- * HM_HUGETLB. Data goes through a per-thread bounce buffer (or comes
+ * HM_HUGETLB, or for 2 MiB pages a file of a huge tmpfs (src/core/region.c),
+ * filled by write() and mapped by UFFDIO_CONTINUE. Data goes through a per-thread bounce buffer (or comes
  * straight from a byte-addressable store), and one UFFDIO_COPY allocates
  * the frames, fills them and maps them; write-back is pread() from the
  * memfd into the buffer, then the store's write. The readahead marker, a
@@ -130,10 +131,44 @@ int hm__pread_all(int fd, char *buf, size_t len, off_t off)
 	return 0;
 }
 
+/*
+ * A frame of a huge tmpfs (r->thp) is written with one write() of the whole
+ * page, which gives it one huge folio; UFFDIO_COPY would allocate 512
+ * single pages. A frame already there is kept, as UFFDIO_COPY keeps it.
+ */
+static int thp_fill(struct hm_region *r, const char *src, uint64_t at)
+{
+	size_t done = 0;
+
+	if (lseek(r->memfd, (off_t)at, SEEK_DATA) == (off_t)at)
+		return 0;
+	while (done < r->ps) {
+		ssize_t w = pwrite(r->memfd, src + done, r->ps - done, (off_t)(at + done));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		done += (size_t)w;
+	}
+	return 0;
+}
+
 /* Makes frames for pages [idx, idx+n) from buf and maps them. */
 static int map_pages(struct hm_region *r, uint64_t idx, uint64_t n, const char *buf)
 {
 	int rc;
+
+	if (r->thp) {
+		for (uint64_t i = 0; i < n; i++) {
+			char *dst = r->base + ((idx + i) << r->ps_shift);
+			rc = thp_fill(r, buf + (i << r->ps_shift), (idx + i) << r->ps_shift);
+			if (!rc)
+				rc = hm__uffd_continue(dst, r->ps, r->wp);
+			if (rc && rc != -EEXIST)
+				return rc;
+		}
+		return 0;
+	}
 
 	/*
 	 * hugetlbfs copies from a source it cannot read without faulting
@@ -172,6 +207,8 @@ static int fill_unmapped(struct hm_region *r, const char *src, uint64_t at)
 {
 	char *dst;
 
+	if (r->thp)
+		return thp_fill(r, src, at);
 	if (r->flags & HM_HUGETLB) {
 		if (fallocate(r->memfd, FALLOC_FL_KEEP_SIZE, (off_t)at, (off_t)r->ps) < 0)
 			return -errno;
@@ -264,7 +301,7 @@ int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n, bool unmapped_fir
 				rc = map_pages(r, first, pages, src);
 			while (shed_and_retry(r, rc, tries++, n));
 			if (rc)
-				return frame_error(r, "UFFDIO_COPY", rc);
+				return frame_error(r, r->thp ? "filling a frame" : "UFFDIO_COPY", rc);
 		}
 		done += chunk;
 	}

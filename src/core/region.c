@@ -9,11 +9,13 @@
  * and the cache decides which exist. The mapping is MADV_DONTFORK: a child
  * process does not inherit it (it would see frames without a fault engine).
  */
+#include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "core/internal.h"
@@ -23,7 +25,64 @@
 #ifndef MFD_HUGE_2MB /* <linux/memfd.h>, which clashes with <sys/mman.h> */
 #define MFD_HUGE_2MB (21u << 26)
 #endif
+/* <linux/mount.h>, which clashes with <sys/mount.h> */
+#define THP_FSOPEN_CLOEXEC 1u
+#define THP_FSCONFIG_SET_STRING 1u
+#define THP_FSCONFIG_CMD_CREATE 6u
+#define THP_FSMOUNT_CLOEXEC 1u
+#define THP_MOUNT_ATTR_NOSUID 0x2u
+#define THP_MOUNT_ATTR_NODEV 0x4u
+#define THP_MOUNT_ATTR_NOEXEC 0x8u
 
+
+/*
+ * Frames on transparent huge pages, for regions of 2 MiB pages. A memfd
+ * follows the system's shmem_enabled, which is often `never`, and then a
+ * 2 MiB page is 512 frames of 4 KiB: 512 allocations, page-cache entries
+ * and frees per miss and eviction. A tmpfs instance mounted with
+ * huge=always gives each write() of a whole 2 MiB page one huge folio when
+ * the allocator has one (and small folios when it has not, which are only
+ * slower), and a hole punched over the page frees it in one step; that is
+ * what the hugetlbfs frames of HM_HUGETLB give, without a reserved pool.
+ * The instance is never attached to a path (fsmount() without
+ * move_mount()): nothing appears in the mount table, and it goes away with
+ * the process. It has no size limit of its own; the cache's budget is the
+ * limit, as for a memfd. Making one needs CAP_SYS_ADMIN; without it, or on
+ * a kernel without the new mount API, regions keep memfd frames.
+ */
+static pthread_once_t thp_once = PTHREAD_ONCE_INIT;
+static int thp_mnt = -1;
+
+static void thp_mount(void)
+{
+	int fs = (int)syscall(SYS_fsopen, "tmpfs", THP_FSOPEN_CLOEXEC);
+
+	if (fs < 0)
+		return;
+	if (!syscall(SYS_fsconfig, fs, THP_FSCONFIG_SET_STRING, "huge", "always", 0) &&
+	    !syscall(SYS_fsconfig, fs, THP_FSCONFIG_SET_STRING, "size", "0", 0) &&
+	    !syscall(SYS_fsconfig, fs, THP_FSCONFIG_SET_STRING, "nr_inodes", "0", 0) &&
+	    !syscall(SYS_fsconfig, fs, THP_FSCONFIG_SET_STRING, "mode", "0700", 0) &&
+	    !syscall(SYS_fsconfig, fs, THP_FSCONFIG_CMD_CREATE, NULL, NULL, 0))
+		thp_mnt = (int)syscall(SYS_fsmount, fs, THP_FSMOUNT_CLOEXEC,
+				       THP_MOUNT_ATTR_NOSUID | THP_MOUNT_ATTR_NODEV |
+					       THP_MOUNT_ATTR_NOEXEC);
+	close(fs);
+}
+
+/* An unnamed file of the huge tmpfs for r's frames, or -1 (use a memfd). */
+static int thp_frames_open(const struct hm_region *r)
+{
+	const struct hm_env *env;
+
+	if (r->ps != HM_HUGE_SIZE || (r->flags & HM_HUGETLB) || hm__env(&env) ||
+	    !env->thp_frames)
+		return -1;
+	pthread_once(&thp_once, thp_mount);
+	if (thp_mnt < 0)
+		return -1;
+	return openat(thp_mnt, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+}
 
 /* All regions, sorted by base address. */
 static pthread_rwlock_t table_lock = PTHREAD_RWLOCK_INITIALIZER;
@@ -320,7 +379,10 @@ int hm__region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *
 		goto mapped;
 	}
 	snprintf(name, sizeof name, "hmmap-%u", r->id);
-	r->memfd = memfd_create(name, MFD_CLOEXEC | (huge ? MFD_HUGETLB | MFD_HUGE_2MB : 0));
+	r->memfd = thp_frames_open(r);
+	r->thp = r->memfd >= 0;
+	if (!r->thp)
+		r->memfd = memfd_create(name, MFD_CLOEXEC | (huge ? MFD_HUGETLB | MFD_HUGE_2MB : 0));
 	if (r->memfd < 0) {
 		rc = hm__error_errno(-errno, "memfd_create");
 		goto fail;
