@@ -620,7 +620,9 @@ int main(int argc, char **argv)
 	printf("  Explanation: pages are 4 KiB units touched per second; hmmap faults once per "
 	       "region page (or per readahead\n  window: default advice, HMMAP_READAHEAD up to "
 	       "1M), so larger pages amortise the fault delivery.\n  Shmem frames cost about "
-	       "2 us per 4 KiB to fill whatever the page size; HM_HUGETLB rows take 2 MiB\n  "
+	       "2 us per 4 KiB to fill whatever the page size, except the 2048K rows as root,\n  "
+	       "whose frames are transparent huge pages of a private tmpfs (HMMAP_THP_FRAMES=0 "
+	       "turns them off)\n  but still mapped by 512 PTEs; HM_HUGETLB rows take 2 MiB\n  "
 	       "frames from the huge page pool (vm.nr_hugepages, raised for the run when root): "
 	       "one copy, 0.4 us per 4 KiB.\n  The first run on freshly reserved huge pages is "
 	       "slower in a VM (the host backs the memory on first use).\n");

@@ -19,6 +19,9 @@
  *                     anonymous frame could keep its data across eviction
  *   hugetlb COPY      UFFDIO_COPY of 2 MiB pages into a hugetlbfs memfd
  *                     (HM_HUGETLB's frames); freed by zap and punch
+ *   tmpfs THP pwrite  pwrite() of 2 MiB pages into a file of a private
+ *                     huge=always tmpfs, then CONTINUE (the frames of
+ *                     2 MiB-page regions without HM_HUGETLB, as root)
  *
  * Medians of --runs, min and max beside them, and each row's total as a
  * ratio to shmem COPY. The hugetlb row needs the huge page pool: it is
@@ -41,12 +44,32 @@ static const char usage[] =
 	"  --runs   runs per figure (default 5)\n"
 	"  --reads  batch: 4 KiB pages per call (default 64; hugetlb uses 2 MiB)\n";
 
-enum kind { K_COPY, K_PWRITE, K_VIEW, K_ANON, K_MOVE, K_HUGE, NKIND };
+enum kind { K_COPY, K_PWRITE, K_VIEW, K_ANON, K_MOVE, K_HUGE, K_THP, NKIND };
 
 static const char *const names[NKIND] = {
 	"shmem COPY (hmmap's frames)", "shmem pwrite + CONTINUE", "shmem view memcpy + CONTINUE",
 	"anon COPY", "anon COPY, MOVE out", "hugetlb COPY (HM_HUGETLB)",
+	"tmpfs THP pwrite + CONTINUE",
 };
+
+/* A file of a detached huge=always tmpfs (as src/core/region.c makes), or -errno. */
+static int thp_file(void)
+{
+	int fs = (int)syscall(SYS_fsopen, "tmpfs", 1), mnt = -1, fd;
+
+	if (fs < 0)
+		return -errno;
+	if (!syscall(SYS_fsconfig, fs, 1, "huge", "always", 0) &&
+	    !syscall(SYS_fsconfig, fs, 1, "size", "0", 0) &&
+	    !syscall(SYS_fsconfig, fs, 6, NULL, NULL, 0))
+		mnt = (int)syscall(SYS_fsmount, fs, 1, 0);
+	fd = mnt >= 0 ? openat(mnt, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600) : -1;
+	fd = fd >= 0 ? fd : -errno;
+	close(fs);
+	if (mnt >= 0)
+		close(mnt);
+	return fd;
+}
 
 static struct opts O;
 
@@ -72,7 +95,7 @@ static int uffd_open(void)
 /* One run: fill and free `size` bytes the `k` way; seconds of each in *fill, *free. */
 static int one_run(enum kind k, const char *src, double *fill, double *freed)
 {
-	size_t size = O.size, batch = k == K_HUGE ? HUGE : (size_t)O.reads * PG;
+	size_t size = O.size, batch = k == K_HUGE || k == K_THP ? HUGE : (size_t)O.reads * PG;
 	int uffd = uffd_open(), mfd = -1, rc = 0;
 	char *p = MAP_FAILED, *q = MAP_FAILED;
 	struct uffdio_register reg = { 0 };
@@ -88,7 +111,16 @@ static int one_run(enum kind k, const char *src, double *fill, double *freed)
 			q = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 				 -1, 0);
 	} else {
-		mfd = memfd_create("bench-frames", MFD_CLOEXEC | (k == K_HUGE ? MFD_HUGETLB : 0));
+		if (k == K_THP) {
+			mfd = thp_file();
+			if (mfd < 0) {
+				rc = mfd;
+				goto out;
+			}
+		} else {
+			mfd = memfd_create("bench-frames",
+					   MFD_CLOEXEC | (k == K_HUGE ? MFD_HUGETLB : 0));
+		}
 		if (mfd < 0 || ftruncate(mfd, (off_t)size)) {
 			rc = -errno;
 			goto out;
@@ -130,6 +162,7 @@ static int one_run(enum kind k, const char *src, double *fill, double *freed)
 			rc = ioctl(uffd, UFFDIO_COPY, &c) ? -errno : 0;
 			break;
 		case K_PWRITE:
+		case K_THP:
 			if (pwrite(mfd, src, batch, (off_t)off) != (ssize_t)batch)
 				rc = -EIO;
 			else
@@ -194,7 +227,7 @@ int main(int argc, char **argv)
 	print_header("bench_frames: the cost of a frame",
 		     "Fill a userfaultfd range from a hot buffer, then free it, in each way a "
 		     "user-space page cache\ncan give pages their frames; microseconds per 4 KiB.");
-	printf("%llu MiB per run, batches of %llu pages (hugetlb: 2 MiB), %d runs per figure "
+	printf("%llu MiB per run, batches of %llu pages (hugetlb, THP: 2 MiB), %d runs per figure "
 	       "(median [min..max])\n\n",
 	       (unsigned long long)(O.size >> 20), (unsigned long long)O.reads, O.runs);
 
@@ -245,10 +278,12 @@ int main(int argc, char **argv)
 		printf("  hugetlb not run: %s\n", why);
 	printf("  Explanation: 'total' is fill + free as a multiple of shmem COPY's (lower is "
 	       "cheaper). Every miss of a\n  cached region pays shmem COPY's fill and, at "
-	       "eviction, its free; HM_HUGETLB regions pay the hugetlb row.\n  anon cannot keep "
-	       "a frame's data across a zap, which eviction and sampling need; moving\n  the "
-	       "pages out first (UFFDIO_MOVE) keeps it, for write-back, at the cost the 'MOVE out' "
-	       "row shows.\n");
+	       "eviction, its free; HM_HUGETLB regions pay the hugetlb row,\n  other regions of "
+	       "2 MiB pages the THP row when root (HMMAP_THP_FRAMES). A huge page the VM's host\n  "
+	       "has not backed yet (the guest gives free huge pages back to it) costs several us per "
+	       "4 KiB the\n  first time: the THP row's range. anon cannot keep a frame's data across a zap, "
+	       "which eviction and\n  sampling need; moving the pages out first (UFFDIO_MOVE) keeps "
+	       "it, for write-back, at the cost\n  the 'MOVE out' row shows.\n");
 	free(src);
 	return 0;
 }
