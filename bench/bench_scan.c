@@ -170,15 +170,22 @@ static int child_main(void)
 		printf("open: %s\n", hm_errormsg());
 		return 1;
 	}
-	/* 4 KiB pages, then 2 MiB pages with frames from the huge page pool. */
-	for (int v = 0; v < 2; v++)
+	/*
+	 * 4 KiB pages; 2 MiB pages with ordinary frames (transparent huge pages
+	 * of a private tmpfs when root, HMMAP_THP_FRAMES); 2 MiB pages with
+	 * frames from the huge page pool.
+	 */
+	for (int v = 0; v < 3; v++)
 	for (int ti = 0; ti < O.nthreads; ti++) {
-		int n = O.threads[ti], flags = v ? HM_CACHED | HM_HUGETLB : HM_CACHED;
+		int n = O.threads[ti], flags = v == 2 ? HM_CACHED | HM_HUGETLB : HM_CACHED;
 		size_t ps = v ? 2u << 20 : 4096;
-		const char *sfx = v ? "-hugetlb" : "";
+		static const char *const sfxs[] = { "", "-2m", "-hugetlb" };
+		const char *sfx = sfxs[v];
 		uint64_t bad = 0, miss = 0, ra = 0, ev = 0;
 		double rss0 = 0;
-		if (v && (O.size % ps || tu_hugetlb_free() < (long)(O.cache / ps)))
+		if (v && O.size % ps)
+			break;
+		if (v == 2 && tu_hugetlb_free() < (long)(O.cache / ps))
 			break; /* the parent says why */
 		for (int run = 0; run < O.runs; run++) {
 			struct scan a = { .kind = K_HMMAP, .npages = O.size / PG,
@@ -219,7 +226,7 @@ static int child_main(void)
 		emit1("bad", key, n, (double)bad);
 		printf("%d threads, %zu KiB pages%s: per run %.0f misses, %.0f readahead, %.0f "
 		       "evictions (%llu pages)\n",
-		       n, ps >> 10, v ? " (HM_HUGETLB)" : "", (double)miss / O.runs,
+		       n, ps >> 10, v == 2 ? " (HM_HUGETLB)" : "", (double)miss / O.runs,
 		       (double)ra / O.runs, (double)ev / O.runs, (unsigned long long)(O.size / ps));
 		fflush(stdout);
 	}
@@ -361,6 +368,10 @@ int main(int argc, char **argv)
 		row("hmmap HMMAP_FAULT_MODE=thread", key, b1, "target >= 1.0x mmap");
 		snprintf(key, sizeof key, "hmmap-sigbus.%d", n);
 		row("hmmap HMMAP_FAULT_MODE=sigbus", key, b1, "target >= 1.0x mmap");
+		snprintf(key, sizeof key, "hmmap-thread-2m.%d", n);
+		row("hmmap thread, 2M pages", key, b1, "target >= 1.0x mmap");
+		snprintf(key, sizeof key, "hmmap-sigbus-2m.%d", n);
+		row("hmmap sigbus, 2M pages", key, b1, "target >= 1.0x mmap");
 		snprintf(key, sizeof key, "hmmap-thread-hugetlb.%d", n);
 		row("hmmap thread, 2M pages, HM_HUGETLB", key, b1, "target >= 1.0x mmap");
 		snprintf(key, sizeof key, "hmmap-sigbus-hugetlb.%d", n);
@@ -370,9 +381,11 @@ int main(int argc, char **argv)
 		printf("  HM_HUGETLB rows not run: %s\n", huge_why);
 	printf("  Explanation: MB/s of file scanned (every 4 KiB page read and verified). O_DIRECT "
 	       "is one synchronous\n  1 MiB request at a time per thread, into a huge page; kernel "
-	       "mmap and hmmap fault and read\n  ahead on their own. HM_HUGETLB rows map 2 MiB "
-	       "pages whose frames come from the\n  huge page pool (vm.nr_hugepages, raised for "
-	       "the run when root): one fault fills and maps one\n  huge page.\n");
+	       "mmap and hmmap fault and read\n  ahead on their own. 2M rows without HM_HUGETLB "
+	       "have transparent huge frames of a private tmpfs\n  when root (HMMAP_THP_FRAMES), "
+	       "mapped by 512 PTEs each.\n  HM_HUGETLB rows map 2 MiB pages whose frames come "
+	       "from the huge page pool (vm.nr_hugepages,\n  raised for the run when root): one "
+	       "fault fills and maps one huge page.\n");
 
 	printf("\n-- resident memory while scanning %.2f GiB through a %llu MiB cache (max over "
 	       "1 ms samples, max over runs)\n",
