@@ -44,44 +44,55 @@
  * the allocator has one (and small folios when it has not, which are only
  * slower), and a hole punched over the page frees it in one step; that is
  * what the hugetlbfs frames of HM_HUGETLB give, without a reserved pool.
- * The instance is never attached to a path (fsmount() without
- * move_mount()): nothing appears in the mount table, and it goes away with
- * the process. It has no size limit of its own; the cache's budget is the
+ * Each region has an instance of its own, never attached to a path
+ * (fsmount() without move_mount()): nothing appears in the mount table,
+ * no descriptor is kept but the frame file's, and the instance goes away
+ * with it. It has no size limit of its own; the cache's budget is the
  * limit, as for a memfd. Making one needs CAP_SYS_ADMIN; without it, or on
- * a kernel without the new mount API, regions keep memfd frames.
+ * a kernel without the new mount API, regions keep memfd frames (and the
+ * first refusal is remembered).
  */
-static pthread_once_t thp_once = PTHREAD_ONCE_INIT;
-static int thp_mnt = -1;
+static _Atomic bool thp_refused;
 
-static void thp_mount(void)
+/* -1, and what says this process will never have the frames is remembered. */
+static int thp_refusal(int e)
 {
-	int fs = (int)syscall(SYS_fsopen, "tmpfs", THP_FSOPEN_CLOEXEC);
+	if (e == EPERM || e == EACCES || e == ENOSYS || e == ENODEV || e == EINVAL ||
+	    e == EOPNOTSUPP)
+		atomic_store_explicit(&thp_refused, true, memory_order_relaxed);
+	return -1;
+}
 
+/* An unnamed file of a new huge tmpfs for r's frames, or -1 (use a memfd). */
+static int thp_frames_open(const struct hm_region *r)
+{
+	const struct hm_env *env;
+	int fs, mnt = -1, fd;
+
+	if (r->ps != HM_HUGE_SIZE || (r->flags & HM_HUGETLB) || hm__env(&env) ||
+	    !env->thp_frames || atomic_load_explicit(&thp_refused, memory_order_relaxed))
+		return -1;
+	fs = (int)syscall(SYS_fsopen, "tmpfs", THP_FSOPEN_CLOEXEC);
 	if (fs < 0)
-		return;
+		return thp_refusal(errno);
 	if (!syscall(SYS_fsconfig, fs, THP_FSCONFIG_SET_STRING, "huge", "always", 0) &&
 	    !syscall(SYS_fsconfig, fs, THP_FSCONFIG_SET_STRING, "size", "0", 0) &&
 	    !syscall(SYS_fsconfig, fs, THP_FSCONFIG_SET_STRING, "nr_inodes", "0", 0) &&
 	    !syscall(SYS_fsconfig, fs, THP_FSCONFIG_SET_STRING, "mode", "0700", 0) &&
 	    !syscall(SYS_fsconfig, fs, THP_FSCONFIG_CMD_CREATE, NULL, NULL, 0))
-		thp_mnt = (int)syscall(SYS_fsmount, fs, THP_FSMOUNT_CLOEXEC,
-				       THP_MOUNT_ATTR_NOSUID | THP_MOUNT_ATTR_NODEV |
-					       THP_MOUNT_ATTR_NOEXEC);
+		mnt = (int)syscall(SYS_fsmount, fs, THP_FSMOUNT_CLOEXEC,
+				   THP_MOUNT_ATTR_NOSUID | THP_MOUNT_ATTR_NODEV | THP_MOUNT_ATTR_NOEXEC);
+	if (mnt < 0) {
+		int e = errno;
+		close(fs);
+		return thp_refusal(e);
+	}
 	close(fs);
-}
-
-/* An unnamed file of the huge tmpfs for r's frames, or -1 (use a memfd). */
-static int thp_frames_open(const struct hm_region *r)
-{
-	const struct hm_env *env;
-
-	if (r->ps != HM_HUGE_SIZE || (r->flags & HM_HUGETLB) || hm__env(&env) ||
-	    !env->thp_frames)
-		return -1;
-	pthread_once(&thp_once, thp_mount);
-	if (thp_mnt < 0)
-		return -1;
-	return openat(thp_mnt, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	fd = openat(mnt, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0)
+		thp_refusal(errno);
+	close(mnt); /* the open file keeps the instance */
+	return fd;
 }
 
 /* All regions, sorted by base address. */
