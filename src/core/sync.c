@@ -44,8 +44,14 @@ void hm__mark_written(void *ctx, uintptr_t addr, size_t len)
 			continue;
 		if ((st & HM_ST_MASK) != HM_ST_EMPTY) {
 			uint32_t old = atomic_fetch_or(&p->st, HM_PG_DIRTY);
-			/* Written, so reached (an unmapped readahead marker only looks written). */
-			if ((old & (HM_PG_RA | HM_PG_RAMARK)) == HM_PG_RA)
+			/*
+			 * Written, so reached (an unmapped readahead marker only
+			 * looks written). So does a page still LOADING, not mapped
+			 * yet: DIRTY costs it at most a write-back, but only a
+			 * resident page can have been used.
+			 */
+			if ((old & (HM_PG_RA | HM_PG_RAMARK)) == HM_PG_RA &&
+			    (old & HM_ST_MASK) == HM_ST_RESIDENT)
 				hm__ra_used(r, p);
 		}
 	}
