@@ -32,6 +32,7 @@
 #include <sys/syscall.h>
 
 #include "hmmap.h"
+#include "core/internal.h"
 #include "bench_common.h"
 #include "../tests/hugepool.h"
 #include "../src/uffd/compat.h"
@@ -51,25 +52,6 @@ static const char *const names[NKIND] = {
 	"anon COPY", "anon COPY, MOVE out", "hugetlb COPY (HM_HUGETLB)",
 	"tmpfs THP pwrite + CONTINUE",
 };
-
-/* A file of a detached huge=always tmpfs (as src/core/region.c makes), or -errno. */
-static int thp_file(void)
-{
-	int fs = (int)syscall(SYS_fsopen, "tmpfs", 1), mnt = -1, fd;
-
-	if (fs < 0)
-		return -errno;
-	if (!syscall(SYS_fsconfig, fs, 1, "huge", "always", 0) &&
-	    !syscall(SYS_fsconfig, fs, 1, "size", "0", 0) &&
-	    !syscall(SYS_fsconfig, fs, 6, NULL, NULL, 0))
-		mnt = (int)syscall(SYS_fsmount, fs, 1, 0);
-	fd = mnt >= 0 ? openat(mnt, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600) : -1;
-	fd = fd >= 0 ? fd : -errno;
-	close(fs);
-	if (mnt >= 0)
-		close(mnt);
-	return fd;
-}
 
 static struct opts O;
 
@@ -112,7 +94,7 @@ static int one_run(enum kind k, const char *src, double *fill, double *freed)
 				 -1, 0);
 	} else {
 		if (k == K_THP) {
-			mfd = thp_file();
+			mfd = hm__thp_tmpfile(); /* the library's own */
 			if (mfd < 0) {
 				rc = mfd;
 				goto out;

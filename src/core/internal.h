@@ -342,6 +342,13 @@ int hm__cache_reserve(struct hm_cache *c, struct hm_region *r, uint64_t idx, uin
  * that every shmem frame stays one page). 0 or -errno with a message.
  */
 int hm__region_view(struct hm_region *r);
+/*
+ * An unnamed file (O_TMPFILE) of a new tmpfs instance mounted huge=always
+ * and never attached to a path, which goes away with the file: the frames
+ * of 2 MiB-page regions (src/core/region.c). An fd, or -errno (EPERM
+ * without CAP_SYS_ADMIN).
+ */
+int hm__thp_tmpfile(void);
 /* hm_region_map() with an address hint for the mapping (hmmap()'s addr), or NULL. */
 int hm__region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s,
 		   uint64_t offset, size_t length, int prot, int flags, size_t page_size, void *hint);

@@ -4,10 +4,11 @@
  *
  * Frames are pages of the region's memfd: shmem, or hugetlbfs for
  * HM_HUGETLB, or for 2 MiB pages a file of a huge tmpfs (src/core/region.c),
- * filled by write() and mapped by UFFDIO_CONTINUE. Data goes through a per-thread bounce buffer (or comes
- * straight from a byte-addressable store), and one UFFDIO_COPY allocates
- * the frames, fills them and maps them; write-back is pread() from the
- * memfd into the buffer, then the store's write. The readahead marker, a
+ * filled by write() and mapped by UFFDIO_CONTINUE. Data goes through a
+ * per-thread bounce buffer (or comes straight from a byte-addressable
+ * store), and one UFFDIO_COPY allocates the frames, fills them and maps
+ * them; write-back is pread() from the memfd into the buffer, then the
+ * store's write. The readahead marker, a
  * frame left unmapped, is filled through a second mapping of the memfd:
  * hugetlbfs has no write(), and a shmem write() may allocate a large folio
  * whose other pages would appear in the memfd as zeros, where a mapping

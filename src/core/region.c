@@ -63,18 +63,12 @@ static int thp_refusal(int e)
 	return -1;
 }
 
-/* An unnamed file of a new huge tmpfs for r's frames, or -1 (use a memfd). */
-static int thp_frames_open(const struct hm_region *r)
+int hm__thp_tmpfile(void)
 {
-	const struct hm_env *env;
-	int fs, mnt = -1, fd;
+	int fs = (int)syscall(SYS_fsopen, "tmpfs", THP_FSOPEN_CLOEXEC), mnt = -1, fd, e;
 
-	if (r->ps != HM_HUGE_SIZE || (r->flags & HM_HUGETLB) || hm__env(&env) ||
-	    !env->thp_frames || atomic_load_explicit(&thp_refused, memory_order_relaxed))
-		return -1;
-	fs = (int)syscall(SYS_fsopen, "tmpfs", THP_FSOPEN_CLOEXEC);
 	if (fs < 0)
-		return thp_refusal(errno);
+		return -errno;
 	if (!syscall(SYS_fsconfig, fs, THP_FSCONFIG_SET_STRING, "huge", "always", 0) &&
 	    !syscall(SYS_fsconfig, fs, THP_FSCONFIG_SET_STRING, "size", "0", 0) &&
 	    !syscall(SYS_fsconfig, fs, THP_FSCONFIG_SET_STRING, "nr_inodes", "0", 0) &&
@@ -82,17 +76,27 @@ static int thp_frames_open(const struct hm_region *r)
 	    !syscall(SYS_fsconfig, fs, THP_FSCONFIG_CMD_CREATE, NULL, NULL, 0))
 		mnt = (int)syscall(SYS_fsmount, fs, THP_FSMOUNT_CLOEXEC,
 				   THP_MOUNT_ATTR_NOSUID | THP_MOUNT_ATTR_NODEV | THP_MOUNT_ATTR_NOEXEC);
-	if (mnt < 0) {
-		int e = errno;
-		close(fs);
-		return thp_refusal(e);
-	}
+	e = errno;
 	close(fs);
+	if (mnt < 0)
+		return -e;
 	fd = openat(mnt, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd < 0)
-		thp_refusal(errno);
+	e = errno;
 	close(mnt); /* the open file keeps the instance */
-	return fd;
+	return fd >= 0 ? fd : -e;
+}
+
+/* An unnamed file of a new huge tmpfs for r's frames, or -1 (use a memfd). */
+static int thp_frames_open(const struct hm_region *r)
+{
+	const struct hm_env *env;
+	int fd;
+
+	if (r->ps != HM_HUGE_SIZE || (r->flags & HM_HUGETLB) || hm__env(&env) ||
+	    !env->thp_frames || atomic_load_explicit(&thp_refused, memory_order_relaxed))
+		return -1;
+	fd = hm__thp_tmpfile();
+	return fd >= 0 ? fd : thp_refusal(-fd);
 }
 
 /* All regions, sorted by base address. */
