@@ -39,16 +39,25 @@ CLI_SRC := $(wildcard cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC := $(wildcard bench/*.c)
 EXAMPLE_SRC := $(wildcard examples/*.c)
+# Plug-in libraries: the example and the tests' own (hm_plugin_load()).
+PLUGIN_SRC := $(wildcard examples/plugins/*.c tests/plugins/*.c)
 
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(B)/%.o)
 TESTS := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 BENCHES := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 EXAMPLES := $(EXAMPLE_SRC:examples/%.c=$(B)/examples/%)
+PLUGINS := $(PLUGIN_SRC:%.c=$(B)/%.so)
 
 LIBA := $(B)/libhmmap.a
 LIBSO := $(B)/libhmmap.so.0
 TOOL := $(B)/hmmap
+
+# Programs that load plug-ins export the library's API (hm_*, not the
+# internal hm__*) from their own symbol table, where a plug-in built without
+# -lhmmap finds it. The tool links the whole archive so that every call a
+# plug-in may make is there.
+EXPORT_API := -Wl,--export-dynamic-symbol='hm_[a-z]*'
 
 # Debian packages the build and the tests need; `deps` installs what is
 # missing (as root) and is a no-op when everything is there.
@@ -57,15 +66,16 @@ DEB_PKGS := gcc make libc6-dev pkg-config tmux gnuplot-nox \
 	redis-server redis-tools memcached zstd
 
 .PHONY: all lib tool tests benches examples deps demo test check asan tsan \
-	bench soak install uninstall clean fuzz format
+	bench soak install uninstall clean fuzz format plugins
 
-all: lib tool tests benches examples
+all: lib tool tests benches examples plugins
 
 lib: $(LIBA) $(LIBSO)
 tool: $(TOOL)
 tests: $(TESTS)
 benches: $(BENCHES)
 examples: $(EXAMPLES)
+plugins: $(PLUGINS)
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -82,13 +92,18 @@ $(LIBSO): $(LIB_OBJ) src/libhmmap.map
 	ln -sf libhmmap.so.0 $(B)/libhmmap.so
 
 $(TOOL): $(CLI_OBJ) $(LIBA)
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIBA) $(LDLIBS)
+	$(CC) $(LDFLAGS) $(EXPORT_API) -o $@ $(CLI_OBJ) -Wl,--whole-archive $(LIBA) \
+		-Wl,--no-whole-archive $(LDLIBS)
 
 # Tests link the static library so that unit tests may reach internal
 # (hm__*) functions; everything else goes through the public header.
 $(B)/tests/%: tests/%.c $(LIBA) tests/harness.h tests/testutil.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LIBA) $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LIBA) $(LDFLAGS) $(EXPORT_API) $(LDLIBS)
+
+$(B)/%.so: %.c include/hmmap.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -shared -o $@ $<
 
 $(B)/bench/%: bench/%.c $(LIBA)
 	@mkdir -p $(dir $@)

@@ -4,6 +4,7 @@
  * uses the library's public interface.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "hmmap.h"
@@ -86,9 +87,22 @@ int main(int argc, char **argv)
 		printf("hmmap %s\n", hm_version());
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-		if (!strcmp(argv[1], commands[i].name))
-			return commands[i].fn(argc - 1, argv + 1);
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+		if (strcmp(argv[1], commands[i].name))
+			continue;
+		/*
+		 * HMMAP_PLUGINS loads with the first lookup, whose error every
+		 * lookup repeats: say it before a listing could leave a plug-in
+		 * out without a word.
+		 */
+		const struct hm_policy_ops *ops;
+		const char *opts;
+		if (getenv("HMMAP_PLUGINS") && hm_policy_lookup("fifo", &ops, &opts)) {
+			fprintf(stderr, "hmmap: %s\n", hm_errormsg());
+			return 1;
+		}
+		return commands[i].fn(argc - 1, argv + 1);
+	}
 	fprintf(stderr, "hmmap: unknown command '%s'\n\n", argv[1]);
 	usage(stderr);
 	return 2;

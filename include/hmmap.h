@@ -620,6 +620,57 @@ struct hm_remote_stats {
 /* The traffic of a redis, redis-cluster or memcached store; -EINVAL for others. */
 int hm_remote_stats(const struct hm_store *store, struct hm_remote_stats *stats);
 
+/* ------------------------------------------------------------------------
+ * Plug-ins: cache policies, stores and tiering policies of your own.
+ *
+ * A program registers its own ops tables, built against the ABI of the
+ * headers (hm_policy_register() in hmmap/policy.h, hm_store_register() in
+ * hmmap/store.h, hm_tier_policy_register() in hmmap/tier.h); from then on
+ * they are found by name exactly as the built-in ones: a cache's policy
+ * spec, a store URI's scheme, a chain's tiering=, and every listing
+ * (`hmmap policies`, `hmmap replay`, `hmmap bench --policy`). Names are a
+ * lowercase letter, then lowercase letters, digits, '_' and '-' (a scheme
+ * may also hold '+' and '.'), at most HM_PLUGIN_NAME_MAX characters, and
+ * must not be taken. Registration is for the life of the process: the ops
+ * table and its strings must stay valid, and nothing is unregistered.
+ * Registration fails with -EINVAL (NULL ops, another ABI, a bad name,
+ * unknown flags, a required hook missing), -EEXIST (the name is taken,
+ * built-in names included) or -ENOSPC (HM_PLUGINS_MAX of that kind are
+ * registered), and changes nothing then.
+ *
+ * A plug-in library is a shared object that defines hm_plugin_init(),
+ * which registers what it brings and returns 0 or -errno.
+ * hm_plugin_load(path) loads one (a path, or a bare name searched as
+ * dlopen() searches) and calls it; loading a loaded library again does
+ * nothing. The environment variable HMMAP_PLUGINS, a ':'-separated list of
+ * such paths, is loaded before the first lookup or listing, so the `hmmap`
+ * tool and unchanged programs take plug-ins too; if one fails to load,
+ * every lookup returns that error. The library's symbols are resolved
+ * against the process: build a plug-in with `-shared -fPIC` and without
+ * -lhmmap. examples/plugins/mru.c is a complete one.
+ * ------------------------------------------------------------------------ */
+#define HM_PLUGIN_NAME_MAX 31
+#define HM_PLUGINS_MAX 32 /* of each kind, besides the built-in ones */
+
+/*
+ * 0, -EINVAL (empty path, or no hm_plugin_init in it), -ENOENT (no such
+ * file), -ELIBBAD (dlopen refused it: not a shared object, a missing
+ * symbol; the message has dlerror()'s words), -ENOSPC (64 libraries are
+ * loaded), or what hm_plugin_init() returned, with its message. A library
+ * whose init failed is unloaded unless it registered something first.
+ */
+int hm_plugin_load(const char *path);
+
+/* Defined by a plug-in library, called by hm_plugin_load(). */
+int hm_plugin_init(void);
+
+/*
+ * Sets the calling thread's error message (what hm_errormsg() returns) and
+ * returns err: for plug-in hooks that fail, e.g.
+ * `return hm_plugin_error(-EINVAL, "mru: unknown option '%s'", key);`.
+ */
+int hm_plugin_error(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #ifdef __cplusplus
 }
 #endif

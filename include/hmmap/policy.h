@@ -98,7 +98,8 @@ struct hm_policy_ops {
 };
 
 /*
- * The registry: every policy compiled in, in a stable order. Lookup takes a
+ * The registry: every policy compiled in, in a stable order, then those
+ * registered at run time in the order they came. Lookup takes a
  * spec "name[:k=v,...]" and returns the ops and a pointer to the options text
  * inside spec. Returns 0 or -ENOENT (unknown name, with a message listing the
  * known ones).
@@ -107,9 +108,17 @@ const struct hm_policy_ops *const *hm_policy_list(size_t *count);
 int hm_policy_lookup(const char *spec, const struct hm_policy_ops **ops, const char **options);
 
 /*
+ * Adds a policy of the program's or a plug-in library's own to the
+ * registry (see "Plug-ins" in hmmap.h). create, destroy, insert, hit,
+ * victim and remove are required; next_use too with HM_POLICY_REPLAY_ONLY.
+ * Returns 0, -EINVAL, -EEXIST or -ENOSPC.
+ */
+int hm_policy_register(const struct hm_policy_ops *ops);
+
+/*
  * Shared option-string parser for plug-ins. `text` is "k=v,k=v". For each
  * pair it calls cb(ctx, key, value); cb returns 0 or -EINVAL after setting a
- * message with hm__error() naming the key. Empty text is valid; an empty
+ * message with hm_plugin_error() (hmmap.h) naming the key. Empty text is valid; an empty
  * item (",,"), an item without '=' and a key given twice are errors.
  * Returns 0 or the first error.
  */

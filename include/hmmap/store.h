@@ -53,7 +53,7 @@ struct hm_store_ops {
 	/*
 	 * Opens the store named by `rest`, the URI text after "scheme:".
 	 * `flags` holds HM_STORE_RDONLY. Fills *info. Returns 0 or -errno with
-	 * a message set through hm__error().
+	 * a message set through hm_plugin_error() (hmmap.h).
 	 */
 	int (*open)(void **priv, const char *rest, int flags, struct hm_store_info *info);
 	void (*close)(void *priv);
@@ -95,8 +95,16 @@ struct hm_store_ops {
 	int (*persist)(void *priv, uint64_t off, size_t len);
 };
 
-/* Every store compiled in, in a stable order. */
+/* Every store compiled in, in a stable order, then those registered. */
 const struct hm_store_ops *const *hm_store_list(size_t *count);
+
+/*
+ * Adds a store of the program's or a plug-in library's own (see "Plug-ins"
+ * in hmmap.h): URIs "SCHEME:..." open it, `rest` being the text after the
+ * colon. open, close, read and write are required; persist needs map.
+ * Returns 0, -EINVAL, -EEXIST or -ENOSPC.
+ */
+int hm_store_register(const struct hm_store_ops *ops);
 
 #ifdef __cplusplus
 }

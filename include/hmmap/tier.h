@@ -85,8 +85,16 @@ int hm_tier_demote(struct hm_tier_ctx *ctx, uint64_t idx, bool evict);
  */
 int hm_tier_sample(struct hm_tier_ctx *ctx, uint64_t idx);
 
-/* Every tiering policy compiled in. */
+/* Every tiering policy compiled in, then those registered. */
 const struct hm_tier_policy_ops *const *hm_tier_policy_list(size_t *count);
+
+/*
+ * Adds a tiering policy of the program's or a plug-in library's own (see
+ * "Plug-ins" in hmmap.h); chains take it by name (tiering=NAME[:opts]).
+ * create, destroy, touch and tick are required. Returns 0, -EINVAL,
+ * -EEXIST or -ENOSPC.
+ */
+int hm_tier_policy_register(const struct hm_tier_policy_ops *ops);
 
 #ifdef __cplusplus
 }

@@ -81,3 +81,15 @@ int hm__error_wrap(int err, const char *fmt, ...)
 	}
 	return err;
 }
+
+int hm_plugin_error(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!fmt)
+		return err;
+	va_start(ap, fmt);
+	vset(fmt, ap);
+	va_end(ap);
+	return err;
+}

@@ -76,6 +76,9 @@ int hm_store_open(struct hm_store **out, const char *uri, int flags)
 		return hm__error(-EINVAL, "hm_store_open: unknown flags %#x", flags);
 	if (!*uri)
 		return hm__error(-EINVAL, "empty store URI");
+	rc = hm__plugins_env();
+	if (rc)
+		return rc;
 	const char *colon = strchr(uri, ':');
 	const char *slash = strchr(uri, '/');
 	if (colon && (!slash || colon < slash)) {

@@ -28,6 +28,7 @@
 
 #include "core/internal.h"
 #include "core/tier.h"
+#include "core/registry.h"
 
 struct hot {
 	uint64_t npages;
@@ -244,16 +245,49 @@ static const struct hm_tier_policy_ops none = {
 	.summary = "no automatic tiering: demand paging through the cache's replacement only",
 };
 
-/* The registry of tiering policies: one line each. */
-static const struct hm_tier_policy_ops *const tier_policies[] = {
-	&none,
-	&hotness,
+/* The registry of tiering policies: one line each; then those registered. */
+#define BUILTIN_TIER_POLICIES &none, &hotness
+static const struct hm_tier_policy_ops *const builtin_tier_policies[] = { BUILTIN_TIER_POLICIES };
+#define NTIER_POLICIES (sizeof builtin_tier_policies / sizeof builtin_tier_policies[0])
+static const struct hm_tier_policy_ops *tier_policies[NTIER_POLICIES + HM_PLUGINS_MAX] = {
+	BUILTIN_TIER_POLICIES
 };
+static _Atomic size_t ntier_policies = NTIER_POLICIES;
 
 const struct hm_tier_policy_ops *const *hm_tier_policy_list(size_t *count)
 {
-	*count = sizeof tier_policies / sizeof tier_policies[0];
+	hm__plugins_env();
+	*count = atomic_load_explicit(&ntier_policies, memory_order_acquire);
 	return tier_policies;
+}
+
+static const char *tier_policy_name(size_t i)
+{
+	return tier_policies[i]->name;
+}
+
+static void tier_policy_put(size_t i, const void *ops)
+{
+	tier_policies[i] = ops;
+}
+
+int hm_tier_policy_register(const struct hm_tier_policy_ops *ops)
+{
+	static const struct hm__reg_list list = {
+		"tiering policy", "tiering policies", NTIER_POLICIES + HM_PLUGINS_MAX,
+		&ntier_policies, tier_policy_name, tier_policy_put
+	};
+	static const char *const names[] = { "create", "destroy", "touch", "tick" };
+	int rc;
+
+	rc = hm__plugin_check("hm_tier_policy_register", ops, ops ? ops->abi : 0,
+			      HM_TIER_POLICY_ABI, ops ? ops->name : NULL, false);
+	if (rc)
+		return rc;
+	const void *hooks[] = { (const void *)ops->create, (const void *)ops->destroy,
+				(const void *)ops->touch, (const void *)ops->tick };
+	rc = hm__plugin_hooks_check("tiering policy", ops->name, names, hooks, 4);
+	return rc ? rc : hm__registry_add(&list, ops->name, ops);
 }
 
 int hm__tier_policy_find(const char *spec, const struct hm_tier_policy_ops **ops,
@@ -261,8 +295,13 @@ int hm__tier_policy_find(const char *spec, const struct hm_tier_policy_ops **ops
 {
 	const char *colon = strchr(spec, ':');
 	size_t n = colon ? (size_t)(colon - spec) : strlen(spec);
+	size_t count;
+	int rc = hm__plugins_env();
 
-	for (size_t i = 0; i < sizeof tier_policies / sizeof tier_policies[0]; i++) {
+	if (rc)
+		return rc;
+	count = atomic_load_explicit(&ntier_policies, memory_order_acquire);
+	for (size_t i = 0; i < count; i++) {
 		const struct hm_tier_policy_ops *p = tier_policies[i];
 		if (strlen(p->name) != n || strncmp(p->name, spec, n))
 			continue;
