@@ -277,6 +277,12 @@ int hm_plugin_load(const char *path)
 
 	if (!path || !*path)
 		return hm__error(-EINVAL, "hm_plugin_load: empty path");
+	/*
+	 * HMMAP_PLUGINS first, before the lock: a library's init may look a
+	 * name up, and the once that loads HMMAP_PLUGINS in another thread
+	 * would wait for this lock while this thread waits for that once.
+	 */
+	hm__plugins_env();
 	registry_lock();
 	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
