@@ -37,10 +37,8 @@
 		&hm__store_redis_cluster, &hm__store_memcached, &hm__store_pmem,          \
 		&hm__store_numa
 
-static const struct hm_policy_ops *const builtin_policies[] = { BUILTIN_POLICIES };
-static const struct hm_store_ops *const builtin_stores[] = { BUILTIN_STORES };
-#define NPOLICIES (sizeof builtin_policies / sizeof builtin_policies[0])
-#define NSTORES (sizeof builtin_stores / sizeof builtin_stores[0])
+#define NPOLICIES HM__COUNT(BUILTIN_POLICIES)
+#define NSTORES HM__COUNT(BUILTIN_STORES)
 
 static const struct hm_policy_ops *policies[NPOLICIES + HM_PLUGINS_MAX] = { BUILTIN_POLICIES };
 static const struct hm_store_ops *stores[NSTORES + HM_PLUGINS_MAX] = { BUILTIN_STORES };
@@ -214,13 +212,13 @@ const struct hm_store_ops *const *hm_store_list(size_t *count)
 	return stores;
 }
 
-static void list_names(char *buf, size_t len, size_t count)
+void hm__registry_names(char *buf, size_t len, size_t count, const char *(*name_at)(size_t i))
 {
 	size_t i, n = 0;
 
 	buf[0] = 0;
 	for (i = 0; i < count && n < len; i++)
-		n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? ", " : "", policies[i]->name);
+		n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? ", " : "", name_at(i));
 }
 
 int hm_policy_lookup(const char *spec, const struct hm_policy_ops **ops, const char **options)
@@ -245,7 +243,7 @@ int hm_policy_lookup(const char *spec, const struct hm_policy_ops **ops, const c
 			return 0;
 		}
 	}
-	list_names(names, sizeof names, count);
+	hm__registry_names(names, sizeof names, count, policy_name);
 	return hm__error(-ENOENT, "unknown policy '%.*s' (known: %s)", (int)n, spec, names);
 }
 
@@ -287,8 +285,8 @@ int hm_plugin_load(const char *path)
 	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
 		const char *why = dlerror();
+		/* access() sees a path only: a bare name dlopen() did not find is -ENOENT too. */
 		int e = access(path, F_OK) ? -ENOENT : -ELIBBAD;
-		/* A bare name is searched for as dlopen() does; say so if it was not found. */
 		registry_unlock();
 		return hm__error(e, "cannot load plug-in '%s': %s", path,
 				 why ? why : "unknown dlopen error");

@@ -51,6 +51,10 @@ struct hm__reg_list {
 	void (*put)(size_t i, const void *ops);
 };
 int hm__registry_add(const struct hm__reg_list *l, const char *name, const void *ops);
+/* The number of pointers in a list of built-ins: HM__COUNT(&a, &b) is 2. */
+#define HM__COUNT(...) (sizeof((const void *[]){ __VA_ARGS__ }) / sizeof(const void *))
+/* "a, b, c": the names of slots [0, count), cut to fit buf, for messages. */
+void hm__registry_names(char *buf, size_t len, size_t count, const char *(*name_at)(size_t i));
 /* -EINVAL naming the first of the n required hooks that is NULL, or 0. */
 int hm__plugin_hooks_check(const char *what, const char *name, const char *const *names,
 			   const void *const *hooks, size_t n);

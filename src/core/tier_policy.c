@@ -247,8 +247,7 @@ static const struct hm_tier_policy_ops none = {
 
 /* The registry of tiering policies: one line each; then those registered. */
 #define BUILTIN_TIER_POLICIES &none, &hotness
-static const struct hm_tier_policy_ops *const builtin_tier_policies[] = { BUILTIN_TIER_POLICIES };
-#define NTIER_POLICIES (sizeof builtin_tier_policies / sizeof builtin_tier_policies[0])
+#define NTIER_POLICIES HM__COUNT(BUILTIN_TIER_POLICIES)
 static const struct hm_tier_policy_ops *tier_policies[NTIER_POLICIES + HM_PLUGINS_MAX] = {
 	BUILTIN_TIER_POLICIES
 };
@@ -311,5 +310,8 @@ int hm__tier_policy_find(const char *spec, const struct hm_tier_policy_ops **ops
 			*opts = colon ? colon + 1 : "";
 		return 0;
 	}
-	return -ENOENT;
+	char names[512];
+	hm__registry_names(names, sizeof names, count, tier_policy_name);
+	return hm__error(-ENOENT, "'%.*s' is not a tiering policy (known: %s)", (int)n, spec,
+			 names);
 }

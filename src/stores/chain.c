@@ -398,20 +398,11 @@ static int dram_opt(void *ctx, const char *k, const char *v)
 		const struct hm_tier_policy_ops *tops;
 		const char *topts;
 		void *st;
-		int found = strlen(v) >= sizeof ch->tier_policy ? -ENOENT
-								  : hm__tier_policy_find(v, &tops, &topts);
-		if (found == -ENOENT) {
-			char known[512];
-			size_t n, len = 0;
-			const struct hm_tier_policy_ops *const *l = hm_tier_policy_list(&n);
-			known[0] = 0;
-			for (size_t i = 0; i < n && len < sizeof known; i++)
-				len += (size_t)snprintf(known + len, sizeof known - len, "%s%s",
-							i ? ", " : "", l[i]->name);
-			return hm__error(-EINVAL, "tiers: tiering='%s' is not a tiering policy "
-						  "(known: %s)",
-					 v, known);
-		}
+		if (strlen(v) >= sizeof ch->tier_policy)
+			return hm__error(-EINVAL, "tiers: tiering='%.40s...' is too long", v);
+		int found = hm__tier_policy_find(v, &tops, &topts);
+		if (found == -ENOENT)
+			return hm__error_wrap(-EINVAL, "tiers: tiering='%s'", v);
 		if (found)
 			return found; /* HMMAP_PLUGINS failed to load: its message */
 		/* Its options are checked now, not when a region maps the chain. */
