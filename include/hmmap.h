@@ -230,6 +230,15 @@ enum hm_advice {
 	HM_ADV_SEQUENTIAL = 2, /* = MADV_SEQUENTIAL: aggressive readahead */
 	HM_ADV_WILLNEED = 3,   /* = MADV_WILLNEED: read the range in now (within the budget) */
 	HM_ADV_DONTNEED = 4,   /* = MADV_DONTNEED: write back and drop the range's pages */
+	/*
+	 * hmmap's own: read ahead as SEQUENTIAL, and when room is needed the
+	 * pages the region's readers have passed leave first (drop-behind),
+	 * whatever the cache's policy says. For data used once per pass: a
+	 * scan then evicts only its own pages, and a loop over more than the
+	 * cache keeps what it read first. A direct region takes it as
+	 * MADV_SEQUENTIAL.
+	 */
+	HM_ADV_NOREUSE = 64,
 };
 int hm_advise(void *addr, size_t length, int advice);
 

@@ -642,6 +642,101 @@ static void test_scattered_eviction(void)
 	hm__zap_vector(1);
 }
 
+/*
+ * HM_ADV_NOREUSE is drop-behind: a region read or written front to back
+ * gives up the pages its reader has passed before the policy is asked, so a
+ * scan of far more than the cache leaves another region's pages resident
+ * (with SEQUENTIAL advice the same scan evicts them), and a loop keeps what
+ * it read first. Written pages dropped that way are written back first.
+ */
+static void behind_pass(int advice, uint64_t *hot_left, uint64_t *loop_misses)
+{
+	const size_t hot_len = 1 << 20, scan_len = 96 << 20, loop_len = 64 << 20;
+	struct hm_store *hs = NULL, *ss = NULL;
+	struct hm_cache *c = NULL;
+	struct hm_region *h = NULL, *sr = NULL;
+	struct hm_stats st;
+	uint64_t bad = 0, misses0;
+	char *hb, *sb;
+
+	CHECK(hm_cache_new(&c, 32 << 20, "clock") == 0);
+	CHECK(hm_store_open(&hs, "mem:1M", 0) == 0);
+	CHECK(hm_store_open(&ss, "mem:96M", 0) == 0);
+	CHECK(hm_region_map(&h, c, hs, 0, hot_len, PROT_READ | PROT_WRITE, HM_CACHED, 4096) == 0);
+	CHECK(hm_region_map(&sr, c, ss, 0, scan_len, PROT_READ | PROT_WRITE, HM_CACHED, 4096) ==
+	      0);
+	if (t_case_failed)
+		goto out;
+	hb = hm_region_addr(h);
+	sb = hm_region_addr(sr);
+	for (size_t i = 0; i < hot_len; i += 4096)
+		(void)*(volatile char *)(hb + i);
+	/* hmmap's own value, beside madvise()'s; the one after it is unknown. */
+	CHECK(hm_advise(sb, scan_len, HM_ADV_NOREUSE + 1) == -EINVAL);
+	CHECK(hm_advise(sb, scan_len, advice) == 0);
+	/* One writing pass and one reading pass over three times the cache. */
+	for (size_t i = 0; i < scan_len; i += 4096)
+		*(volatile uint64_t *)(sb + i + 16) = scatter_word(i / 4096, 7);
+	for (size_t i = 0; i < scan_len; i += 4096)
+		bad += *(volatile uint64_t *)(sb + i + 16) != scatter_word(i / 4096, 7);
+	CHECKF(bad == 0, "%llu pages read back wrong", (unsigned long long)bad);
+	CHECK(hm_region_stats(h, &st) == 0);
+	*hot_left = st.resident_bytes;
+	/*
+	 * A loop over twice the cache: its second and third passes. About 10 MiB
+	 * of the cache are the reader's readahead and lag (5 windows of 2 MiB).
+	 */
+	for (size_t i = 0; i < loop_len; i += 4096)
+		bad += *(volatile uint64_t *)(sb + i + 16) != scatter_word(i / 4096, 7);
+	CHECK(hm_region_stats(sr, &st) == 0);
+	misses0 = st.misses + st.readahead;
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < loop_len; i += 4096)
+			bad += *(volatile uint64_t *)(sb + i + 16) != scatter_word(i / 4096, 7);
+	CHECK(hm_region_stats(sr, &st) == 0);
+	*loop_misses = st.misses + st.readahead - misses0;
+	CHECKF(bad == 0, "%llu pages read back wrong in the loop", (unsigned long long)bad);
+	CHECK(hm_sync(sb, scan_len, HM_SYNC_SYNC) == 0);
+out:
+	if (sr)
+		CHECK(hm_region_unmap(sr) == 0);
+	if (h)
+		CHECK(hm_region_unmap(h) == 0);
+	if (c)
+		CHECK(hm_cache_free(c) == 0);
+	/* What was written reached the store, whichever way it left the cache. */
+	for (size_t i = 0; ss && !t_case_failed && i < scan_len; i += 4096) {
+		uint64_t w = 0;
+		CHECK(hm_store_read(ss, &w, sizeof w, i + 16) == 0);
+		CHECKF(w == scatter_word(i / 4096, 7), "page %zu not on the store", i / 4096);
+	}
+	hm_store_close(hs);
+	hm_store_close(ss);
+}
+
+static void test_drop_behind(void)
+{
+	uint64_t nr_hot, seq_hot, nr_loop, seq_loop;
+	const uint64_t loop_pages = 2 * (64 << 20) / 4096;
+
+	behind_pass(HM_ADV_NOREUSE, &nr_hot, &nr_loop);
+	if (t_case_failed)
+		return;
+	behind_pass(HM_ADV_SEQUENTIAL, &seq_hot, &seq_loop);
+	/* The hot 1 MiB survives the scan only with drop-behind. */
+	CHECKF(nr_hot >= (1 << 20) * 9 / 10, "a NOREUSE scan left %llu of 1 MiB of another "
+					     "region resident",
+	       (unsigned long long)nr_hot);
+	CHECKF(seq_hot < (1 << 20) / 2, "a SEQUENTIAL scan left %llu of 1 MiB resident: the "
+					 "control does not show what drop-behind changes",
+	       (unsigned long long)seq_hot);
+	/* CLOCK reads the whole loop again; drop-behind keeps its first part. */
+	CHECKF(seq_loop >= loop_pages * 9 / 10, "SEQUENTIAL loop read %llu of %llu pages",
+	       (unsigned long long)seq_loop, (unsigned long long)loop_pages);
+	CHECKF(nr_loop <= loop_pages * 85 / 100, "NOREUSE loop read %llu of %llu pages",
+	       (unsigned long long)nr_loop, (unsigned long long)loop_pages);
+}
+
 static void test_thread_mode(void)
 {
 	const char *env[] = { "HMMAP_FAULT_MODE=thread", "HMMAP_CACHE_SIZE=4M", NULL };
@@ -676,6 +771,7 @@ int main(void)
 	RUN(test_large_page_batches);
 	RUN(test_advise);
 	RUN(test_scattered_eviction);
+	RUN(test_drop_behind);
 	tu_cleanup();
 	return test_done();
 }

@@ -322,6 +322,81 @@ static int evict(struct hm_cache *c, struct victim *v, uint32_t n, uint32_t *nfr
 }
 
 /*
+ * Under the lock: takes victims from the drop-behind runs, newest run first
+ * and its last page first, so that a loop over more data than the cache
+ * keeps what it read first (as MRU would) and a scan does not push other
+ * regions' pages out. Pages that are not resident and listed, or are busy,
+ * are passed over: the run only says where the reader has been.
+ */
+static uint32_t pick_behind(struct hm_cache *c, struct victim *v, uint32_t k, uint64_t *got,
+			    uint64_t want, uint32_t max)
+{
+	while (*got < want && k < max && c->behind_len) {
+		struct hm_behind *b =
+		    &c->behind[(c->behind_head + c->behind_len - 1) % HM_BEHIND_RUNS];
+		if (!b->n || b->r->dying) {
+			c->behind_len--;
+			continue;
+		}
+		uint64_t idx = b->idx + --b->n;
+		struct hm_page *p = hm__page(b->r, idx, false);
+		if (!p)
+			continue;
+		uint32_t st = atomic_load(&p->st);
+		bool taken = false;
+		while ((st & HM_ST_MASK) == HM_ST_RESIDENT && (st & HM_PG_LISTED) &&
+		       !(st & (HM_PG_BUSY | HM_PG_PINNED))) {
+			if (atomic_compare_exchange_weak(
+				&p->st, &st, (st & ~(HM_ST_MASK | HM_PG_LISTED)) | HM_ST_EVICTING)) {
+				taken = true;
+				break;
+			}
+		}
+		if (!taken)
+			continue;
+		c->pops->remove(c->pstate, p->slot);
+		atomic_fetch_add(&b->r->evicting, 1);
+		v[k].r = b->r;
+		v[k].idx = idx;
+		v[k].slot = p->slot;
+		v[k].failed = v[k].waiters = false;
+		k++;
+		*got += b->r->ps;
+	}
+	return k;
+}
+
+void hm__cache_behind(struct hm_cache *c, struct hm_region *r, uint64_t idx, uint32_t w)
+{
+	uint64_t lo;
+
+	if (idx <= w)
+		return;
+	lo = idx > 2ull * w ? idx - 2ull * w : 0;
+	pthread_mutex_lock(&c->lock);
+	if (c->behind_len == HM_BEHIND_RUNS) {
+		c->behind_head = (c->behind_head + 1) % HM_BEHIND_RUNS;
+		c->behind_len--;
+	}
+	c->behind[(c->behind_head + c->behind_len++) % HM_BEHIND_RUNS] =
+	    (struct hm_behind){.r = r, .idx = lo, .n = (uint32_t)(idx - w - lo)};
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Under the lock: forgets a region's drop-behind runs. */
+static void behind_forget(struct hm_cache *c, struct hm_region *r)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < c->behind_len; i++) {
+		struct hm_behind b = c->behind[(c->behind_head + i) % HM_BEHIND_RUNS];
+		if (b.r != r)
+			c->behind[(c->behind_head + n++) % HM_BEHIND_RUNS] = b;
+	}
+	c->behind_len = n;
+}
+
+/*
  * Under the lock: asks the policy for victims until they hold `want` bytes
  * (at least one page, at most max pages) and holds each (RESIDENT ->
  * EVICTING). A page that is busy right now goes back to the policy as if
@@ -338,6 +413,7 @@ static uint32_t pick_victims(struct hm_cache *c, struct victim *v, uint64_t want
 		max = MAX_BATCH;
 	/* Busy pages passed over: as many as 4 KiB pages wanted, up to max. */
 	skip_max = want / 4096 < max ? (uint32_t)(want / 4096) : max;
+	k = pick_behind(c, v, k, &got, want, max);
 	while (got < want && k < max && skipped <= skip_max) {
 		uint32_t s;
 		if (c->pops->victim(c->pstate, &s))
@@ -599,6 +675,7 @@ void hm__cache_detach(struct hm_cache *c, struct hm_region *r)
 {
 	pthread_mutex_lock(&c->lock);
 	r->dying = true;
+	behind_forget(c, r);
 	while (atomic_load(&r->evicting))
 		timed_wait(c);
 	for (uint32_t s = 0; s < c->capacity; s++) {

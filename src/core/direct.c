@@ -186,6 +186,7 @@ int hm__bam_advise(struct hm_region *r, uint64_t idx, uint64_t n, int advice)
 		adv = MADV_RANDOM;
 		break;
 	case HM_ADV_SEQUENTIAL:
+	case HM_ADV_NOREUSE: /* the kernel's reclaim already ignores references of such a VMA */
 		adv = MADV_SEQUENTIAL;
 		break;
 	case HM_ADV_WILLNEED:

@@ -85,6 +85,7 @@ static uint32_t window(struct hm_region *r, uint64_t idx)
 	case HM_ADV_RANDOM:
 		return 1;
 	case HM_ADV_SEQUENTIAL:
+	case HM_ADV_NOREUSE:
 		w = max;
 		break;
 	default:
@@ -356,8 +357,11 @@ static int remap(struct hm_region *r, uint64_t idx, struct hm_page *p, uint32_t 
 			w = max;
 		atomic_store_explicit(&r->ra_window, w, memory_order_relaxed);
 		atomic_fetch_and(&p->st, ~HM_PG_RAMARK);
-		if (w > 1 && atomic_load_explicit(&r->advice, memory_order_relaxed) != HM_ADV_RANDOM)
+		int advice = atomic_load_explicit(&r->advice, memory_order_relaxed);
+		if (w > 1 && advice != HM_ADV_RANDOM)
 			stream_ahead(r, idx, w, gen);
+		if (advice == HM_ADV_NOREUSE)
+			hm__cache_behind(r->cache, r, idx, w);
 		was_unmapped = false; /* not a sampled reference */
 	}
 	rc = hm__uffd_continue(r->base + (idx << r->ps_shift), r->ps, r->wp);
@@ -434,6 +438,8 @@ static int fault_serve(struct hm_region *r, uintptr_t addr, unsigned flags)
 			fault_loaded = true;
 			int rc = load(r, idx, n, false);
 			hm__ra_passed(r, idx);
+			if (atomic_load_explicit(&r->advice, memory_order_relaxed) == HM_ADV_NOREUSE)
+				hm__cache_behind(r->cache, r, idx, w);
 			/* A stream: keep windows of the same size in flight ahead. */
 			if (!rc && w >= 4 && idx + n < r->npages)
 				stream_ahead(r, idx + n, w, gen);

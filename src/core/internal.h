@@ -198,6 +198,8 @@ struct hm_slot {
 	uint64_t idx;
 };
 
+#define HM_BEHIND_RUNS 64
+
 struct hm_cache {
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* evictions finished, slots freed */
@@ -223,6 +225,16 @@ struct hm_cache {
 	pthread_cond_t reclaim_cond;
 	bool reclaimer_on, stop;
 	uint64_t low, high;
+	/*
+	 * Drop-behind: runs of pages that readers of HM_ADV_NOREUSE regions
+	 * have passed, a ring whose newest run is taken first (cache.c).
+	 */
+	struct hm_behind {
+		struct hm_region *r;
+		uint64_t idx;
+		uint32_t n;
+	} behind[HM_BEHIND_RUNS];
+	uint32_t behind_head, behind_len;
 	struct hm_counters ctr;
 };
 
@@ -372,6 +384,11 @@ int hm__cache_shed(struct hm_cache *c, uint32_t n, uint32_t held);
 void hm__cache_insert(struct hm_cache *c, struct hm_region *r, uint64_t idx, uint32_t n,
 		      const uint32_t *slots);
 void hm__cache_hit(struct hm_cache *c, struct hm_page *p);
+/*
+ * A reader of an HM_ADV_NOREUSE region reached page idx with
+ * windows of w pages: the pages a window or more behind it go first.
+ */
+void hm__cache_behind(struct hm_cache *c, struct hm_region *r, uint64_t idx, uint32_t w);
 /* Drops every page of r from the cache (unmap); r must be synced and quiet. */
 void hm__cache_detach(struct hm_cache *c, struct hm_region *r);
 /* Evicts pages [idx, idx+n) of r now (DONTNEED, invalidate). */

@@ -583,6 +583,7 @@ static int do_advise(struct hm_region *r, uint64_t idx, uint64_t n, void *ctx)
 	case HM_ADV_NORMAL:
 	case HM_ADV_RANDOM:
 	case HM_ADV_SEQUENTIAL:
+	case HM_ADV_NOREUSE:
 		/* Readahead advice applies to the whole region. */
 		atomic_store(&r->advice, advice);
 		return 0;
@@ -609,7 +610,7 @@ int hm_advise(void *addr, size_t length, int advice)
 			       HM_ADV_SEQUENTIAL == MADV_SEQUENTIAL &&
 			       HM_ADV_WILLNEED == MADV_WILLNEED && HM_ADV_DONTNEED == MADV_DONTNEED,
 		       "hm_advise() takes madvise()'s values");
-	if (advice < HM_ADV_NORMAL || advice > HM_ADV_DONTNEED)
+	if ((advice < HM_ADV_NORMAL || advice > HM_ADV_DONTNEED) && advice != HM_ADV_NOREUSE)
 		return hm__error(-EINVAL, "hm_advise: unknown advice %d", advice);
 	return for_range(addr, length, do_advise, &advice, "hm_advise");
 }
