@@ -78,6 +78,7 @@ struct bout {
 	double units;      /* operations, edges or bytes, see bench_unit() */
 	uint64_t bad;      /* verification failures */
 	uint64_t check[2]; /* a result that must agree across systems (BFS) */
+	double best_pass_secs; /* stream: the fastest pass after the first, or 0 */
 	char err[240];
 };
 

@@ -283,6 +283,37 @@ static void json_output(void)
 	CHECK(strstr(out, "\"seconds_all\": [") && strstr(out, "\"faults\": "));
 	const char *h = strstr(out, "\"system\": \"hmmap\"");
 	CHECK(h && (numbers_of(h, "misses", &pos), 1));
+	/* One pass has no pass after the first. */
+	CHECK(numbers_of(out, "best_pass_rate", &pos) == 9 && !pos);
+}
+
+/* stream times every pass and reports the best after the first, as STREAM does. */
+static void stream_best_pass(void)
+{
+	char args[1024];
+	int pos;
+
+	if (!have_tool())
+		SKIP("%.200s is not built", tool);
+	snprintf(args, sizeof args,
+	         "bench --dir %s --size 3M --runs 1 --workload stream,seq --system hmmap,mmap-warm "
+	         "--passes 3 --advice sequential --json",
+	         dir);
+	int rc = run(args, 0);
+	CHECKF(rc == 0, "exit %d:\n%.400s", rc, tail());
+	CHECKF(json_valid(out), "not valid JSON:\n%.400s", out);
+	/* stream's two rows have a figure, seq's two have null. */
+	CHECKF(numbers_of(out, "best_pass_rate", &pos) == 4 && !pos, "%.300s", out);
+	const char *st = strstr(out, "\"workload\": \"stream\"");
+	CHECK(st && strstr(st, "\"best_pass_rate\": ") &&
+	      strtod(strstr(st, "\"best_pass_rate\": ") + 18, NULL) > 0);
+	CHECK(strstr(out, "\"best_pass_rate\": null"));
+	snprintf(args, sizeof args,
+	         "bench --dir %s --size 3M --runs 1 --workload stream --system hmmap --passes 2",
+	         dir);
+	rc = run(args, 0);
+	CHECKF(rc == 0, "exit %d:\n%.400s", rc, tail());
+	CHECKF(strstr(out, "best pass after the first") && strstr(out, " MB/s "), "%.300s", out);
 }
 
 static void csv_rows(void)
@@ -484,6 +515,7 @@ int main(void)
 	RUN(every_workload_verifies);
 	RUN(sigbus_and_policies);
 	RUN(json_output);
+	RUN(stream_best_pass);
 	RUN(csv_rows);
 	RUN(grid_progress_and_store);
 	RUN(corrupt_data_is_caught);
