@@ -271,7 +271,7 @@ struct hm_stats {
 	uint64_t bytes_read;     /* from the store */
 	uint64_t bytes_written;  /* to the store */
 	uint64_t resident_bytes; /* pages in DRAM now */
-	uint64_t dirty_pages;    /* known dirty now (harvested; a lower bound) */
+	uint64_t dirty_pages;    /* written and not yet written back, now (docs/stats.md) */
 	uint64_t pinned_pages;
 	uint64_t budget_bytes;   /* caches only */
 	uint64_t fault_ns_total; /* time spent serving missing faults */

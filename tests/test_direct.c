@@ -239,6 +239,10 @@ IN_CHILD(test_direct_rw)
 	for (size_t i = 0; i < LEN; i += 4096)
 		p[i + 7] = ref[i + 7] ^= 0xff;
 	CHECK(tu_cmp_file(path, ref, LEN) == -1);
+	/* Written and not yet synced: every page is dirty (when writes are tracked). */
+	CHECK(hm_region_stats(r, &st) == 0);
+	CHECKF(!r->bam->track || st.dirty_pages == LEN / 4096, "dirty %llu of %u",
+	       (unsigned long long)st.dirty_pages, LEN / 4096);
 	/* And the other way: a pwrite to the file is in the region at once. */
 	fd = open(path, O_RDWR);
 	CHECK(fd >= 0);
@@ -249,6 +253,8 @@ IN_CHILD(test_direct_rw)
 	CHECK(hm_region_stats(r, &st) == 0);
 	CHECK(st.faults_missing == 0 && st.misses == 0 && st.resident_bytes == 0);
 	CHECK(hm_sync(p, LEN, MS_SYNC) == 0);
+	CHECK(hm_region_stats(r, &st) == 0);
+	CHECKF(st.dirty_pages == 0, "dirty %llu after sync", (unsigned long long)st.dirty_pages);
 	CHECK(hm_advise(p, LEN, HM_ADV_SEQUENTIAL) == 0);
 	CHECK(hm_advise(p, LEN, HM_ADV_WILLNEED) == 0);
 	CHECK(hm_prefault(p, LEN, HM_PREFAULT_PIN) == 0);

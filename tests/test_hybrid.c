@@ -112,11 +112,14 @@ IN_CHILD(test_hybrid_basic)
 		x.p[3 * 4096 + i] = ref[3 * 4096 + i] = (unsigned char)i;
 	CHECK(hm_region_stats(x.r, &st) == 0);
 	CHECK(st.faults_wp == 1);
+	/* The page held in DRAM is the one written: dirty until its write-back. */
+	CHECKF(st.dirty_pages == 1, "dirty %llu", (unsigned long long)st.dirty_pages);
 	/* hmsync writes it back and maps the medium again. */
 	CHECK(hm_sync(x.p, LEN, MS_SYNC) == 0);
 	CHECK(tu_cmp_file(path, ref, LEN) == -1);
 	CHECK(hm_region_stats(x.r, &st) == 0);
 	CHECK(st.resident_bytes == 0 && st.writebacks == 1 && st.bytes_written == 4096);
+	CHECK(st.dirty_pages == 0);
 	{
 		struct hm_stats cs;
 		CHECK(hm_cache_stats(hm_region_cache(x.r), &cs) == 0);

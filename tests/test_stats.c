@@ -417,6 +417,44 @@ static void counts_current_after_scan(void)
 	}
 }
 
+/*
+ * Written pages are dirty in the statistics at once, before any harvest
+ * (asynchronous write protection lets writes through unseen), in the
+ * region's, the cache's and hm_stats()'s figures, and clean after a sync.
+ */
+static void dirty_counts_written_pages(void)
+{
+	const uint64_t len = 8 << 20, pages = len / 4096;
+	struct fixture f;
+	struct hm_stats rs, cs, as;
+	int rc = fx_open(&f, len, 64 << 20);
+
+	CHECKF(rc == 0, "%s", hm_errormsg());
+	if (rc)
+		return;
+	for (uint64_t i = 0; i < 10; i++)
+		f.p[i * 4096 * 3 + 5] = 1;
+	CHECK(hm_region_stats(f.r, &rs) == 0 && hm_cache_stats(f.c, &cs) == 0 &&
+	      hm_stats(f.p, &as) == 0);
+	CHECKF(rs.dirty_pages == 10 && cs.dirty_pages == 10 && as.dirty_pages == 10,
+	       "10 pages written: region %llu, cache %llu, hm_stats %llu dirty",
+	       (unsigned long long)rs.dirty_pages, (unsigned long long)cs.dirty_pages,
+	       (unsigned long long)as.dirty_pages);
+	/* Read pages are not dirty; all written ones are. */
+	for (uint64_t off = 0; off < len; off += 4096)
+		(void)*(volatile char *)(f.p + off);
+	for (uint64_t off = 0; off < len / 2; off += 4096)
+		f.p[off + 9] = 2;
+	CHECK(hm_region_stats(f.r, &rs) == 0);
+	/* (the first ten are among them) */
+	CHECKF(rs.dirty_pages == pages / 2, "%llu dirty of %llu written",
+	       (unsigned long long)rs.dirty_pages, (unsigned long long)(pages / 2));
+	CHECK(hm_sync(f.p, len, MS_SYNC) == 0);
+	CHECK(hm_region_stats(f.r, &rs) == 0);
+	CHECKF(rs.dirty_pages == 0, "%llu dirty after a sync", (unsigned long long)rs.dirty_pages);
+	fx_close(&f);
+}
+
 static void prefetch_wasted_when_dropped(void)
 {
 	struct fixture f;
@@ -991,6 +1029,7 @@ int main(int argc, char **argv)
 	RUN(prefetch_used_when_scanned);
 	RUN(counts_current_after_scan);
 	RUN(prefetch_wasted_when_dropped);
+	RUN(dirty_counts_written_pages);
 	tu_cleanup();
 	return test_done();
 }

@@ -529,6 +529,12 @@ int hm__pagemap_harvest(uintptr_t start, uintptr_t end, bool present_only,
  */
 int hm__pagemap_unmarked(uintptr_t start, uintptr_t end,
 			 void (*cb)(void *ctx, uintptr_t addr, size_t len), void *ctx);
+/*
+ * Reports the runs of [start, end) mapped and written since they were last
+ * write-protected, and changes nothing (for statistics).
+ */
+int hm__pagemap_written(uintptr_t start, uintptr_t end,
+			void (*cb)(void *ctx, uintptr_t addr, size_t len), void *ctx);
 /* Reports the runs of [start, end) with neither a PTE nor a marker. */
 int hm__pagemap_holes(uintptr_t start, uintptr_t end,
 		      void (*cb)(void *ctx, uintptr_t addr, size_t len), void *ctx);

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "core/direct.h"
 
 _Atomic int hm__stats_on = 1;
 
@@ -246,10 +247,57 @@ static bool grow(void **arr, size_t n, size_t *cap, size_t sz)
 	return true;
 }
 
+struct written_walk {
+	struct hm_region *r;
+	uint64_t next; /* pages below this one are counted */
+	uint64_t n;
+};
+
+/* Counts the pages of a written run that no harvest has marked DIRTY yet. */
+static void count_written(void *ctx, uintptr_t addr, size_t len)
+{
+	struct written_walk *w = ctx;
+	struct hm_region *r = w->r;
+	uint64_t a = (addr - (uintptr_t)r->base) >> r->ps_shift;
+	uint64_t b = (addr + len - 1 - (uintptr_t)r->base) >> r->ps_shift;
+
+	for (uint64_t i = a > w->next ? a : w->next; i <= b; i++) {
+		struct hm_page *p = r->bam ? NULL : hm__page(r, i, false);
+		if (!p || !(atomic_load_explicit(&p->st, memory_order_relaxed) & HM_PG_DIRTY))
+			w->n++;
+	}
+	if (b + 1 > w->next)
+		w->next = b + 1;
+}
+
+/*
+ * Pages written since their last harvest: with asynchronous write
+ * protection the kernel lets a write through without telling anyone, and
+ * only the PTE knows until a sync, an eviction or the sampler harvests it.
+ * A look at the PTEs (which protects nothing) finds those.
+ */
+static uint64_t written_unharvested(const struct hm_region *r)
+{
+	struct written_walk w = {.r = (struct hm_region *)r};
+
+	if (hm__pagemap_written((uintptr_t)r->base, (uintptr_t)r->base + r->span, count_written,
+				&w))
+		return 0; /* no PAGEMAP_SCAN: the harvested count alone */
+	return w.n;
+}
+
 uint64_t hm__region_dirty(const struct hm_region *r)
 {
 	uint64_t dirty = 0;
 
+	if (r->bam) {
+		/* A hybrid region holds in DRAM exactly the pages written since write-back. */
+		if (r->bam->hybrid)
+			return atomic_load(&r->resident_pages);
+		return r->bam->track ? written_unharvested(r) : 0;
+	}
+	if (r->wp)
+		dirty = written_unharvested(r);
 	for (size_t d = 0; d < r->ndir; d++) {
 		struct hm_page *c = atomic_load(&r->dir[d]);
 		if (!c)

@@ -687,6 +687,18 @@ int hm__pagemap_harvest(uintptr_t start, uintptr_t end, bool present_only,
 	return pagemap_walk(&a, start, end, cb, ctx);
 }
 
+int hm__pagemap_written(uintptr_t start, uintptr_t end,
+			void (*cb)(void *ctx, uintptr_t addr, size_t len), void *ctx)
+{
+	struct pm_scan_arg a;
+
+	/* As a harvest of present pages, but it only looks: nothing is protected. */
+	memset(&a, 0, sizeof a);
+	a.category_mask = PAGE_IS_WRITTEN | PAGE_IS_PRESENT;
+	a.return_mask = PAGE_IS_WRITTEN;
+	return pagemap_walk(&a, start, end, cb, ctx);
+}
+
 int hm__pagemap_holes(uintptr_t start, uintptr_t end,
 		      void (*cb)(void *ctx, uintptr_t addr, size_t len), void *ctx)
 {
