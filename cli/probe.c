@@ -337,15 +337,42 @@ static int measure_latency(struct hm_store *s, uint64_t size, bool write, bool p
 	return rc;
 }
 
+/*
+ * The time at least one thread was in a timed write: the writes' bytes over
+ * it are what the store moved while writing, however the threads' untimed
+ * reads fell between them.
+ */
+struct bw_busy {
+	pthread_mutex_t lock;
+	int inflight;
+	uint64_t since, total_ns;
+};
+
 struct bw_thread {
 	struct hm_store *s;
+	struct bw_busy *busy;
 	uint64_t first, count; /* blocks of this thread */
 	bool write;
 	double end;
 	uint64_t bytes;
-	uint64_t busy_ns; /* time in the measured requests */
 	int rc;
 };
+
+static void busy_enter(struct bw_busy *b)
+{
+	pthread_mutex_lock(&b->lock);
+	if (!b->inflight++)
+		b->since = now_ns();
+	pthread_mutex_unlock(&b->lock);
+}
+
+static void busy_leave(struct bw_busy *b)
+{
+	pthread_mutex_lock(&b->lock);
+	if (!--b->inflight)
+		b->total_ns += now_ns() - b->since;
+	pthread_mutex_unlock(&b->lock);
+}
 
 static void *bw_main(void *arg)
 {
@@ -359,19 +386,18 @@ static void *bw_main(void *arg)
 	}
 	memset(buf, 0, BW_BLOCK);
 	while (!t->rc) {
-		uint64_t off = (t->first + i) * BW_BLOCK, t0;
+		uint64_t off = (t->first + i) * BW_BLOCK;
 		if (t->write) {
 			/* Put back what is there; only the write is timed. */
 			t->rc = hm_store_read(t->s, buf, BW_BLOCK, off);
 			if (t->rc)
 				break;
-			t0 = now_ns();
+			busy_enter(t->busy);
 			t->rc = hm_store_write(t->s, buf, BW_BLOCK, off);
+			busy_leave(t->busy);
 		} else {
-			t0 = now_ns();
 			t->rc = hm_store_read(t->s, buf, BW_BLOCK, off);
 		}
-		t->busy_ns += now_ns() - t0;
 		if (t->rc)
 			break;
 		t->bytes += BW_BLOCK;
@@ -386,7 +412,8 @@ static void *bw_main(void *arg)
 /*
  * Bandwidth of 1 MiB sequential requests from `nt` threads at once for
  * `secs`. Reads: bytes over wall time. Writes, each after an untimed read
- * of its block: the sum over threads of bytes over time spent writing.
+ * of its block: bytes over the time some thread was writing (a sum of the
+ * threads' own rates would count a store's bandwidth once per thread).
  */
 /* Primes [0, range) of a private store in 1 MiB blocks (see the top of the file). */
 static int prime_range(struct hm_store *s, uint64_t range, uint64_t *primed)
@@ -408,8 +435,9 @@ static int measure_bw(struct hm_store *s, uint64_t range, bool write, int nt, do
 {
 	struct bw_thread t[MAX_THREADS];
 	pthread_t th[MAX_THREADS];
+	struct bw_busy busy = {.lock = PTHREAD_MUTEX_INITIALIZER};
 	uint64_t nblk = range / BW_BLOCK, per, bytes = 0;
-	double t0, t1, rate = 0;
+	double t0, t1;
 	int rc = 0, started = 0;
 
 	if (nblk < (uint64_t)nt)
@@ -417,8 +445,8 @@ static int measure_bw(struct hm_store *s, uint64_t range, bool write, int nt, do
 	per = nblk / (uint64_t)nt;
 	t0 = now_s();
 	for (int i = 0; i < nt; i++) {
-		t[i] = (struct bw_thread){ .s = s, .first = (uint64_t)i * per, .count = per,
-					   .write = write, .end = t0 + secs };
+		t[i] = (struct bw_thread){ .s = s, .busy = &busy, .first = (uint64_t)i * per,
+					   .count = per, .write = write, .end = t0 + secs };
 		if (pthread_create(&th[i], NULL, bw_main, &t[i])) {
 			rc = -EAGAIN;
 			break;
@@ -434,12 +462,13 @@ static int measure_bw(struct hm_store *s, uint64_t range, bool write, int nt, do
 		if (t[i].rc)
 			return t[i].rc;
 		bytes += t[i].bytes;
-		if (t[i].busy_ns)
-			rate += (double)t[i].bytes / ((double)t[i].busy_ns / 1e9);
 	}
 	out->bytes = bytes;
 	out->seconds = t1 - t0;
-	out->mbps = (write ? rate : (double)bytes / out->seconds) / 1e6;
+	if (write)
+		out->mbps = busy.total_ns ? (double)bytes / ((double)busy.total_ns / 1e9) / 1e6 : 0;
+	else
+		out->mbps = (double)bytes / out->seconds / 1e6;
 	out->done = true;
 	return 0;
 }

@@ -413,6 +413,19 @@ static void probe_bandwidth_limit(void)
 	CHECKF(bw > 0 && bw <= limit * 1.02, "read bandwidth %.1f MB/s, limit %u:\n%.200s", bw,
 	       limit, out);
 	CHECKF(fast > bw, "unlimited %.1f MB/s, limited %.1f MB/s", fast, bw);
+	/*
+	 * The bandwidth is the store's, not each thread's: with the default
+	 * threads (four) neither direction goes above it either.
+	 */
+	snprintf(cmd, sizeof cmd,
+		 "%s probe 'mem:64M,read_bw=%u000000,write_bw=%u000000' --json --seconds 1", tool,
+		 limit, limit);
+	rc = tu_run(cmd, out, sizeof out);
+	CHECKF(rc == 0, "exit %d: %.200s", rc, out);
+	bw = json_num(strstr(out, "\"read_bandwidth\""), "mb_per_s");
+	double wbw = json_num(strstr(out, "\"write_bandwidth\""), "mb_per_s");
+	CHECKF(bw > 0 && bw <= limit * 1.02 && wbw > 0 && wbw <= limit * 1.02,
+	       "4 threads: read %.1f, write %.1f MB/s, limit %u:\n%.300s", bw, wbw, limit, out);
 }
 
 static void probe_file_unchanged(void)

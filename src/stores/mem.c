@@ -9,7 +9,10 @@
  * A request takes read_ns (write_ns) plus len / bw when a bandwidth is
  * given, the copy included: a 4 KiB read of "mem:1G,read_ns=300" takes
  * 300 ns as its caller sees it, which is what `hmmap probe` reports. A
- * delay shorter than the copy adds nothing. The wait is a busy wait, like
+ * delay shorter than the copy adds nothing. The latency is per request,
+ * so requests of several threads overlap it; the bandwidth is the
+ * store's, as a device's is: transfers queue on one timeline per
+ * direction, and all threads together move at most bw bytes a second. The wait is a busy wait, like
  * a CPU stalled on a slow medium: sleeping would add the scheduler's
  * latency (tens of microseconds) to every request.
  */
@@ -25,6 +28,8 @@ struct mem_store {
 	uint64_t read_ns, write_ns, read_bw, write_bw;
 	/* What a caller sees a wait overshoot by (measured when a delay is set). */
 	uint64_t own_ns;
+	/* When the reads (writes) queued so far will have moved, on hm__now_ns()'s clock. */
+	_Atomic uint64_t read_busy, write_busy;
 	bool faulty;
 	/* fault: knobs; counts of failures left (-1 = always). */
 	_Atomic int64_t fail_read, fail_write;
@@ -66,18 +71,28 @@ static int mem_opt(void *ctx, const char *k, const char *v)
 
 /*
  * Waits until the request that started at t0 has taken ns + len / bw as
- * its caller sees it. The caller also pays for its own clock reads, the
- * one that found t0, the calls in between and the last read of the wait,
- * which overshoots the end: together own_ns, which calibrate() measures,
- * is taken off.
+ * its caller sees it, its transfer starting when the transfers queued
+ * before it on *busy are done. The caller also pays for its own clock
+ * reads, the one that found t0, the calls in between and the last read of
+ * the wait, which overshoots the end: together own_ns, which calibrate()
+ * measures, is taken off.
  */
 static void wait_until(const struct mem_store *m, uint64_t t0, uint64_t ns, size_t len,
-		       uint64_t bw)
+		       uint64_t bw, _Atomic uint64_t *busy)
 {
-	uint64_t total = ns, end, now;
+	uint64_t total = ns, end, now, start = t0;
 
-	if (bw)
-		total += (uint64_t)((double)len * 1e9 / (double)bw);
+	if (bw) {
+		uint64_t tx = (uint64_t)((double)len * 1e9 / (double)bw);
+		uint64_t b = atomic_load_explicit(busy, memory_order_relaxed);
+		do
+			start = b > t0 ? b : t0;
+		while (!atomic_compare_exchange_weak_explicit(busy, &b, start + tx,
+							      memory_order_relaxed,
+							      memory_order_relaxed));
+		total += tx;
+	}
+	total += start - t0; /* queued behind other threads' transfers */
 	if (total <= m->own_ns)
 		return;
 	end = t0 + total - m->own_ns;
@@ -114,7 +129,7 @@ static uint64_t calibrate(struct mem_store *m)
 	}
 	for (int i = 0; i < TRIES; i++) {
 		uint64_t a = hm__now_ns();
-		wait_until(m, hm__now_ns(), SPAN, 0, 0);
+		wait_until(m, hm__now_ns(), SPAN, 0, 0, NULL);
 		d[i] = hm__now_ns() - a;
 	}
 	qsort(pair, TRIES, sizeof pair[0], cmp_u64);
@@ -229,7 +244,7 @@ static int mem_read(void *priv, void *buf, size_t len, uint64_t off)
 	if (n < len)
 		memset((char *)buf + n, 0, len - n);
 	if (m->read_ns || m->read_bw)
-		wait_until(m, t0, m->read_ns, len, m->read_bw);
+		wait_until(m, t0, m->read_ns, len, m->read_bw, &m->read_busy);
 	return 0;
 }
 
@@ -253,7 +268,7 @@ static int mem_write(void *priv, const void *buf, size_t len, uint64_t off)
 	uint64_t t0 = m->write_ns || m->write_bw ? hm__now_ns() : 0;
 	memcpy(m->data + off, buf, len);
 	if (m->write_ns || m->write_bw)
-		wait_until(m, t0, m->write_ns, len, m->write_bw);
+		wait_until(m, t0, m->write_ns, len, m->write_bw, &m->write_busy);
 	return 0;
 }
 
