@@ -139,17 +139,25 @@ static void test_empty_file(void)
 	CHECK(tu_file_size(path) == 0);
 }
 
+struct ro_arg {
+	const char *file;
+	bool nobody;
+};
+
 static int ro_child(void *arg)
 {
-	const char *file = arg;
+	const struct ro_arg *a = arg;
+	const char *file = a->file;
 	struct passwd *pw = getpwnam("nobody");
 	unsigned char *p;
 
-	if (!pw || setgroups(0, NULL) || setgid(pw->pw_gid) || setuid(pw->pw_uid)) {
-		printf("cannot become nobody\n");
-		return 1;
+	if (a->nobody) {
+		if (!pw || setgroups(0, NULL) || setgid(pw->pw_gid) || setuid(pw->pw_uid)) {
+			printf("cannot become nobody\n");
+			return 1;
+		}
+		prctl(PR_SET_DUMPABLE, 1);
 	}
-	prctl(PR_SET_DUMPABLE, 1);
 	p = hmmap(NULL, 8192, PROT_READ | PROT_WRITE, HM_CACHED, file, 0);
 	if (p != MAP_FAILED || errno != EACCES || !*hm_errormsg()) {
 		printf("PROT_WRITE on a read-only file: %p errno %d '%s'\n", (void *)p, errno,
@@ -173,12 +181,17 @@ static int ro_child(void *arg)
 	return 0;
 }
 
-/* Read-only files: mode 0444, and a file the mapping user cannot write. */
+/*
+ * Read-only files: mode 0444, and a file the mapping user cannot write. A
+ * file whose mode has no write bit is read-only for root too, although
+ * root may open it for writing.
+ */
 static void test_readonly_file(void)
 {
 	char ro[512];
 	unsigned char buf[8192];
-	int fd;
+	int fd, st;
+	struct ro_arg as_root = {.file = ro}, as_nobody = {.file = ro, .nobody = true};
 
 	for (int i = 0; i < 8192; i++)
 		buf[i] = (unsigned char)(i * 7);
@@ -187,14 +200,15 @@ static void test_readonly_file(void)
 	CHECK(fd >= 0 && tu_write_all(fd, buf, sizeof buf, 0) == 0);
 	close(fd);
 	CHECK(chmod(ro, 0444) == 0);
-	if (geteuid() != 0) {
-		/* An unprivileged run: 0444 is enough. */
-		CHECK(ro_child(ro) == 0);
+	st = tu_child(NULL, ro_child, &as_root);
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child (euid %d): %s", (int)geteuid(),
+	       tu_status_str(st));
+	if (geteuid() != 0)
 		return;
-	}
-	/* Root writes anything: map it as nobody, who may only read. */
+	/* Mode 0644 but another owner: nobody may only read it. */
+	CHECK(chmod(ro, 0644) == 0);
 	CHECK(chmod(tu_tmpdir(), 0755) == 0);
-	int st = tu_child(NULL, ro_child, ro);
+	st = tu_child(NULL, ro_child, &as_nobody);
 	CHECK(chmod(tu_tmpdir(), 0700) == 0);
 	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: %s", tu_status_str(st));
 }

@@ -54,6 +54,20 @@ static int file_open(void **priv, const char *path, int flags, struct hm_store_i
 		rc = hm__error_errno(-errno, "cannot stat '%s'", path);
 		goto fail;
 	}
+	if (!ro && S_ISREG(st.st_mode) && !(st.st_mode & 0222)) {
+		/*
+		 * A file whose mode has no write bit is a read-only file, as the
+		 * user meant it, although root may open it for writing anyway.
+		 */
+		int rfd = open(path, O_RDONLY | O_CLOEXEC);
+		if (rfd < 0) {
+			rc = hm__error_errno(-errno, "cannot open '%s'", path);
+			goto fail;
+		}
+		close(f->fd);
+		f->fd = rfd;
+		ro = true;
+	}
 	memset(info, 0, sizeof *info);
 	if (S_ISBLK(st.st_mode)) {
 		uint64_t sz;
