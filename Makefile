@@ -172,6 +172,9 @@ install: lib tool
 		-e 's|@VERSION@|$(VERSION)|' hmmap.pc.in > $(DESTDIR)$(PKGDIR)/hmmap.pc
 	-install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/ 2>/dev/null
 	-install -m 644 man/*.3 $(DESTDIR)$(MANDIR)/man3/ 2>/dev/null
+	@# The dynamic loader finds a new library in /usr/local/lib only once its cache knows it.
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
+		ldconfig; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libhmmap.a $(DESTDIR)$(LIBDIR)/libhmmap.so* \
