@@ -264,7 +264,7 @@ static void print_row(const char *sys, const char *work, const struct result *r)
 		strcpy(ev, "-");
 		strcpy(wb, "-");
 	}
-	printf("%-7s %-10s %10.0f %8.1f %9llu %9s %8s %9s %9s %9.0f %s\n", sys, work,
+	printf("%-7s %-10s %10.0f %8.1f %9llu %9s %8s %9s %11s %12.0f %s\n", sys, work,
 	       r->pages / r->secs, r->pages * (double)PAGE / r->secs / 1e6,
 	       (unsigned long long)r->faults, misses, hits, ev, wb, r->resident / 1048576.0,
 	       r->bad ? "BAD" : "ok");
@@ -463,9 +463,10 @@ int hm_cli_demo(int argc, char **argv)
 	}
 	close(fd);
 
-	printf("\n%-7s %-10s %10s %8s %9s %9s %8s %9s %9s %9s %s\n", "system", "workload",
-	       "pages/s", "MB/s", "faults", "misses", "hits", "evicted", "written", "res MiB",
-	       "check");
+	printf("\n%-18s %19s\n", "", "---- throughput ---");
+	printf("%-7s %-10s %10s %8s %9s %9s %8s %9s %11s %12s %s\n", "system", "workload",
+	       "pages/s", "MB/s", "faults", "misses", "hits", "evictions", "write-backs",
+	       "resident MiB", "check");
 	print_row("hmmap", "sequential", &res[0]);
 	print_row("hmmap", "random", &res[1]);
 	print_row("mmap", "sequential", &res[2]);
@@ -475,7 +476,7 @@ int hm_cli_demo(int argc, char **argv)
 	       peak / 1048576.0, cache / 1048576.0);
 	printf("random: %d threads x %llu page touches, 1 in 4 a write. misses: pages read from "
 	       "the file\n(readahead included); hits: touches that found their page resident; "
-	       "written: pages written back.\n",
+	       "write-backs: pages written back.\n",
 	       threads, (unsigned long long)ops);
 	if (file_bad) {
 		printf("file check after sync and unmap: %llu bad words\n",
