@@ -245,9 +245,11 @@ int hm_advise(void *addr, size_t length, int advice);
 /*
  * Makes a range resident so that system calls may use it (read() into it,
  * write() from it) in modes where a system call cannot wait for a fault (an
- * unprivileged process, or HMMAP_FAULT_MODE=sigbus). With HM_PREFAULT_PIN the
- * pages also stay resident until hm_unpin(); pinned pages count against the
- * budget, and pinning more than it holds fails with -ENOMEM.
+ * unprivileged process, or HMMAP_FAULT_MODE=sigbus). The pages stay mapped
+ * (the reference sampler leaves them alone) until the cache evicts them;
+ * with HM_PREFAULT_PIN they also stay resident until hm_unpin(); pinned
+ * pages count against the budget, and pinning more than it holds fails with
+ * -ENOMEM.
  */
 #define HM_PREFAULT_PIN 0x1
 int hm_prefault(void *addr, size_t length, int flags);

@@ -863,7 +863,7 @@ static uint32_t sample_cache(struct hm_cache *c, uint32_t budget_pages, uint32_t
 		struct hm_page *p = hm__page(r, c->slots[s].idx, false);
 		uint32_t st = atomic_load(&p->st);
 		if ((st & HM_ST_MASK) != HM_ST_RESIDENT ||
-		    (st & (HM_PG_BUSY | HM_PG_PINNED | HM_PG_UNMAPPED)))
+		    (st & (HM_PG_BUSY | HM_PG_PINNED | HM_PG_UNMAPPED | HM_PG_KEEPMAP)))
 			continue;
 		if (!atomic_compare_exchange_strong(&p->st, &st, st | HM_PG_BUSY))
 			continue;

@@ -495,7 +495,7 @@ int hm__fault(struct hm_region *r, uintptr_t addr, unsigned flags)
 	return rc;
 }
 
-int hm__populate(struct hm_region *r, uint64_t idx, uint64_t n, bool pin)
+int hm__populate(struct hm_region *r, uint64_t idx, uint64_t n, bool pin, bool keep)
 {
 	uint64_t end = idx + n;
 	int rc;
@@ -529,6 +529,13 @@ int hm__populate(struct hm_region *r, uint64_t idx, uint64_t n, bool pin)
 			}
 			if (st & HM_PG_BUSY)
 				break;
+			/*
+			 * Mapped, and kept mapped: a sampler that loaded the state
+			 * before this fails its compare-and-swap into BUSY.
+			 */
+			if (keep && !(st & HM_PG_KEEPMAP) &&
+			    !atomic_compare_exchange_strong(&p->st, &st, st | HM_PG_KEEPMAP))
+				continue;
 			if (pin) {
 				rc = hm__cache_pin(r->cache, r, idx);
 				if (rc == -EAGAIN) {

@@ -49,6 +49,8 @@
 #define HM_PG_UNMAPPED (1u << 7)
 #define HM_PG_RAMARK (1u << 8) /* first page of an async readahead window */
 #define HM_PG_LISTED (1u << 9) /* in the policy; changed under the cache lock only */
+/* Prefaulted for system calls (hm_prefault): the sampler leaves its PTE alone. */
+#define HM_PG_KEEPMAP (1u << 10)
 /* Read ahead and not yet seen used (statistics: prefetches used and wasted, src/core/stats.c). */
 #define HM_PG_RA (1u << 15)
 
@@ -431,8 +433,11 @@ void hm__prefetch_queue(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t 
  * being read is either waited for by the caller's scan or released.
  */
 void hm__readahead_cancel(struct hm_region *r);
-/* Loads pages [idx, idx+n) that are absent (prefault, WILLNEED); pins if asked. */
-int hm__populate(struct hm_region *r, uint64_t idx, uint64_t n, bool pin);
+/*
+ * Loads pages [idx, idx+n) that are absent (prefault, WILLNEED); pins if
+ * asked; with `keep`, marks them HM_PG_KEEPMAP once mapped (hm_prefault).
+ */
+int hm__populate(struct hm_region *r, uint64_t idx, uint64_t n, bool pin, bool keep);
 
 /* ---- write-back (src/core/sync.c) ---- */
 /* PAGEMAP_SCAN callback (ctx is the region): marks the written pages DIRTY. */

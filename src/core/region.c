@@ -592,7 +592,7 @@ static int do_advise(struct hm_region *r, uint64_t idx, uint64_t n, void *ctx)
 		uint64_t cap = (hm__budget(r->cache) / 2) >> r->ps_shift;
 		if (n > cap)
 			n = cap ? cap : 1;
-		return hm__populate(r, idx, n, false);
+		return hm__populate(r, idx, n, false, false);
 	}
 	case HM_ADV_DONTNEED:
 		rc = hm__region_sync(r, idx, n, false);
@@ -666,7 +666,7 @@ static int do_prefault(struct hm_region *r, uint64_t idx, uint64_t n, void *ctx)
 				was[i / 8] |= (uint8_t)(1u << (i % 8));
 		}
 	}
-	rc = hm__populate(r, idx, n, pin);
+	rc = hm__populate(r, idx, n, pin, true);
 	if (!rc && r->wp)
 		rc = open_for_kernel_writes(r, idx, n);
 	if (rc && pin) {

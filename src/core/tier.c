@@ -249,7 +249,7 @@ int hm_tier_promote(struct hm_tier_ctx *ctx, uint64_t idx)
 			return -EAGAIN;
 		e->budget -= (int64_t)r->ps;
 		quiet = true;
-		rc = hm__populate(r, idx, 1, false);
+		rc = hm__populate(r, idx, 1, false, false);
 		quiet = false;
 		if (rc)
 			return rc;
@@ -769,7 +769,7 @@ static long migrate(struct hm_chain *ch, struct hm_region *r, uint64_t i0, uint6
 					 (unsigned long long)hm__budget(r->cache));
 		}
 		quiet = true;
-		rc = hm__populate(r, i0, n, false);
+		rc = hm__populate(r, i0, n, false, false);
 		quiet = false;
 	} else {
 		uint64_t pg = chain_pg(r, i0), npg = n * pages_per(r);
@@ -985,7 +985,7 @@ static int evacuate_up(struct hm_chain *ch, uint64_t pg, unsigned t)
 		for (uint64_t k = 0; k < n && first + k < ch->npages; k++)
 			before += CE_TIER(atomic_load(&ch->map[first + k])) == t;
 		quiet = true;
-		int rc = hm__populate(r, idx, 1, false);
+		int rc = hm__populate(r, idx, 1, false, false);
 		quiet = false;
 		for (uint64_t k = 0; k < n && first + k < ch->npages; k++)
 			after += CE_TIER(atomic_load(&ch->map[first + k])) == t;
