@@ -62,7 +62,13 @@ const char *hm_errormsg(void);
  *
  * hmunmap() writes back dirty pages and removes the mapping; addr and length
  * must cover exactly one mapping. If write-back fails it returns -1 with
- * errno EIO and the mapping stays, with its data (nothing is lost).
+ * the store's errno (EIO for an I/O error) and the mapping stays, with its
+ * data (nothing is lost).
+ *
+ * At a normal exit (exit(), a return from main) every writable region of a
+ * file: or pmem: store is synced, as a MAP_SHARED mapping keeps its writes
+ * when its process exits; a failure is reported on stderr. _exit() and
+ * fatal signals skip it.
  *
  * hmsync() with MS_SYNC returns once every page in the range that was dirty
  * when it was called is on the store and the store is flushed (fsync); with

@@ -9,6 +9,8 @@
  * fault mode, and once with the child killing itself.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -160,6 +162,58 @@ static void test_self_kill(void)
 	crash_case("HMMAP_FAULT_MODE=auto", true);
 }
 
+/*
+ * A normal exit keeps the writes, as it does for a MAP_SHARED mapping: the
+ * child writes all 8 MiB through a 1 MiB cache (most pages leave by
+ * eviction, the last ones are still dirty) and calls exit() without
+ * hmsync() or hmunmap(); every word must be in the file. _exit() keeps
+ * what eviction wrote, no more (that is not checked: it is not promised).
+ */
+static int exit_writer(void *arg)
+{
+	uint64_t *p = hmmap(NULL, FILE_LEN, PROT_READ | PROT_WRITE, HM_CACHED, path, 0);
+
+	(void)arg;
+	if ((void *)p == MAP_FAILED) {
+		printf("hmmap: %s\n", hm_errormsg());
+		return 2;
+	}
+	for (uint64_t i = 0; i < FILE_LEN / 8; i++)
+		p[i] = val(i, 2);
+	exit(0);
+}
+
+static void exit_case(const char *mode)
+{
+	const char *env[] = { mode, "HMMAP_CACHE_SIZE=1M", NULL };
+	unsigned char *orig = tu_make_file(path, FILE_LEN, 4);
+	uint64_t *buf = malloc(FILE_LEN), bad = 0;
+	int st, fd;
+
+	CHECK(orig && buf);
+	st = tu_child(env, exit_writer, NULL);
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: %s", tu_status_str(st));
+	fd = open(path, O_RDONLY);
+	CHECK(fd >= 0 && tu_read_all(fd, buf, FILE_LEN, 0) == 0);
+	close(fd);
+	for (uint64_t i = 0; i < FILE_LEN / 8; i++)
+		bad += buf[i] != val(i, 2);
+	CHECKF(bad == 0, "%llu of %u words not written at exit", (unsigned long long)bad,
+	       FILE_LEN / 8);
+	free(buf);
+	free(orig);
+}
+
+static void test_exit_thread_mode(void)
+{
+	exit_case("HMMAP_FAULT_MODE=thread");
+}
+
+static void test_exit_sigbus_mode(void)
+{
+	exit_case("HMMAP_FAULT_MODE=sigbus");
+}
+
 int main(void)
 {
 	if (!tu_tmpdir())
@@ -168,6 +222,8 @@ int main(void)
 	RUN(test_kill_thread_mode);
 	RUN(test_kill_sigbus_mode);
 	RUN(test_self_kill);
+	RUN(test_exit_thread_mode);
+	RUN(test_exit_sigbus_mode);
 	tu_cleanup();
 	return test_done();
 }

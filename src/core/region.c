@@ -216,6 +216,52 @@ static void table_remove(struct hm_region *r)
 	pthread_rwlock_unlock(&table_lock);
 }
 
+/*
+ * At a normal exit (exit(), or a return from main) every writable region
+ * of a persistent store is synced, as the kernel keeps what a program
+ * stored into a MAP_SHARED mapping when it exits: code ported from mmap
+ * that never calls msync() must not lose its writes. Only the process that
+ * mapped the regions does it (a forked child has none of them), and a
+ * failure is said on stderr, since exit has nobody to return it to.
+ * _exit() and a fatal signal skip it, as they skip stdio's buffers.
+ */
+static pid_t exit_pid;
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+
+static void sync_at_exit(void)
+{
+	struct hm_region **rs;
+	size_t n = 0;
+
+	if (getpid() != exit_pid)
+		return;
+	pthread_rwlock_rdlock(&table_lock);
+	rs = ntable ? malloc(ntable * sizeof *rs) : NULL;
+	for (size_t i = 0; rs && i < ntable; i++) {
+		struct hm_region *r = table[i];
+		if ((r->prot & PROT_WRITE) && (r->store->info.props & HM_PROP_PERSISTENT)) {
+			hm__region_hold(r);
+			rs[n++] = r;
+		}
+	}
+	pthread_rwlock_unlock(&table_lock);
+	for (size_t i = 0; i < n; i++) {
+		int rc = hm_sync(rs[i]->base, rs[i]->length, MS_SYNC);
+		if (rc)
+			fprintf(stderr, "hmmap: at exit, the writes to '%s' could not all be written "
+					"back: %s\n",
+				rs[i]->store->uri, hm_errormsg());
+		hm__region_put(rs[i]);
+	}
+	free(rs);
+}
+
+static void exit_register(void)
+{
+	exit_pid = getpid();
+	atexit(sync_at_exit);
+}
+
 static void teardown(struct hm_region *r)
 {
 	hm__trace_region_end(r); /* a map that failed after its trace began */
@@ -438,6 +484,7 @@ mapped:
 		hm__tier_detach(r);
 		goto fail;
 	}
+	pthread_once(&exit_once, exit_register);
 	pthread_mutex_lock(&c->lock);
 	c->nregions++;
 	pthread_mutex_unlock(&c->lock);
