@@ -4,6 +4,7 @@
  * calls, a non-empty hm_errormsg(), and nothing changed (no descriptor
  * leaked, an existing mapping still usable, nothing written).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
@@ -73,6 +74,71 @@ static void test_hmmap_args(void)
 	EXPECT_MAP_FAILED(hmmap(NULL, SIZE_MAX - 4095, rw, HM_CACHED, path, 0), EOVERFLOW);
 	/* Nothing was left open by the failures (stores, memfds). */
 	CHECKF(tu_count_fds() == fds, "fds %d, were %d", tu_count_fds(), fds);
+}
+
+/* Threads and mappings of this process now (malloc's heap growing is not counted). */
+static void process_state(int *threads, int *maps)
+{
+	char line[512];
+	FILE *f = fopen("/proc/self/maps", "re");
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+
+	*threads = *maps = 0;
+	while (f && fgets(line, sizeof line, f))
+		*maps += !strstr(line, "[heap]");
+	while (d && (e = readdir(d)))
+		*threads += e->d_name[0] != '.';
+	if (f)
+		fclose(f);
+	if (d)
+		closedir(d);
+}
+
+/*
+ * In a fresh process, an hmmap() that fails on its arguments or its store
+ * starts nothing: no default cache, no thread, no mapping.
+ */
+static int fresh_failures_child(void *arg)
+{
+	const int rw = PROT_READ | PROT_WRITE;
+	const char *missing = arg;
+	int t0, m0, t1, m1;
+	void *p;
+
+	process_state(&t0, &m0);
+	p = hmmap(NULL, 4096, rw, HM_CACHED, missing, 0);
+	p = p == MAP_FAILED ? hmmap(NULL, 4096, rw, HM_CACHED, "bogus:x", 0) : p;
+	p = p == MAP_FAILED ? hmmap(NULL, 4096, rw, HM_CACHED, path, 100) : p;
+	p = p == MAP_FAILED ? hmmap(NULL, 4096, 0, HM_CACHED, path, 0) : p;
+	p = p == MAP_FAILED ? hmmap(NULL, 4096, PROT_WRITE, HM_CACHED, path, 0) : p;
+	if (p != MAP_FAILED) {
+		printf("a bad hmmap() succeeded\n");
+		return 1;
+	}
+	process_state(&t1, &m1);
+	if (t1 != t0 || m1 != m0) {
+		printf("failed calls changed the process: threads %d -> %d, mappings %d -> %d\n",
+		       t0, t1, m0, m1);
+		return 1;
+	}
+	/* The measure sees what a good call starts. */
+	p = hmmap(NULL, 4096, rw, HM_CACHED, path, 0);
+	process_state(&t1, &m1);
+	if (p == MAP_FAILED || m1 <= m0) {
+		printf("a good hmmap(): %s, mappings %d -> %d\n", hm_errormsg(), m0, m1);
+		return 1;
+	}
+	return 0;
+}
+
+static void test_fresh_failures_start_nothing(void)
+{
+	char missing[600];
+
+	snprintf(missing, sizeof missing, "%s/does-not-exist", tu_tmpdir());
+	int st = tu_child(NULL, fresh_failures_child, missing);
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: %s", tu_status_str(st));
 }
 
 static void test_cache_args(void)
@@ -257,6 +323,7 @@ int main(void)
 	if (!ref)
 		return 1;
 	free(ref);
+	RUN(test_fresh_failures_start_nothing); /* first: before this process maps anything */
 	RUN(test_hmmap_args);
 	RUN(test_cache_args);
 	RUN(test_region_args);

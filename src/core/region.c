@@ -324,6 +324,43 @@ int hm_region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s
 	return hm__region_map(out, c, s, offset, length, prot, flags, page_size, NULL);
 }
 
+/*
+ * The checks of a map's own arguments (flags without HM_HUGETLB, which is
+ * `huge`); *page_size 0 becomes HMMAP_PAGE_SIZE. hmmap() makes them before
+ * it creates the default cache, so that a bad call changes nothing.
+ */
+static int check_args(int flags, bool huge, int prot, size_t length, uint64_t offset,
+		      size_t *page_size)
+{
+	const struct hm_env *env;
+	int rc;
+
+	if (flags != HM_CACHED && flags != HM_DIRECT && flags != HM_HYBRID)
+		return hm__error(-EINVAL, "exactly one mode flag is needed (HM_CACHED, HM_DIRECT or "
+					  "HM_HYBRID)");
+	if (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC))
+		return hm__error(-EINVAL, "unknown prot bits %#x", prot);
+	if (!(prot & PROT_READ))
+		return hm__error(-EINVAL, "prot must include PROT_READ");
+	if (length == 0)
+		return hm__error(-EINVAL, "length is zero");
+	rc = hm__env(&env);
+	if (rc)
+		return rc;
+	if (!*page_size)
+		*page_size = env->page_size;
+	if (*page_size < 4096 || *page_size > (2u << 20) || (*page_size & (*page_size - 1)))
+		return hm__error(-EINVAL, "page size %zu is not a power of two from 4K to 2M",
+				 *page_size);
+	if (huge && (flags != HM_CACHED || *page_size != HM_HUGE_SIZE))
+		return hm__error(-EINVAL, "HM_HUGETLB needs HM_CACHED and 2 MiB pages (page size "
+					  "%zu)", *page_size);
+	if (offset & (*page_size - 1))
+		return hm__error(-EINVAL, "offset %llu is not a multiple of the page size %zu",
+				 (unsigned long long)offset, *page_size);
+	return 0;
+}
+
 int hm__region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *s,
 		   uint64_t offset, size_t length, int prot, int flags, size_t page_size, void *hint)
 {
@@ -349,29 +386,12 @@ int hm__region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *
 		if (rc)
 			return rc;
 	}
-	if (flags != HM_CACHED && flags != HM_DIRECT && flags != HM_HYBRID)
-		return hm__error(-EINVAL, "exactly one mode flag is needed (HM_CACHED, HM_DIRECT or "
-					  "HM_HYBRID)");
-	if (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC))
-		return hm__error(-EINVAL, "unknown prot bits %#x", prot);
-	if (!(prot & PROT_READ))
-		return hm__error(-EINVAL, "prot must include PROT_READ");
-	if (length == 0)
-		return hm__error(-EINVAL, "length is zero");
+	rc = check_args(flags, huge, prot, length, offset, &page_size);
+	if (rc)
+		return rc;
 	rc = hm__env(&env);
 	if (rc)
 		return rc;
-	if (!page_size)
-		page_size = env->page_size;
-	if (page_size < 4096 || page_size > (2u << 20) || (page_size & (page_size - 1)))
-		return hm__error(-EINVAL, "page size %zu is not a power of two from 4K to 2M",
-				 page_size);
-	if (huge && (flags != HM_CACHED || page_size != HM_HUGE_SIZE))
-		return hm__error(-EINVAL, "HM_HUGETLB needs HM_CACHED and 2 MiB pages (page size "
-					  "%zu)", page_size);
-	if (offset & (page_size - 1))
-		return hm__error(-EINVAL, "offset %llu is not a multiple of the page size %zu",
-				 (unsigned long long)offset, page_size);
 	if (length > (1ull << 46) || offset > (1ull << 62))
 		return hm__error(-EOVERFLOW, "length or offset too large");
 	if ((prot & PROT_WRITE) && (s->info.props & HM_PROP_READONLY))
@@ -798,13 +818,23 @@ void *hmmap(void *addr, size_t length, int prot, int flags, const char *uri, off
 		rc = hm__error(-EINVAL, "hmmap: unknown flags %#x", flags);
 		goto fail;
 	}
-	rc = hm_cache_default(&c);
-	if (rc)
-		goto fail;
+	/*
+	 * The store and the arguments first: a call that fails on them must
+	 * not have made the default cache (its threads and mappings) either.
+	 */
 	rc = hm_store_open(&s, uri, (prot & PROT_WRITE) ? 0 : HM_STORE_RDONLY);
 	if (rc)
 		goto fail;
+	c = NULL;
 	rc = hm__tier_pick_cache(s, &c); /* a chain brings its DRAM tier */
+	if (!rc && !c) {
+		size_t ps = 0;
+		/* hm__region_map() says first what a direct, hybrid or huge map needs. */
+		if (!(flags & (HM_DIRECT | HM_HYBRID | HM_HUGETLB)))
+			rc = check_args(flags, false, prot, length, (uint64_t)offset, &ps);
+		if (!rc)
+			rc = hm_cache_default(&c);
+	}
 	if (rc) {
 		hm_store_close(s);
 		goto fail;
