@@ -152,6 +152,9 @@ static void test_cache_args(void)
 	EXPECT_RC(hm_cache_new(&c, 1 << 20, "nosuch"), -ENOENT);
 	EXPECT_RC(hm_cache_new(&c, 1 << 20, "opt"), -EINVAL); /* replay only */
 	EXPECT_RC(hm_cache_new(&c, 1 << 20, "clock:bogus=1"), -EINVAL);
+	/* Names as the papers write them work too. */
+	CHECK(hm_cache_new(&c, 1 << 20, "FIFO") == 0 && hm_cache_free(c) == 0);
+	CHECK(hm_cache_new(&c, 1 << 20, "Clock") == 0 && hm_cache_free(c) == 0);
 	EXPECT_RC(hm_cache_free(NULL), -EINVAL);
 	EXPECT_RC(hm_cache_resize(NULL, 4096), -EINVAL);
 	CHECK(hm_cache_new(&c, 1 << 20, NULL) == 0);

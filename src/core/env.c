@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "core/internal.h"
@@ -183,11 +184,11 @@ static int set_one(int i, const char *v)
 		*(uint64_t *)field = u;
 		return 0;
 	case K_MODE:
-		if (!strcmp(v, "auto"))
+		if (!strcasecmp(v, "auto"))
 			*(int *)field = 0;
-		else if (!strcmp(v, "thread"))
+		else if (!strcasecmp(v, "thread"))
 			*(int *)field = HM_FAULT_THREAD;
-		else if (!strcmp(v, "sigbus"))
+		else if (!strcasecmp(v, "sigbus"))
 			*(int *)field = HM_FAULT_SIGBUS;
 		else
 			return -EINVAL;

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "hmmap.h"
@@ -237,7 +238,7 @@ int hm_policy_lookup(const char *spec, const struct hm_policy_ops **ops, const c
 	colon = strchr(spec, ':');
 	n = colon ? (size_t)(colon - spec) : strlen(spec);
 	for (i = 0; i < count; i++) {
-		if (strlen(policies[i]->name) == n && !strncmp(policies[i]->name, spec, n)) {
+		if (strlen(policies[i]->name) == n && !strncasecmp(policies[i]->name, spec, n)) {
 			*ops = policies[i];
 			*options = colon ? colon + 1 : "";
 			return 0;
