@@ -972,6 +972,31 @@ static void t_wait_for_replica(void)
 	/* Synced means on the replica. */
 	CHECKF(count_keys(port, "hm:wait:*") == 40, "replica holds %lld keys",
 	       count_keys(port, "hm:wait:*"));
+	/*
+	 * A replica 2.5 s behind: WAIT gets the sync's timeout (10 s), not
+	 * io_timeout (1 s), so the sync waits for it and succeeds, and so does
+	 * the next one.
+	 */
+	kill(rp, SIGSTOP);
+	memset(e.p, 3, 40 * PS);
+	struct timespec a, b;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	pid_t waker = fork();
+	if (waker == 0) {
+		usleep(2500 * 1000);
+		kill(rp, SIGCONT);
+		_exit(0);
+	}
+	rc = hm_sync(e.p, LEN, MS_SYNC);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	double took = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+	waitpid(waker, NULL, 0);
+	kill(rp, SIGCONT);
+	CHECKF(rc == 0, "sync with a replica 2.5 s behind: %d %s (%.2f s)", rc, hm_errormsg(),
+	       took);
+	memset(e.p, 4, PS);
+	rc = hm_sync(e.p, LEN, MS_SYNC);
+	CHECKF(rc == 0, "the next sync: %d %s", rc, hm_errormsg());
 	env_close(&e);
 	/* More replicas than exist: the sync fails rather than pretend. */
 	uri_of(uri, sizeof uri, port1, "wait2", "replicas=2,timeout=1000");

@@ -1012,7 +1012,16 @@ static int redis_flush(void *be, uint64_t deadline)
 			if (ok && want > 0) {
 				uint64_t now = rm_now_ns();
 				long long ms = deadline > now ? (long long)((deadline - now) / 1000000) : 1;
+				/*
+				 * WAIT itself may take up to ms: its reply's timeout is
+				 * that plus one io_timeout, not io_timeout alone (a
+				 * replica a second behind failed the sync, and the
+				 * dropped connection failed the next one too).
+				 */
+				redisSetTimeout(cn->c, ms_tv((uint32_t)(ms ? ms : 1) +
+							     b->s->cfg.io_timeout_ms));
 				redisReply *r = redisCommand(cn->c, "WAIT %lld %lld", want, ms ? ms : 1);
+				redisSetTimeout(cn->c, ms_tv(b->s->cfg.io_timeout_ms));
 				rm_count(b->s, waits, 1);
 				if (!r || r->type != REDIS_REPLY_INTEGER) {
 					ok = !r ? false : ok;
