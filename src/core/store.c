@@ -16,6 +16,10 @@
  * becomes "***" (a chain may name several remote stores). As the remote
  * plug-ins read it, the user information ends at the last '@' before the
  * path or the options, and the password starts after the first ':' in it.
+ * A password may hold an unencoded '>', '/' or '?' that a parser takes for
+ * something else; so where the authority has a ':' and no '@', an '@' later
+ * in the same store's text (before the next "//" or '>') still ends a password:
+ * better a namespace or an option shown as "***" than a password shown.
  * The plug-in is given the URI as written.
  */
 char *hm__uri_redact(const char *uri)
@@ -40,11 +44,24 @@ char *hm__uri_redact(const char *uri)
 			p = auth;
 			continue;
 		}
-		/* An authority ends at a path, options, or the next store of a chain. */
-		const char *end = auth + strcspn(auth, "/?>"), *at = NULL;
+		/* An authority ends at a path or options. */
+		const char *end = auth + strcspn(auth, "/?"), *at = NULL;
 		for (const char *q = auth; q < end; q++)
 			if (*q == '@')
 				at = q;
+		/* The host part proper ends at '>' too: the next store of a chain. */
+		const char *hend = auth + strcspn(auth, "/?>");
+		if (!at && memchr(auth, ':', (size_t)(hend - auth))) {
+			const char *next = strstr(hend, "//"), *gt = strchr(hend + 1, '>');
+			const char *lim = next ? next : hend + strlen(hend);
+			if (*hend == '>')
+				lim = hend;
+			else if (gt && gt < lim)
+				lim = gt;
+			for (const char *q = hend; q < lim; q++)
+				if (*q == '@')
+					at = q;
+		}
 		if (!at) {
 			memcpy(o, p, (size_t)(end - p));
 			o += end - p;

@@ -508,7 +508,8 @@ static int element(const char *a, const char *b, char *buf, size_t n)
 		return hm__error(-EINVAL, "tiers: empty element in the chain (write "
 					  "tiers:dram:1G>lz4:4G>file:PATH)");
 	if ((size_t)(b - a) >= n)
-		return hm__error(-EINVAL, "tiers: element '%.40s...' is too long", a);
+		return hm__error(-EINVAL, "tiers: an element of the chain is longer than %zu bytes",
+				 n - 1); /* not shown: it may hold a password */
 	memcpy(buf, a, (size_t)(b - a));
 	buf[b - a] = 0;
 	return 0;
@@ -527,10 +528,14 @@ static int add_lower(struct hm_chain *ch, char *el, int flags)
 		tf = HM_TIER_EXPLICIT | HM_TIER_EMERGENCY;
 		el += 10;
 	}
-	if (!strncmp(el, "tiers:", 6) || !strncmp(el, "dram:", 5))
-		return hm__error(-EINVAL, "tiers: '%s' cannot be a lower tier (dram: comes first; "
-					  "chains do not nest)",
-				 el);
+	if (!strncmp(el, "tiers:", 6) || !strncmp(el, "dram:", 5)) {
+		char *shown = hm__uri_redact(el);
+		rc = hm__error(-EINVAL, "tiers: '%s' cannot be a lower tier (dram: comes first; "
+					"chains do not nest)",
+			       shown ? shown : "?");
+		free(shown);
+		return rc;
+	}
 	if (ch->ntiers == HM_CHAIN_MAX)
 		return hm__error(-EINVAL, "tiers: at most %d tiers", HM_CHAIN_MAX);
 	rc = hm_store_open(&t->store, el, flags);
@@ -539,19 +544,19 @@ static int add_lower(struct hm_chain *ch, char *el, int flags)
 	pthread_mutex_init(&t->lock, NULL);
 	ch->ntiers++;
 	if (t->store->info.props & HM_PROP_READONLY)
-		return hm__error(-EINVAL, "tiers: tier '%s' is read-only", el);
+		return hm__error(-EINVAL, "tiers: tier '%s' is read-only", t->store->uri);
 	t->nslots = t->store->info.size / HM_CHAIN_PAGE;
 	if (t->nslots == 0)
 		return hm__error(-EINVAL, "tiers: tier '%s' has no room (size %llu); a file tier "
 					  "needs a size (truncate -s 8G FILE)",
-				 el, (unsigned long long)t->store->info.size);
+				 t->store->uri, (unsigned long long)t->store->info.size);
 	if (t->nslots > UINT32_MAX)
 		t->nslots = UINT32_MAX;
 	t->free = mmap(NULL, t->nslots * sizeof *t->free, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (t->free == MAP_FAILED) {
 		t->free = NULL;
-		return hm__error(-ENOMEM, "tiers: cannot allocate the slots of '%s'", el);
+		return hm__error(-ENOMEM, "tiers: cannot allocate the slots of '%s'", t->store->uri);
 	}
 	t->compressed = t->store->ops == &hm__store_lz4 || t->store->ops == &hm__store_zstd;
 	atomic_store(&t->flags, tf);

@@ -379,6 +379,16 @@ int rm_parse_uri(struct rm_config *c, const char *what, const char *rest, int de
 			const char *comma = memchr(s, ',', (size_t)(hend - s));
 			const char *e = comma ? comma : hend;
 			rc = parse_host(c, s, (size_t)(e - s), default_port);
+			/*
+			 * A password with an unencoded '/' or '?' ends the user
+			 * information early, and its pieces reach parse_host() as a
+			 * host and a port: say what is wrong without showing them.
+			 */
+			if (rc && strchr(rest, '@'))
+				return hm__error(rc, "%s: bad server address in the URI (in a user "
+						     "name or password, write '/' as %%2F, '?' as "
+						     "%%3F and '@' as %%40)",
+						 what);
 			if (rc)
 				return rc;
 			s = comma ? comma + 1 : hend;
