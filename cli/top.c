@@ -34,6 +34,9 @@ static void top_usage(FILE *f)
 		"faults, misses, evictions and write-backs per second, bytes read and\n"
 		"written per second, and the p99 fault-service latency. Rates are\n"
 		"computed between two refreshes; the first screen shows '-'.\n"
+		"A terminal narrower than 145 columns gets a compact layout that\n"
+		"fits in 80: short headers, a line per process, then its caches and\n"
+		"regions.\n"
 		"Press q (or Ctrl-C) to quit.\n"
 		"\n"
 		"  --once              print one screen, with rates over one interval, and exit\n"
@@ -42,6 +45,9 @@ static void top_usage(FILE *f)
 		"\n"
 		"Exit status: 0 success, 1 /dev/shm cannot be read, 2 bad usage.\n");
 }
+
+/* Columns of the wide layout; a narrower terminal gets a 79-column one. */
+#define WIDE_COLS 145
 
 /* The previous figures of one object, to compute rates. */
 struct prev {
@@ -125,6 +131,23 @@ static void update_rates(struct prev *p, const struct hm_stats *s, uint64_t at)
 	p->seen = true;
 }
 
+/* A count in at most 5 characters: "850", "3.2k", "512k", "1.5M", "120M", "3.4G". */
+static void fmt_count(char *out, size_t cap, double v)
+{
+	if (v < 999.5)
+		snprintf(out, cap, "%.0f", v);
+	else if (v < 9999.5)
+		snprintf(out, cap, "%.1fk", v / 1e3);
+	else if (v < 999.5e3)
+		snprintf(out, cap, "%.0fk", v / 1e3);
+	else if (v < 9999.5e3)
+		snprintf(out, cap, "%.1fM", v / 1e6);
+	else if (v < 999.5e6)
+		snprintf(out, cap, "%.0fM", v / 1e6);
+	else
+		snprintf(out, cap, "%.1fG", v / 1e9);
+}
+
 static void fmt_rate(char *out, size_t cap, const struct prev *p, int i)
 {
 	double v;
@@ -146,6 +169,22 @@ static void fmt_rate(char *out, size_t cap, const struct prev *p, int i)
 		snprintf(out, cap, "%.1fk", v / 1e3);
 	else
 		snprintf(out, cap, "%.1fM", v / 1e6);
+}
+
+/*
+ * A count per second in at most 5 characters, for the narrow layout:
+ * "850", "3.2k", "512k", "1.5M", "120M"; "-" before the first rate.
+ */
+static void fmt_rate_short(char *out, size_t cap, const struct prev *p, int i)
+{
+	double v;
+
+	if (!p || !p->have_rate || i >= 4) {
+		fmt_rate(out, cap, p, i); /* bytes: hm_cli_bytes() is 5 at most */
+		return;
+	}
+	v = p->rate[i] < 0 ? 0 : p->rate[i];
+	fmt_count(out, cap, v);
 }
 
 /* Appends one line to the frame, cut to the terminal's width. */
@@ -249,10 +288,30 @@ static int frame(double interval, bool print)
 	line(&buf, &len, &cap, width,
 	     "hmmap top - %s - %d process%s, %d region%s - every %.1f s - q quits", tbuf, nproc,
 	     nproc == 1 ? "" : "es", nreg, nreg == 1 ? "" : "s", interval);
-	line(&buf, &len, &cap, width, "%s", "");
-	line(&buf, &len, &cap, width, "%-7s %-15s %-10s %-24s %15s %7s %8s %8s %8s %7s %8s %8s %8s",
-	     "PID", "COMMAND", "OBJECT", "POLICY/URI", "RESIDENT", "DIRTY", "FAULT/s", "MISS/s",
-	     "EVICT/s", "WB/s", "READ/s", "WRITE/s", "P99");
+	/*
+	 * The wide layout is one line per object with a PID and COMMAND
+	 * column, WIDE_COLS columns. A narrower terminal (tmux's default pane
+	 * is 80x24) gets the same figures in 79 columns: a line per
+	 * process, then one per cache and region with the object and its
+	 * policy or URI in one column, counts in at most five characters, and
+	 * a legend for the short headers. It stays under 80 columns because
+	 * clearing to the end of a line written to the last column would erase
+	 * that column's character on most terminals.
+	 */
+	bool narrow = width > 0 && width < WIDE_COLS;
+	if (narrow) {
+		line(&buf, &len, &cap, width, "%s",
+		     "rates per second (READ, WRITE in bytes); WB write-backs; P99 fault service");
+		line(&buf, &len, &cap, width, "%-18s %11s %5s %5s %5s %5s %5s %5s %5s %6s",
+		     "PID/OBJECT", "RESIDENT", "DIRTY", "FAULT", "MISS", "EVICT", "WB", "READ",
+		     "WRITE", "P99");
+	} else {
+		line(&buf, &len, &cap, width, "%s", "");
+		line(&buf, &len, &cap, width,
+		     "%-7s %-15s %-10s %-24s %15s %7s %8s %8s %8s %7s %8s %8s %8s", "PID",
+		     "COMMAND", "OBJECT", "POLICY/URI", "RESIDENT", "DIRTY", "FAULT/s", "MISS/s",
+		     "EVICT/s", "WB/s", "READ/s", "WRITE/s", "P99");
+	}
 	for (size_t i = 0; i < npids; i++) {
 		struct hm_snapshot *sn = snaps[i];
 		bool first = true;
@@ -262,7 +321,7 @@ static int frame(double interval, bool print)
 			for (size_t j = 0; j < sn->nobjs; j++) {
 				const struct hm_obj_stats *o = &sn->objs[j];
 				const struct hm_stats *s = &o->stats;
-				char obj[32], res[40], a[16], b[16], r[6][16], p99[16];
+				char obj[32], res[40], a[16], b[16], r[6][16], p99[16], dirty[16];
 				struct prev *p;
 				if ((int)o->kind != kind)
 					continue;
@@ -276,9 +335,25 @@ static int frame(double interval, bool print)
 				} else {
 					snprintf(res, sizeof res, "%s", a);
 				}
+				hm_cli_ns(p99, sizeof p99, s->fault_ns_p99);
+				if (narrow) {
+					char objname[96];
+					if (first)
+						line(&buf, &len, &cap, width, "%-7d %s",
+						     (int)sn->pid, sn->comm);
+					for (int k = 0; k < 6; k++)
+						fmt_rate_short(r[k], sizeof r[k], p, k);
+					fmt_count(dirty, sizeof dirty, (double)s->dirty_pages);
+					snprintf(objname, sizeof objname, " %s %s", obj, o->name);
+					line(&buf, &len, &cap, width,
+					     "%-18.18s %11s %5s %5s %5s %5s %5s %5s %5s %6s",
+					     objname, res, dirty, r[0], r[1], r[2], r[3], r[4],
+					     r[5], p99);
+					first = false;
+					continue;
+				}
 				for (int k = 0; k < 6; k++)
 					fmt_rate(r[k], sizeof r[k], p, k);
-				hm_cli_ns(p99, sizeof p99, s->fault_ns_p99);
 				char pidc[16];
 				snprintf(pidc, sizeof pidc, "%d", (int)sn->pid);
 				line(&buf, &len, &cap, width,

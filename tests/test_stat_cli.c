@@ -299,6 +299,111 @@ static void top_live_under_tmux(void)
 	CHECKF(ended, "top did not quit on q");
 }
 
+/*
+ * The rate columns of a region line of top's narrow layout (FAULT to WRITE,
+ * the six fields before the last, P99), into rates; the number of fields.
+ */
+static int narrow_rates(const char *line, char rates[6][16], char *p99, size_t cap)
+{
+	char copy[512], *tok[32], *save = NULL;
+	int n = 0;
+
+	snprintf(copy, sizeof copy, "%s", line);
+	for (char *t = strtok_r(copy, " ", &save); t && n < 32; t = strtok_r(NULL, " ", &save))
+		tok[n++] = t;
+	if (n < 11)
+		return n;
+	for (int k = 0; k < 6; k++)
+		snprintf(rates[k], sizeof rates[k], "%s", tok[n - 7 + k]);
+	snprintf(p99, cap, "%s", tok[n - 1]);
+	return n;
+}
+
+/* "850", "3.2k", "1.5M": the count; -1 for "-" or anything else. */
+static double short_count(const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s)
+		return -1;
+	if (*end == 'k')
+		v *= 1e3, end++;
+	else if (*end == 'M')
+		v *= 1e6, end++;
+	else if (*end == 'K')
+		v *= 1024, end++;
+	return *end ? -1 : v;
+}
+
+/*
+ * tmux's default pane, 80x24, where the wide table would be cut after
+ * RESIDENT: top switches to its narrow layout, and the region's rates and
+ * p99 are on screen and move while the workload runs.
+ */
+static void top_live_80x24(void)
+{
+	static char a[65536], b[65536];
+	char cmd[2048], sess[64], la[512], lb[512], out[512];
+	char ra[6][16], rb[6][16], pa[16], pb[16];
+	bool moved = false;
+	pid_t pid;
+	int rc;
+
+	if (access(tool, X_OK))
+		SKIP("%.200s is not built", tool);
+	if (tu_run("tmux -V", out, sizeof out) != 0)
+		SKIP("tmux is not installed");
+	pid = spawn("mem:8M");
+	CHECK(pid > 0);
+	snprintf(sess, sizeof sess, "hmmap-top80-test-%d", (int)getpid());
+	/* No -x/-y: the size tmux gives a detached session by default. */
+	snprintf(cmd, sizeof cmd, "tmux -L %s new-session -d -s %s '%s top --interval 1'", sess,
+		 sess, tool);
+	rc = tu_run(cmd, out, sizeof out);
+	if (rc) {
+		reap(pid);
+		CHECKF(rc == 0, "tmux: %.200s", out);
+	}
+	snprintf(cmd, sizeof cmd, "tmux -L %s display -p -t %s '#{pane_width}x#{pane_height}'",
+		 sess, sess);
+	tu_run(cmd, out, sizeof out);
+	bool default_size = !strncmp(out, "80x24", 5);
+	/* The first capture once the region has rates, later ones until its rates change. */
+	snprintf(cmd, sizeof cmd, "tmux -L %s capture-pane -p -t %s", sess, sess);
+	la[0] = 0;
+	for (int i = 0; i < 100; i++) {
+		tu_run(cmd, a, sizeof a);
+		region_line(a, pid, la, sizeof la);
+		if (la[0] && narrow_rates(la, ra, pa, sizeof pa) >= 11 && strcmp(ra[0], "-"))
+			break;
+		sleep_ms(100);
+	}
+	lb[0] = 0;
+	for (int i = 0; i < 5 && !moved; i++) {
+		sleep_ms(1500);
+		tu_run(cmd, b, sizeof b);
+		region_line(b, pid, lb, sizeof lb);
+		moved = lb[0] && narrow_rates(lb, rb, pb, sizeof pb) >= 11 &&
+			memcmp(ra, rb, sizeof ra);
+	}
+	snprintf(cmd, sizeof cmd, "tmux -L %s kill-server", sess);
+	tu_run(cmd, out, sizeof out);
+	reap(pid);
+	if (!default_size)
+		SKIP("tmux's default pane here is %.20s, not 80x24", out);
+	CHECKF(strstr(a, "FAULT") && strstr(a, "MISS") && strstr(a, "P99"),
+	       "no rate headers at 80 columns:\n%.200s", a);
+	CHECKF(la[0] && lb[0], "no region line for %d:\n%.200s", (int)pid, b);
+	CHECKF(strstr(lb, "mem:8M"), "line: %.200s", lb);
+	/* Every figure to the last column is on screen: the line ends with p99. */
+	CHECKF(narrow_rates(lb, rb, pb, sizeof pb) >= 11 && short_count(rb[0]) > 0 &&
+		       short_count(rb[1]) > 0 && strcmp(rb[4], "0") && strcmp(rb[4], "-") &&
+		       strchr(pb, 's'),
+	       "rates not visible: %.200s", lb);
+	CHECKF(moved, "the rates did not move:\n%.200s\n%.200s", la, lb);
+}
+
 /* ---- probe ---- */
 
 /*
@@ -547,6 +652,7 @@ int main(int argc, char **argv)
 	RUN(stat_errors);
 	RUN(top_once);
 	RUN(top_live_under_tmux);
+	RUN(top_live_80x24);
 	RUN(probe_mem_short_delays);
 	RUN(probe_mem_delays);
 	RUN(probe_bandwidth_limit);
