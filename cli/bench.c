@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -208,8 +209,9 @@ static void bench_usage(FILE *f)
 	    "  --csv | --json      machine-readable results on stdout instead of the table\n"
 	    "  --plot FILE.png     a bar chart of every row's speed relative to the\n"
 	    "                      baseline (gnuplot)\n"
-	    "  --progress          a progress bar with the time left on stderr (default\n"
-	    "                      when stderr is a terminal)\n"
+	    "  --progress          a progress bar with the time left on stderr, fitted to\n"
+	    "                      its width (80 columns when it is not a terminal);\n"
+	    "                      default when stderr is a terminal\n"
 	    "\n"
 	    "Workloads verify what they read (the table's check column; BAD is a wrong\n"
 	    "answer). Rates: seq, sort, stream MB/s; bfs traversed edges/s; others ops/s.\n"
@@ -1469,17 +1471,52 @@ static int plot(const struct opts *o, struct row *rows, int nrows, const char *d
 
 /* ---------------------------------------------------------------- progress */
 
+/*
+ * The columns a status line may use: one less than the width of the
+ * terminal on stderr (80 when stderr is not a terminal), so that a line
+ * never wraps - a wrapped line is left behind by the next \r redraw - and
+ * the cursor never waits in the last column.
+ */
+static int status_cols(void)
+{
+	struct winsize ws;
+	int cols = 80;
+
+	if (!ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) && ws.ws_col)
+		cols = ws.ws_col;
+	return cols > 20 ? cols - 1 : 19;
+}
+
+/* Draws text over the status line: cut to fit, blanks over what was there. */
+static void status_line(const char *text)
+{
+	int cols = status_cols();
+
+	fprintf(stderr, "\r%-*.*s", cols, cols, text);
+}
+
+static void status_clear(void)
+{
+	fprintf(stderr, "\r%*s\r", status_cols(), "");
+}
+
+/* The bar shrinks (30 to 10 cells) before the line is cut to the terminal. */
 static void progress(int done, int total, double t0, const struct row *r)
 {
-	char bar[31];
+	char bar[31], text[256], line[320];
 	double el = now() - t0, left = done ? el / done * (total - done) : 0;
-	int fill = total ? done * 30 / total : 30;
+	int cells, fill;
 
-	for (int i = 0; i < 30; i++)
+	snprintf(text, sizeof text, "] %d/%d runs, %.0fs elapsed, about %.0fs left  %s %s", done,
+	         total, el, left, r ? wl_names[r->wl] : "", r ? sys_names[r->sys] : "");
+	cells = status_cols() - 1 - (int)strlen(text);
+	cells = cells > 30 ? 30 : cells < 10 ? 10 : cells;
+	fill = total ? done * cells / total : cells;
+	for (int i = 0; i < cells; i++)
 		bar[i] = i < fill ? '#' : '.';
-	bar[30] = 0;
-	fprintf(stderr, "\r[%s] %d/%d runs, %.0fs elapsed, about %.0fs left  %-8s %-9s", bar, done,
-	        total, el, left, r ? wl_names[r->wl] : "", r ? sys_names[r->sys] : "");
+	bar[cells] = 0;
+	snprintf(line, sizeof line, "[%s%s", bar, text);
+	status_line(line);
 	if (done == total)
 		fprintf(stderr, "\n");
 	fflush(stderr);
@@ -1600,12 +1637,16 @@ int hm_cli_bench(int argc, char **argv)
 				snprintf(path, sizeof path, "%s/hmmap-bench-%s-%llu-%d.dat", dir,
 				         kind_names[kind], (unsigned long long)param,
 				         (int)getpid());
-			if (show_progress)
-				fprintf(stderr, "\rgenerating %s data (%s)...%30s",
-				        kind_names[kind], path, "");
+			if (show_progress) {
+				char text[4400];
+				snprintf(text, sizeof text, "generating %s data (%s)...",
+				         kind_names[kind], path);
+				status_line(text);
+				fflush(stderr);
+			}
 			rc = bdata_make(d, kind, path, param, o.file || o.keep, err, sizeof err);
 			if (show_progress)
-				fprintf(stderr, "\r%*s\r", 100, "");
+				status_clear();
 			if (rc) {
 				fprintf(stderr, "hmmap bench: %s\n", err);
 				status = 1;

@@ -356,6 +356,12 @@ static void grid_progress_and_store(void)
 	CHECKF(count_lines_with(out, " ok") == 8, "%.400s", tail());
 	CHECK(strstr(out, "16/16 runs"));
 	CHECK(strstr(out, "left"));
+	/* Not a terminal: every redraw fits 80 columns (79, the last one left free). */
+	for (const char *p = strchr(out, '\r'); p; p = strchr(p + 1, '\r')) {
+		size_t n = strcspn(p + 1, "\r\n");
+		CHECKF(n <= 79, "a %zu-column status line: %.*s", n, (int)(n > 200 ? 200 : n),
+		       p + 1);
+	}
 	/* A store too small for the data is a clear failure, not a crash. */
 	snprintf(args, sizeof args,
 	         "bench --dir %s --size 1M --ops 100 --runs 1 --workload rand --system hmmap "
@@ -375,6 +381,57 @@ static void grid_progress_and_store(void)
 		rc = run(args, 1);
 		CHECKF(rc == 1 && strstr(out, "free"), "exit %d:\n%.400s", rc, tail());
 	}
+}
+
+/*
+ * In a 60-column terminal (a tmux pane) the bar is fitted to the width: it
+ * never wraps, so the redraws leave exactly one line behind, the last.
+ */
+static void progress_fits_terminal(void)
+{
+	char cmd[2048], sess[64], pane[8192], o[256];
+	FILE *f;
+	size_t n;
+	int lines = 0, bars = 0;
+
+	if (!have_tool())
+		SKIP("%.200s is not built", tool);
+	if (system("tmux -V >/dev/null 2>&1"))
+		SKIP("tmux is not installed");
+	snprintf(sess, sizeof sess, "hmmap-bench-bar-%d", (int)getpid());
+	/* Own server socket (-L); stdout goes away, stderr is the pane. */
+	snprintf(cmd, sizeof cmd,
+	         "tmux -L %s new-session -d -s %s -x 60 -y 20 '%s bench --dir %s --size 1M "
+	         "--ops 300 --runs 3 --workload rand,hotset --system hmmap,mmap-warm,pread "
+	         ">/dev/null; sleep 60'",
+	         sess, sess, tool, dir);
+	CHECKF(system(cmd) == 0, "%.200s", cmd);
+	snprintf(cmd, sizeof cmd, "tmux -L %s capture-pane -p -t %s", sess, sess);
+	pane[0] = 0;
+	for (int i = 0; i < 600 && !strstr(pane, "18/18 runs"); i++) {
+		usleep(100000);
+		f = popen(cmd, "r");
+		if (!f)
+			break;
+		n = fread(pane, 1, sizeof pane - 1, f);
+		pane[n] = 0;
+		pclose(f);
+	}
+	snprintf(o, sizeof o, "tmux -L %s kill-server", sess);
+	if (system(o))
+		(void)0;
+	for (const char *l = pane; *l;) {
+		size_t len = strcspn(l, "\n");
+		int blank = 1;
+		for (size_t k = 0; k < len; k++)
+			blank &= l[k] == ' ';
+		/* A note (a tmpfs data directory) is a line of its own. */
+		lines += !blank && strncmp(l, "hmmap bench:", 12);
+		bars += len && memmem(l, len, "runs,", 5) != NULL;
+		l += len + (l[len] == '\n');
+	}
+	CHECKF(strstr(pane, "18/18 runs") && strstr(pane, "left"), "pane:\n%.400s", pane);
+	CHECKF(lines == 1 && bars == 1, "%d lines, %d bars:\n%.400s", lines, bars, pane);
 }
 
 static void corrupt_data_is_caught(void)
@@ -518,6 +575,7 @@ int main(void)
 	RUN(stream_best_pass);
 	RUN(csv_rows);
 	RUN(grid_progress_and_store);
+	RUN(progress_fits_terminal);
 	RUN(corrupt_data_is_caught);
 	RUN(plot_png);
 	RUN(no_files_left);
