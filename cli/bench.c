@@ -157,8 +157,11 @@ static void bench_usage(FILE *f)
 	    "  --workload LIST     seq, rand, zipf, hotset, hotscan, chase, rwmix, bfs, sort,\n"
 	    "                      stream, or all (default all)\n"
 	    "  --system LIST       hmmap, mmap-cold, mmap-warm, pread, or all (default all)\n"
-	    "  --baseline SYSTEM   the ratio column divides by this system's rate\n"
-	    "                      (default mmap-cold, or the first system listed)\n"
+	    "  --baseline SYSTEM   the ratio column divides by this system's rate: its row\n"
+	    "                      of the same workload and threads, and of the same cache\n"
+	    "                      and page size where both rows have them (else its\n"
+	    "                      first such row); default mmap-cold, or the first\n"
+	    "                      system listed\n"
 	    "  --runs N            repetitions of every row; the table shows medians (3)\n"
 	    "  --timeout S         stop a run after S seconds and report it as failed\n"
 	    "  --threads LIST      worker threads, 1..%d (1)\n"
@@ -1083,6 +1086,33 @@ static double median(double *v, int n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/*
+ * The row r is compared with: the baseline system's row of the same
+ * workload and thread count, and - when both rows have a cache budget and
+ * a page size (hmmap and the pread pool) - the same budget and page size,
+ * so that each grid point is divided by its own baseline. Without such a
+ * row (mmap rows have no budget), the first row of that workload and
+ * thread count. NULL if the baseline system has none.
+ */
+static const struct row *base_row(const struct row *rows, int nrows, int baseline,
+                                  const struct row *r)
+{
+	const struct row *first = NULL;
+	int sized = r->sys == S_HMMAP || r->sys == S_PREAD;
+
+	for (int k = 0; k < nrows; k++) {
+		const struct row *b = &rows[k];
+		if (b->sys != baseline || b->wl != r->wl || b->threads != r->threads)
+			continue;
+		if (sized && (b->sys == S_HMMAP || b->sys == S_PREAD) && b->cache == r->cache &&
+		    b->page == r->page)
+			return b;
+		if (!first)
+			first = b;
+	}
+	return first;
+}
+
 static void summarise(struct row *rows, int nrows, int baseline, int passes)
 {
 	for (int i = 0; i < nrows; i++) {
@@ -1125,15 +1155,11 @@ static void summarise(struct row *rows, int nrows, int baseline, int passes)
 	}
 	for (int i = 0; i < nrows; i++) {
 		struct row *r = &rows[i];
+		const struct row *b = base_row(rows, nrows, baseline, r);
 		r->has_ratio = 0;
-		for (int k = 0; k < nrows; k++) {
-			struct row *b = &rows[k];
-			if (b->sys == baseline && b->wl == r->wl && b->threads == r->threads &&
-			    b->med >= 0 && r->med >= 0 && b->rate > 0) {
-				r->ratio = r->rate / b->rate;
-				r->has_ratio = 1;
-				break;
-			}
+		if (b && b->med >= 0 && r->med >= 0 && b->rate > 0) {
+			r->ratio = r->rate / b->rate;
+			r->has_ratio = 1;
 		}
 	}
 }
@@ -1203,14 +1229,9 @@ static void print_best_passes(const struct opts *o, struct row *rows, int nrows)
 			size_str(cache, sizeof cache, r->cache);
 			size_str(page, sizeof page, r->page);
 		}
-		for (int k = 0; k < nrows; k++) {
-			const struct row *b = &rows[k];
-			if (b->sys == o->baseline && b->wl == r->wl && b->threads == r->threads &&
-			    b->has_best && b->best_rate > 0) {
-				snprintf(ratio, sizeof ratio, "%.2fx", r->best_rate / b->best_rate);
-				break;
-			}
-		}
+		const struct row *b = base_row(rows, nrows, o->baseline, r);
+		if (b && b->has_best && b->best_rate > 0)
+			snprintf(ratio, sizeof ratio, "%.2fx", r->best_rate / b->best_rate);
 		printf("  %-9s %-7s %-5s %-6s %-6s %-7s %3d %9.1f MB/s %7s\n", sys_names[r->sys],
 		       cache, page, r->policy, r->fmode,
 		       !strcmp(r->advice, "sequential") ? "seq" : r->advice, r->threads,

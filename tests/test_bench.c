@@ -10,6 +10,7 @@
  */
 #include <ctype.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -339,6 +340,79 @@ static void csv_rows(void)
 	CHECK(!strstr(out, ",false,"));
 }
 
+/* The comma-separated field k (from 0) of line, into f. */
+static void csv_field(const char *line, int k, char *f, size_t cap)
+{
+	for (; k > 0 && line; k--) {
+		line = strpbrk(line, ",\n");
+		if (line && *line == ',')
+			line++;
+		else
+			line = NULL;
+	}
+	if (!line) {
+		f[0] = 0;
+		return;
+	}
+	snprintf(f, cap, "%.*s", (int)strcspn(line, ",\n"), line);
+}
+
+/*
+ * Each grid point is divided by the baseline's row of the same cache and
+ * page size: the pool against itself is 1, hmmap's ratio is its rate over
+ * the pool's at the same budget; mmap-warm (no budget) uses the first.
+ */
+static void ratio_per_grid_point(void)
+{
+	char args[1024], f[64];
+	double prate[2] = {0, 0}, hrate[2] = {0, 0}, hratio[2] = {0, 0}, mrate = 0, mratio = 0;
+	int npread = 0, nhmmap = 0;
+
+	if (!have_tool())
+		SKIP("%.200s is not built", tool);
+	snprintf(args, sizeof args,
+	         "bench --dir %s --size 16M --ops 500 --runs 1 --workload rand "
+	         "--system hmmap,pread,mmap-warm --baseline pread --cache 2M,16M --csv",
+	         dir);
+	int rc = run(args, 0);
+	CHECKF(rc == 0, "exit %d:\n%.400s", rc, tail());
+	CHECK(!strncmp(out, "workload,system,cache_bytes,page_size,", 38));
+	csv_field(out, 12, f, sizeof f);
+	CHECKF(!strcmp(f, "rate"), "field 12 is %s", f);
+	csv_field(out, 14, f, sizeof f);
+	CHECKF(!strcmp(f, "ratio"), "field 14 is %s", f);
+	for (const char *l = strchr(out, '\n'); l && l[1]; l = strchr(l + 1, '\n')) {
+		const char *line = l + 1;
+		char sys[32], cache[32], rate[32], ratio[32];
+		csv_field(line, 1, sys, sizeof sys);
+		csv_field(line, 2, cache, sizeof cache);
+		csv_field(line, 12, rate, sizeof rate);
+		csv_field(line, 14, ratio, sizeof ratio);
+		int big = !strcmp(cache, "16777216");
+		if (!strcmp(sys, "pread")) {
+			CHECKF(!strcmp(ratio, "1.0000"), "pread at %s: ratio %s", cache, ratio);
+			prate[big] = strtod(rate, NULL);
+			npread++;
+		} else if (!strcmp(sys, "hmmap")) {
+			hrate[big] = strtod(rate, NULL);
+			hratio[big] = strtod(ratio, NULL);
+			nhmmap++;
+		} else if (!strcmp(sys, "mmap-warm")) {
+			mrate = strtod(rate, NULL);
+			mratio = strtod(ratio, NULL);
+		}
+	}
+	CHECKF(npread == 2 && nhmmap == 2 && mrate > 0, "%.400s", out);
+	/* The CSV rounds the ratio to 4 decimals and rates to 6 digits. */
+	for (int k = 0; k < 2; k++)
+		CHECKF(prate[k] > 0 &&
+		           fabs(hratio[k] - hrate[k] / prate[k]) <= 1e-3 * hratio[k] + 1e-4,
+		       "hmmap %d: ratio %.4f, rates %g / %g", k, hratio[k], hrate[k], prate[k]);
+	CHECKF(fabs(mratio - mrate / prate[0]) <= 1e-3 * mratio + 1e-4,
+	       "mmap-warm: ratio %.4f, rates %g / %g (the first pread row)", mratio, mrate,
+	       prate[0]);
+}
+
 static void grid_progress_and_store(void)
 {
 	char args[1024];
@@ -574,6 +648,7 @@ int main(void)
 	RUN(json_output);
 	RUN(stream_best_pass);
 	RUN(csv_rows);
+	RUN(ratio_per_grid_point);
 	RUN(grid_progress_and_store);
 	RUN(progress_fits_terminal);
 	RUN(corrupt_data_is_caught);
