@@ -162,7 +162,12 @@ static uint64_t item_op(struct bmem *m, uint64_t item, int write)
 
 static uint64_t sink;
 
-/* Reads `count` items from `first`: every word summed, two checked per item. */
+/*
+ * Reads `count` items from `first`: every word summed, two checked per
+ * item, in one pass - each item is checked and summed before the next is
+ * touched - so hmmap and mmap, which get the whole range from bm_get(),
+ * read every byte once, as the pool (a page at a time) does.
+ */
 static uint64_t scan_items(struct job *j, uint64_t first, uint64_t count, uint64_t *bad)
 {
 	struct bmem *m = j->m;
@@ -176,13 +181,14 @@ static uint64_t scan_items(struct job *j, uint64_t first, uint64_t count, uint64
 		n = avail < end - w ? avail : end - w;
 		for (uint64_t k = 0; k < n; k += B_ITEM_WORDS) {
 			uint64_t r = w + k - B_HDR_WORDS, v = p[k + 1];
+			uint64_t e = k + B_ITEM_WORDS < n ? k + B_ITEM_WORDS : n;
 			if (p[k] != bchase_next(r / B_LINE_WORDS, j->d->lines, j->chase_mask))
 				b++;
 			if (v != barr_orig(r + 1) && v != barr_upd(r + 1))
 				b++;
+			for (uint64_t i = k; i < e; i++)
+				sum += p[i];
 		}
-		for (uint64_t k = 0; k < n; k++)
-			sum += p[k];
 		bm_put(m, tok);
 		w += n;
 	}

@@ -413,6 +413,40 @@ static void ratio_per_grid_point(void)
 	       prate[0]);
 }
 
+/* The number after "key": following from, or -1. */
+static double json_after(const char *from, const char *key)
+{
+	char k[64];
+	const char *p;
+
+	snprintf(k, sizeof k, "\"%s\": ", key);
+	p = from ? strstr(from, k) : NULL;
+	return p ? strtod(p + strlen(k), NULL) : -1;
+}
+
+/*
+ * seq checks and sums each item in one pass, so with a cache of a quarter
+ * of the data hmmap reads the data from its store about once (readahead
+ * may add a little), as the pool does - not twice, once per pass.
+ */
+static void seq_reads_once(void)
+{
+	char args[1024];
+
+	if (!have_tool())
+		SKIP("%.200s is not built", tool);
+	snprintf(args, sizeof args,
+	         "bench --dir %s --size 4M --runs 1 --workload seq --system hmmap,pread "
+	         "--cache 25%% --json",
+	         dir);
+	int rc = run(args, 0);
+	CHECKF(rc == 0, "exit %d:\n%.400s", rc, tail());
+	double h = json_after(strstr(out, "\"system\": \"hmmap\""), "bytes_read");
+	double p = json_after(strstr(out, "\"system\": \"pread\""), "bytes_read");
+	CHECKF(p == 4 << 20, "pread read %.0f bytes of 4 MiB", p);
+	CHECKF(h >= 4 << 20 && h < 1.5 * (4 << 20), "hmmap read %.0f bytes of 4 MiB", h);
+}
+
 static void grid_progress_and_store(void)
 {
 	char args[1024];
@@ -649,6 +683,7 @@ int main(void)
 	RUN(stream_best_pass);
 	RUN(csv_rows);
 	RUN(ratio_per_grid_point);
+	RUN(seq_reads_once);
 	RUN(grid_progress_and_store);
 	RUN(progress_fits_terminal);
 	RUN(corrupt_data_is_caught);
