@@ -193,7 +193,8 @@ static void bench_usage(FILE *f)
 	    "                      is replaced by /var/tmp: a cold mmap needs a disk)\n"
 	    "  --file PATH         the data file itself (one data kind only); kept, and\n"
 	    "                      reused when it holds the same data\n"
-	    "  --keep              keep the generated files, and reuse kept ones\n"
+	    "  --keep              keep the generated files, and reuse kept ones; with\n"
+	    "                      --plot, keep its gnuplot script and data too\n"
 	    "\n"
 	    "Workload parameters:\n"
 	    "  --ops N             operations per thread of rand..rwmix and chase (100000)\n"
@@ -211,7 +212,8 @@ static void bench_usage(FILE *f)
 	    "Output:\n"
 	    "  --csv | --json      machine-readable results on stdout instead of the table\n"
 	    "  --plot FILE.png     a bar chart of every row's speed relative to the\n"
-	    "                      baseline (gnuplot)\n"
+	    "                      baseline (gnuplot) on a log axis that reaches below 1,\n"
+	    "                      so the baseline's own bars show\n"
 	    "  --progress          a progress bar with the time left on stderr, fitted to\n"
 	    "                      its width (80 columns when it is not a terminal);\n"
 	    "                      default when stderr is a terminal\n"
@@ -670,7 +672,14 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		o->nthreads = 1;
 	}
 	if (base) {
+		int run = 0;
 		o->baseline = lookup(sys_names, S_COUNT, base);
+		for (int i = 0; i < o->nsys; i++)
+			run |= o->sys[i] == o->baseline;
+		/* Every ratio would be '-', and --plot would fail after the whole grid. */
+		if (!run)
+			return usage_err("--baseline %s is not one of the systems run (--system)",
+			                 base);
 	} else {
 		o->baseline = o->sys[0];
 		for (int i = 0; i < o->nsys; i++)
@@ -1407,6 +1416,26 @@ static void print_json(const struct opts *o, struct row *rows, int nrows, const 
 static const char no_gnuplot[] =
     "hmmap bench: cannot plot: gnuplot is not installed (apt-get install gnuplot-nox)\n";
 
+/*
+ * s as the inside of a gnuplot single-quoted string, where a quote is
+ * written twice and nothing else is special. Returns -1 if it does not
+ * fit in out or holds a newline, which ends a gnuplot command anywhere.
+ */
+static int gp_quote(char *out, size_t cap, const char *s)
+{
+	size_t k = 0;
+
+	for (; *s; s++) {
+		if (*s == '\n' || k + 3 > cap)
+			return -1;
+		if (*s == '\'')
+			out[k++] = '\'';
+		out[k++] = *s;
+	}
+	out[k] = 0;
+	return 0;
+}
+
 static int plot(const struct opts *o, struct row *rows, int nrows, const char *dir)
 {
 	char dat[4200], gp[4200];
@@ -1443,6 +1472,27 @@ static int plot(const struct opts *o, struct row *rows, int nrows, const char *d
 		fprintf(stderr, "hmmap bench: nothing to plot (no row has a baseline figure)\n");
 		return 1;
 	}
+	/*
+	 * Boxes on a log axis rise from its bottom: the range must reach below
+	 * 1, or the baseline's own bars (ratio 1) have no height when every
+	 * other ratio is at least 1; and above the highest bar.
+	 */
+	double lo = 1, hi = 1;
+	for (int i = 0; i < nrows; i++) {
+		if (rows[i].med < 0 || !rows[i].has_ratio || rows[i].ratio <= 0)
+			continue;
+		lo = rows[i].ratio < lo ? rows[i].ratio : lo;
+		hi = rows[i].ratio > hi ? rows[i].ratio : hi;
+	}
+	char qplot[8400], qdat[8400];
+	if (gp_quote(qplot, sizeof qplot, o->plot) || gp_quote(qdat, sizeof qdat, dat)) {
+		unlink(dat);
+		fprintf(stderr, "hmmap bench: cannot pass %s to gnuplot\n", o->plot);
+		return 1;
+	}
+	/* Wide enough for the title (about 85 characters of 9-point text). */
+	int width = n * 28 + 300;
+	width = width < 640 ? 640 : width > 3000 ? 3000 : width;
 	f = fopen(gp, "w");
 	if (!f) {
 		unlink(dat);
@@ -1464,9 +1514,10 @@ static int plot(const struct opts *o, struct row *rows, int nrows, const char *d
 	    "set bmargin 12\n"
 	    "unset key\n"
 	    "set xrange [-0.7:%d]\n"
+	    "set yrange [%.6g:%.6g]\n"
 	    "plot '%s' using 0:3:2:xtic(1) with boxes lc variable, 1 with lines dt 2 lc 'black'\n",
-	    n * 28 + 300 > 3000 ? 3000 : n * 28 + 300, o->plot, sys_names[o->baseline], o->runs,
-	    sys_names[o->baseline], n, dat);
+	    width, qplot, sys_names[o->baseline], o->runs, sys_names[o->baseline], n, lo / 1.5,
+	    hi * 1.5, qdat);
 	fclose(f);
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -1485,8 +1536,14 @@ static int plot(const struct opts *o, struct row *rows, int nrows, const char *d
 		else
 			fprintf(stderr, "hmmap bench: gnuplot failed to draw %s\n", o->plot);
 	}
-	unlink(dat);
-	unlink(gp);
+	if (o->keep) {
+		/* To draw it again in another style: gnuplot SCRIPT. */
+		fprintf(stderr, "hmmap bench: kept the plot's gnuplot script %s and data %s\n", gp,
+		        dat);
+	} else {
+		unlink(dat);
+		unlink(gp);
+	}
 	return rc;
 }
 
@@ -1585,6 +1642,11 @@ static int plot_ready(const char *file)
 	char dir[4096];
 	const char *slash = strrchr(file, '/');
 
+	/* A quote is escaped for gnuplot; a newline cannot be. */
+	if (strchr(file, '\n')) {
+		fprintf(stderr, "hmmap bench: gnuplot cannot write to a path with a newline\n");
+		return 2;
+	}
 	if (!slash)
 		snprintf(dir, sizeof dir, ".");
 	else
@@ -1620,6 +1682,11 @@ int hm_cli_bench(int argc, char **argv)
 	if (o.plot && (rc = plot_ready(o.plot)))
 		return rc;
 	dir = data_dir(&o, dirbuf, sizeof dirbuf);
+	if (o.plot && strchr(dir, '\n')) {
+		/* The plot's data file goes there, and gnuplot is given its name. */
+		fprintf(stderr, "hmmap bench: --plot needs a data directory without a newline\n");
+		return 2;
+	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGHUP, on_signal);

@@ -615,6 +615,10 @@ static void bad_usage(void)
 	    "bench --file /tmp/x --workload seq,bfs",
 	    "bench --size",
 	    "bench --plot /nonexistent/dir/x.png", /* refused before any run */
+	    /* A baseline that is not run; a plot path gnuplot cannot take. */
+	    "bench --system hmmap --baseline pread",
+	    "bench --system hmmap,mmap-warm --baseline pread --plot /tmp/x.png",
+	    "bench --plot \"$(printf '/tmp/a\\nb.png')\"",
 	};
 
 	if (!have_tool())
@@ -652,6 +656,39 @@ static void plot_png(void)
 	struct stat st;
 	CHECK(stat(path, &st) == 0 && st.st_size > 2000);
 	unlink(path);
+	/*
+	 * A path with a quote, and hmmap as the baseline, whose own bars (1)
+	 * must rise above the axis's bottom: --keep keeps the script to read.
+	 */
+	snprintf(path, sizeof path, "%s/it's.png", dir);
+	snprintf(args, sizeof args,
+	         "bench --dir %s --size 1M --ops 300 --runs 1 --workload rand "
+	         "--system hmmap,mmap-warm --baseline hmmap --keep --plot \"%s\"",
+	         dir, path);
+	rc = run(args, 1);
+	CHECKF(rc == 0, "exit %d:\n%.400s", rc, tail());
+	fd = open(path, O_RDONLY);
+	CHECK(fd >= 0);
+	CHECK(read(fd, magic, 8) == 8);
+	close(fd);
+	CHECK(!memcmp(magic, "\x89PNG\r\n\x1a\n", 8));
+	unlink(path);
+	const char *k = strstr(out, "gnuplot script ");
+	char gp[512] = "";
+	CHECKF(k && sscanf(k + 15, "%511s", gp) == 1, "%.400s", tail());
+	FILE *f = fopen(gp, "r");
+	CHECKF(f, "%s", gp);
+	char script[8192];
+	size_t n = fread(script, 1, sizeof script - 1, f);
+	fclose(f);
+	script[n] = 0;
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -f %s/hmmap-bench-*", dir);
+	if (system(cmd))
+		(void)0;
+	CHECKF(strstr(script, "it''s.png'"), "%.300s", script);
+	const char *y = strstr(script, "set yrange [");
+	CHECKF(y && strtod(y + 12, NULL) > 0 && strtod(y + 12, NULL) < 1, "%.300s", y ? y : script);
 }
 
 static void no_files_left(void)
