@@ -321,11 +321,69 @@ static void t_migrate_while_writing(void)
 	CHECK(hmunmap(p, len) == 0);
 }
 
+/*
+ * A migration toward a tier that cannot take the range (full, or closed to
+ * new pages) fails with -ENOSPC; meanwhile a thread keeps writing every
+ * page. Its own faults evict pages that carry the migration's one-shot
+ * destination: those must go down by the chain's order instead of failing
+ * (a failed eviction ends the fault in SIGBUS, which ends this program).
+ */
+static void unplaceable(int closed)
+{
+	size_t n = 2048, len = n * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+			"tiers:dram:1M,tiering=none > mem:8M > mem:256K", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *t2 = hm_chain_tier(hm_region_store(hm_region_find(p)), 2);
+	for (size_t i = 0; i < n; i++) {
+		tu_fill(p + i * PG, PG, 500 + i);
+		*(uint64_t *)(p + i * PG) = 0;
+	}
+	if (closed)
+		CHECK(hm_tier_set(t2, HM_TIER_CLOSED) == 0);
+	else
+		CHECK(hm_bind(p, 64 * PG, t2, HM_MIGRATE) == 64); /* its 64 slots, full */
+	_Atomic int stop = 0;
+	struct writer w = { .n = n, .stop = &stop, .base = p, .id = 0 };
+	pthread_t th;
+	CHECK(pthread_create(&th, NULL, writer_main, &w) == 0);
+	long rounds = 0, nospc = 0;
+	while (rounds < 40 || (atomic_load(&w.done) < 10 && rounds < 100000)) {
+		long m = hm_bind(p + 64 * PG, len - 64 * PG, t2, HM_MIGRATE);
+		nospc += m == -ENOSPC;
+		rounds++;
+	}
+	atomic_store(&stop, 1);
+	pthread_join(th, NULL);
+	CHECKF(nospc == rounds, "%ld of %ld migrations failed with -ENOSPC", nospc, rounds);
+	bool intact = true;
+	char want[PG];
+	for (size_t i = 0; i < n && intact; i++) {
+		tu_fill(want, PG, 500 + i);
+		uint64_t v = *(uint64_t *)(p + i * PG);
+		intact = v == w.done && !memcmp(want + 8, p + i * PG + 8, PG - 8);
+		CHECKF(intact, "page %zu: %llu updates of %llu, rest intact %d", i,
+		       (unsigned long long)v, (unsigned long long)w.done,
+		       !memcmp(want + 8, p + i * PG + 8, PG - 8));
+	}
+	printf("     %ld migrations toward the %s tier, %llu passes of writes\n", rounds,
+	       closed ? "closed" : "full", (unsigned long long)w.done);
+	CHECK(hmunmap(p, len) == 0);
+}
+
+static void t_migrate_unplaceable_while_writing(void)
+{
+	unplaceable(0);
+	if (!t_case_failed)
+		unplaceable(1);
+}
+
 static int sigbus_child(void *arg)
 {
 	RUN(t_migrate_counts);
 	RUN(t_full_target);
 	RUN(t_migrate_while_writing);
+	RUN(t_migrate_unplaceable_while_writing);
 	return t_failed ? 1 : 0;
 }
 
@@ -348,6 +406,7 @@ int main(void)
 	RUN(t_move_pages);
 	RUN(t_bad_args);
 	RUN(t_migrate_while_writing);
+	RUN(t_migrate_unplaceable_while_writing);
 	tu_cleanup();
 	return test_done();
 }

@@ -781,6 +781,7 @@ static long migrate(struct hm_chain *ch, struct hm_region *r, uint64_t i0, uint6
 			unhot(e, i);
 		pthread_mutex_unlock(&ch->lock);
 		hm__chain_set(ch, pg, npg, true, (unsigned)t + 1);
+		hm__chain_dest_strict = true;
 		rc = hm__cache_drop_range(r->cache, r, i0, n, false);
 		if (rc == -ENOSPC) {
 			/*
@@ -796,6 +797,7 @@ static long migrate(struct hm_chain *ch, struct hm_region *r, uint64_t i0, uint6
 					rc = rc ? rc : -ENOSPC;
 			}
 		}
+		hm__chain_dest_strict = false;
 		for (uint64_t k = 0; k < npg && (!rc || rc == -ENOSPC); k++) {
 			int m = hm__chain_move_page(ch, pg + k, (unsigned)t, 0);
 			if (m < 0 && (!rc || m != -ENOSPC))

@@ -97,6 +97,13 @@ void hm__chain_release(struct hm_chain *ch, uint64_t off, uint64_t len);
  * moved, 0 if it was not in a lower tier (or already in `to`), -ENOSPC.
  */
 int hm__chain_move_page(struct hm_chain *ch, uint64_t pg, unsigned to, unsigned avoid);
+/*
+ * Set by hm_bind() around its own drop of a range being migrated down: the
+ * evictions this thread makes place pages with a one-shot destination there
+ * or fail (the page stays in DRAM, counted as not moved). Evictions made by
+ * other threads fall back to the binding or the chain's order instead.
+ */
+extern __thread bool hm__chain_dest_strict;
 /* Sets (dest or bind) fields of pages [pg, pg+n): value is tier + 1, or 0. */
 void hm__chain_set(struct hm_chain *ch, uint64_t pg, uint64_t n, bool dest, unsigned value);
 

@@ -167,16 +167,32 @@ static bool implicit_ok(struct hm_chain *ch, unsigned t, unsigned avoid, int pas
 	return (f & HM_TIER_EXPLICIT) && (f & HM_TIER_EMERGENCY);
 }
 
+/* Set by hm_bind()'s own drop of a range: see hm__chain_dest_strict in tier.h. */
+__thread bool hm__chain_dest_strict;
+
+static bool tier_open(struct hm_chain *ch, unsigned t)
+{
+	return !(atomic_load(&ch->tier[t].flags) & (HM_TIER_CLOSED | HM_TIER_EVACUATING));
+}
+
 /*
  * Puts the 4 KiB page `data` of page pg somewhere, under its stripe lock.
  * `to` (a tier, or 0) overrides the entry's destination and binding;
  * `avoid` is a tier implicit placement must skip. Returns 0 or -errno
  * (-ENOSPC: no tier allowed for it has room); the old copy stays on error.
+ *
+ * A one-shot destination (a migration in progress) is tried first. Only
+ * the migration's own drop insists on it (hm__chain_dest_strict: a page
+ * that does not fit stays in DRAM, as hm_bind() promises); any other
+ * eviction of the page - the cache making room for a fault of a thread
+ * that keeps using the range - falls back to the binding or the chain's
+ * order, since a failed eviction would end that fault in SIGBUS.
  */
 static int place(struct hm_chain *ch, uint64_t pg, const char *data, unsigned to, unsigned avoid)
 {
 	uint64_t e = atomic_load(&ch->map[pg]);
-	unsigned cur = CE_TIER(e), cand[2 * HM_CHAIN_MAX], nc = 0;
+	unsigned cur = CE_TIER(e), cand[2 * HM_CHAIN_MAX], nc = 0, dest = to;
+	bool strict = to != 0;
 	int err = -ENOSPC;
 
 	if (page_zero(data)) {
@@ -188,20 +204,22 @@ static int place(struct hm_chain *ch, uint64_t pg, const char *data, unsigned to
 		atomic_fetch_add(&ch->zero_drops, 1);
 		return 0;
 	}
-	if (!to && CE_DEST(e) > 1)
-		to = CE_DEST(e) - 1;
-	if (to) {
-		if (!(atomic_load(&ch->tier[to].flags) & (HM_TIER_CLOSED | HM_TIER_EVACUATING)))
-			cand[nc++] = to;
-	} else if (CE_BIND(e) > 1 &&
-		   !(atomic_load(&ch->tier[CE_BIND(e) - 1].flags) &
-		     (HM_TIER_CLOSED | HM_TIER_EVACUATING))) {
+	if (!dest && CE_DEST(e) > 1) {
+		dest = CE_DEST(e) - 1;
+		strict = hm__chain_dest_strict;
+	}
+	if (dest && tier_open(ch, dest))
+		cand[nc++] = dest;
+	if (strict) {
+		/* Only the destination. */
+	} else if (CE_BIND(e) > 1 && tier_open(ch, CE_BIND(e) - 1)) {
 		/* Bound: that tier only, as mbind(MPOL_BIND). */
-		cand[nc++] = CE_BIND(e) - 1;
+		if (CE_BIND(e) - 1 != dest)
+			cand[nc++] = CE_BIND(e) - 1;
 	} else {
 		for (int pass = 0; pass < 2; pass++)
 			for (int t = 1; t < ch->ntiers; t++)
-				if (implicit_ok(ch, (unsigned)t, avoid, pass))
+				if ((unsigned)t != dest && implicit_ok(ch, (unsigned)t, avoid, pass))
 					cand[nc++] = (unsigned)t;
 	}
 	for (unsigned i = 0; i < nc; i++) {
@@ -242,7 +260,7 @@ static int place(struct hm_chain *ch, uint64_t pg, const char *data, unsigned to
 		atomic_store(&ch->map[pg], CE_MAKE(slot, cand[i], CE_BIND(e), CE_DEST(e)));
 		return 0;
 	}
-	if (CE_BIND(e) > 1 && !to)
+	if (CE_BIND(e) > 1 && !strict)
 		atomic_fetch_add(&ch->bind_misses, 1);
 	return err;
 }
