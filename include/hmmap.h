@@ -254,8 +254,9 @@ int hm_advise(void *addr, size_t length, int advice);
  * unprivileged process, or HMMAP_FAULT_MODE=sigbus). The pages stay mapped
  * (the reference sampler leaves them alone) until the cache evicts them;
  * with HM_PREFAULT_PIN they also stay resident until hm_unpin(); pinned
- * pages count against the budget, and pinning more than it holds fails with
- * -ENOMEM.
+ * pages count against the budget, and pinning more than it holds less the
+ * room faults need (the evictor's low watermark, at most a sixteenth, at
+ * least one page) fails with -ENOMEM.
  */
 #define HM_PREFAULT_PIN 0x1
 int hm_prefault(void *addr, size_t length, int flags);
@@ -562,7 +563,9 @@ int hm_tier_stats(const struct hm_store *tier, struct hm_tier_stats *stats);
  *   HM_BIND          future evictions of the range go to `store` only (a
  *                    lower tier: as mbind(MPOL_BIND) - if it is full the
  *                    pages stay in DRAM); for the DRAM tier the range is
- *                    brought in and pinned (-ENOMEM past the budget).
+ *                    brought in and pinned (-ENOMEM if it would leave
+ *                    faults no room: pins may hold the budget less its low
+ *                    watermark); the tiering engine's hot pages make room.
  *   HM_MIGRATE       move the range's pages to `store` now; with HM_BIND
  *                    too, both. Returns the number of pages moved. Alone,
  *                    it fails with -EBUSY (changing nothing) if a page of

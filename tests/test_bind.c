@@ -378,6 +378,92 @@ static void t_migrate_unplaceable_while_writing(void)
 		unplaceable(1);
 }
 
+static uint64_t hot_pages(struct hm_store *dram)
+{
+	struct hm_tier_stats st;
+
+	return hm_tier_stats(dram, &st) == 0 ? st.hot_pages : 0;
+}
+
+/*
+ * DRAM bindings and the tiering engine share the hot share of the budget,
+ * and pins never take the whole budget: a fault always finds a frame to
+ * evict. Each part used to end in SIGBUS at the next fault.
+ */
+static void t_bind_dram_leaves_room(void)
+{
+	/* A binding as large as the budget is refused; faults go on. */
+	size_t n = 1024, len = n * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+			"tiers:dram:1M,tiering=none > lz4:8M", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *dram = hm_chain_tier(hm_region_store(hm_region_find(p)), 0);
+	fill(p, n, 40);
+	CHECK(hm_bind(p, 256 * PG, dram, HM_BIND) == -ENOMEM && strstr(hm_errormsg(), "no room"));
+	struct hm_stats rs;
+	CHECK(hm_region_stats(hm_region_find(p), &rs) == 0 && rs.pinned_pages == 0);
+	CHECK(same(p, n, 40));
+	CHECK(hmunmap(p, len) == 0);
+
+	/* Bound first (half the budget), then the engine promotes a hot set. */
+	p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+		  "tiers:dram:1M,tiering=hotness,hot=0.75 > lz4:8M", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	dram = hm_chain_tier(hm_region_store(hm_region_find(p)), 0);
+	fill(p, n, 50);
+	CHECK(hm_bind(p, 128 * PG, dram, HM_BIND) == 0);
+	for (size_t i = 200; i < 400; i++)
+		*(uint64_t *)(p + i * PG + 64) = 0;
+	volatile char sink __attribute__((unused));
+	uint64_t passes = 0;
+	for (int after = 0; after < 100 && passes < 20000; passes++) {
+		for (size_t i = 200; i < 400; i++)
+			(*(uint64_t *)(p + i * PG + 64))++;
+		for (size_t i = 400; i < n; i += 7)
+			sink = p[i * PG + 100];
+		after += hot_pages(dram) + 128 >= 192; /* the engine filled what it may */
+	}
+	CHECKF(hot_pages(dram) + 128 <= 192, "%llu hot pages beside 128 bound, share 192",
+	       (unsigned long long)hot_pages(dram));
+	printf("     128 pages bound, %llu hot after %llu passes\n",
+	       (unsigned long long)hot_pages(dram), (unsigned long long)passes);
+	CHECK(count_in(p, 128, 0) == 128);
+	char want[PG];
+	for (size_t i = 200; i < 400; i++) {
+		CHECKF(*(uint64_t *)(p + i * PG + 64) == passes, "page %zu: %llu of %llu updates", i,
+		       (unsigned long long)*(uint64_t *)(p + i * PG + 64),
+		       (unsigned long long)passes);
+		tu_fill(want, PG, 50 + i);
+		memcpy(p + i * PG + 64, want + 64, 8); /* as filled, for the check below */
+	}
+	CHECK(same(p, n, 50));
+	CHECK(hmunmap(p, len) == 0);
+
+	/* The engine first, holding its share; then a cold quarter of the budget is bound. */
+	n = 4096;
+	len = n * PG;
+	p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+		  "tiers:dram:4M,tiering=hotness:threshold=1,hot=0.75 > lz4:32M", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	dram = hm_chain_tier(hm_region_store(hm_region_find(p)), 0);
+	fill(p, n, 60);
+	for (passes = 0; hot_pages(dram) < 768 && passes < 20000; passes++)
+		for (size_t i = 0; i < 768; i++)
+			sink = p[i * PG + 100];
+	uint64_t was_hot = hot_pages(dram);
+	long m = hm_bind(p + 2048 * PG, 256 * PG, dram, HM_BIND);
+	CHECKF(m == 0, "%ld %s", m, hm_errormsg());
+	CHECKF(hot_pages(dram) + 256 <= 768, "%llu hot pages beside 256 bound, share 768",
+	       (unsigned long long)hot_pages(dram));
+	printf("     %llu hot after %llu passes, %llu once 256 pages were bound\n",
+	       (unsigned long long)was_hot, (unsigned long long)passes,
+	       (unsigned long long)hot_pages(dram));
+	CHECK(count_in(p + 2048 * PG, 256, 0) == 256);
+	CHECK(same(p, n, 60)); /* every other page faults in through what is left */
+	CHECK(count_in(p + 2048 * PG, 256, 0) == 256);
+	CHECK(hmunmap(p, len) == 0);
+}
+
 static int sigbus_child(void *arg)
 {
 	RUN(t_migrate_counts);
@@ -402,6 +488,7 @@ int main(void)
 	RUN(t_migrate_counts);
 	RUN(t_bind_steers_evictions);
 	RUN(t_bind_dram_pins);
+	RUN(t_bind_dram_leaves_room);
 	RUN(t_full_target);
 	RUN(t_move_pages);
 	RUN(t_bad_args);

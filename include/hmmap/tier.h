@@ -62,7 +62,7 @@ uint64_t hm_tier_now_ms(const struct hm_tier_ctx *ctx);
 int hm_tier_where(const struct hm_tier_ctx *ctx, uint64_t idx);
 /* Whether the policy keeps idx in DRAM now (promoted and not demoted since). */
 bool hm_tier_is_hot(const struct hm_tier_ctx *ctx, uint64_t idx);
-/* Hot pages now and the most the engine allows. */
+/* Hot pages now and the most the engine allows now (the hot share less DRAM bindings and pins). */
 void hm_tier_hot_count(const struct hm_tier_ctx *ctx, uint64_t *hot, uint64_t *max);
 /*
  * Brings idx into DRAM if it is not there and keeps it there. Returns 0,

@@ -684,8 +684,10 @@ void hm__cache_detach(struct hm_cache *c, struct hm_region *r)
 		struct hm_page *p = hm__page(r, c->slots[s].idx, false);
 		unlist_page(c, p);
 		uint32_t st = atomic_exchange(&p->st, HM_ST_EMPTY);
-		if (st & HM_PG_PINNED)
+		if (st & HM_PG_PINNED) {
 			c->pinned--;
+			c->pinned_bytes -= r->ps;
+		}
 		c->slots[s].region = NULL;
 		c->free_slots[c->nfree++] = s;
 		c->resident -= r->ps;
@@ -770,6 +772,30 @@ int hm__cache_drop_range(struct hm_cache *c, struct hm_region *r, uint64_t idx, 
 	return err;
 }
 
+/* Under the lock. */
+static uint64_t pin_limit(const struct hm_cache *c, uint64_t ps)
+{
+	uint64_t reserve = c->low > ps ? c->low : ps;
+
+	return c->budget > reserve ? c->budget - reserve : 0;
+}
+
+uint64_t hm__cache_pin_limit(struct hm_cache *c, uint64_t ps)
+{
+	pthread_mutex_lock(&c->lock);
+	uint64_t lim = pin_limit(c, ps);
+	pthread_mutex_unlock(&c->lock);
+	return lim;
+}
+
+uint64_t hm__cache_pinned(struct hm_cache *c)
+{
+	pthread_mutex_lock(&c->lock);
+	uint64_t b = c->pinned_bytes;
+	pthread_mutex_unlock(&c->lock);
+	return b;
+}
+
 int hm__cache_pin(struct hm_cache *c, struct hm_region *r, uint64_t idx)
 {
 	struct hm_page *p = hm__page(r, idx, false);
@@ -787,13 +813,17 @@ int hm__cache_pin(struct hm_cache *c, struct hm_region *r, uint64_t idx)
 	    c->slots[p->slot].idx != idx) {
 		rc = -EAGAIN;
 	} else if (!(st & HM_PG_PINNED)) {
-		if ((uint64_t)(c->pinned + 1) * r->ps > c->budget) {
-			rc = hm__error(-ENOMEM, "pinning would exceed the cache budget of %llu bytes",
-				       (unsigned long long)c->budget);
+		if (c->pinned_bytes + r->ps > pin_limit(c, r->ps)) {
+			rc = hm__error(-ENOMEM, "pinning would leave faults no room in the cache "
+						"budget of %llu bytes (%llu pinned; pins may hold %llu)",
+				       (unsigned long long)c->budget,
+				       (unsigned long long)c->pinned_bytes,
+				       (unsigned long long)pin_limit(c, r->ps));
 		} else {
 			atomic_fetch_or(&p->st, HM_PG_PINNED);
 			unlist_page(c, p);
 			c->pinned++;
+			c->pinned_bytes += r->ps;
 			atomic_fetch_add(&r->pinned_pages, 1);
 		}
 	}
@@ -812,6 +842,7 @@ void hm__cache_unpin(struct hm_cache *c, struct hm_region *r, uint64_t idx)
 		atomic_fetch_and(&p->st, ~HM_PG_PINNED);
 		list_page(c, r, idx, p->slot);
 		c->pinned--;
+		c->pinned_bytes -= r->ps;
 		atomic_fetch_sub(&r->pinned_pages, 1);
 	}
 	pthread_mutex_unlock(&c->lock);

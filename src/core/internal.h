@@ -216,6 +216,7 @@ struct hm_cache {
 	uint32_t loading;    /* pages in LOADING */
 	uint32_t evictors;   /* threads evicting now */
 	uint32_t pinned;     /* pinned pages */
+	uint64_t pinned_bytes; /* and their bytes (regions' page sizes differ) */
 	int nregions;
 	const struct hm_policy_ops *pops;
 	void *pstate;
@@ -396,6 +397,15 @@ void hm__cache_detach(struct hm_cache *c, struct hm_region *r);
 /* Evicts pages [idx, idx+n) of r now (DONTNEED, invalidate). */
 int hm__cache_drop_range(struct hm_cache *c, struct hm_region *r, uint64_t idx, uint64_t n,
 			 bool clean_only);
+/*
+ * Pinning: pinned pages never take the whole budget. hm__cache_pin_limit()
+ * is the most bytes pins may hold in c, leaving room for faults of pages of
+ * `ps` bytes (the evictor's low watermark, at least one page): with every
+ * frame pinned the next fault could only fail. hm__cache_pinned() is the
+ * bytes pinned now.
+ */
+uint64_t hm__cache_pin_limit(struct hm_cache *c, uint64_t ps);
+uint64_t hm__cache_pinned(struct hm_cache *c);
 int hm__cache_pin(struct hm_cache *c, struct hm_region *r, uint64_t idx);
 void hm__cache_unpin(struct hm_cache *c, struct hm_region *r, uint64_t idx);
 

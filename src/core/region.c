@@ -722,6 +722,12 @@ static int do_prefault(struct hm_region *r, uint64_t idx, uint64_t n, void *ctx)
 		return hm__error(-ENOMEM, "%s of %llu bytes exceeds the cache budget",
 				 pin ? "pinning" : "prefault",
 				 (unsigned long long)(n << r->ps_shift));
+	if (pin && (n << r->ps_shift) > hm__cache_pin_limit(r->cache, r->ps))
+		return hm__error(-ENOMEM, "pinning %llu bytes would leave faults no room in the "
+					  "cache budget of %llu bytes (pins may hold %llu)",
+				 (unsigned long long)(n << r->ps_shift),
+				 (unsigned long long)hm__budget(r->cache),
+				 (unsigned long long)hm__cache_pin_limit(r->cache, r->ps));
 	if (pin) {
 		/* Remember what was pinned already: a failed pin undoes only its own. */
 		was = calloc((size_t)(n + 7) / 8, 1);

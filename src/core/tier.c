@@ -177,6 +177,23 @@ bool hm_tier_is_hot(const struct hm_tier_ctx *ctx, uint64_t idx)
 	return idx < e->r->npages && atomic_load(&e->hot[idx]);
 }
 
+/*
+ * The hot pages the engine may hold now. The hot share (hot_max) is for
+ * every pin of the cache - DRAM bindings, hm_prefault(HM_PREFAULT_PIN) and
+ * a binding being made (ch->bind_reserve) - not for hot pages alone: pins
+ * that took the whole budget would leave the next fault nowhere to go.
+ */
+static uint64_t hot_room(const struct hm_tier_engine *e)
+{
+	struct hm_region *r = e->r;
+	uint64_t hot = atomic_load(&e->hot_pages) << r->ps_shift;
+	uint64_t pinned = hm__cache_pinned(r->cache);
+	uint64_t others = (pinned > hot ? pinned - hot : 0) + atomic_load(&e->ch->bind_reserve);
+	uint64_t share = e->hot_max << r->ps_shift;
+
+	return share > others ? (share - others) >> r->ps_shift : 0;
+}
+
 void hm_tier_hot_count(const struct hm_tier_ctx *ctx, uint64_t *hot, uint64_t *max)
 {
 	const struct hm_tier_engine *e = (const struct hm_tier_engine *)ctx;
@@ -184,7 +201,7 @@ void hm_tier_hot_count(const struct hm_tier_ctx *ctx, uint64_t *hot, uint64_t *m
 	if (hot)
 		*hot = atomic_load(&e->hot_pages);
 	if (max)
-		*max = e->hot_max;
+		*max = hot_room(e);
 }
 
 static bool dram_bound(struct hm_chain *ch, struct hm_region *r, uint64_t idx)
@@ -236,7 +253,7 @@ int hm_tier_promote(struct hm_tier_ctx *ctx, uint64_t idx)
 		return -EINVAL;
 	if (atomic_load(&e->hot[idx]))
 		return 0;
-	if (atomic_load(&e->hot_pages) >= e->hot_max)
+	if (atomic_load(&e->hot_pages) >= hot_room(e))
 		return -ENOSPC;
 	p = hm__page(r, idx, true);
 	if (!p)
@@ -818,6 +835,32 @@ static long migrate(struct hm_chain *ch, struct hm_region *r, uint64_t i0, uint6
 	return moved;
 }
 
+/*
+ * A DRAM binding takes its room from the engine's hot pages first: the hot
+ * share holds hot pages and DRAM bindings together, and an explicit
+ * placement outranks a guess from access counts. Demotes hot pages outside
+ * [i0, i0+n) until the pins and `need` more bytes fit in the share, or the
+ * engine holds none. The engine does not take the room back meanwhile:
+ * `need` is in ch->bind_reserve, which hot_room() counts.
+ */
+static void hot_make_room(struct hm_chain *ch, struct hm_region *r, uint64_t i0, uint64_t n,
+			  uint64_t need)
+{
+	pthread_mutex_lock(&ch->lock);
+	struct hm_tier_engine *e = atomic_load(&ch->engine);
+	if (e && e->r == r) {
+		uint64_t share = e->hot_max << r->ps_shift, pinned = hm__cache_pinned(r->cache);
+		uint64_t excess = pinned + need > share ? pinned + need - share : 0;
+		for (uint64_t i = 0; i < r->npages && excess && atomic_load(&e->hot_pages); i++) {
+			if (i >= i0 && i < i0 + n)
+				continue;
+			if (unhot(e, i) && !dram_bound(ch, r, i))
+				excess = excess > r->ps ? excess - r->ps : 0;
+		}
+	}
+	pthread_mutex_unlock(&ch->lock);
+}
+
 long hm_bind(void *addr, size_t length, struct hm_store *store, int flags)
 {
 	struct hm_region *r = NULL;
@@ -864,10 +907,18 @@ long hm_bind(void *addr, size_t length, struct hm_store *store, int flags)
 	}
 	if (t == 0 && (flags & HM_BIND)) {
 		/* DRAM binding: bring the range in and pin it, or fail whole. */
-		uint64_t was = count_in(ch, r, i0, n, 0, NULL);
+		uint64_t was = count_in(ch, r, i0, n, 0, NULL), need = 0;
+		for (uint64_t i = i0; i < i1 + 1; i++) {
+			struct hm_page *p = hm__page(r, i, false);
+			if (!p || !(atomic_load(&p->st) & HM_PG_PINNED))
+				need += r->ps;
+		}
+		atomic_fetch_add(&ch->bind_reserve, need);
+		hot_make_room(ch, r, i0, n, need);
 		quiet = true;
 		rc = hm_prefault(a, len, HM_PREFAULT_PIN);
 		quiet = false;
+		atomic_fetch_sub(&ch->bind_reserve, need);
 		if (!rc) {
 			hm__chain_set(ch, pg, npg, false, 1);
 			rc = (flags & HM_MIGRATE) ? (long)(count_in(ch, r, i0, n, 0, NULL) - was) : 0;

@@ -73,6 +73,7 @@ struct hm_chain {
 	_Atomic int eng_users;
 	_Atomic uint64_t zero_drops; /* written pages found all zeros, kept nowhere */
 	_Atomic uint64_t bind_misses; /* writes a bound tier had no room for */
+	_Atomic uint64_t bind_reserve; /* bytes hm_bind() is pinning into DRAM right now */
 };
 
 extern const struct hm_store_ops hm__store_chain;
