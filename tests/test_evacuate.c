@@ -190,6 +190,42 @@ static void t_evacuate_no_room(void)
 	CHECK(hmunmap(p, len) == 0);
 }
 
+/*
+ * An evacuation that cannot succeed, retried in a loop while a thread writes
+ * (a program waiting for the device to go offline). Each attempt closes the
+ * tier for a moment; the other tiers are full, so an eviction the writer's
+ * faults need in that moment has nowhere to go but the tier being evacuated.
+ * Refused, it ended the fault in SIGBUS; now the tier takes it as the last
+ * resort, and the attempt fails as it would anyway.
+ */
+static void t_evacuate_retried_while_running(void)
+{
+	size_t n = 3000, len = n * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+			"tiers:dram:1M,tiering=none > mem:16M > mem:2M", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *t1 = hm_chain_tier(hm_region_store(hm_region_find(p)), 1);
+	fill(p, n, 31);
+	struct writer w = { .p = p, .n = n };
+	pthread_t th;
+	CHECK(pthread_create(&th, NULL, writer_main, &w) == 0);
+	while (atomic_load(&w.passes) < 1)
+		sched_yield();
+	long attempts = 0, nospc = 0;
+	while (attempts < 20000 || (atomic_load(&w.passes) < 4 && attempts < 10000000)) {
+		nospc += hm_store_evacuate(t1, NULL, NULL) == -ENOSPC;
+		attempts++;
+	}
+	atomic_store(&w.stop, 1);
+	pthread_join(th, NULL);
+	printf("     %ld evacuations, %llu passes of writes\n", attempts,
+	       (unsigned long long)w.passes);
+	CHECKF(nospc == attempts, "%ld of %ld attempts failed with -ENOSPC", nospc, attempts);
+	CHECK(hm_tier_get(t1) == 0);
+	CHECK(intact(p, n, 31, w.passes));
+	CHECK(hmunmap(p, len) == 0);
+}
+
 /* With no other lower tier, DRAM takes the pages, and they stay safe in it. */
 static void t_evacuate_into_dram(void)
 {
@@ -291,6 +327,7 @@ int main(void)
 {
 	RUN(t_evacuate_while_running);
 	RUN(t_evacuate_no_room);
+	RUN(t_evacuate_retried_while_running);
 	RUN(t_evacuate_into_dram);
 	RUN(t_evacuate_errors);
 	RUN(t_cli_example);

@@ -1073,8 +1073,10 @@ int hm_store_evacuate(struct hm_store *store,
 		if (old & HM_TIER_EVACUATING)
 			return hm__error(-EBUSY, "hm_store_evacuate: '%s' is being evacuated already",
 					 store->uri);
-	} while (!atomic_compare_exchange_weak(&ct->flags, &old,
-					       old | HM_TIER_CLOSED | HM_TIER_EVACUATING));
+	} while (!atomic_compare_exchange_weak(
+		&ct->flags, &old,
+		old | HM_TIER_CLOSED | HM_TIER_EVACUATING |
+			(old & HM_TIER_CLOSED ? 0u : (uint32_t)HM_TIER_EVAC_OPEN)));
 	total = atomic_load(&ct->pages);
 	step = total / 100 ? total / 100 : 1;
 	next = step;

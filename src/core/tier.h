@@ -37,6 +37,13 @@
 
 /* Internal tier flag beside the public HM_TIER_*: evacuation running. */
 #define HM_TIER_EVACUATING 0x100
+/*
+ * With EVACUATING: the tier was open before the evacuation. Placement may
+ * still use it as the last resort, when no other tier has room: the
+ * evacuation then fails with -ENOSPC (it would anyway), where refusing the
+ * page would fail the eviction and end a fault of the application in SIGBUS.
+ */
+#define HM_TIER_EVAC_OPEN 0x200
 
 struct hm_chain_tier {
 	struct hm_store *store;  /* tier 0: a pseudo-store standing for DRAM */

@@ -155,12 +155,21 @@ static int tier_write(struct hm_chain_tier *t, const void *buf, uint64_t off)
 	return rc;
 }
 
-/* Whether implicit placement may use tier t in pass 0 (normal) or 1 (emergency). */
+/*
+ * Whether implicit placement may use tier t in pass 0 (normal), 1
+ * (emergency) or 2 (the last resort: a tier being evacuated that was open,
+ * for a page no other tier has room for; see HM_TIER_EVAC_OPEN).
+ */
 static bool implicit_ok(struct hm_chain *ch, unsigned t, unsigned avoid, int pass)
 {
 	uint32_t f = atomic_load(&ch->tier[t].flags);
 
-	if (t == avoid || (f & (HM_TIER_CLOSED | HM_TIER_EVACUATING)))
+	if (t == avoid)
+		return false;
+	if (pass == 2)
+		return (f & HM_TIER_EVAC_OPEN) &&
+		       (!(f & HM_TIER_EXPLICIT) || (f & HM_TIER_EMERGENCY));
+	if (f & (HM_TIER_CLOSED | HM_TIER_EVACUATING))
 		return false;
 	if (pass == 0)
 		return !(f & HM_TIER_EXPLICIT);
@@ -191,7 +200,7 @@ static bool tier_open(struct hm_chain *ch, unsigned t)
 static int place(struct hm_chain *ch, uint64_t pg, const char *data, unsigned to, unsigned avoid)
 {
 	uint64_t e = atomic_load(&ch->map[pg]);
-	unsigned cur = CE_TIER(e), cand[2 * HM_CHAIN_MAX], nc = 0, dest = to;
+	unsigned cur = CE_TIER(e), cand[3 * HM_CHAIN_MAX + 1], nc = 0, dest = to;
 	bool strict = to != 0;
 	int err = -ENOSPC;
 
@@ -217,7 +226,7 @@ static int place(struct hm_chain *ch, uint64_t pg, const char *data, unsigned to
 		if (CE_BIND(e) - 1 != dest)
 			cand[nc++] = CE_BIND(e) - 1;
 	} else {
-		for (int pass = 0; pass < 2; pass++)
+		for (int pass = 0; pass < 3; pass++)
 			for (int t = 1; t < ch->ntiers; t++)
 				if ((unsigned)t != dest && implicit_ok(ch, (unsigned)t, avoid, pass))
 					cand[nc++] = (unsigned)t;
