@@ -278,6 +278,18 @@ int hm_tier_promote(struct hm_tier_ctx *ctx, uint64_t idx)
 		return -ENOSPC;
 	atomic_store(&e->hot[idx], 1);
 	atomic_fetch_add(&e->hot_pages, 1);
+	/*
+	 * A DRAM binding may have taken the room between the check above and
+	 * the pin (hot_make_room() counted this page as not pinned yet): look
+	 * again now that the pin is visible, and give the room back.
+	 */
+	if (atomic_load(&e->hot_pages) > hot_room(e)) {
+		atomic_store(&e->hot[idx], 0);
+		atomic_fetch_sub(&e->hot_pages, 1);
+		if (!dram_bound(e->ch, r, idx))
+			hm__cache_unpin(r->cache, r, idx);
+		return -ENOSPC;
+	}
 	atomic_fetch_add(&e->promoted, 1);
 	return 0;
 }
