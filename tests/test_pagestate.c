@@ -121,7 +121,7 @@ static void test_transitions(void)
 	b = hm_region_addr(r);
 
 	/* populate: EMPTY -> RESIDENT, clean. */
-	CHECK(hm__populate(r, 5, 1, false) == 0);
+	CHECK(hm__populate(r, 5, 1, false, false) == 0);
 	CHECK(state(r, 5) == HM_ST_RESIDENT);
 	CHECK(!(flags(r, 5) & (HM_PG_DIRTY | HM_PG_PINNED)));
 	CHECK(state(r, 4) == HM_ST_EMPTY && state(r, 6) == HM_ST_EMPTY);
@@ -186,14 +186,14 @@ static void test_read_error_state(void)
 	CHECK(hm_store_open(&s, "fault:1M", 0) == 0);
 	CHECK(hm_region_map(&r, c, s, 0, 1 << 20, PROT_READ | PROT_WRITE, HM_CACHED, 4096) == 0);
 	CHECK(hm_store_ctl(s, "fail_read_at=12288") == 0);
-	CHECK(hm__populate(r, 0, 8, false) < 0);
+	CHECK(hm__populate(r, 0, 8, false, false) < 0);
 	CHECK(state(r, 3) == HM_ST_EMPTY);
 	/* The good pages before the bad one are there. */
 	CHECK(state(r, 0) == HM_ST_RESIDENT);
 	CHECK(hm_region_stats(r, &st) == 0 && st.read_errors >= 1);
 	CHECK(hm_cache_stats(c, &st) == 0 && st.resident_bytes == 3 * 4096);
 	CHECK(hm_store_ctl(s, "fail_read_at=off") == 0);
-	CHECK(hm__populate(r, 0, 8, false) == 0);
+	CHECK(hm__populate(r, 0, 8, false, false) == 0);
 	for (uint64_t i = 0; i < 8; i++)
 		CHECK(state(r, i) == HM_ST_RESIDENT);
 	CHECK(hm_cache_stats(c, &st) == 0 && st.resident_bytes >= 8 * 4096);
