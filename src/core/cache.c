@@ -316,6 +316,10 @@ static int evict(struct hm_cache *c, struct victim *v, uint32_t n, uint32_t *nfr
 		}
 		atomic_fetch_sub(&r->evicting, 1);
 	}
+	if (err && !*nfreed) {
+		c->wb_stuck++;
+		c->wb_stuck_err = err;
+	}
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 	return err;
@@ -466,13 +470,23 @@ static void timed_wait(struct hm_cache *c)
 static int make_room(struct hm_cache *c, uint64_t need)
 {
 	static __thread struct victim v[MAX_BATCH];
-	int fails = 0, waits = 0, last = 0;
+	int waits = 0;
+	uint64_t stuck0 = c->wb_stuck;
 
 	while (c->resident + need > c->budget) {
+		/*
+		 * A batch (this thread's or another's) freed nothing because its
+		 * write-back failed: the store has already had its whole timeout,
+		 * with its own retries, and the pages left are the same dirty
+		 * ones. Trying them again, or waiting for other evictors to try,
+		 * would make a fault wait several times the store's timeout.
+		 */
+		if (c->wb_stuck != stuck0)
+			return hm__error_errno(c->wb_stuck_err, "cannot make room in the cache: "
+							       "write-back failed");
 		uint64_t deficit = c->resident + need - c->budget;
 		uint64_t want = (uint64_t)c->batch * 4096;
 		uint32_t k, freed, busy;
-		int rc;
 
 		/* A batch, or the deficit if that is more. */
 		if (deficit > want)
@@ -493,15 +507,9 @@ static int make_room(struct hm_cache *c, uint64_t need)
 		}
 		c->evictors++;
 		pthread_mutex_unlock(&c->lock);
-		rc = evict(c, v, k, &freed);
+		evict(c, v, k, &freed); /* a batch that freed nothing ends the loop above */
 		pthread_mutex_lock(&c->lock);
 		c->evictors--;
-		if (rc && !freed) {
-			last = rc;
-			if (++fails >= 3)
-				return hm__error_errno(last, "cannot make room in the cache: write-back "
-							     "failed");
-		}
 	}
 	return 0;
 }

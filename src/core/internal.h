@@ -238,6 +238,9 @@ struct hm_cache {
 		uint32_t n;
 	} behind[HM_BEHIND_RUNS];
 	uint32_t behind_head, behind_len;
+	/* Eviction batches that freed nothing because write-back failed, and its error. */
+	uint64_t wb_stuck;
+	int wb_stuck_err;
 	struct hm_counters ctr;
 };
 
