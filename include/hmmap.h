@@ -323,6 +323,20 @@ enum hm_fault_mode {
 int hm_fault_mode(void);
 
 /*
+ * fork(): a child starts hmmap afresh, whatever its parent had done. Its
+ * first call reads the HMMAP_* variables again (its own fault mode, cache
+ * size, ...) and its first map starts a fault engine, a default cache and a
+ * live segment (under its own PID) of its own; the parent is unaffected,
+ * and the child's exit leaves the parent's segment in place. Every store,
+ * cache and region made before the fork belongs to the parent: the child
+ * must not use or free them (their threads do not exist in the child). The
+ * regions are not inherited (MADV_DONTFORK; hybrid ones are unmapped): a
+ * child that touches one gets SIGSEGV, as for unmapped memory. Their
+ * memory stays allocated, unused, in the child. A child made by a raw
+ * clone() that skips the pthread_atfork handlers cannot use hmmap.
+ */
+
+/*
  * What the kernel offers, as probed at start: a bit set of HM_FEAT_*.
  * Returns 0 or -errno (userfaultfd unavailable).
  */

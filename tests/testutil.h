@@ -4,9 +4,9 @@
  * reference copy, a deterministic generator, child processes whose output is
  * shown indented under the parent's case, and the process's resident size.
  *
- * The fault mode and the HMMAP_* options are read once per process, so
- * every variant that needs its own options runs in a child forked from a
- * parent that has not touched the library yet; the child sets its
+ * The fault mode and the HMMAP_* options are read once per process (a
+ * forked child reads them again: it starts hmmap afresh), so every variant
+ * that needs its own options runs in a forked child, which sets its
  * environment before its first hm_* call.
  *
  * Include after harness.h.

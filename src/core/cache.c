@@ -1284,6 +1284,32 @@ int hm_cache_default(struct hm_cache **out)
 	return rc;
 }
 
+/*
+ * fork(): the child forgets the parent's caches, the default one among
+ * them. Their reclaimers and the sampler do not exist in the child and
+ * their locks may be held, so they are neither used nor freed (fork.c).
+ */
+void hm__cache_fork(int phase)
+{
+	switch (phase) {
+	case HM_FORK_PREPARE:
+		pthread_mutex_lock(&default_lock);
+		pthread_mutex_lock(&caches_lock);
+		break;
+	case HM_FORK_PARENT:
+		pthread_mutex_unlock(&caches_lock);
+		pthread_mutex_unlock(&default_lock);
+		break;
+	case HM_FORK_CHILD:
+		default_cache = NULL;
+		ncaches = 0;
+		sampler_started = false;
+		pthread_mutex_init(&caches_lock, NULL);
+		pthread_mutex_init(&default_lock, NULL);
+		break;
+	}
+}
+
 int hm_cache_stats(const struct hm_cache *c, struct hm_stats *s)
 {
 	if (!c || !s)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The options table: every HMMAP_* environment variable, read once. A bad
+ * The options table: every HMMAP_* environment variable, read once (and
+ * once more by a forked child, which starts hmmap afresh). A bad
  * value is an error that names the variable; it is reported by the first
  * call that needs the options and by every call after it (the process is
  * misconfigured, and guessing would hide it).
@@ -17,7 +18,7 @@
 
 enum kind { K_SIZE, K_U64, K_STR, K_MODE, K_RATE };
 
-static struct hm_env env = {
+static const struct hm_env env_defaults = {
 	.cache_size = 256ull << 20,
 	.policy = "clock",
 	.page_size = 4096,
@@ -31,6 +32,8 @@ static struct hm_env env = {
 	.stats = 1,
 	.thp_frames = 1,
 };
+
+static struct hm_env env;
 
 static const struct {
 	const char *name;
@@ -148,7 +151,12 @@ uint64_t hm__sample_rate_at(const struct hm_env *e, int mode, bool evicting,
 	return fit < rate ? fit : rate;
 }
 
-static pthread_once_t once = PTHREAD_ONCE_INIT;
+/*
+ * Read once per process: at the first call, and again in a child after
+ * fork() (hm__env_fork_child), whose hmmap starts afresh.
+ */
+static pthread_mutex_t env_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic bool env_loaded;
 static int env_err;
 static char env_msg[256];
 
@@ -199,6 +207,9 @@ static int set_one(int i, const char *v)
 
 static void load(void)
 {
+	env = env_defaults;
+	env_err = 0;
+	env_msg[0] = 0;
 	for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
 		const char *v = getenv(table[i].name);
 		if (!v)
@@ -285,9 +296,24 @@ static void load(void)
 
 int hm__env(const struct hm_env **out)
 {
-	pthread_once(&once, load);
+	if (!atomic_load_explicit(&env_loaded, memory_order_acquire)) {
+		hm__fork_hooks();
+		pthread_mutex_lock(&env_lock);
+		if (!atomic_load_explicit(&env_loaded, memory_order_relaxed)) {
+			load();
+			atomic_store_explicit(&env_loaded, true, memory_order_release);
+		}
+		pthread_mutex_unlock(&env_lock);
+	}
 	if (env_err)
 		return hm__error(env_err, "%s", env_msg);
 	*out = &env;
 	return 0;
+}
+
+void hm__env_fork_child(void)
+{
+	/* A load in progress in another thread of the parent is simply redone. */
+	pthread_mutex_init(&env_lock, NULL);
+	atomic_store_explicit(&env_loaded, false, memory_order_relaxed);
 }

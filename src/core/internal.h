@@ -563,6 +563,28 @@ int hm__pagemap_holes(uintptr_t start, uintptr_t end,
  */
 int hm__pread_all(int fd, char *buf, size_t len, off_t off);
 
+/* ---- fork (src/core/fork.c) ---- */
+/*
+ * pthread_atfork phases. Before fork() each module takes its global locks
+ * (PREPARE); the parent releases them (PARENT); the child forgets what
+ * belongs to the parent and initialises its locks again (CHILD), so that
+ * its first call starts hmmap afresh. The order is fork.c's.
+ */
+#define HM_FORK_PREPARE 1
+#define HM_FORK_PARENT 2
+#define HM_FORK_CHILD 3
+/* Registers the handlers (once; also done when the library is loaded). */
+void hm__fork_hooks(void);
+void hm__cache_fork(int phase);    /* default cache, cache list, sampler */
+void hm__stats_fork(int phase);    /* published objects, the live segment */
+void hm__engine_fork(int phase);   /* userfaultfd, pagemap, handler threads */
+void hm__registry_fork(int phase); /* the registration lock (registrations stay) */
+void hm__region_fork(int phase);   /* the region table and the regions' frame files */
+void hm__prefetch_fork(int phase); /* the readahead queue and its workers */
+void hm__chain_fork(int phase);    /* tier chains */
+/* The child reads the HMMAP_* variables again at its first call. */
+void hm__env_fork_child(void);
+
 /* ---- time ---- */
 uint64_t hm__now_ns(void);
 

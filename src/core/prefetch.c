@@ -85,3 +85,27 @@ void hm__prefetch_queue(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t 
 	}
 	pthread_mutex_unlock(&pf.lock);
 }
+
+/*
+ * fork(): the workers do not exist in the child and the queued windows
+ * hold references on the parent's regions; the child starts with an empty
+ * queue and starts its own workers at its first map.
+ */
+void hm__prefetch_fork(int phase)
+{
+	switch (phase) {
+	case HM_FORK_PREPARE:
+		pthread_mutex_lock(&pf.lock);
+		break;
+	case HM_FORK_PARENT:
+		pthread_mutex_unlock(&pf.lock);
+		break;
+	case HM_FORK_CHILD:
+		pf.head = pf.count = 0;
+		pf.started = 0;
+		/* The condition variable counted the parent's waiting workers. */
+		pthread_mutex_init(&pf.lock, NULL);
+		pthread_cond_init(&pf.cond, NULL);
+		break;
+	}
+}

@@ -7,7 +7,8 @@
  * A region is a shared mapping of a memfd as long as the region, registered
  * with userfaultfd. The memfd is sparse: its pages are the region's frames
  * and the cache decides which exist. The mapping is MADV_DONTFORK: a child
- * process does not inherit it (it would see frames without a fault engine).
+ * process does not inherit it (it would see frames without a fault engine,
+ * and fill the parent's memfd); touching it there is SIGSEGV.
  */
 #include <fcntl.h>
 #include <sched.h>
@@ -221,7 +222,8 @@ static void table_remove(struct hm_region *r)
  * of a persistent store is synced, as the kernel keeps what a program
  * stored into a MAP_SHARED mapping when it exits: code ported from mmap
  * that never calls msync() must not lose its writes. Only the process that
- * mapped the regions does it (a forked child has none of them), and a
+ * mapped the regions does it (a forked child forgets the parent's and syncs
+ * its own), and a
  * failure is said on stderr, since exit has nobody to return it to.
  * _exit() and a fatal signal skip it, as they skip stdio's buffers.
  */
@@ -260,6 +262,34 @@ static void exit_register(void)
 {
 	exit_pid = getpid();
 	atexit(sync_at_exit);
+}
+
+/*
+ * fork(): the child inherits no region mapping (MADV_DONTFORK; hybrid.c
+ * unmaps hybrid ones), but it does inherit the regions' frame files. They
+ * are closed, so that the parent's frames do not live on in the child; the
+ * regions themselves are forgotten, not freed (fork.c).
+ */
+void hm__region_fork(int phase)
+{
+	switch (phase) {
+	case HM_FORK_PREPARE:
+		pthread_rwlock_wrlock(&table_lock);
+		break;
+	case HM_FORK_PARENT:
+		pthread_rwlock_unlock(&table_lock);
+		break;
+	case HM_FORK_CHILD:
+		for (size_t i = 0; i < ntable; i++)
+			if (table[i]->memfd >= 0)
+				close(table[i]->memfd);
+		ntable = 0;
+		pthread_rwlock_init(&table_lock, NULL);
+		/* The exit handler came along: it syncs the child's own regions now. */
+		if (exit_pid)
+			exit_pid = getpid();
+		break;
+	}
 }
 
 static void teardown(struct hm_region *r)

@@ -25,6 +25,7 @@
 
 #include "hmmap.h"
 #include "core/error.h"
+#include "core/internal.h"
 #include "core/registry.h"
 
 #define BUILTIN_POLICIES                                                                 \
@@ -58,6 +59,31 @@ static void registry_lock(void)
 static void registry_unlock(void)
 {
 	pthread_mutex_unlock(&reg_lock);
+}
+
+/*
+ * fork(): registrations belong to the program and stay in the child; only
+ * the lock is made usable there (a recursive mutex taken by the forking
+ * thread cannot be released under the child's new thread id).
+ */
+void hm__registry_fork(int phase)
+{
+	pthread_mutexattr_t a;
+
+	switch (phase) {
+	case HM_FORK_PREPARE:
+		registry_lock();
+		break;
+	case HM_FORK_PARENT:
+		registry_unlock();
+		break;
+	case HM_FORK_CHILD:
+		pthread_mutexattr_init(&a);
+		pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+		pthread_mutex_init(&reg_lock, &a);
+		pthread_mutexattr_destroy(&a);
+		break;
+	}
 }
 
 int hm__plugin_name_check(const char *what, const char *name, bool scheme)

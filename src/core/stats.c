@@ -566,35 +566,36 @@ static void seg_remove(void)
 }
 
 /*
- * Around fork(): the lock is held across it so the child's copy is not
- * locked forever, and the child forgets the parent's objects and segment
- * (its regions are not inherited; its own first map publishes anew).
+ * fork() (fork.c): reg_lock is held across it so that the child's copy is
+ * consistent and not locked forever. The child forgets the parent's
+ * objects and segment: its regions are not inherited (MADV_DONTFORK), its
+ * caches belong to the parent, and its first map publishes anew in a
+ * segment of its own PID. seg_remove() at the child's exit leaves the
+ * parent's segment alone (seg_pid).
  */
-static void fork_prepare(void)
+void hm__stats_fork(int phase)
 {
-	pthread_mutex_lock(&reg_lock);
-}
-
-static void fork_parent(void)
-{
-	pthread_mutex_unlock(&reg_lock);
-}
-
-static void fork_child(void)
-{
-	if (seg)
-		munmap(seg, SEG_SIZE);
-	seg = NULL;
-	seg_failed = false;
-	/* Caches are copied into the child; regions are not (MADV_DONTFORK). */
-	nregions = nstores = 0;
-	pthread_mutex_unlock(&reg_lock);
+	switch (phase) {
+	case HM_FORK_PREPARE:
+		pthread_mutex_lock(&reg_lock);
+		break;
+	case HM_FORK_PARENT:
+		pthread_mutex_unlock(&reg_lock);
+		break;
+	case HM_FORK_CHILD:
+		if (seg)
+			munmap(seg, SEG_SIZE);
+		seg = NULL;
+		seg_failed = false;
+		nregions = nstores = ncaches = 0;
+		pthread_mutex_init(&reg_lock, NULL);
+		break;
+	}
 }
 
 static void install_hooks(void)
 {
 	atexit(seg_remove);
-	pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 static void clean_stale(void);

@@ -43,6 +43,23 @@ static pthread_mutex_t chains_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct hm_chain *chains[64];
 static int nchains;
 
+/* fork(): the parent's chains (and their tiering threads) stay the parent's. */
+void hm__chain_fork(int phase)
+{
+	switch (phase) {
+	case HM_FORK_PREPARE:
+		pthread_mutex_lock(&chains_lock);
+		break;
+	case HM_FORK_PARENT:
+		pthread_mutex_unlock(&chains_lock);
+		break;
+	case HM_FORK_CHILD:
+		nchains = 0;
+		pthread_mutex_init(&chains_lock, NULL);
+		break;
+	}
+}
+
 int hm__chain_find(const struct hm_store *tier, struct hm_chain **chain)
 {
 	int idx = -1;

@@ -49,8 +49,15 @@ static struct {
 	uint64_t ioctls;
 	struct hm_engine_info info;
 	pthread_t *threads;
+	int *eps; /* each handler thread's epoll set */
 	uint32_t nthreads;
 	int stopfd;
+	/*
+	 * hmmap's SIGBUS handler is installed, chaining to old_bus. Kept by a
+	 * forked child, which inherits the disposition: installing it again
+	 * there would make it its own previous handler.
+	 */
+	bool bus_installed;
 	struct sigaction old_bus;
 } eng = { .lock = PTHREAD_MUTEX_INITIALIZER, .uffd = -1, .pagemap = -1, .stopfd = -1 };
 
@@ -359,7 +366,8 @@ static int start_threads(uint32_t n)
 	if (eng.stopfd < 0)
 		return hm__error_errno(-errno, "eventfd");
 	eng.threads = calloc(n, sizeof *eng.threads);
-	if (!eng.threads)
+	eng.eps = calloc(n, sizeof *eng.eps);
+	if (!eng.threads || !eng.eps)
 		return hm__error(-ENOMEM, "out of memory");
 	for (uint32_t i = 0; i < n; i++) {
 		int ep = epoll_create1(EPOLL_CLOEXEC);
@@ -384,7 +392,7 @@ static int start_threads(uint32_t n)
 			close(ep);
 			return hm__error(-rc, "cannot start fault handler thread");
 		}
-		eng.nthreads++;
+		eng.eps[eng.nthreads++] = ep;
 	}
 	return 0;
 }
@@ -472,13 +480,16 @@ static int engine_init(void)
 	 * sigbus mode serves faults in it, thread mode uses it to report
 	 * unreadable pages with the kernel's siginfo.
 	 */
-	struct sigaction sa;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_sigaction = on_sigbus;
-	sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGBUS, &sa, &eng.old_bus) < 0)
-		return hm__error_errno(-errno, "sigaction(SIGBUS)");
+	if (!eng.bus_installed) {
+		struct sigaction sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_sigaction = on_sigbus;
+		sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(SIGBUS, &sa, &eng.old_bus) < 0)
+			return hm__error_errno(-errno, "sigaction(SIGBUS)");
+		eng.bus_installed = true;
+	}
 	if (mode == HM_FAULT_SIGBUS)
 		return 0;
 	return start_threads(env->fault_threads);
@@ -497,6 +508,52 @@ int hm__engine_start(const struct hm_engine_info **info)
 	if (info)
 		*info = &eng.info;
 	return 0;
+}
+
+/*
+ * fork(): the userfaultfd belongs to the parent's address space, pagemap was
+ * opened on it, and the handler threads were not copied. The child closes
+ * them (its copies of the descriptors; the parent's are untouched) and
+ * starts the engine again at its first map, in the mode its own
+ * environment asks for. The SIGBUS handler stays installed: until then it
+ * hands every SIGBUS to the previous handler.
+ */
+void hm__engine_fork(int phase)
+{
+	switch (phase) {
+	case HM_FORK_PREPARE:
+		pthread_mutex_lock(&eng.lock);
+		break;
+	case HM_FORK_PARENT:
+		pthread_mutex_unlock(&eng.lock);
+		break;
+	case HM_FORK_CHILD:
+		for (uint32_t i = 0; i < eng.nthreads; i++)
+			close(eng.eps[i]);
+		if (eng.uffd >= 0)
+			close(eng.uffd);
+		if (eng.pagemap >= 0)
+			close(eng.pagemap);
+		if (eng.stopfd >= 0)
+			close(eng.stopfd);
+		free(eng.threads);
+		free(eng.eps);
+		eng.threads = NULL;
+		eng.eps = NULL;
+		eng.nthreads = 0;
+		eng.uffd = eng.pagemap = eng.stopfd = -1;
+		eng.kfeatures = eng.ioctls = 0;
+		memset(&eng.info, 0, sizeof eng.info);
+		eng.err = 0;
+		eng.started = false;
+		for (int i = 0; i < PENDING; i++)
+			atomic_store(&pending[i].tid, 0);
+		atomic_store(&poller.busy, 0);
+		atomic_store(&poller.skip, 0);
+		atomic_store(&poller.next_skip, 1);
+		pthread_mutex_init(&eng.lock, NULL);
+		break;
+	}
 }
 
 int hm_fault_mode(void)
