@@ -319,6 +319,9 @@ static int evict(struct hm_cache *c, struct victim *v, uint32_t n, uint32_t *nfr
 	if (err && !*nfreed) {
 		c->wb_stuck++;
 		c->wb_stuck_err = err;
+		c->wb_stuck_ns = hm__now_ns();
+	} else if (*nfreed) {
+		c->wb_stuck_ns = 0;
 	}
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
@@ -481,7 +484,16 @@ static int make_room(struct hm_cache *c, uint64_t need)
 		 * ones. Trying them again, or waiting for other evictors to try,
 		 * would make a fault wait several times the store's timeout.
 		 */
-		if (c->wb_stuck != stuck0)
+		/*
+		 * So does a batch that ended less than a second ago: batches are
+		 * taken in the policy's order, and one that freed nothing found
+		 * dirty pages only, which the next batch would find too; each
+		 * thread in turn (a fault behind a readahead window that failed
+		 * so, say) would otherwise pay one timeout more. A batch that
+		 * frees anything clears it.
+		 */
+		if (c->wb_stuck != stuck0 ||
+		    (c->wb_stuck_ns && hm__now_ns() - c->wb_stuck_ns < 1000000000ull))
 			return hm__error_errno(c->wb_stuck_err, "cannot make room in the cache: "
 							       "write-back failed");
 		uint64_t deficit = c->resident + need - c->budget;

@@ -177,8 +177,11 @@ static int load(struct hm_region *r, uint64_t idx, uint32_t n, bool marker)
 	int rc;
 
 	rc = hm__cache_reserve(c, r, idx, n, slots);
-	if (rc && n > 1) {
-		/* No room for the window: the demand page alone. */
+	if (rc == -ENOMEM && n > 1) {
+		/*
+		 * No room for the window: the demand page alone. (Not after a
+		 * failed write-back: that store had its whole timeout already.)
+		 */
 		finish(r, idx + 1, n - 1, HM_ST_EMPTY);
 		n = 1;
 		rc = hm__cache_reserve(c, r, idx, n, slots);

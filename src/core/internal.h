@@ -238,8 +238,11 @@ struct hm_cache {
 		uint32_t n;
 	} behind[HM_BEHIND_RUNS];
 	uint32_t behind_head, behind_len;
-	/* Eviction batches that freed nothing because write-back failed, and its error. */
-	uint64_t wb_stuck;
+	/*
+	 * Eviction batches that freed nothing because write-back failed, its
+	 * error, and when the last one ended (0 once a batch frees something).
+	 */
+	uint64_t wb_stuck, wb_stuck_ns;
 	int wb_stuck_err;
 	struct hm_counters ctr;
 };
