@@ -575,9 +575,19 @@ static void t_auth(void)
 	setenv("HMMAP_REDIS_PASSWORD", pw, 1);
 	uri_of(uri, sizeof uri, port, "auth", NULL);
 	rc = hm_store_open(&s, uri, 0);
-	unsetenv("HMMAP_REDIS_PASSWORD");
 	CHECKF(rc == 0, "%s", hm_errormsg());
 	hm_store_close(s);
+	/* The same process opens a server that has no password: the default is not forced on it. */
+	uri_of(uri, sizeof uri, port1, "nopw", NULL);
+	rc = hm_store_open(&s, uri, 0);
+	CHECKF(rc == 0, "a password-less server with HMMAP_REDIS_PASSWORD set: %s", hm_errormsg());
+	if (!rc) {
+		char page[PS] = { 7 }, back[PS];
+		CHECK(hm_store_write(s, page, PS, 0) == 0 && hm_store_read(s, back, PS, 0) == 0 &&
+		      !memcmp(page, back, PS));
+		hm_store_close(s);
+	}
+	unsetenv("HMMAP_REDIS_PASSWORD");
 	uri_passwords_hidden(port, pw);
 	ru_stop(pid, SIGKILL);
 }

@@ -92,6 +92,7 @@ struct redis_be {
 	pthread_mutex_t refresh_lock;
 	_Atomic bool need_refresh;
 	uint64_t last_refresh;
+	bool seed_list; /* redis:// with several servers: taken for a cluster's seeds */
 };
 
 /* ---------------------------------------------------------------- slots */
@@ -216,6 +217,11 @@ static int check_server(struct redis_be *b, struct rnode *n, redisContext *c)
 			rc = hm__error(-EINVAL, "%s: %s:%d is a Redis Cluster node; use "
 						"redis-cluster://",
 				       what, n->host, n->port);
+		else if (!on && b->seed_list)
+			rc = hm__error(-EINVAL, "%s: %s:%d is not in cluster mode: a redis:// URI "
+						"with several servers lists a Redis Cluster's seed "
+						"nodes; a standalone server takes one",
+				       what, n->host, n->port);
 		else if (!on && b->cluster)
 			rc = hm__error(-EINVAL, "%s: %s:%d is not in cluster mode; use redis://",
 				       what, n->host, n->port);
@@ -252,7 +258,15 @@ static int conn_open(struct redis_be *b, struct rnode *n, struct rconn *cn)
 			redisFree(c);
 			return RM_PENDING;
 		}
-		if (r->type == REDIS_REPLY_ERROR) {
+		if (r->type == REDIS_REPLY_ERROR && cfg->password_default && !cfg->user[0] &&
+		    strstr(r->str, "without any password configured")) {
+			/*
+			 * HMMAP_REDIS_PASSWORD is a default for servers that want one;
+			 * a server with none takes the connection as it is.
+			 */
+			freeReplyObject(r);
+			r = NULL;
+		} else if (r->type == REDIS_REPLY_ERROR) {
 			/* The server's text names no secret ("WRONGPASS invalid username-password pair"). */
 			rc = hm__error(-EACCES, "%s: authentication to %s:%d failed: %s", cfg->what,
 				       n->host, n->port, r->str);
@@ -260,7 +274,8 @@ static int conn_open(struct redis_be *b, struct rnode *n, struct rconn *cn)
 			redisFree(c);
 			return rc;
 		}
-		freeReplyObject(r);
+		if (r)
+			freeReplyObject(r);
 	}
 	if (!n->checked) {
 		rc = check_server(b, n, c);
@@ -1118,6 +1133,7 @@ static int open_any(void **priv, const char *rest, int flags, struct hm_store_in
 	/* redis:// listing several seed nodes is a cluster, as redis-cluster:// says outright. */
 	if (s->cfg.nhosts > 1 && !cluster) {
 		cluster = true;
+		b->seed_list = true;
 		what = s->cfg.what = "redis-cluster store";
 	}
 	if (!s->cfg.have_password) {
@@ -1129,6 +1145,7 @@ static int open_any(void **priv, const char *rest, int flags, struct hm_store_in
 			}
 			strcpy(s->cfg.password, pw);
 			s->cfg.have_password = true;
+			s->cfg.password_default = true;
 			if (u && *u && !s->cfg.user[0] && strlen(u) < sizeof s->cfg.user)
 				strcpy(s->cfg.user, u);
 		}

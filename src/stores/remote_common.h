@@ -63,6 +63,7 @@ struct rm_config {
 	char user[128];
 	char password[256]; /* never printed */
 	bool have_password;
+	bool password_default; /* from the environment, not the URI or a file */
 	uint64_t size;
 	uint32_t block;
 	uint32_t timeout_ms;    /* a request gives up after this long */
