@@ -241,6 +241,51 @@ static const struct hm_tier_policy_ops tcount = {
 	.tick = tc_tick,
 };
 
+/* A tiering policy that promotes a page not in DRAM at every chance it gets. */
+static _Atomic uint64_t tp_promoted;
+
+static int tp_create(void **state, uint64_t npages, const char *opts)
+{
+	uint64_t *n = malloc(sizeof *n);
+
+	(void)opts;
+	if (!n)
+		return -ENOMEM;
+	*n = npages;
+	*state = n;
+	return 0;
+}
+
+static void tp_touch(void *state, uint64_t idx, int how)
+{
+	(void)state, (void)idx, (void)how;
+}
+
+static void tp_tick(void *state, struct hm_tier_ctx *ctx)
+{
+	uint64_t n = *(uint64_t *)state;
+
+	for (uint64_t i = 0; i < n; i++) {
+		if (hm_tier_where(ctx, i) <= 0)
+			continue;
+		int rc = hm_tier_promote(ctx, i);
+		if (rc == 0)
+			atomic_fetch_add(&tp_promoted, 1);
+		else
+			break; /* out of this tick's rate, or of room */
+	}
+}
+
+static const struct hm_tier_policy_ops tpromote = {
+	.abi = HM_TIER_POLICY_ABI,
+	.name = "tpromote",
+	.summary = "promotes every page it can (tests)",
+	.create = tp_create,
+	.destroy = free,
+	.touch = tp_touch,
+	.tick = tp_tick,
+};
+
 /* ---- cases ---- */
 
 static void t_policy_registered(void)
@@ -346,6 +391,39 @@ static void t_tier_policy_registered(void)
 	       "ticks %lu touches %lu", atomic_load(&tc_ticks), atomic_load(&tc_touches));
 	for (size_t i = 0; i < len; i += PG)
 		CHECKF(p[i] == (unsigned char)(i / PG), "page %zu", i / PG);
+	CHECK(hmunmap(p, len) == 0);
+}
+
+/*
+ * The rate limit holds below a page per tick too: at rate=16K (four 4 KiB
+ * pages a second, 1.6 KiB a 100 ms tick) pages move, and no faster than
+ * the rate (a tick's budget used to be dropped unless it held a page).
+ */
+static void t_slow_rate_moves(void)
+{
+	const size_t n = 256, len = n * PG;
+	struct timespec a, b;
+
+	CHECKF(hm_tier_policy_register(&tpromote) == 0, "%s", hm_errormsg());
+	unsigned char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+				 "tiers:dram:256K,tiering=tpromote,rate=16K,hot=0.9>mem:4M", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	if (p == MAP_FAILED)
+		return;
+	for (size_t i = 0; i < len; i += PG)
+		p[i] = (unsigned char)(i / PG);
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	uint64_t p0 = atomic_load(&tp_promoted);
+	usleep(1500 * 1000);
+	uint64_t moved = atomic_load(&tp_promoted) - p0;
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	double secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
+	CHECKF(moved > 0, "no page moved in %.1f s at 16 KiB/s", secs);
+	/* At most the rate over the time, plus one tick's burst and a page. */
+	CHECKF(moved * PG <= (uint64_t)(16384 * (secs + 0.1)) + 2 * PG,
+	       "%llu pages moved in %.1f s at 16 KiB/s", (unsigned long long)moved, secs);
+	for (size_t i = 0; i < len; i += PG)
+		CHECK(p[i] == (unsigned char)(i / PG));
 	CHECK(hmunmap(p, len) == 0);
 }
 
@@ -700,6 +778,7 @@ int main(void)
 	RUN(t_policy_registered);
 	RUN(t_store_registered);
 	RUN(t_tier_policy_registered);
+	RUN(t_slow_rate_moves);
 	RUN(t_bad_registrations);
 	RUN(t_plugin_library);
 	RUN(t_mru_on_a_loop);

@@ -413,8 +413,18 @@ static void *engine_main(void *arg)
 			break;
 		pthread_mutex_unlock(&e->lock);
 		e->now_ms = (hm__now_ns() - e->t0_ns) / 1000000;
-		/* Unused budget does not pile up: a burst stays within one period's worth. */
-		e->budget = (int64_t)(e->ch->rate * e->ch->period_ms / 1000);
+		/*
+		 * Unused budget does not pile up: a burst stays within one
+		 * period's worth and a page. What is left of a period, less
+		 * than a page, carries over: without it a rate of 1.5 pages a
+		 * period moved one, and one under a page a period moved none.
+		 */
+		{
+			int64_t tick = (int64_t)(e->ch->rate * e->ch->period_ms / 1000);
+			int64_t cap = tick + (int64_t)e->r->ps;
+			int64_t left = e->budget > 0 ? e->budget : 0;
+			e->budget = left + tick < cap ? left + tick : cap;
+		}
 		/* Sampling: at most an eighth of the resident pages per period, at least 64. */
 		uint64_t rp = atomic_load(&e->r->resident_pages);
 		e->sample_left = (uint32_t)(rp / 8 > 64 ? rp / 8 : 64);
