@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "core/tier.h"
 
 struct victim {
 	struct hm_region *r;
@@ -316,7 +317,12 @@ static int evict(struct hm_cache *c, struct victim *v, uint32_t n, uint32_t *nfr
 		}
 		atomic_fetch_sub(&r->evicting, 1);
 	}
-	if (err && !*nfreed) {
+	/*
+	 * hm_bind()'s own drop toward a full tier fails by design (its pages
+	 * stay in DRAM): that says nothing of the store, and must not make
+	 * other threads' faults give up.
+	 */
+	if (err && !*nfreed && !hm__chain_dest_strict) {
 		c->wb_stuck++;
 		c->wb_stuck_err = err;
 		c->wb_stuck_ns = hm__now_ns();
