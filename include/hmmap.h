@@ -524,7 +524,8 @@ const char *hm_persistence_name(int persistence);
  * resident, else one lower tier, else nowhere (never written: it reads as
  * zeros and costs nothing). Evicted pages go to the highest lower tier with
  * room; touched pages come up on their fault. Compressed tiers:
- *   lz4:[SIZE][,accel=N][,space=SIZE]  zstd:[SIZE][,level=N][,space=SIZE]
+ *   lz4:[SIZE][,level=N][,accel=N][,space=SIZE]  zstd:[SIZE][,level=N][,space=SIZE]
+ *   (lz4's level 0, the default, is LZ4's fast mode; 1 to 12 are LZ4HC's)
  * SIZE is the RAM pool (default a fifth of RAM, as zswap); `space` the
  * address range offered (4 x SIZE).
  * See docs/tiers.md.
@@ -583,7 +584,10 @@ int hm_tier_stats(const struct hm_store *tier, struct hm_tier_stats *stats);
  *   HM_MIGRATE       move the range's pages to `store` now; with HM_BIND
  *                    too, both. Returns the number of pages moved. Alone,
  *                    it fails with -EBUSY (changing nothing) if a page of
- *                    the range is bound to DRAM.
+ *                    the range is bound to DRAM; alone toward DRAM, with
+ *                    -ENOMEM (changing nothing) for a range larger than
+ *                    half the DRAM budget, which migrated pages may fill
+ *                    (HM_BIND | HM_MIGRATE pins the range instead).
  *   HM_BIND_DEFAULT  back to the chain's own placement (store may be NULL).
  * The range stays readable and writable by other threads while it moves.
  * Returns the pages moved (0 without HM_MIGRATE) or -errno; -ENOSPC when
