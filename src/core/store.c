@@ -52,7 +52,8 @@ char *hm__uri_redact(const char *uri)
 		/* The host part proper ends at '>' too: the next store of a chain. */
 		const char *hend = auth + strcspn(auth, "/?>");
 		if (!at && memchr(auth, ':', (size_t)(hend - auth))) {
-			const char *next = strstr(hend, "//"), *gt = strchr(hend + 1, '>');
+			const char *next = strstr(hend, "//");
+			const char *gt = *hend ? strchr(hend + 1, '>') : NULL;
 			const char *lim = next ? next : hend + strlen(hend);
 			if (*hend == '>')
 				lim = hend;
