@@ -296,6 +296,13 @@ uint64_t hm__region_dirty(const struct hm_region *r)
 			return atomic_load(&r->resident_pages);
 		return r->bam->track ? written_unharvested(r) : 0;
 	}
+	/*
+	 * Under the harvest lock: a harvest (a sampler's zap and scan, say)
+	 * between the look at the PTEs and the walk of the flags would move a
+	 * page from the one to the other unseen, and the count would miss it.
+	 */
+	pthread_mutex_t *hl = (pthread_mutex_t *)&r->harvest_lock;
+	pthread_mutex_lock(hl);
 	if (r->wp)
 		dirty = written_unharvested(r);
 	for (size_t d = 0; d < r->ndir; d++) {
@@ -306,6 +313,7 @@ uint64_t hm__region_dirty(const struct hm_region *r)
 			if (atomic_load_explicit(&c[i].st, memory_order_relaxed) & HM_PG_DIRTY)
 				dirty++;
 	}
+	pthread_mutex_unlock(hl);
 	return dirty;
 }
 
