@@ -234,6 +234,60 @@ static void test_interleaved_streams(void)
 }
 
 /*
+ * A second pass over a region reads ahead as the first did. The first pass
+ * runs to the region's end, where the area read ahead asynchronously ends
+ * too; a later stream must start windows of its own there, not take that
+ * end for its own (every window of the second pass was then a demand miss
+ * that the reader waited for).
+ */
+static void second_pass(int advice, uint64_t *first, uint64_t *second)
+{
+	struct hm_cache *c;
+	struct hm_store *s;
+	struct hm_region *r;
+	struct hm_stats a, z;
+	const size_t len = 48 << 20;
+	unsigned char *ref = tu_make_file(path, len, 71), *b;
+	uint64_t bad = 0;
+
+	*first = *second = 0;
+	CHECK(ref);
+	CHECK(hm_cache_new(&c, 16 << 20, "clock") == 0);
+	CHECK(hm_store_open(&s, path, HM_STORE_RDONLY) == 0);
+	CHECK(hm_region_map(&r, c, s, 0, len, PROT_READ, HM_CACHED, 4096) == 0);
+	CHECK(hm_advise(hm_region_addr(r), len, advice) == 0);
+	b = hm_region_addr(r);
+	for (int pass = 0; pass < 2; pass++) {
+		CHECK(hm_region_stats(r, &a) == 0);
+		for (size_t i = 0; i < len; i += 4096)
+			bad += b[i + 7] != ref[i + 7];
+		CHECK(hm_region_stats(r, &z) == 0);
+		*(pass ? second : first) = z.misses - a.misses;
+	}
+	CHECKF(bad == 0, "%llu pages read back wrong", (unsigned long long)bad);
+	CHECK(hm_region_unmap(r) == 0);
+	CHECK(hm_store_close(s) == 0);
+	CHECK(hm_cache_free(c) == 0);
+	free(ref);
+}
+
+static void test_second_pass_reads_ahead(void)
+{
+	static const int advice[] = { HM_ADV_NORMAL, HM_ADV_SEQUENTIAL };
+
+	for (size_t k = 0; k < sizeof advice / sizeof *advice; k++) {
+		uint64_t first, second;
+		second_pass(advice[k], &first, &second);
+		/* 12288 pages in windows of at most 512: 24 if each one waits. */
+		CHECKF(second <= 2 * first + 8,
+		       "advice %d: %llu demand misses in the first pass, %llu in the second",
+		       advice[k], (unsigned long long)first, (unsigned long long)second);
+		printf("  advice %d: %llu and %llu demand misses\n", advice[k],
+		       (unsigned long long)first, (unsigned long long)second);
+	}
+}
+
+/*
  * A stream of 2 MiB pages reads ahead too: HMMAP_READAHEAD (2M) is one such
  * page, and the window never falls under four pages (while four pages are
  * at most an eighth of the budget), so most pages of a sequential pass
@@ -822,6 +876,7 @@ int main(void)
 	RUN(test_resize);
 	RUN(test_reads_write_nothing);
 	RUN(test_interleaved_streams);
+	RUN(test_second_pass_reads_ahead);
 	RUN(test_large_page_readahead);
 	RUN(test_large_page_batches);
 	RUN(test_advise);

@@ -262,33 +262,38 @@ static uint32_t claim_window(struct hm_region *r, uint64_t idx, uint32_t w)
  * wakes the faulting thread before the handler gets here, and that thread
  * may have cancelled readahead (DONTNEED) since. Windows queued with the
  * old generation are dropped, not read after the cancel returned.
+ *
+ * ra_end is where the queued windows end. One behind the reader, or more
+ * than the depth ahead of it, belongs to another stream: an earlier pass
+ * that ran to the end of the region, or another thread's scan elsewhere.
+ * This stream then starts its own windows at `from`; taking that end as
+ * its own would queue nothing, and a second pass over a region would
+ * never read ahead asynchronously again.
  */
 static void stream_ahead(struct hm_region *r, uint64_t from, uint32_t w, uint32_t gen)
 {
+	uint64_t limit = from + (uint64_t)RA_DEPTH * w;
 	uint64_t end = atomic_load(&r->ra_end);
 
 	if (atomic_load(&r->ra_gen) != gen)
 		return;
+	if (limit > r->npages)
+		limit = r->npages;
+	for (;;) {
+		uint64_t start = end < from || end > limit ? from : end;
+		uint32_t n;
 
-	if (end < from)
-		end = from;
-	while (end < r->npages && end < from + (uint64_t)RA_DEPTH * w) {
-		uint32_t n = (uint32_t)(r->npages - end < w ? r->npages - end : w);
-		uint64_t expected = atomic_load(&r->ra_end);
-		uint64_t want = end + n;
+		if (start >= limit)
+			break;
+		n = (uint32_t)(r->npages - start < w ? r->npages - start : w);
 		/* One thread extends the stream; the others see ra_end move. */
-		if (expected > end) {
-			end = expected;
+		if (!atomic_compare_exchange_strong(&r->ra_end, &end, start + n))
 			continue;
-		}
-		if (!atomic_compare_exchange_strong(&r->ra_end, &expected, want)) {
-			end = expected;
-			continue;
-		}
-		hm__prefetch_queue(r, end, n, gen);
-		end = want;
+		hm__prefetch_queue(r, start, n, gen);
+		end = start + n;
 	}
-	atomic_store_explicit(&r->ra_next, end, memory_order_relaxed);
+	atomic_store_explicit(&r->ra_next, end < from || end > limit ? from : end,
+			      memory_order_relaxed);
 }
 
 void hm__readahead_cancel(struct hm_region *r)
