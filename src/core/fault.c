@@ -443,6 +443,12 @@ static int fault_serve(struct hm_region *r, uintptr_t addr, unsigned flags)
 			uint32_t gen = atomic_load(&r->ra_gen);
 			uint32_t w = window(r, idx);
 			uint32_t n = claim_window(r, idx, w);
+			/*
+			 * Queued windows the reader got to first give that part
+			 * up. One queued meanwhile finds these pages taken.
+			 */
+			if (atomic_load_explicit(&r->ra_queued, memory_order_relaxed))
+				hm__prefetch_trim(r, idx, n);
 			fault_loaded = true;
 			int rc = load(r, idx, n, false);
 			hm__ra_passed(r, idx);

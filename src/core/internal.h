@@ -276,6 +276,7 @@ struct hm_region {
 	_Atomic uint32_t ra_window;
 	_Atomic uint64_t ra_end; /* end of the area read ahead asynchronously */
 	_Atomic uint32_t ra_gen; /* bumped to cancel queued readahead */
+	_Atomic uint32_t ra_queued; /* windows in the prefetch queue */
 	_Atomic int advice;
 
 	_Atomic uint32_t evicting; /* pages of this region being evicted */
@@ -444,6 +445,8 @@ void hm__readahead(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t gen);
 void hm__prefetch_start(void);
 /* Queues an asynchronous readahead of [idx, idx+n); takes a reference on r. */
 void hm__prefetch_queue(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t gen);
+/* A reader loads [idx, idx+n) itself: queued windows of r give up what is behind it. */
+void hm__prefetch_trim(struct hm_region *r, uint64_t idx, uint32_t n);
 /*
  * Cancels r's readahead stream: queued windows are dropped, and a window
  * being read is either waited for by the caller's scan or released.

@@ -43,6 +43,7 @@ static void *worker(void *arg)
 		uint32_t gen = pf.q[pf.head].gen;
 		pf.head = (pf.head + 1) % QUEUE;
 		pf.count--;
+		atomic_fetch_sub(&r->ra_queued, 1);
 		pthread_mutex_unlock(&pf.lock);
 		hm__readahead(r, idx, n, gen);
 		hm__region_put(r);
@@ -81,7 +82,33 @@ void hm__prefetch_queue(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t 
 		pf.q[tail].n = n;
 		pf.q[tail].gen = gen;
 		pf.count++;
+		atomic_fetch_add(&r->ra_queued, 1);
 		pthread_cond_signal(&pf.cond);
+	}
+	pthread_mutex_unlock(&pf.lock);
+}
+
+/*
+ * A reader got to a window before a worker did and loads [idx, idx+n)
+ * itself: windows of r still queued that overlap it lose what lies before
+ * idx+n. That part is behind the reader now, and a worker that came to it
+ * after the cache had evicted those pages (a worker can lag a fast reader
+ * by the whole scan) would read them again for nobody and push pages in
+ * use out. A window left empty stays queued; its worker only drops the
+ * reference.
+ */
+void hm__prefetch_trim(struct hm_region *r, uint64_t idx, uint32_t n)
+{
+	uint64_t end = idx + n;
+
+	pthread_mutex_lock(&pf.lock);
+	for (uint32_t i = 0; i < pf.count; i++) {
+		uint32_t k = (pf.head + i) % QUEUE;
+		uint64_t wend = pf.q[k].idx + pf.q[k].n;
+		if (pf.q[k].r != r || pf.q[k].idx >= end || wend <= idx)
+			continue;
+		pf.q[k].n = wend > end ? (uint32_t)(wend - end) : 0;
+		pf.q[k].idx = end;
 	}
 	pthread_mutex_unlock(&pf.lock);
 }
