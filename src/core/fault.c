@@ -256,80 +256,50 @@ static uint32_t claim_window(struct hm_region *r, uint64_t idx, uint32_t w)
 }
 
 /*
- * The stream a reader at `from` continues: the one whose queued windows end
- * ahead of it, within the reach of the largest windows. Otherwise a new
- * stream takes the slot used least recently (*fresh), and its windows begin
- * at `from` whatever that slot's end says. Each stream needs an end of its
- * own: with one end per region, interleaved streams (STREAM's three arrays
- * on two threads) took each other's ends for foreign and queued their
- * windows again and again: 71% of the windows STREAM queued found nothing
- * left to read, against 12% with a slot per stream.
- */
-static _Atomic uint64_t *stream_slot(struct hm_region *r, uint64_t from, uint64_t reach,
-				     uint64_t *end, bool *fresh)
-{
-	uint32_t now = atomic_fetch_add_explicit(&r->ra_clock, 1, memory_order_relaxed);
-	size_t lru = 0;
-
-	*fresh = false;
-	for (size_t i = 0; i < HM_RA_STREAMS; i++) {
-		uint64_t e = atomic_load(&r->ra_end[i]);
-		if (e >= from && e <= reach) {
-			atomic_store_explicit(&r->ra_used[i], now, memory_order_relaxed);
-			*end = e;
-			return &r->ra_end[i];
-		}
-		if ((uint32_t)(now - atomic_load_explicit(&r->ra_used[i], memory_order_relaxed)) >
-		    (uint32_t)(now - atomic_load_explicit(&r->ra_used[lru], memory_order_relaxed)))
-			lru = i;
-	}
-	atomic_store_explicit(&r->ra_used[lru], now, memory_order_relaxed);
-	*end = atomic_load(&r->ra_end[lru]);
-	*fresh = true;
-	return &r->ra_end[lru];
-}
-
-/*
  * Keeps RA_DEPTH windows of `w` pages in flight beyond what a sequential
  * reader has reached; `from` is where the reader is. gen is the region's
  * readahead generation when the fault began: in thread mode UFFDIO_COPY
  * wakes the faulting thread before the handler gets here, and that thread
  * may have cancelled readahead (DONTNEED) since. Windows queued with the
  * old generation are dropped, not read after the cancel returned.
+ *
+ * ra_end is where the queued windows end. One behind the reader, or more
+ * than the depth ahead of it, belongs to another stream: an earlier pass
+ * that ran to the end of the region, or another thread's scan elsewhere.
+ * This stream then starts its own windows at `from`; taking that end as
+ * its own would queue nothing, and a second pass over a region would
+ * never read ahead asynchronously again.
  */
 static void stream_ahead(struct hm_region *r, uint64_t from, uint32_t w, uint32_t gen)
 {
-	uint64_t limit = from + (uint64_t)RA_DEPTH * w, end;
-	_Atomic uint64_t *slot;
-	bool fresh;
+	uint64_t limit = from + (uint64_t)RA_DEPTH * w;
+	uint64_t end = atomic_load(&r->ra_end);
 
 	if (atomic_load(&r->ra_gen) != gen)
 		return;
 	if (limit > r->npages)
 		limit = r->npages;
-	slot = stream_slot(r, from, from + (uint64_t)RA_DEPTH * max_window(r), &end, &fresh);
 	for (;;) {
-		uint64_t start = fresh || end < from ? from : end;
+		uint64_t start = end < from || end > limit ? from : end;
 		uint32_t n;
 
 		if (start >= limit)
 			break;
 		n = (uint32_t)(r->npages - start < w ? r->npages - start : w);
-		/* One thread extends the stream; the others see its end move. */
-		if (!atomic_compare_exchange_strong(slot, &end, start + n))
+		/* One thread extends the stream; the others see ra_end move. */
+		if (!atomic_compare_exchange_strong(&r->ra_end, &end, start + n))
 			continue;
 		hm__prefetch_queue(r, start, n, gen);
 		end = start + n;
-		fresh = false;
 	}
-	atomic_store_explicit(&r->ra_next, end < from ? from : end, memory_order_relaxed);
+	atomic_store_explicit(&r->ra_next, end < from || end > limit ? from : end,
+			      memory_order_relaxed);
 }
 
 void hm__readahead_cancel(struct hm_region *r)
 {
 	atomic_fetch_add(&r->ra_gen, 1);
-	for (size_t i = 0; i < HM_RA_STREAMS; i++)
-		atomic_store(&r->ra_end[i], 0);
+	atomic_store(&r->ra_end, 0);
 	atomic_store(&r->ra_next, 0);
 	atomic_store(&r->ra_window, 0);
 }

@@ -247,9 +247,6 @@ struct hm_cache {
 	struct hm_counters ctr;
 };
 
-/* Sequential streams a region follows at once (STREAM has six: 3 arrays, 2 threads). */
-#define HM_RA_STREAMS 8
-
 struct hm_region {
 	char *base;          /* the registered mapping the application uses */
 	size_t length;       /* as asked */
@@ -277,14 +274,7 @@ struct hm_region {
 	/* Readahead: where a sequential stream would fault next, and its window. */
 	_Atomic uint64_t ra_next;
 	_Atomic uint32_t ra_window;
-	/*
-	 * Asynchronous streams: where each one's queued windows end, and when
-	 * it last queued (a region-wide count), for the least recently used
-	 * to make room for a new stream.
-	 */
-	_Atomic uint64_t ra_end[HM_RA_STREAMS];
-	_Atomic uint32_t ra_used[HM_RA_STREAMS];
-	_Atomic uint32_t ra_clock;
+	_Atomic uint64_t ra_end; /* end of the area read ahead asynchronously */
 	_Atomic uint32_t ra_gen; /* bumped to cancel queued readahead */
 	_Atomic uint32_t ra_queued; /* windows in the prefetch queue */
 	_Atomic int advice;
