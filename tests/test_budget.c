@@ -234,11 +234,11 @@ static void test_interleaved_streams(void)
 }
 
 /*
- * A second pass over a region reads ahead as the first did. The first pass
- * runs to the region's end, where the area read ahead asynchronously ends
- * too; a later stream must start windows of its own there, not take that
- * end for its own (every window of the second pass was then a demand miss
- * that the reader waited for).
+ * A second pass over a region advised SEQUENTIAL or NOREUSE reads ahead as
+ * the first did. The first pass runs to the region's end, where the area
+ * read ahead asynchronously ends too; a later stream must start windows of
+ * its own there, not take that end for its own (every window of the second
+ * pass was then a demand miss that the reader waited for).
  */
 static void second_pass(int advice, uint64_t *first, uint64_t *second)
 {
@@ -273,7 +273,7 @@ static void second_pass(int advice, uint64_t *first, uint64_t *second)
 
 static void test_second_pass_reads_ahead(void)
 {
-	static const int advice[] = { HM_ADV_NORMAL, HM_ADV_SEQUENTIAL };
+	static const int advice[] = { HM_ADV_SEQUENTIAL, HM_ADV_NOREUSE };
 
 	for (size_t k = 0; k < sizeof advice / sizeof *advice; k++) {
 		uint64_t first, second;
