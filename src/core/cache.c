@@ -1322,8 +1322,8 @@ void hm__cache_fork(int phase)
 		default_cache = NULL;
 		ncaches = 0;
 		sampler_started = false;
-		pthread_mutex_init(&caches_lock, NULL);
-		pthread_mutex_init(&default_lock, NULL);
+		pthread_mutex_unlock(&caches_lock);
+		pthread_mutex_unlock(&default_lock);
 		break;
 	}
 }

@@ -29,10 +29,14 @@
  *   -> registry lock                 (engine start -> HMMAP_POLICY/HMMAP_PLUGINS)
  *   -> region table, prefetch queue, chain list (leaves)
  *
- * The parent releases them; the child initialises them again (a recursive
- * or read-write lock taken by the forking thread cannot be released under
- * the child's new thread id). Hybrid regions keep their own handler: its
- * lock nests inside none of these.
+ * The parent releases them, and so does the child, whose one thread is
+ * the one that took them: a plain mutex is unlocked. A recursive or
+ * read-write lock records its owner's thread id, which the child's thread
+ * does not have, so those (the registry's and the region table's) are
+ * initialised again instead. Initialising a held plain mutex again is
+ * undefined, and ThreadSanitizer saw every later lock of one as a second
+ * lock of a held mutex. Hybrid regions keep their own handler: its lock
+ * nests inside none of these.
  */
 #include <pthread.h>
 

@@ -442,6 +442,20 @@ int hm__fault(struct hm_region *r, uintptr_t addr, unsigned flags);
  */
 void hm__readahead(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t gen);
 /* Starts the prefetch workers (from ordinary context, never the fault path). */
+/*
+ * A lock the forking thread held, made usable in a fork child by being
+ * initialised again (a recursive or read-write lock records an owner's
+ * thread id that the child's thread does not have). ThreadSanitizer keeps
+ * a lock's state across initialisation, so it is told the lock was let go.
+ */
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#define hm__fork_released(lock) \
+	(__tsan_mutex_pre_unlock((lock), 0), __tsan_mutex_post_unlock((lock), 0))
+#else
+#define hm__fork_released(lock) ((void)(lock))
+#endif
+
 void hm__prefetch_start(void);
 /* Queues an asynchronous readahead of [idx, idx+n); takes a reference on r. */
 void hm__prefetch_queue(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t gen);

@@ -131,8 +131,8 @@ void hm__prefetch_fork(int phase)
 		pf.head = pf.count = 0;
 		pf.started = 0;
 		/* The condition variable counted the parent's waiting workers. */
-		pthread_mutex_init(&pf.lock, NULL);
 		pthread_cond_init(&pf.cond, NULL);
+		pthread_mutex_unlock(&pf.lock);
 		break;
 	}
 }

@@ -284,6 +284,7 @@ void hm__region_fork(int phase)
 			if (table[i]->memfd >= 0)
 				close(table[i]->memfd);
 		ntable = 0;
+		hm__fork_released(&table_lock);
 		pthread_rwlock_init(&table_lock, NULL);
 		/* The exit handler came along: it syncs the child's own regions now. */
 		if (exit_pid)

@@ -78,6 +78,7 @@ void hm__registry_fork(int phase)
 		registry_unlock();
 		break;
 	case HM_FORK_CHILD:
+		hm__fork_released(&reg_lock);
 		pthread_mutexattr_init(&a);
 		pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
 		pthread_mutex_init(&reg_lock, &a);

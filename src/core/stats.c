@@ -596,7 +596,7 @@ void hm__stats_fork(int phase)
 		seg = NULL;
 		seg_failed = false;
 		nregions = nstores = ncaches = 0;
-		pthread_mutex_init(&reg_lock, NULL);
+		pthread_mutex_unlock(&reg_lock);
 		break;
 	}
 }

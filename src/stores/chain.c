@@ -55,7 +55,7 @@ void hm__chain_fork(int phase)
 		break;
 	case HM_FORK_CHILD:
 		nchains = 0;
-		pthread_mutex_init(&chains_lock, NULL);
+		pthread_mutex_unlock(&chains_lock);
 		break;
 	}
 }

@@ -551,7 +551,7 @@ void hm__engine_fork(int phase)
 		atomic_store(&poller.busy, 0);
 		atomic_store(&poller.skip, 0);
 		atomic_store(&poller.next_skip, 1);
-		pthread_mutex_init(&eng.lock, NULL);
+		pthread_mutex_unlock(&eng.lock);
 		break;
 	}
 }
