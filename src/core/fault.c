@@ -255,6 +255,12 @@ static uint32_t claim_window(struct hm_region *r, uint64_t idx, uint32_t w)
 	return n;
 }
 
+/* Whether the queued windows' end is this stream's own (see below). */
+static bool own_end(uint64_t end, uint64_t from, uint64_t limit, bool passes)
+{
+	return end >= from && !(passes && end > limit);
+}
+
 /*
  * Keeps RA_DEPTH windows of `w` pages in flight beyond what a sequential
  * reader has reached; `from` is where the reader is. gen is the region's
@@ -290,7 +296,7 @@ static void stream_ahead(struct hm_region *r, uint64_t from, uint32_t w, uint32_
 	if (limit > r->npages)
 		limit = r->npages;
 	for (;;) {
-		uint64_t start = end < from || (passes && end > limit) ? from : end;
+		uint64_t start = own_end(end, from, limit, passes) ? end : from;
 		uint32_t n;
 
 		if (start >= limit)
@@ -302,7 +308,7 @@ static void stream_ahead(struct hm_region *r, uint64_t from, uint32_t w, uint32_
 		hm__prefetch_queue(r, start, n, gen);
 		end = start + n;
 	}
-	atomic_store_explicit(&r->ra_next, end < from || (passes && end > limit) ? from : end,
+	atomic_store_explicit(&r->ra_next, own_end(end, from, limit, passes) ? end : from,
 			      memory_order_relaxed);
 }
 

@@ -442,20 +442,6 @@ int hm__fault(struct hm_region *r, uintptr_t addr, unsigned flags);
  */
 void hm__readahead(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t gen);
 /* Starts the prefetch workers (from ordinary context, never the fault path). */
-/*
- * A lock the forking thread held, made usable in a fork child by being
- * initialised again (a recursive or read-write lock records an owner's
- * thread id that the child's thread does not have). ThreadSanitizer keeps
- * a lock's state across initialisation, so it is told the lock was let go.
- */
-#if defined(__SANITIZE_THREAD__)
-#include <sanitizer/tsan_interface.h>
-#define hm__fork_released(lock) \
-	(__tsan_mutex_pre_unlock((lock), 0), __tsan_mutex_post_unlock((lock), 0))
-#else
-#define hm__fork_released(lock) ((void)(lock))
-#endif
-
 void hm__prefetch_start(void);
 /* Queues an asynchronous readahead of [idx, idx+n); takes a reference on r. */
 void hm__prefetch_queue(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t gen);
@@ -585,9 +571,23 @@ int hm__pread_all(int fd, char *buf, size_t len, off_t off);
 
 /* ---- fork (src/core/fork.c) ---- */
 /*
+ * A lock the forking thread held, made usable in a fork child by being
+ * initialised again (a recursive or read-write lock records an owner's
+ * thread id that the child's thread does not have). ThreadSanitizer keeps
+ * a lock's state across initialisation, so it is told the lock was let go.
+ */
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#define hm__fork_released(lock) \
+	(__tsan_mutex_pre_unlock((lock), 0), __tsan_mutex_post_unlock((lock), 0))
+#else
+#define hm__fork_released(lock) ((void)(lock))
+#endif
+
+/*
  * pthread_atfork phases. Before fork() each module takes its global locks
  * (PREPARE); the parent releases them (PARENT); the child forgets what
- * belongs to the parent and initialises its locks again (CHILD), so that
+ * belongs to the parent and releases its locks (CHILD), so that
  * its first call starts hmmap afresh. The order is fork.c's.
  */
 #define HM_FORK_PREPARE 1
