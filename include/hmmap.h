@@ -561,7 +561,7 @@ struct hm_tier_stats {
 	uint64_t used_bytes;     /* room in use */
 	uint64_t moved_in;       /* pages placed here since the chain opened */
 	uint64_t moved_out;      /* pages taken away */
-	/* lz4: and zstd: stores: */
+	/* lz4: and zstd: stores (zero_pages: any lower tier's pages of zeros, which take no room): */
 	uint64_t compressed_pages, raw_pages, zero_pages;
 	uint64_t compressed_bytes; /* bytes the compressed pages take */
 	double ratio;              /* 4 KiB x pages held / used_bytes (0 when empty) */

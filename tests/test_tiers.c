@@ -52,6 +52,40 @@ static int status_of(void *addr)
 	return st;
 }
 
+/*
+ * Counts where a chain region's n pages are, by tier (3 tiers), and the
+ * tiers' own counts, taken when the background evictor is not moving a
+ * batch: both agree and add up to n, or the last try is checked. *nowhere
+ * gets the pages the query finds nowhere (-ENOENT); any other status fails.
+ */
+static void count_tiers(struct hm_store *ch, void **pages, int *status, size_t n,
+			struct hm_tier_stats s[3], uint64_t per[3], size_t *nowhere)
+{
+	for (int tries = 0; tries < 100; tries++) {
+		for (int t = 0; t < 3; t++)
+			CHECK(hm_tier_stats(hm_chain_tier(ch, t), &s[t]) == 0);
+		CHECK(hm_move(n, pages, NULL, status, 0) == 0);
+		per[0] = per[1] = per[2] = *nowhere = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (status[i] == -ENOENT) {
+				++*nowhere;
+				continue;
+			}
+			CHECKF(status[i] >= 0 && status[i] < 3, "page %zu status %d", i, status[i]);
+			per[status[i]]++;
+		}
+		if (s[0].pages + s[1].pages + s[2].pages == n && per[1] == s[1].pages &&
+		    per[2] == s[2].pages)
+			break;
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	CHECKF(s[0].pages + s[1].pages + s[2].pages == n, "dram %llu + lz4 %llu + mem %llu != %zu",
+	       (unsigned long long)s[0].pages, (unsigned long long)s[1].pages,
+	       (unsigned long long)s[2].pages, n);
+	CHECK(per[1] == s[1].pages && per[2] == s[2].pages);
+}
+
 static void t_uri_errors(void)
 {
 	static const char *bad[] = {
@@ -119,6 +153,66 @@ static void t_zero_without_store(void)
 	CHECK(hmunmap(p, len) == 0);
 }
 
+/*
+ * A page written as all zeros was written: it is in a tier like any other
+ * (the counts add up, the query names its tier, hm_move moves it), but it
+ * takes no room there and moves without store traffic. The pattern is the
+ * common one of a byte per page: (char)i is 0 on every 256th page.
+ */
+static void t_zero_pages_have_a_tier(void)
+{
+	size_t n = 1024, len = n * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+			"tiers:dram:1M,tiering=none > lz4:1M > mem:16M", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	struct hm_store *z = hm_chain_tier(ch, 1), *m = hm_chain_tier(ch, 2);
+	void **pages = malloc(n * sizeof *pages);
+	int *status = malloc(n * sizeof *status);
+	struct hm_tier_stats s[3];
+	uint64_t per[3];
+	size_t nowhere;
+
+	CHECK(pages && status);
+	for (size_t i = 0; i < n; i++) {
+		p[i * PG] = (char)i;
+		pages[i] = p + i * PG;
+	}
+	/* Out of DRAM, all of them. */
+	CHECKF(hm_bind(p, len, m, HM_MIGRATE) >= 0, "%s", hm_errormsg());
+	count_tiers(ch, pages, status, n, s, per, &nowhere);
+	CHECKF(nowhere == 0, "%zu pages written are nowhere", nowhere);
+	/* Page 0 (zeros) in mem: moved to lz4, it costs neither store a byte. */
+	CHECKF(status[0] == 2, "page 0 is in tier %d", status[0]);
+	struct hm_stats a1, a2, b1, b2;
+	CHECK(hm_store_stats(z, &a1) == 0 && hm_store_stats(m, &a2) == 0);
+	struct hm_store *to[1] = { z };
+	int st = 99;
+	CHECKF(hm_move(1, pages, to, &st, 0) == 0 && st == 1, "moved with status %d: %s", st,
+	       hm_errormsg());
+	CHECK(status_of(p) == 1);
+	CHECK(hm_store_stats(z, &b1) == 0 && hm_store_stats(m, &b2) == 0);
+	/* Counted in lz4 as a page of zeros; in mem the other three took no room. */
+	struct hm_tier_stats t1, t2;
+	CHECK(hm_tier_stats(z, &t1) == 0 && hm_tier_stats(m, &t2) == 0);
+	CHECKF(t1.zero_pages >= 1 && t1.pages >= 1, "lz4: %llu pages, %llu of zeros",
+	       (unsigned long long)t1.pages, (unsigned long long)t1.zero_pages);
+	CHECKF(t2.used_bytes <= (t2.pages - 3) * PG, "mem: %llu pages in %llu bytes",
+	       (unsigned long long)t2.pages, (unsigned long long)t2.used_bytes);
+	CHECKF(b1.bytes_written == a1.bytes_written && b2.bytes_read == a2.bytes_read,
+	       "a page of zeros moved with %llu bytes written and %llu read",
+	       (unsigned long long)(b1.bytes_written - a1.bytes_written),
+	       (unsigned long long)(b2.bytes_read - a2.bytes_read));
+	/* Every page reads back as written. */
+	for (size_t i = 0; i < n; i++) {
+		CHECKF(p[i * PG] == (char)i, "page %zu", i);
+		CHECKF(p[i * PG + PG - 1] == 0, "page %zu", i);
+	}
+	free(pages);
+	free(status);
+	CHECK(hmunmap(p, len) == 0);
+}
+
 static void t_chain_order_and_exclusive(void)
 {
 	/* 256 pages of DRAM, 1 MiB of lz4 pool, 16 MiB of mem. */
@@ -136,36 +230,17 @@ static void t_chain_order_and_exclusive(void)
 	for (size_t i = 0; i < n; i++)
 		CHECKF(check_page(p + i * PG, i, i & 1), "page %zu", i);
 	/* Every page is in exactly one tier: the counts add up. */
-	struct hm_tier_stats s0, s1, s2;
+	struct hm_tier_stats s[3];
 	uint64_t per[3];
 	void **pages = malloc(n * sizeof *pages);
 	int *status = malloc(n * sizeof *status);
 	CHECK(pages && status);
 	for (size_t i = 0; i < n; i++)
 		pages[i] = p + i * PG;
-	/*
-	 * Counted when the background evictor is not moving a batch: the
-	 * counts add up, and the per-page query agrees with them.
-	 */
-	for (int tries = 0; tries < 100; tries++) {
-		CHECK(hm_tier_stats(hm_chain_tier(ch, 0), &s0) == 0);
-		CHECK(hm_tier_stats(z, &s1) == 0);
-		CHECK(hm_tier_stats(m, &s2) == 0);
-		CHECK(hm_move(n, pages, NULL, status, 0) == 0);
-		per[0] = per[1] = per[2] = 0;
-		for (size_t i = 0; i < n; i++) {
-			CHECKF(status[i] >= 0 && status[i] < 3, "page %zu status %d", i, status[i]);
-			per[status[i]]++;
-		}
-		if (s0.pages + s1.pages + s2.pages == n && per[1] == s1.pages && per[2] == s2.pages)
-			break;
-		struct timespec ts = { 0, 20 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-	}
-	CHECKF(s0.pages + s1.pages + s2.pages == n, "dram %llu + lz4 %llu + mem %llu != %zu",
-	       (unsigned long long)s0.pages, (unsigned long long)s1.pages,
-	       (unsigned long long)s2.pages, n);
-	CHECK(per[1] == s1.pages && per[2] == s2.pages);
+	size_t nowhere;
+	count_tiers(ch, pages, status, n, s, per, &nowhere);
+	CHECK(nowhere == 0);
+	struct hm_tier_stats s0 = s[0], s1 = s[1], s2 = s[2];
 	CHECK(s0.pages <= 256);
 	/* lz4 took what fit first; the rest went on down. */
 	CHECK(s1.pages > 0 && s2.pages > 0);
@@ -487,6 +562,7 @@ int main(void)
 {
 	RUN(t_uri_errors);
 	RUN(t_zero_without_store);
+	RUN(t_zero_pages_have_a_tier);
 	RUN(t_chain_order_and_exclusive);
 	RUN(t_file_tier);
 	RUN(t_api_form);

@@ -683,6 +683,12 @@ int hm_tier_stats(const struct hm_store *tier, struct hm_tier_stats *st)
 	st->index = t;
 	if (tier->ops == &hm__store_lz4 || tier->ops == &hm__store_zstd) {
 		hm__zstore_info(tier->priv, st);
+		if (t > 0) {
+			/* A chain's pages of zeros never reach the store: add them. */
+			uint64_t z = atomic_load(&ch->tier[t].zeros);
+			st->pages += z;
+			st->zero_pages += z;
+		}
 		uint64_t logical = st->pages * HM_CHAIN_PAGE;
 		st->ratio = st->used_bytes ? (double)logical / (double)st->used_bytes : 0.0;
 	} else if (t < 0) {
@@ -717,7 +723,10 @@ int hm_tier_stats(const struct hm_store *tier, struct hm_tier_stats *st)
 	if (!ct->compressed) {
 		st->pages = atomic_load(&ct->pages);
 		st->capacity_bytes = ct->nslots * HM_CHAIN_PAGE;
-		st->used_bytes = st->pages * HM_CHAIN_PAGE;
+		/* Pages of zeros take no slot (read apart: never below zero). */
+		uint64_t z = atomic_load(&ct->zeros);
+		st->zero_pages = z;
+		st->used_bytes = (st->pages > z ? st->pages - z : 0) * HM_CHAIN_PAGE;
 		st->ratio = st->pages ? 1.0 : 0.0;
 	}
 	return 0;

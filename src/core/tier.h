@@ -31,6 +31,8 @@
 #define CE_TIER(e) ((unsigned)(((e) >> 40) & 0xff))
 #define CE_BIND(e) ((unsigned)(((e) >> 48) & 0xff))
 #define CE_DEST(e) ((unsigned)(((e) >> 56) & 0xff))
+/* The slot of a page written as all zeros: in its tier, but taking no room there. */
+#define CE_ZERO ((1ull << 40) - 1)
 #define CE_MAKE(slot, tier, bind, dest)                                                 \
 	((uint64_t)(slot) | ((uint64_t)(tier) << 40) | ((uint64_t)(bind) << 48) |       \
 	 ((uint64_t)(dest) << 56))
@@ -53,6 +55,7 @@ struct hm_chain_tier {
 	pthread_mutex_t lock;    /* the slot allocator */
 	_Atomic uint32_t flags;  /* HM_TIER_* */
 	_Atomic uint64_t pages;  /* pages held now */
+	_Atomic uint64_t zeros;  /* of them, pages of zeros (no slot: CE_ZERO) */
 	_Atomic uint64_t moved_in, moved_out;
 	bool compressed;         /* lz4:/zstd: (returns freed room) */
 };
@@ -78,7 +81,7 @@ struct hm_chain {
 	/* The tiering engine; the fault path reads it counted in eng_users. */
 	struct hm_tier_engine *_Atomic engine;
 	_Atomic int eng_users;
-	_Atomic uint64_t zero_drops; /* written pages found all zeros, kept nowhere */
+	_Atomic uint64_t zero_drops; /* written pages found all zeros, kept without a slot */
 	_Atomic uint64_t bind_misses; /* writes a bound tier had no room for */
 	_Atomic uint64_t bind_reserve; /* bytes hm_bind() is pinning into DRAM right now */
 };

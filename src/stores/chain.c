@@ -22,10 +22,12 @@
  * The chain's address space is as large as all its tiers together. Each
  * 4 KiB page lives in exactly one tier: DRAM while it is resident (the
  * lower copy is forgotten when the page is loaded; see hm__chain_release()),
- * else one lower tier, else nowhere (never written, or written with zeros:
- * it reads as zeros without touching any store). An evicted page goes to
- * its migration destination, else its bound tier, else the highest lower
- * tier with room.
+ * else one lower tier, else nowhere (never written: it reads as zeros
+ * without touching any store). A page written as all zeros is in a lower
+ * tier like any other, but without a slot (CE_ZERO): it reads as zeros with
+ * no store traffic, takes no room, and moves between tiers for nothing. An
+ * evicted page goes to its migration destination, else its bound tier, else
+ * the highest lower tier with room.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,11 +131,39 @@ static uint64_t slot_alloc(struct hm_chain_tier *t)
 
 static void slot_free(struct hm_chain_tier *t, uint64_t s)
 {
+	if (s == CE_ZERO)
+		return; /* a page of zeros has no slot */
 	if (t->compressed)
 		hm__zstore_discard(t->store->priv, s * HM_CHAIN_PAGE, HM_CHAIN_PAGE);
 	pthread_mutex_lock(&t->lock);
 	t->free[t->nfree++] = (uint32_t)s;
 	pthread_mutex_unlock(&t->lock);
+}
+
+/*
+ * Page entry e leaves tier `from` (0: nowhere) for tier `to`: frees its slot
+ * and keeps the tiers' counts. The same tier (a page rewritten in place with
+ * a new slot) only frees the old slot.
+ */
+static void leave(struct hm_chain *ch, uint64_t e, unsigned from, unsigned to, bool zero)
+{
+	if (from) {
+		slot_free(&ch->tier[from], CE_SLOT(e));
+		if (CE_SLOT(e) == CE_ZERO)
+			atomic_fetch_sub(&ch->tier[from].zeros, 1);
+	}
+	if (to && zero)
+		atomic_fetch_add(&ch->tier[to].zeros, 1);
+	if (from == to)
+		return;
+	if (from) {
+		atomic_fetch_sub(&ch->tier[from].pages, 1);
+		atomic_fetch_add(&ch->tier[from].moved_out, 1);
+	}
+	if (to) {
+		atomic_fetch_add(&ch->tier[to].pages, 1);
+		atomic_fetch_add(&ch->tier[to].moved_in, 1);
+	}
 }
 
 /* ---- pages ---- */
@@ -218,18 +248,9 @@ static int place(struct hm_chain *ch, uint64_t pg, const char *data, unsigned to
 {
 	uint64_t e = atomic_load(&ch->map[pg]);
 	unsigned cur = CE_TIER(e), cand[3 * HM_CHAIN_MAX + 1], nc = 0, dest = to;
-	bool strict = to != 0;
+	bool strict = to != 0, zero = page_zero(data);
 	int err = -ENOSPC;
 
-	if (page_zero(data)) {
-		if (cur)
-			slot_free(&ch->tier[cur], CE_SLOT(e));
-		if (cur)
-			atomic_fetch_sub(&ch->tier[cur].pages, 1);
-		atomic_store(&ch->map[pg], CE_MAKE(0, 0, CE_BIND(e), 0));
-		atomic_fetch_add(&ch->zero_drops, 1);
-		return 0;
-	}
 	if (!dest && CE_DEST(e) > 1) {
 		dest = CE_DEST(e) - 1;
 		strict = hm__chain_dest_strict;
@@ -253,7 +274,14 @@ static int place(struct hm_chain *ch, uint64_t pg, const char *data, unsigned to
 		uint64_t slot;
 		int rc;
 
-		if (cand[i] == cur) {
+		if (zero) {
+			/* Written, all zeros: in the first tier allowed, without a slot. */
+			leave(ch, e, cur, cand[i], true);
+			atomic_store(&ch->map[pg], CE_MAKE(CE_ZERO, cand[i], CE_BIND(e), CE_DEST(e)));
+			atomic_fetch_add(&ch->zero_drops, 1);
+			return 0;
+		}
+		if (cand[i] == cur && CE_SLOT(e) != CE_ZERO) {
 			/* Already there: overwrite in place. */
 			rc = tier_write(t, data, CE_SLOT(e) * HM_CHAIN_PAGE);
 			if (!rc) {
@@ -276,14 +304,15 @@ static int place(struct hm_chain *ch, uint64_t pg, const char *data, unsigned to
 			}
 			continue;
 		}
-		if (cur) {
-			slot_free(&ch->tier[cur], CE_SLOT(e));
-			atomic_fetch_sub(&ch->tier[cur].pages, 1);
-			atomic_fetch_add(&ch->tier[cur].moved_out, 1);
-		}
-		atomic_fetch_add(&t->pages, 1);
-		atomic_fetch_add(&t->moved_in, 1);
+		leave(ch, e, cur, cand[i], false); /* the same tier: zeros get a slot */
 		atomic_store(&ch->map[pg], CE_MAKE(slot, cand[i], CE_BIND(e), CE_DEST(e)));
+		return 0;
+	}
+	if (zero && !strict) {
+		/* No tier may take it: nowhere, which reads as zeros as well. */
+		leave(ch, e, cur, 0, true);
+		atomic_store(&ch->map[pg], CE_MAKE(0, 0, CE_BIND(e), CE_DEST(e)));
+		atomic_fetch_add(&ch->zero_drops, 1);
 		return 0;
 	}
 	if (CE_BIND(e) > 1 && !strict)
@@ -296,7 +325,7 @@ static int fetch(struct hm_chain *ch, uint64_t pg, char *buf)
 {
 	uint64_t e = atomic_load(&ch->map[pg]);
 
-	if (!CE_TIER(e)) {
+	if (!CE_TIER(e) || CE_SLOT(e) == CE_ZERO) {
 		memset(buf, 0, HM_CHAIN_PAGE);
 		return 0;
 	}
@@ -372,12 +401,7 @@ void hm__chain_release(struct hm_chain *ch, uint64_t off, uint64_t len)
 	     pg++) {
 		pthread_mutex_lock(hm__chain_stripe(ch, pg));
 		uint64_t e = atomic_load(&ch->map[pg]);
-		unsigned t = CE_TIER(e);
-		if (t) {
-			slot_free(&ch->tier[t], CE_SLOT(e));
-			atomic_fetch_sub(&ch->tier[t].pages, 1);
-			atomic_fetch_add(&ch->tier[t].moved_out, 1);
-		}
+		leave(ch, e, CE_TIER(e), 0, false);
 		atomic_store(&ch->map[pg], CE_MAKE(0, 0, CE_BIND(e), CE_DEST(e)));
 		pthread_mutex_unlock(hm__chain_stripe(ch, pg));
 	}
