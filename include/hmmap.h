@@ -582,7 +582,8 @@ int hm_tier_stats(const struct hm_store *tier, struct hm_tier_stats *stats);
  *                    faults no room: pins may hold the budget less its low
  *                    watermark); the tiering engine's hot pages make room.
  *   HM_MIGRATE       move the range's pages to `store` now; with HM_BIND
- *                    too, both. Returns the number of pages moved. Alone,
+ *                    too, both. Returns the number of pages moved (pages
+ *                    never written stay nowhere, even toward DRAM). Alone,
  *                    it fails with -EBUSY (changing nothing) if a page of
  *                    the range is bound to DRAM; alone toward DRAM, with
  *                    -ENOMEM (changing nothing) for a range larger than
@@ -607,7 +608,8 @@ long hm_bind(void *addr, size_t length, struct hm_store *store, int flags);
  * is: status[i] = tier index (0 = DRAM), -ENOENT (never written: nowhere),
  * -EFAULT (not in a chain region). Otherwise it moves page i to stores[i]
  * and sets status[i] to the tier it is in now, or -ENOSPC (no room),
- * -EBUSY (pinned), -ENOENT (nothing to move), -EINVAL (not a tier of that
+ * -EBUSY (pinned), -ENOENT (never written: nothing to move, whatever the
+ * target), -EINVAL (not a tier of that
  * page's chain). Returns the number of pages not moved (0 for a query, as
  * move_pages(2): the statuses say where each page is), or -errno for bad
  * arguments. flags must be 0.

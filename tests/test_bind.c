@@ -199,6 +199,24 @@ static void t_move_pages(void)
 	to[0] = hm_chain_tier(ch, 0);
 	CHECK(hm_move(1, pages, to, status, 0) == 0 && status[0] == 0);
 	CHECK(same(p, 8, 5));
+	/*
+	 * Never written, toward DRAM too: nothing moves, nothing is loaded
+	 * (move_pages(2) leaves a page never touched alone).
+	 */
+	struct hm_stats a, z;
+	CHECK(hm_region_stats(hm_region_find(p), &a) == 0);
+	CHECK(hm_move(1, &pages[3], to, status, 0) == 1 && status[0] == -ENOENT);
+	long moved = hm_bind(p + 8 * PG, 8 * PG, hm_chain_tier(ch, 0), HM_MIGRATE);
+	CHECKF(moved == 0, "%ld pages never written moved to DRAM", moved);
+	CHECK(hm_region_stats(hm_region_find(p), &z) == 0);
+	CHECKF(z.misses == a.misses, "%llu pages loaded",
+	       (unsigned long long)(z.misses - a.misses));
+	CHECK(where(p + 9 * PG) == -ENOENT);
+	/* Written pages among them still move (same() read them all back up). */
+	CHECK(hm_bind(p + PG, 2 * PG, hm_chain_tier(ch, 2), HM_MIGRATE) == 2);
+	moved = hm_bind(p, 16 * PG, hm_chain_tier(ch, 0), HM_MIGRATE);
+	CHECKF(moved == 2, "moved %ld", moved);
+	CHECK(same(p, 8, 5));
 	/* A store of another chain is not a target. */
 	struct hm_store *other;
 	CHECK(hm_store_open(&other, "tiers:dram:1M>mem:1M", 0) == 0);

@@ -816,8 +816,18 @@ static long migrate(struct hm_chain *ch, struct hm_region *r, uint64_t i0, uint6
 					 (unsigned long long)(n << r->ps_shift),
 					 (unsigned long long)hm__budget(r->cache));
 		}
+		/*
+		 * Only pages in a lower tier move: one never written is nowhere,
+		 * and stays so (move_pages(2) leaves a page never touched alone).
+		 */
 		quiet = true;
-		rc = hm__populate(r, i0, n, false, false);
+		for (uint64_t i = 0, j; i < n && !rc; i = j) {
+			for (j = i + 1; j < n && (where(ch, r, i0 + j) > 0) == (where(ch, r, i0 + i) > 0);
+			     j++)
+				;
+			if (where(ch, r, i0 + i) > 0)
+				rc = hm__populate(r, i0 + i, j - i, false, false);
+		}
 		quiet = false;
 	} else {
 		uint64_t pg = chain_pg(r, i0), npg = n * pages_per(r);
@@ -1024,8 +1034,8 @@ long hm_move(size_t count, void *const *pages, struct hm_store *const *stores, i
 		if (w == 0 && t != 0 && p && (atomic_load(&p->st) & HM_PG_PINNED) &&
 		    !engine_hot(ch, idx)) {
 			status[i] = -EBUSY;
-		} else if (w == -ENOENT && t != 0) {
-			status[i] = -ENOENT;
+		} else if (w == -ENOENT) {
+			status[i] = -ENOENT; /* never written: nothing to move */
 		} else if (w == t) {
 			status[i] = t;
 		} else {
