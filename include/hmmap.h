@@ -74,7 +74,9 @@ const char *hm_errormsg(void);
  * when it was called is on the store and the store is flushed (fsync); with
  * MS_ASYNC it writes the pages back without flushing the store.
  * MS_INVALIDATE additionally drops clean pages so that the next touch reads
- * the store again.
+ * the store again. On a region over a tier chain (anonymous memory) it
+ * writes nothing, as msync(2) of anonymous memory: every page stays in one
+ * tier; MS_INVALIDATE drops the range from DRAM (its pages go down).
  * ------------------------------------------------------------------------ */
 void *hmmap(void *addr, size_t length, int prot, int flags, const char *uri, off_t offset);
 int hmunmap(void *addr, size_t length);

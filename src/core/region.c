@@ -652,7 +652,14 @@ static int do_sync(struct hm_region *r, uint64_t idx, uint64_t n, void *ctx)
 	int flags = *(int *)ctx;
 	if (r->bam)
 		return hm__bam_sync(r, idx, n, flags);
-	int rc = hm__region_sync(r, idx, n, flags & MS_SYNC);
+	/*
+	 * Anonymous memory over a tier chain has nothing to make durable, as
+	 * msync(2) of MAP_ANONYMOUS memory: writing its dirty pages down while
+	 * they stay resident would put them in two tiers at once.
+	 * MS_INVALIDATE still drops the range, which writes them down.
+	 */
+	bool chain = hm__chain_of(r->store);
+	int rc = chain ? 0 : hm__region_sync(r, idx, n, flags & MS_SYNC);
 
 	if (!rc && (flags & MS_INVALIDATE)) {
 		hm__readahead_cancel(r);
