@@ -117,6 +117,47 @@ static void t_bind_steers_evictions(void)
 	CHECK(hmunmap(p, len) == 0);
 }
 
+/*
+ * A range bound to a lower tier is the program's to place: the tiering
+ * engine does not make its pages hot (pinned in DRAM), however often they
+ * are touched, so the cache evicts them to their tier like any page. The
+ * engine used to pin them among its hot pages, and they stayed in DRAM.
+ */
+static void t_bind_lower_not_hot(void)
+{
+	size_t n = 2048, nb = 256, len = n * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+			"tiers:dram:4M,tiering=hotness,period=20 > lz4:16M > mem:16M", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	struct hm_store *m = hm_chain_tier(ch, 2);
+	struct hm_tier_stats ts;
+	uint64_t promoted = 0;
+
+	fill(p, n, 11);
+	CHECK(hm_bind(p, nb * PG, m, HM_BIND) == 0);
+	/* The bound range, over and over: the hottest pages there are. */
+	for (int round = 0; round < 200; round++) {
+		for (size_t i = 0; i < nb; i++)
+			p[i * PG + 8] = (char)round;
+		struct timespec ts1 = { 0, 5 * 1000 * 1000 };
+		nanosleep(&ts1, NULL);
+	}
+	CHECK(hm_tier_stats(hm_chain_tier(ch, 0), &ts) == 0);
+	promoted = ts.promoted;
+	CHECKF(ts.hot_pages == 0, "%llu hot pages (%llu promoted)",
+	       (unsigned long long)ts.hot_pages, (unsigned long long)promoted);
+	/* The rest of the region pushes them out, to their tier. */
+	for (int round = 0; round < 3; round++)
+		for (size_t i = nb; i < n; i++)
+			p[i * PG + 8] = (char)round;
+	size_t down = count_in(p, nb, 2);
+	CHECKF(down >= nb * 9 / 10, "%zu of %zu bound pages in their tier", down, nb);
+	for (size_t i = 0; i < nb; i++)
+		CHECKF(p[i * PG + 8] == (char)199, "page %zu", i);
+	CHECK(hmunmap(p, len) == 0);
+}
+
 static void t_bind_dram_pins(void)
 {
 	/* 512 pages of DRAM; 64 bound there survive a sweep of 2048 others. */
@@ -511,6 +552,7 @@ int main(void)
 	RUN(t_sigbus_mode); /* first: before this process touches the library */
 	RUN(t_migrate_counts);
 	RUN(t_bind_steers_evictions);
+	RUN(t_bind_lower_not_hot);
 	RUN(t_bind_dram_pins);
 	RUN(t_bind_dram_leaves_room);
 	RUN(t_full_target);

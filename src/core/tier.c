@@ -211,6 +211,14 @@ static bool dram_bound(struct hm_chain *ch, struct hm_region *r, uint64_t idx)
 	return pg < ch->npages && CE_BIND(atomic_load(&ch->map[pg])) == 1;
 }
 
+/* Bound to a lower tier (HM_BIND): the engine leaves its placement alone. */
+static bool lower_bound(struct hm_chain *ch, struct hm_region *r, uint64_t idx)
+{
+	uint64_t pg = chain_pg(r, idx);
+
+	return pg < ch->npages && CE_BIND(atomic_load(&ch->map[pg])) > 1;
+}
+
 /* Takes idx out of the hot set, if it was in: unpins it unless a DRAM binding holds it. */
 static bool unhot(struct hm_tier_engine *e, uint64_t idx)
 {
@@ -253,6 +261,8 @@ int hm_tier_promote(struct hm_tier_ctx *ctx, uint64_t idx)
 		return -EINVAL;
 	if (atomic_load(&e->hot[idx]))
 		return 0;
+	if (lower_bound(e->ch, r, idx))
+		return -EPERM;
 	if (atomic_load(&e->hot_pages) >= hot_room(e))
 		return -ENOSPC;
 	p = hm__page(r, idx, true);
@@ -987,6 +997,15 @@ long hm_bind(void *addr, size_t length, struct hm_store *store, int flags)
 			if (dram_bound(ch, r, i))
 				hm__cache_unpin(r->cache, r, i);
 		hm__chain_set(ch, pg, npg, false, (unsigned)t + 1);
+		/*
+		 * Hot pages of the range are the engine's no longer: the binding
+		 * decides where they go when the cache evicts them.
+		 */
+		pthread_mutex_lock(&ch->lock);
+		struct hm_tier_engine *e = atomic_load(&ch->engine);
+		for (uint64_t i = i0; e && i < i1 + 1; i++)
+			unhot(e, i);
+		pthread_mutex_unlock(&ch->lock);
 	}
 	rc = (flags & HM_MIGRATE) ? migrate(ch, r, i0, n, t) : 0;
 	hm__region_put(r);
