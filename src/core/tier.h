@@ -52,7 +52,9 @@ struct hm_chain_tier {
 	uint64_t nslots;
 	uint32_t *free;          /* stack of freed slots */
 	uint64_t nfree, bump;    /* bump: slots never used yet start here */
-	pthread_mutex_t lock;    /* the slot allocator */
+	pthread_mutex_t lock;    /* the slot allocator, and the hand */
+	uint64_t *owner;         /* per slot: the page last placed in it */
+	uint64_t hand;           /* the next slot push_down() looks at */
 	_Atomic uint32_t flags;  /* HM_TIER_* */
 	_Atomic uint64_t pages;  /* pages held now */
 	_Atomic uint64_t zeros;  /* of them, pages of zeros (no slot: CE_ZERO) */

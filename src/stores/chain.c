@@ -29,6 +29,7 @@
  * evicted page goes to its migration destination, else its bound tier, else
  * the highest lower tier with room.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +128,12 @@ static uint64_t slot_alloc(struct hm_chain_tier *t)
 		s = t->bump++;
 	pthread_mutex_unlock(&t->lock);
 	return s;
+}
+
+/* Records the page now in slot s (push_down() finds it there). */
+static void ct_own(struct hm_chain_tier *t, uint64_t s, uint64_t pg)
+{
+	__atomic_store_n(&t->owner[s], pg, __ATOMIC_RELAXED);
 }
 
 static void slot_free(struct hm_chain_tier *t, uint64_t s)
@@ -231,6 +238,71 @@ static bool tier_open(struct hm_chain *ch, unsigned t)
 	return !(atomic_load(&ch->tier[t].flags) & (HM_TIER_CLOSED | HM_TIER_EVACUATING));
 }
 
+static int place(struct hm_chain *ch, uint64_t pg, const char *data, unsigned to, unsigned avoid);
+static int fetch(struct hm_chain *ch, uint64_t pg, char *buf);
+
+/* Set while this thread pushes a page down: that page does not push another. */
+static __thread bool pushing;
+
+/*
+ * Cold pages go down. A page evicted from DRAM toward a full lower tier
+ * pushes that tier's oldest page down to the next tier with room, rather than
+ * passing it by: otherwise the first pages evicted, the coldest, held the
+ * fast lower tier for good while warmer ones went to the slowest (pages 0-512
+ * of 2048 written in order in tier 1 of dram > mem:2M > mem:16M, 513-1885 in
+ * tier 2). "Oldest" is a hand going round the slots: a tier fills its slots
+ * in order, and a freed slot is the next to be filled, so the hand meets
+ * pages about in the order they came. A page bound to the tier or on its
+ * way to a migration's destination stays. Returns whether a page went down.
+ */
+static bool push_down(struct hm_chain *ch, unsigned t, uint64_t self)
+{
+	struct hm_chain_tier *ct = &ch->tier[t];
+	char page[HM_CHAIN_PAGE] __attribute__((aligned(4096)));
+	pthread_mutex_t *mine = hm__chain_stripe(ch, self);
+
+	for (int tries = 0; tries < 16; tries++) {
+		uint64_t slot, vpg;
+		pthread_mutex_lock(&ct->lock);
+		if (!ct->bump) {
+			pthread_mutex_unlock(&ct->lock);
+			return false;
+		}
+		slot = ct->hand++ % ct->bump;
+		vpg = __atomic_load_n(&ct->owner[slot], __ATOMIC_RELAXED);
+		pthread_mutex_unlock(&ct->lock);
+		if (vpg >= ch->npages || vpg == self)
+			continue; /* (the page being placed stays where place() found it) */
+		/*
+		 * Stripe locks nest only by trylock: no order between them. The
+		 * stripe of the page being placed is held already (a tier holding
+		 * as many pages as there are stripes often offers its oldest page
+		 * on the same stripe as the newest).
+		 */
+		pthread_mutex_t *l = hm__chain_stripe(ch, vpg);
+		if (l != mine && pthread_mutex_trylock(l))
+			continue;
+		uint64_t e = atomic_load(&ch->map[vpg]);
+		int rc = 1;
+		if (CE_TIER(e) == t && CE_SLOT(e) == slot && !CE_BIND(e) && !CE_DEST(e)) {
+			pushing = true;
+			rc = fetch(ch, vpg, page);
+			if (!rc)
+				rc = place(ch, vpg, page, 0, t);
+			pushing = false;
+			if (!rc && CE_TIER(atomic_load(&ch->map[vpg])) == t)
+				rc = -ENOSPC;
+		}
+		if (l != mine)
+			pthread_mutex_unlock(l);
+		if (!rc)
+			return true;
+		if (rc < 0)
+			return false; /* nowhere below has room, or a store fails */
+	}
+	return false;
+}
+
 /*
  * Puts the 4 KiB page `data` of page pg somewhere, under its stripe lock.
  * `to` (a tier, or 0) overrides the entry's destination and binding;
@@ -248,6 +320,7 @@ static int place(struct hm_chain *ch, uint64_t pg, const char *data, unsigned to
 {
 	uint64_t e = atomic_load(&ch->map[pg]);
 	unsigned cur = CE_TIER(e), cand[3 * HM_CHAIN_MAX + 1], nc = 0, dest = to;
+	unsigned first = UINT_MAX, pushes = 0;
 	bool strict = to != 0, zero = page_zero(data);
 	int err = -ENOSPC;
 
@@ -264,6 +337,7 @@ static int place(struct hm_chain *ch, uint64_t pg, const char *data, unsigned to
 		if (CE_BIND(e) - 1 != dest)
 			cand[nc++] = CE_BIND(e) - 1;
 	} else {
+		first = nc; /* the first tier of the chain's own order may push down */
 		for (int pass = 0; pass < 3; pass++)
 			for (int t = 1; t < ch->ntiers; t++)
 				if ((unsigned)t != dest && implicit_ok(ch, (unsigned)t, avoid, pass))
@@ -285,16 +359,17 @@ static int place(struct hm_chain *ch, uint64_t pg, const char *data, unsigned to
 			/* Already there: overwrite in place. */
 			rc = tier_write(t, data, CE_SLOT(e) * HM_CHAIN_PAGE);
 			if (!rc) {
+				ct_own(t, CE_SLOT(e), pg);
 				atomic_store(&ch->map[pg], CE_MAKE(CE_SLOT(e), cur, CE_BIND(e), CE_DEST(e)));
 				return 0;
 			}
 			if (rc != -ENOSPC)
 				return rc;
-			continue;
+			goto no_room;
 		}
 		slot = slot_alloc(t);
 		if (slot == UINT64_MAX)
-			continue;
+			goto no_room;
 		rc = tier_write(t, data, slot * HM_CHAIN_PAGE);
 		if (rc) {
 			slot_free(t, slot);
@@ -302,11 +377,22 @@ static int place(struct hm_chain *ch, uint64_t pg, const char *data, unsigned to
 				err = rc;
 				break;
 			}
-			continue;
+			goto no_room;
 		}
+		ct_own(t, slot, pg);
 		leave(ch, e, cur, cand[i], false); /* the same tier: zeros get a slot */
 		atomic_store(&ch->map[pg], CE_MAKE(slot, cand[i], CE_BIND(e), CE_DEST(e)));
 		return 0;
+no_room:
+		/*
+		 * The first tier of the chain's order is full: its oldest page
+		 * goes down. Another thread may take the room first (the evictor
+		 * beside a fault's own eviction): a few tries.
+		 */
+		if (i == first && i + 1 < nc && pushes < 4 && !pushing && push_down(ch, cand[i], pg)) {
+			pushes++;
+			i--; /* that tier again */
+		}
 	}
 	if (zero && !strict) {
 		/* No tier may take it: nowhere, which reads as zeros as well. */
@@ -558,6 +644,8 @@ static void chain_close(void *priv)
 		}
 		if (ct->free)
 			munmap(ct->free, ct->nslots * sizeof *ct->free);
+		if (ct->owner)
+			munmap(ct->owner, ct->nslots * sizeof *ct->owner);
 		pthread_mutex_destroy(&ct->lock);
 	}
 	if (ch->map)
@@ -622,8 +710,15 @@ static int add_lower(struct hm_chain *ch, char *el, int flags)
 		t->nslots = UINT32_MAX;
 	t->free = mmap(NULL, t->nslots * sizeof *t->free, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (t->free == MAP_FAILED) {
+	t->owner = mmap(NULL, t->nslots * sizeof *t->owner, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (t->free == MAP_FAILED || t->owner == MAP_FAILED) {
+		if (t->free != MAP_FAILED)
+			munmap(t->free, t->nslots * sizeof *t->free);
+		if (t->owner != MAP_FAILED)
+			munmap(t->owner, t->nslots * sizeof *t->owner);
 		t->free = NULL;
+		t->owner = NULL;
 		return hm__error(-ENOMEM, "tiers: cannot allocate the slots of '%s'", t->store->uri);
 	}
 	t->compressed = t->store->ops == &hm__store_lz4 || t->store->ops == &hm__store_zstd;
