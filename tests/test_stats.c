@@ -489,6 +489,31 @@ static void prefetch_wasted_when_dropped(void)
 	fx_close(&f);
 }
 
+/*
+ * A prefault (and WILLNEED) asks for every page it loads: they count as
+ * misses, none as read ahead, and none is wasted when dropped untouched.
+ * Every page after the first of a load used to count as read ahead.
+ */
+static void prefault_counts_demand(void)
+{
+	struct fixture f;
+	struct hm_stats s;
+	int rc = fx_open(&f, 32 << 20, 64 << 20);
+	const uint64_t n = 256;
+
+	CHECKF(rc == 0, "%s", hm_errormsg());
+	CHECK(hm_prefault(f.p, n * 4096, 0) == 0);
+	CHECK(hm_advise(f.p + n * 4096, n * 4096, HM_ADV_WILLNEED) == 0);
+	CHECK(hm_region_stats(f.r, &s) == 0);
+	CHECKF(s.misses == 2 * n && s.readahead == 0, "misses %llu, readahead %llu for %llu pages",
+	       (unsigned long long)s.misses, (unsigned long long)s.readahead,
+	       (unsigned long long)(2 * n));
+	CHECK(hm_advise(f.p, f.len, HM_ADV_DONTNEED) == 0);
+	CHECK(hm_region_stats(f.r, &s) == 0);
+	CHECKF(s.prefetch_wasted == 0, "wasted %llu", (unsigned long long)s.prefetch_wasted);
+	fx_close(&f);
+}
+
 /* ---- children with their own options ---- */
 
 static int stats_off_child(void *arg)
@@ -1029,6 +1054,7 @@ int main(int argc, char **argv)
 	RUN(prefetch_used_when_scanned);
 	RUN(counts_current_after_scan);
 	RUN(prefetch_wasted_when_dropped);
+	RUN(prefault_counts_demand);
 	RUN(dirty_counts_written_pages);
 	tu_cleanup();
 	return test_done();

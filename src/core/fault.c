@@ -146,19 +146,19 @@ static void drop_frames(struct hm_region *r, uint64_t idx, uint64_t n)
 }
 
 /*
- * Counts a load of n pages (the demand page among them unless
- * `marker`), or takes the count back (undo). A load is counted before its
- * pages are mapped: a thread that has touched them must find them in the
- * statistics, as it finds them in resident_bytes.
+ * Counts a load of n pages, the first `demand` of them asked for (a fault's
+ * page, or all of a prefault) and the rest read ahead, or takes the count
+ * back (undo). A load is counted before its pages are mapped: a thread that
+ * has touched them must find them in the statistics, as it finds them in
+ * resident_bytes.
  */
-static void count_load(struct hm_region *r, uint32_t n, bool marker, bool undo)
+static void count_load(struct hm_region *r, uint32_t n, uint32_t demand, bool undo)
 {
 	uint64_t k = undo ? UINT64_MAX : 1; /* times -1, modulo 2^64 */
 	uint64_t bytes = k * ((uint64_t)n << r->ps_shift);
 
-	if (!marker)
-		hm__count_rc(r, misses, k);
-	hm__count_rc(r, readahead, k * (n - !marker));
+	hm__count_rc(r, misses, k * demand);
+	hm__count_rc(r, readahead, k * (n - demand));
 	hm__count_rc(r, bytes_read, bytes);
 	hm__count(&r->store->ctr, bytes_read, bytes);
 }
@@ -168,10 +168,12 @@ static void count_load(struct hm_region *r, uint32_t n, bool marker, bool undo)
  * room, reads, maps. On failure the pages are EMPTY again. With `marker`
  * (asynchronous readahead) the first page stays unmapped, so that the
  * reader's touch of it is a minor fault that queues the next window: the
- * user-space form of the kernel's PG_readahead.
+ * user-space form of the kernel's PG_readahead. With `populate` (a prefault
+ * or WILLNEED) every page was asked for: none of them counts as read ahead.
  */
-static int load(struct hm_region *r, uint64_t idx, uint32_t n, bool marker)
+static int load(struct hm_region *r, uint64_t idx, uint32_t n, bool marker, bool populate)
 {
+	uint32_t demand;
 	struct hm_cache *c = r->cache;
 	uint32_t slots[MAX_WINDOW];
 	int rc;
@@ -192,28 +194,31 @@ static int load(struct hm_region *r, uint64_t idx, uint32_t n, bool marker)
 	}
 	if (marker && n < 2)
 		marker = false;
+	/* Pages asked for: a fault's first, a prefault's all; none of a marked window. */
+	demand = marker ? 0 : populate ? n : 1;
 	for (uint32_t i = 0; i < n; i++)
 		hm__page(r, idx + i, false)->slot = slots[i];
 	/* Read-ahead pages carry HM_PG_RA until seen used or evicted (stats). */
 	if (hm__stats_enabled())
-		for (uint32_t i = marker ? 0 : 1; i < n; i++)
+		for (uint32_t i = demand; i < n; i++)
 			atomic_fetch_or(&hm__page(r, idx + i, false)->st, HM_PG_RA);
-	count_load(r, n, marker, false);
+	count_load(r, n, demand, false);
 	rc = hm__io_load(r, idx, n, marker);
 	if (rc && n > 1) {
 		/* Readahead must not turn a good page into SIGBUS: retry alone. */
-		count_load(r, n, marker, true);
+		count_load(r, n, demand, true);
 		drop_frames(r, idx, n);
 		hm__cache_unreserve(c, r, n - 1, slots + 1);
 		finish(r, idx + 1, n - 1, HM_ST_EMPTY);
 		n = 1;
 		marker = false; /* a demand page now, not read ahead */
 		atomic_fetch_and(&hm__page(r, idx, false)->st, ~HM_PG_RA);
-		count_load(r, 1, false, false);
+		demand = 1;
+		count_load(r, 1, demand, false);
 		rc = hm__io_load(r, idx, 1, false);
 	}
 	if (rc) {
-		count_load(r, n, marker, true);
+		count_load(r, n, demand, true);
 		drop_frames(r, idx, n);
 		hm__cache_unreserve(c, r, n, slots);
 		finish(r, idx, n, HM_ST_EMPTY);
@@ -349,7 +354,7 @@ void hm__readahead(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t gen)
 			finish(r, idx, got, HM_ST_EMPTY);
 			return;
 		}
-		if (load(r, idx, got, true))
+		if (load(r, idx, got, true, false))
 			return;
 		idx += got;
 	}
@@ -466,7 +471,7 @@ static int fault_serve(struct hm_region *r, uintptr_t addr, unsigned flags)
 			if (atomic_load_explicit(&r->ra_queued, memory_order_relaxed))
 				hm__prefetch_trim(r, idx, n);
 			fault_loaded = true;
-			int rc = load(r, idx, n, false);
+			int rc = load(r, idx, n, false, false);
 			hm__ra_passed(r, idx);
 			if (atomic_load_explicit(&r->advice, memory_order_relaxed) == HM_ADV_NOREUSE)
 				hm__cache_behind(r->cache, r, idx, w);
@@ -543,7 +548,8 @@ int hm__populate(struct hm_region *r, uint64_t idx, uint64_t n, bool pin, bool k
 			if (!atomic_compare_exchange_strong(&p->st, &st,
 							    HM_ST_LOADING | (st & HM_PG_WAITERS)))
 				continue;
-			rc = load(r, idx, claim_window(r, idx, w), false);
+			/* Asked for, every page of it: misses, not readahead. */
+			rc = load(r, idx, claim_window(r, idx, w), false, true);
 			if (rc)
 				return rc;
 			continue; /* pins it, if asked, on the next pass */
