@@ -293,12 +293,19 @@ int hm_tier_promote(struct hm_tier_ctx *ctx, uint64_t idx)
 	 * the pin (hot_make_room() counted this page as not pinned yet): look
 	 * again now that the pin is visible, and give the room back.
 	 */
-	if (atomic_load(&e->hot_pages) > hot_room(e)) {
-		atomic_store(&e->hot[idx], 0);
-		atomic_fetch_sub(&e->hot_pages, 1);
-		if (!dram_bound(e->ch, r, idx))
-			hm__cache_unpin(r->cache, r, idx);
-		return -ENOSPC;
+	/*
+	 * Likewise a binding to a lower tier made meanwhile: hm_bind() sets
+	 * it, then takes the range's hot pages out; one of the two sees the
+	 * other (both seq_cst).
+	 */
+	bool bound = lower_bound(e->ch, r, idx);
+	if (bound || atomic_load(&e->hot_pages) > hot_room(e)) {
+		if (atomic_exchange(&e->hot[idx], 0)) {
+			atomic_fetch_sub(&e->hot_pages, 1);
+			if (!dram_bound(e->ch, r, idx))
+				hm__cache_unpin(r->cache, r, idx);
+		}
+		return bound ? -EPERM : -ENOSPC;
 	}
 	atomic_fetch_add(&e->promoted, 1);
 	return 0;
