@@ -466,9 +466,10 @@ static int fault_serve(struct hm_region *r, uintptr_t addr, unsigned flags)
 			uint32_t n = claim_window(r, idx, w);
 			/*
 			 * Queued windows the reader got to first give that part
-			 * up. One queued meanwhile finds these pages taken.
+			 * up. One queued meanwhile finds these pages taken
+			 * (seq_cst after the claim: see hm__prefetch_queue()).
 			 */
-			if (atomic_load_explicit(&r->ra_queued, memory_order_relaxed))
+			if (atomic_load(&r->ra_queued))
 				hm__prefetch_trim(r, idx, n);
 			fault_loaded = true;
 			int rc = load(r, idx, n, false, false);
