@@ -214,10 +214,8 @@ static int tier_write(struct hm_chain_tier *t, const void *buf, uint64_t off)
  * (emergency) or 2 (the last resort: a tier being evacuated that was open,
  * for a page no other tier has room for; see HM_TIER_EVAC_OPEN).
  */
-static bool implicit_ok(struct hm_chain *ch, unsigned t, unsigned avoid, int pass)
+static bool implicit_ok(uint32_t f, unsigned t, unsigned avoid, int pass)
 {
-	uint32_t f = atomic_load(&ch->tier[t].flags);
-
 	if (t == avoid)
 		return false;
 	if (pass == 2)
@@ -337,10 +335,21 @@ static int place(struct hm_chain *ch, uint64_t pg, const char *data, unsigned to
 		if (CE_BIND(e) - 1 != dest)
 			cand[nc++] = CE_BIND(e) - 1;
 	} else {
+		/*
+		 * Every pass judges the same flags: read per pass, a tier whose
+		 * evacuation ended between two passes was closed to the first
+		 * and no longer the last resort of the third, and an eviction
+		 * that only it could take failed (SIGBUS for the writer).
+		 */
+		uint32_t fl[HM_CHAIN_MAX];
+		for (int t = 1; t < ch->ntiers; t++)
+			fl[t] = atomic_load(&ch->tier[t].flags);
 		first = nc; /* the first tier of the chain's own order may push down */
 		for (int pass = 0; pass < 3; pass++)
 			for (int t = 1; t < ch->ntiers; t++)
-				if ((unsigned)t != dest && implicit_ok(ch, (unsigned)t, avoid, pass))
+				if ((unsigned)t != dest && implicit_ok(fl[t], (unsigned)t, avoid, pass) &&
+				    /* a page pushed down goes down, to a tier that is open */
+				    !(pushing && ((unsigned)t < avoid || pass == 2)))
 					cand[nc++] = (unsigned)t;
 	}
 	for (unsigned i = 0; i < nc; i++) {
