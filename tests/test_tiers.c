@@ -52,6 +52,16 @@ static int status_of(void *addr)
 	return st;
 }
 
+/* pages[i] = the address of page i of p, and room for its status; false if out of memory. */
+static bool page_list(char *p, size_t n, void ***pages, int **status)
+{
+	*pages = malloc(n * sizeof **pages);
+	*status = malloc(n * sizeof **status);
+	for (size_t i = 0; *pages && i < n; i++)
+		(*pages)[i] = p + i * PG;
+	return *pages && *status;
+}
+
 /*
  * Counts where a chain region's n pages are, by tier (3 tiers), and the
  * tiers' own counts, taken when the background evictor is not moving a
@@ -167,17 +177,15 @@ static void t_zero_pages_have_a_tier(void)
 	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
 	struct hm_store *ch = hm_region_store(hm_region_find(p));
 	struct hm_store *z = hm_chain_tier(ch, 1), *m = hm_chain_tier(ch, 2);
-	void **pages = malloc(n * sizeof *pages);
-	int *status = malloc(n * sizeof *status);
+	void **pages;
+	int *status;
 	struct hm_tier_stats s[3];
 	uint64_t per[3];
 	size_t nowhere;
 
-	CHECK(pages && status);
-	for (size_t i = 0; i < n; i++) {
+	CHECK(page_list(p, n, &pages, &status));
+	for (size_t i = 0; i < n; i++)
 		p[i * PG] = (char)i;
-		pages[i] = p + i * PG;
-	}
 	/* Out of DRAM, all of them. */
 	CHECKF(hm_bind(p, len, m, HM_MIGRATE) >= 0, "%s", hm_errormsg());
 	count_tiers(ch, pages, status, n, s, per, &nowhere);
@@ -234,11 +242,9 @@ static void t_chain_order_and_exclusive(void)
 	/* Every page is in exactly one tier: the counts add up. */
 	struct hm_tier_stats s[3];
 	uint64_t per[3];
-	void **pages = malloc(n * sizeof *pages);
-	int *status = malloc(n * sizeof *status);
-	CHECK(pages && status);
-	for (size_t i = 0; i < n; i++)
-		pages[i] = p + i * PG;
+	void **pages;
+	int *status;
+	CHECK(page_list(p, n, &pages, &status));
 	size_t nowhere;
 	count_tiers(ch, pages, status, n, s, per, &nowhere);
 	if (t_case_failed)
@@ -260,8 +266,6 @@ static void t_chain_order_and_exclusive(void)
 	CHECK(s1.used_bytes <= s1.capacity_bytes);
 	CHECK(s1.compressed_pages > 0 && s1.raw_pages > 0);
 	CHECK(s1.ratio > 1.0);
-	free(pages);
-	free(status);
 	/* A page read back up leaves its lower tier. */
 	size_t victim = 0;
 	while (victim < n && status_of(p + victim * PG) != 2)
@@ -274,11 +278,6 @@ static void t_chain_order_and_exclusive(void)
 	 * out of DRAM may have pushed lz4's oldest into mem: mem's count alone
 	 * says nothing.)
 	 */
-	pages = malloc(n * sizeof *pages);
-	status = malloc(n * sizeof *status);
-	CHECK(pages && status);
-	for (size_t i = 0; i < n; i++)
-		pages[i] = p + i * PG;
 	count_tiers(ch, pages, status, n, s, per, &nowhere);
 	if (t_case_failed)
 		return; /* the helper's reason stands */
@@ -300,19 +299,17 @@ static void t_cold_pages_go_down(void)
 	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
 			"tiers:dram:1M,tiering=none > mem:2M > mem:16M", 0);
 	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
-	void **pages = malloc(n * sizeof *pages);
-	int *status = malloc(n * sizeof *status);
+	void **pages;
+	int *status;
 	size_t in[3] = { 0 }, *idx[3];
 
-	CHECK(pages && status);
+	CHECK(page_list(p, n, &pages, &status));
 	for (int t = 0; t < 3; t++) {
 		idx[t] = malloc(n * sizeof *idx[t]);
 		CHECK(idx[t]);
 	}
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++)
 		pattern(p + i * PG, i, false);
-		pages[i] = p + i * PG;
-	}
 	CHECK(hm_move(n, pages, NULL, status, 0) == 0);
 	for (size_t i = 0; i < n; i++) {
 		CHECKF(status[i] >= 0 && status[i] < 3, "page %zu status %d", i, status[i]);
