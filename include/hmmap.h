@@ -60,10 +60,18 @@ const char *hm_errormsg(void);
  * The mapping uses the process-wide default cache (HMMAP_CACHE_SIZE,
  * HMMAP_POLICY) and page size HMMAP_PAGE_SIZE.
  *
- * hmunmap() writes back dirty pages and removes the mapping; addr and length
- * must cover exactly one mapping. If write-back fails it returns -1 with
- * the store's errno (EIO for an I/O error) and the mapping stays, with its
- * data (nothing is lost).
+ * hmunmap() writes back dirty pages and removes the mapping. As munmap(2),
+ * it takes any page-aligned range: whole mappings, parts of them (at the
+ * mapping's page size; the length is rounded up to it) and memory between
+ * them (left alone), and pages already unmapped are no error; a range that
+ * meets no hmmap mapping is EINVAL. A part unmapped is written back (over
+ * hmmap()'s own tier chain: dropped), then reads and writes there raise
+ * SIGSEGV and hmsync(), hm_advise() and hm_prefault() treat it as
+ * unmapped; its addresses stay reserved until the rest of the mapping goes
+ * with the last part. Parts of HM_DIRECT and HM_HYBRID mappings cannot be
+ * unmapped (EINVAL). If write-back fails it returns -1 with the store's
+ * errno (EIO for an I/O error) and the range stays mapped, with its data
+ * (nothing is lost).
  *
  * At a normal exit (exit(), a return from main) every writable region of a
  * file: or pmem: store is synced, as a MAP_SHARED mapping keeps its writes

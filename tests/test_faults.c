@@ -296,16 +296,25 @@ static void test_sync_error_and_retry(void)
 }
 
 /* hmunmap() with a failing store: -1/EIO, and the mapping stays with its data. */
-static void test_unmap_error(void)
+/* 1 MiB of fault: store mapped by hmmap(), page i's first byte (i | 1); NULL on failure. */
+static unsigned char *fault_region(struct hm_store **s)
 {
 	unsigned char *p = hmmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, HM_CACHED, "fault:1M", 0);
-	struct hm_store *s;
 
-	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
-	s = hm_region_store(hm_region_find(p));
-	CHECK(s);
+	if (p == MAP_FAILED)
+		return NULL;
+	*s = hm_region_store(hm_region_find(p));
 	for (size_t i = 0; i < (1u << 20); i += 4096)
 		p[i] = (unsigned char)(i >> 12) | 1;
+	return p;
+}
+
+static void test_unmap_error(void)
+{
+	struct hm_store *s = NULL;
+	unsigned char *p = fault_region(&s);
+
+	CHECKF(p && s, "%s", hm_errormsg());
 	CHECK(hm_store_ctl(s, "fail_write") == 0);
 	errno = 0;
 	CHECK(hmunmap(p, 1 << 20) == -1 && errno == EIO);
@@ -314,6 +323,35 @@ static void test_unmap_error(void)
 	for (size_t i = 0; i < (1u << 20); i += 4096)
 		CHECK(p[i] == ((unsigned char)(i >> 12) | 1));
 	CHECK(hm_store_ctl(s, "fail_write=off") == 0);
+	CHECKF(hmunmap(p, 1 << 20) == 0, "%s", hm_errormsg());
+	CHECK(hm_region_find(p) == NULL);
+}
+
+/*
+ * A part of a region that cannot be written back does not leave: hmunmap()
+ * says EIO and the part stays mapped with its data; once the store
+ * recovers, it leaves with its writes on the store.
+ */
+static void test_partial_unmap_error(void)
+{
+	struct hm_store *s = NULL;
+	unsigned char *p = fault_region(&s), b = 0;
+
+	CHECKF(p && s, "%s", hm_errormsg());
+	CHECK(hm_store_ctl(s, "fail_write") == 0);
+	errno = 0;
+	CHECK(hmunmap(p + (512 << 10), 256 << 10) == -1 && errno == EIO);
+	CHECK(strstr(hm_errormsg(), "hmunmap") != NULL);
+	for (size_t i = 0; i < (1u << 20); i += 4096)
+		CHECK(p[i] == ((unsigned char)(i >> 12) | 1));
+	p[512 << 10] = 0xee; /* writable again */
+	CHECK(hm_store_ctl(s, "fail_write=off") == 0);
+	CHECKF(hmunmap(p + (512 << 10), 256 << 10) == 0, "%s", hm_errormsg());
+	for (size_t i = 512 << 10; i < (768u << 10); i += 4096) {
+		CHECK(hm_store_read(s, &b, 1, i) == 0);
+		CHECK(b == (i == (512u << 10) ? 0xee : ((unsigned char)(i >> 12) | 1)));
+	}
+	CHECK(p[8192] == 3 && p[(1 << 20) - 4096] == 255);
 	CHECKF(hmunmap(p, 1 << 20) == 0, "%s", hm_errormsg());
 	CHECK(hm_region_find(p) == NULL);
 }
@@ -391,6 +429,7 @@ static int mode_child(void *arg)
 	RUN(test_read_error_other_thread);
 	RUN(test_sync_error_and_retry);
 	RUN(test_unmap_error);
+	RUN(test_partial_unmap_error);
 	RUN(test_evict_under_write_failure);
 	return test_done();
 }

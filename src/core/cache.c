@@ -44,6 +44,7 @@ struct victim {
 	uint32_t slot;
 	bool failed;
 	bool waiters;
+	bool discard; /* anonymous memory being unmapped: never written back */
 };
 
 #define MAX_BATCH 512
@@ -246,11 +247,11 @@ static int evict(struct hm_cache *c, struct victim *v, uint32_t n, uint32_t *nfr
 		/* Step 4: write back runs of dirty victims. */
 		for (i = a; i < b; i = j) {
 			struct hm_page *p = hm__page(r, v[i].idx, false);
-			if (!(atomic_load(&p->st) & HM_PG_DIRTY)) {
+			if (!(atomic_load(&p->st) & HM_PG_DIRTY) || v[i].discard) {
 				j = i + 1;
 				continue;
 			}
-			for (j = i + 1; j < b && v[j].idx == v[j - 1].idx + 1 &&
+			for (j = i + 1; j < b && v[j].idx == v[j - 1].idx + 1 && !v[j].discard &&
 					(atomic_load(&hm__page(r, v[j].idx, false)->st) & HM_PG_DIRTY);
 			     j++)
 				;
@@ -372,7 +373,7 @@ static uint32_t pick_behind(struct hm_cache *c, struct victim *v, uint32_t k, ui
 		v[k].r = b->r;
 		v[k].idx = idx;
 		v[k].slot = p->slot;
-		v[k].failed = v[k].waiters = false;
+		v[k].failed = v[k].waiters = v[k].discard = false;
 		k++;
 		*got += b->r->ps;
 	}
@@ -451,7 +452,7 @@ static uint32_t pick_victims(struct hm_cache *c, struct victim *v, uint64_t want
 		v[k].r = r;
 		v[k].idx = idx;
 		v[k].slot = s;
-		v[k].failed = v[k].waiters = false;
+		v[k].failed = v[k].waiters = v[k].discard = false;
 		k++;
 		got += r->ps;
 	}
@@ -725,7 +726,7 @@ void hm__cache_detach(struct hm_cache *c, struct hm_region *r)
 }
 
 int hm__cache_drop_range(struct hm_cache *c, struct hm_region *r, uint64_t idx, uint64_t n,
-			 bool clean_only)
+			 unsigned how)
 {
 	static __thread struct victim v[MAX_BATCH];
 	int err = 0;
@@ -752,7 +753,8 @@ int hm__cache_drop_range(struct hm_cache *c, struct hm_region *r, uint64_t idx, 
 					continue;
 				}
 				uint32_t st = atomic_load(&p->st);
-				if ((st & HM_PG_PINNED) || (st & HM_ST_MASK) == HM_ST_EMPTY)
+				if ((st & HM_PG_PINNED) || (st & HM_ST_MASK) == HM_ST_EMPTY ||
+				    (st & HM_ST_MASK) == HM_ST_GONE)
 					continue;
 				/* Loading, evicting, held, or not yet (again) in the policy. */
 				if ((st & HM_ST_MASK) != HM_ST_RESIDENT || (st & HM_PG_BUSY) ||
@@ -763,7 +765,7 @@ int hm__cache_drop_range(struct hm_cache *c, struct hm_region *r, uint64_t idx, 
 					}
 					continue;
 				}
-				if (clean_only && (st & HM_PG_DIRTY))
+				if ((how & HM_DROP_CLEAN) && (st & HM_PG_DIRTY))
 					continue;
 				if (!atomic_compare_exchange_strong(
 					    &p->st, &st,
@@ -777,6 +779,7 @@ int hm__cache_drop_range(struct hm_cache *c, struct hm_region *r, uint64_t idx, 
 				v[k].idx = i;
 				v[k].slot = p->slot;
 				v[k].failed = v[k].waiters = false;
+				v[k].discard = how & HM_DROP_DISCARD;
 				k++;
 			}
 			c->evictors++;

@@ -488,6 +488,15 @@ static int fault_serve(struct hm_region *r, uintptr_t addr, unsigned flags)
 			if (!atomic_compare_exchange_weak(&p->st, &st, st | HM_PG_BUSY))
 				continue;
 			return remap(r, idx, p, st, flags);
+		case HM_ST_GONE:
+			/*
+			 * Unmapped while this fault waited: touched again, the
+			 * address faults in a PROT_NONE range (SIGSEGV, as after
+			 * munmap()).
+			 */
+			if (!(flags & HM_FAULT_F_SIGBUS))
+				hm__uffd_wake(r->base + (idx << r->ps_shift), r->ps);
+			return 0;
 		default:
 			break;
 		}
@@ -555,6 +564,9 @@ int hm__populate(struct hm_region *r, uint64_t idx, uint64_t n, bool pin, bool k
 				return rc;
 			continue; /* pins it, if asked, on the next pass */
 		}
+		case HM_ST_GONE:
+			return hm__error(-ENOMEM, "page %llu was unmapped by hmunmap()",
+					 (unsigned long long)idx);
 		case HM_ST_RESIDENT:
 			if (st & HM_PG_UNMAPPED && !(st & HM_PG_BUSY)) {
 				if (!atomic_compare_exchange_strong(&p->st, &st, st | HM_PG_BUSY))

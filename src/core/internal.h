@@ -9,6 +9,9 @@
  *                      │ read error                 ▲               │ write-back error
  *                      └────────▶ EMPTY             └───────────────┘
  *
+ * GONE is a page of a range that hmunmap() took out of a region: only an
+ * EMPTY page becomes GONE, and nothing leaves it (src/core/punch.c).
+ *
  * Flags beside the state: DIRTY (harvested write; the page differs from the
  * store), BUSY (a short exclusive operation on a RESIDENT page: mapping it
  * again after a hint fault, writing it back for sync, sampling it), WAITERS
@@ -41,6 +44,7 @@
 #define HM_ST_LOADING 1u
 #define HM_ST_RESIDENT 2u
 #define HM_ST_EVICTING 3u
+#define HM_ST_GONE 4u
 #define HM_ST_MASK 7u
 #define HM_PG_DIRTY (1u << 3)
 #define HM_PG_BUSY (1u << 4)
@@ -55,6 +59,10 @@
 #define HM_PG_RA (1u << 15)
 
 #define HM_NO_SLOT UINT32_MAX
+
+struct hm_hole {
+	uint64_t first, n; /* pages */
+};
 
 /* Per page of mapping: 8 bytes, allocated a chunk at a time on first touch. */
 struct hm_page {
@@ -294,6 +302,11 @@ struct hm_region {
 	struct hm_trace *_Atomic trace; /* fault recording, or NULL */
 	_Atomic uint32_t trace_users;  /* recorders that may hold trace */
 	bool dying;
+	/* Ranges hmunmap() took out (src/core/punch.c), sorted, apart; under holes_lock. */
+	pthread_mutex_t holes_lock;
+	struct hm_hole *holes;
+	uint32_t nholes;
+	uint64_t gone_pages;
 	/* The publisher's (under reg_lock): the segment's dirty count, and when to walk again. */
 	uint64_t pub_dirty, pub_dirty_next_ns;
 	void *hint; /* hmmap()'s addr: where base goes if that range is free (as mmap) */
@@ -336,6 +349,13 @@ uint64_t hm__sample_rate_at(const struct hm_env *env, int mode, bool evicting,
 /* The page entry, allocating its chunk if `alloc`; NULL if absent or -ENOMEM. */
 struct hm_page *hm__page(struct hm_region *r, uint64_t idx, bool alloc);
 void hm__pages_free(struct hm_region *r);
+/*
+ * Makes the EMPTY pages of [idx, idx+n) GONE, chunks absent so far without
+ * allocating them; returns how many pages are neither EMPTY nor GONE (still
+ * to drop), or -ENOMEM. hm__pages_ungone() turns GONE pages back to EMPTY.
+ */
+int64_t hm__pages_gone(struct hm_region *r, uint64_t idx, uint64_t n);
+void hm__pages_ungone(struct hm_region *r, uint64_t idx, uint64_t n);
 /* Sets WAITERS unless the state changed from `seen`; returns false if it changed. */
 bool hm__page_set_waiters(struct hm_page *p, uint32_t seen);
 /* Wakes threads waiting on pages [idx, idx+n) of r (futex and userfaultfd). */
@@ -401,9 +421,15 @@ void hm__cache_hit(struct hm_cache *c, struct hm_page *p);
 void hm__cache_behind(struct hm_cache *c, struct hm_region *r, uint64_t idx, uint32_t w);
 /* Drops every page of r from the cache (unmap); r must be synced and quiet. */
 void hm__cache_detach(struct hm_cache *c, struct hm_region *r);
-/* Evicts pages [idx, idx+n) of r now (DONTNEED, invalidate). */
+/*
+ * Evicts pages [idx, idx+n) of r now (DONTNEED, invalidate). `how`: 0, or
+ * HM_DROP_CLEAN (dirty pages stay), or HM_DROP_DISCARD (dirty pages go
+ * unwritten: anonymous memory being unmapped).
+ */
+#define HM_DROP_CLEAN 1u
+#define HM_DROP_DISCARD 2u
 int hm__cache_drop_range(struct hm_cache *c, struct hm_region *r, uint64_t idx, uint64_t n,
-			 bool clean_only);
+			 unsigned how);
 /*
  * Pinning: pinned pages never take the whole budget. hm__cache_pin_limit()
  * is the most bytes pins may hold in c, leaving room for faults of pages of
@@ -422,6 +448,18 @@ struct hm_region *hm__region_get(uintptr_t addr);
 void hm__region_put(struct hm_region *r);
 /* Takes one more reference on a region the caller holds (a queued prefetch). */
 void hm__region_hold(struct hm_region *r);
+/* True if part of pages [idx, idx+n) of r was unmapped by hmunmap(). */
+bool hm__region_holed(struct hm_region *r, uint64_t idx, uint64_t n);
+/* How many pages of [idx, idx+n), and of all r, hmunmap() took out. */
+uint64_t hm__region_hole_pages(struct hm_region *r, uint64_t idx, uint64_t n);
+uint64_t hm__region_gone_pages(struct hm_region *r);
+/*
+ * The first run of pages still mapped in [*idx, end): sets *idx and *n and
+ * returns true, or false if there is none.
+ */
+bool hm__region_next_piece(struct hm_region *r, uint64_t *idx, uint64_t end, uint64_t *n);
+/* Takes pages [idx, idx+n), not all r has left, out of r (src/core/punch.c). */
+int hm__region_punch(struct hm_region *r, uint64_t idx, uint64_t n);
 
 /* ---- faults (src/core/fault.c) ---- */
 #define HM_FAULT_F_WRITE 0x1

@@ -7,7 +7,9 @@
  * Chunks come from mmap, which is safe in a signal handler, and are
  * installed with a compare-and-swap so that racing faults agree.
  */
+#include <errno.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -44,13 +46,139 @@ struct hm_page *hm__page(struct hm_region *r, uint64_t idx, bool alloc)
 	return &chunk[idx & (HM_CHUNK_PAGES - 1)];
 }
 
+/*
+ * One chunk of GONE pages stands for every chunk that hmunmap() took out
+ * whole before any page of it was touched: unmapping a sparse terabyte
+ * allocates nothing. Nothing writes a GONE page, so regions share it.
+ */
+static struct hm_page *gone_chunk;
+static pthread_once_t gone_once = PTHREAD_ONCE_INIT;
+
+static void gone_init(void)
+{
+	struct hm_page *c = mmap(NULL, HM_CHUNK_PAGES * sizeof *c, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (c == MAP_FAILED)
+		return;
+	for (uint32_t i = 0; i < HM_CHUNK_PAGES; i++)
+		atomic_init(&c[i].st, HM_ST_GONE);
+	gone_chunk = c;
+}
+
+/* Marks EMPTY pages [i, end) of chunk c GONE; returns the pages that are neither. */
+static int64_t chunk_gone(struct hm_region *r, struct hm_page *c, uint64_t base, uint64_t i,
+			  uint64_t end)
+{
+	int64_t left = 0;
+
+	for (; i < end; i++) {
+		struct hm_page *p = &c[i - base];
+		uint32_t st = atomic_load(&p->st);
+
+		while ((st & HM_ST_MASK) == HM_ST_EMPTY &&
+		       !atomic_compare_exchange_weak(&p->st, &st, HM_ST_GONE))
+			;
+		if ((st & HM_ST_MASK) == HM_ST_EMPTY) {
+			if (st & HM_PG_WAITERS)
+				hm__page_wake(r, i, 1);
+		} else if ((st & HM_ST_MASK) != HM_ST_GONE) {
+			left++;
+		}
+	}
+	return left;
+}
+
+int64_t hm__pages_gone(struct hm_region *r, uint64_t idx, uint64_t n)
+{
+	uint64_t end = idx + n;
+	int64_t left = 0;
+
+	pthread_once(&gone_once, gone_init);
+	if (!gone_chunk)
+		return -ENOMEM;
+	while (idx < end) {
+		size_t d = (size_t)(idx >> HM_CHUNK_SHIFT);
+		uint64_t base = (uint64_t)d << HM_CHUNK_SHIFT;
+		uint64_t stop = base + HM_CHUNK_PAGES < end ? base + HM_CHUNK_PAGES : end;
+		struct hm_page *c = atomic_load_explicit(&r->dir[d], memory_order_acquire);
+
+		if (!c) {
+			struct hm_page *fresh = gone_chunk;
+			if (idx != base || stop - base < HM_CHUNK_PAGES) {
+				/* Partly gone: a chunk of its own, the rest EMPTY. */
+				fresh = mmap(NULL, HM_CHUNK_PAGES * sizeof *fresh,
+					     PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+					     0);
+				if (fresh == MAP_FAILED)
+					return -ENOMEM;
+				for (uint64_t i = idx; i < stop; i++)
+					atomic_init(&fresh[i - base].st, HM_ST_GONE);
+			}
+			if (atomic_compare_exchange_strong_explicit(&r->dir[d], &c, fresh,
+								    memory_order_acq_rel,
+								    memory_order_acquire)) {
+				idx = stop;
+				continue;
+			}
+			if (fresh != gone_chunk)
+				munmap(fresh, HM_CHUNK_PAGES * sizeof *fresh);
+		}
+		if (c != gone_chunk)
+			left += chunk_gone(r, c, base, idx, stop);
+		idx = stop;
+	}
+	return left;
+}
+
+void hm__pages_ungone(struct hm_region *r, uint64_t idx, uint64_t n)
+{
+	uint64_t end = idx + n;
+
+	while (idx < end) {
+		size_t d = (size_t)(idx >> HM_CHUNK_SHIFT);
+		uint64_t base = (uint64_t)d << HM_CHUNK_SHIFT;
+		uint64_t stop = base + HM_CHUNK_PAGES < end ? base + HM_CHUNK_PAGES : end;
+		struct hm_page *c = atomic_load(&r->dir[d]);
+
+		if (c == gone_chunk) {
+			/* Nothing reads a GONE chunk's pages but to skip them: unshare it. */
+			struct hm_page *expected = c;
+			if (idx == base && stop - base == HM_CHUNK_PAGES) {
+				atomic_compare_exchange_strong(&r->dir[d], &expected, NULL);
+				idx = stop;
+				continue;
+			}
+			struct hm_page *fresh = mmap(NULL, HM_CHUNK_PAGES * sizeof *fresh,
+						     PROT_READ | PROT_WRITE,
+						     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (fresh == MAP_FAILED) {
+				idx = stop; /* stays gone: unreachable, never wrong */
+				continue;
+			}
+			for (uint64_t i = base; i < base + HM_CHUNK_PAGES; i++)
+				atomic_init(&fresh[i - base].st,
+					    i >= idx && i < stop ? HM_ST_EMPTY : HM_ST_GONE);
+			if (!atomic_compare_exchange_strong(&r->dir[d], &expected, fresh))
+				munmap(fresh, HM_CHUNK_PAGES * sizeof *fresh);
+			idx = stop;
+			continue;
+		}
+		for (uint64_t i = idx; c && i < stop; i++) {
+			uint32_t st = HM_ST_GONE;
+			atomic_compare_exchange_strong(&c[i - base].st, &st, HM_ST_EMPTY);
+		}
+		idx = stop;
+	}
+}
+
 void hm__pages_free(struct hm_region *r)
 {
 	if (!r->dir)
 		return;
 	for (size_t d = 0; d < r->ndir; d++) {
 		struct hm_page *c = atomic_load(&r->dir[d]);
-		if (c)
+		if (c && c != gone_chunk)
 			munmap(c, HM_CHUNK_PAGES * sizeof *c);
 	}
 	munmap((void *)r->dir, r->ndir * sizeof *r->dir);

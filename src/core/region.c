@@ -308,6 +308,8 @@ static void teardown(struct hm_region *r)
 	hm__pages_free(r);
 	pthread_mutex_destroy(&r->sync_lock);
 	pthread_mutex_destroy(&r->harvest_lock);
+	pthread_mutex_destroy(&r->holes_lock);
+	free(r->holes);
 	free(r);
 }
 
@@ -461,6 +463,7 @@ int hm__region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *
 	r->memfd = -1;
 	pthread_mutex_init(&r->sync_lock, NULL);
 	pthread_mutex_init(&r->harvest_lock, NULL);
+	pthread_mutex_init(&r->holes_lock, NULL);
 	r->ps = page_size;
 	r->ps_shift = (unsigned)__builtin_ctzll(page_size);
 	r->length = length;
@@ -628,7 +631,13 @@ static int for_range(void *addr, size_t len, int (*fn)(struct hm_region *, uint6
 		if (!r)
 			return hm__error(-ENOMEM, "%s: %p is not in an hmmap region", what,
 					 (void *)cur);
-		cur = (uintptr_t)r->base + r->span;
+		uintptr_t rend = (uintptr_t)r->base + r->span;
+		uint64_t first = (cur - (uintptr_t)r->base) >> r->ps_shift;
+		uint64_t last = ((end < rend ? end : rend) - 1 - (uintptr_t)r->base) >> r->ps_shift;
+		if (hm__region_holed(r, first, last - first + 1))
+			return hm__error(-ENOMEM, "%s: part of %p+%zu was unmapped by hmunmap()",
+					 what, addr, len);
+		cur = rend;
 	}
 	for (uintptr_t cur = a; cur < end;) {
 		struct hm_region *r = hm__region_get(cur);
@@ -895,24 +904,100 @@ fail:
 	return MAP_FAILED;
 }
 
+/*
+ * The region, held, with the lowest base whose pages meet [a, end), or
+ * NULL.
+ */
+static struct hm_region *region_from(uintptr_t a, uintptr_t end)
+{
+	struct hm_region *r = NULL;
+
+	pthread_rwlock_rdlock(&table_lock);
+	size_t pos = table_pos(a);
+	if (pos && a < (uintptr_t)table[pos - 1]->base + table[pos - 1]->span)
+		r = table[pos - 1];
+	else if (pos < ntable && (uintptr_t)table[pos]->base < end)
+		r = table[pos];
+	if (r)
+		hm__region_hold(r);
+	pthread_rwlock_unlock(&table_lock);
+	return r;
+}
+
+/* r's pages [*first, *first + *n) within [a, end), rounded out to whole region pages. */
+static void region_part(const struct hm_region *r, uintptr_t a, uintptr_t end, uint64_t *first,
+			uint64_t *n, bool *aligned)
+{
+	uintptr_t base = (uintptr_t)r->base, rend = base + r->span;
+	uintptr_t from = a > base ? a : base, to = end < rend ? end : rend;
+
+	*aligned = !((from - base) & (r->ps - 1));
+	*first = (from - base) >> r->ps_shift;
+	*n = ((to - base + r->ps - 1) >> r->ps_shift) - *first;
+}
+
+/*
+ * As munmap(2): the range may cover parts of regions, whole regions and
+ * memory that is not mapped (ignored); pages already unmapped are no error.
+ * Each region part is checked before anything is unmapped.
+ */
 int hmunmap(void *addr, size_t length)
 {
-	struct hm_region *r = hm_region_find(addr);
-	int rc;
+	uintptr_t a = (uintptr_t)addr, end;
+	struct hm_region *r;
+	uint64_t first, n;
+	bool aligned, any = false;
+	int rc = 0;
 
-	if (!r || r->base != addr) {
-		hm__error(-EINVAL, "hmunmap: %p is not the start of an hmmap region", addr);
+	if (a & 4095)
+		rc = hm__error(-EINVAL, "hmunmap: address %p is not page-aligned", addr);
+	else if (length == 0)
+		rc = hm__error(-EINVAL, "hmunmap: length is zero");
+	else if (length > UINTPTR_MAX - a - 4095)
+		rc = hm__error(-EINVAL, "hmunmap: range %p+%zu wraps around", addr, length);
+	if (rc) {
 		errno = EINVAL;
 		return -1;
 	}
-	if (length == 0 || ((length + r->ps - 1) & ~(r->ps - 1)) != r->span) {
-		hm__error(-EINVAL, "hmunmap: length %zu differs from the mapping's %zu (partial "
-				   "unmaps are not supported)",
-			  length, r->length);
+	end = a + ((length + 4095) & ~(size_t)4095);
+	for (uintptr_t cur = a; cur < end && (r = region_from(cur, end)); ) {
+		region_part(r, cur, end, &first, &n, &aligned);
+		if (!aligned)
+			rc = hm__error(-EINVAL, "hmunmap: %p is not aligned to the region's %zu-byte "
+						"pages",
+				       addr, r->ps);
+		else if (r->bam && n != r->npages)
+			rc = hm__error(-EINVAL, "hmunmap: a part of an HM_DIRECT or HM_HYBRID "
+						"region cannot be unmapped (only the whole of "
+						"%p+%zu)",
+				       (void *)r->base, r->length);
+		cur = (uintptr_t)r->base + r->span;
+		hm__region_put(r);
+		if (rc) {
+			errno = EINVAL;
+			return -1;
+		}
+		any = true;
+	}
+	if (!any) {
+		hm__error(-EINVAL, "hmunmap: %p+%zu is not in an hmmap region", addr, length);
 		errno = EINVAL;
 		return -1;
 	}
-	rc = hm_region_unmap(r);
+	for (uintptr_t cur = a; cur < end && !rc && (r = region_from(cur, end)); ) {
+		region_part(r, cur, end, &first, &n, &aligned);
+		cur = (uintptr_t)r->base + r->span;
+		if (n - hm__region_hole_pages(r, first, n) == r->npages - hm__region_gone_pages(r)) {
+			/* All that is left of it: the region goes. */
+			hm__region_put(r);
+			rc = hm_region_unmap(r);
+			continue;
+		}
+		for (uint64_t i = first, k; !rc && hm__region_next_piece(r, &i, first + n, &k);
+		     i += k)
+			rc = hm__region_punch(r, i, k);
+		hm__region_put(r);
+	}
 	if (rc) {
 		errno = -rc;
 		return -1;

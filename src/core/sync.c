@@ -42,7 +42,7 @@ void hm__mark_written(void *ctx, uintptr_t addr, size_t len)
 		 */
 		if ((st & (HM_PG_RAMARK | HM_PG_UNMAPPED)) == (HM_PG_RAMARK | HM_PG_UNMAPPED))
 			continue;
-		if ((st & HM_ST_MASK) != HM_ST_EMPTY) {
+		if ((st & HM_ST_MASK) != HM_ST_EMPTY && (st & HM_ST_MASK) != HM_ST_GONE) {
 			uint32_t old = atomic_fetch_or(&p->st, HM_PG_DIRTY);
 			/*
 			 * Written, so reached (an unmapped readahead marker only

@@ -269,6 +269,8 @@ int hm_tier_promote(struct hm_tier_ctx *ctx, uint64_t idx)
 	if (!p)
 		return -ENOMEM;
 	uint32_t st = atomic_load(&p->st);
+	if ((st & HM_ST_MASK) == HM_ST_GONE)
+		return -ENOENT; /* unmapped by hmunmap() */
 	if (st & HM_PG_PINNED)
 		return 0; /* pinned by the user or a DRAM binding: in DRAM anyway */
 	if ((st & HM_ST_MASK) == HM_ST_EMPTY) {
@@ -566,6 +568,26 @@ int hm__tier_attach(struct hm_region *r)
 	return rc;
 }
 
+void hm__tier_forget(struct hm_region *r, uint64_t idx, uint64_t n, bool discard)
+{
+	struct hm_chain *ch = hm__chain_of(r->store);
+	struct hm_tier_engine *e;
+
+	if (!ch)
+		return;
+	pthread_mutex_lock(&ch->lock);
+	e = atomic_load(&ch->engine);
+	for (uint64_t i = idx; e && e->r == r && i < idx + n; i++)
+		unhot(e, i);
+	pthread_mutex_unlock(&ch->lock);
+	if (!discard)
+		return;
+	uint64_t pg = chain_pg(r, idx), npg = n * pages_per(r);
+	hm__chain_set(ch, pg, npg, false, 0);
+	hm__chain_set(ch, pg, npg, true, 0);
+	hm__chain_release(ch, pg * HM_CHAIN_PAGE, npg * HM_CHAIN_PAGE);
+}
+
 bool hm__tier_detach(struct hm_region *r)
 {
 	struct hm_chain *ch = hm__chain_of(r->store);
@@ -784,6 +806,13 @@ static int range_region(void *addr, size_t len, const char *what, struct hm_regi
 		hm__region_put(r);
 		return hm__error(-EINVAL, "%s: the range %p+%zu runs past its region", what, addr,
 				 len);
+	}
+	uint64_t first = (a - (uintptr_t)r->base) >> r->ps_shift;
+	if (hm__region_holed(r, first, ((a + len - 1 - (uintptr_t)r->base) >> r->ps_shift) -
+						first + 1)) {
+		hm__region_put(r);
+		return hm__error(-EFAULT, "%s: part of %p+%zu was unmapped by hmunmap()", what,
+				 addr, len);
 	}
 	*chain = hm__chain_of(r->store);
 	if (!*chain) {
@@ -1043,6 +1072,12 @@ long hm_move(size_t count, void *const *pages, struct hm_store *const *stores, i
 			continue;
 		}
 		uint64_t idx = ((uintptr_t)pages[i] - (uintptr_t)r->base) >> r->ps_shift;
+		if (hm__region_holed(r, idx, 1)) {
+			status[i] = -EFAULT; /* unmapped by hmunmap(), as move_pages(2) says */
+			failed += stores != NULL;
+			hm__region_put(r);
+			continue;
+		}
 		if (!stores) {
 			status[i] = where(ch, r, idx);
 			hm__region_put(r);

@@ -134,6 +134,11 @@ int hm__tier_pick_cache(struct hm_store *s, struct hm_cache **c);
 int hm__tier_attach(struct hm_region *r);
 /* hm_region_unmap(): stops it; true if the region's data is to be dropped unsynced. */
 bool hm__tier_detach(struct hm_region *r);
+/*
+ * Pages [idx, idx+n) of r leave the region (hmunmap()): out of the hot set;
+ * with `discard` (hmmap()'s own chain) also out of every tier and binding.
+ */
+void hm__tier_forget(struct hm_region *r, uint64_t idx, uint64_t n, bool discard);
 /* load(): pages [idx, idx+n) are read and mapped, still LOADING. */
 void hm__tier_loaded(struct hm_region *r, uint64_t idx, uint64_t n);
 /* remap(): a sampled page was touched again (a hint fault). */
