@@ -113,6 +113,8 @@ static void t_unmap_tail(void)
 	CHECK(hmsync(p, len, MS_SYNC) == -1 && errno == ENOMEM);
 	CHECK(hm_advise(p + len / 2, PG, HM_ADV_WILLNEED) == -ENOMEM);
 	CHECK(hm_prefault(p + len - PG, PG, 0) == -ENOMEM);
+	CHECK(hm_protect(p, len, PROT_READ | PROT_WRITE) == -ENOMEM);
+	CHECK(tu_try_read8(p + len / 2, &v) == 1);
 	CHECK(hmsync(p, len / 2, MS_SYNC) == 0);
 	unsigned char b0;
 	CHECK(tu_read_all(fd, &b0, 1, 0) == 0 && b0 == 0x11);

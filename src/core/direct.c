@@ -277,6 +277,9 @@ int hm_protect(void *addr, size_t length, int prot)
 		if ((prot & PROT_WRITE) && !(r->prot & PROT_WRITE))
 			return hm__error(-EACCES, "hm_protect: the region at %p was mapped without "
 						  "PROT_WRITE", (void *)r->base);
+		if (hm__region_holed_at(r, cur, end))
+			return hm__error(-ENOMEM, "hm_protect: part of %p+%zu was unmapped by "
+						  "hmunmap()", addr, length);
 		cur = (uintptr_t)r->base + r->span;
 	}
 	for (uintptr_t cur = a; cur < end;) {

@@ -490,13 +490,13 @@ static int fault_serve(struct hm_region *r, uintptr_t addr, unsigned flags)
 			return remap(r, idx, p, st, flags);
 		case HM_ST_GONE:
 			/*
-			 * Unmapped while this fault waited: touched again, the
-			 * address faults in a PROT_NONE range (SIGSEGV, as after
-			 * munmap()).
+			 * hmunmap() took the page while this fault waited (the
+			 * thread touched memory being unmapped), or someone made
+			 * the range accessible again with mprotect(): a retry
+			 * could only fault again. The thread gets SIGBUS.
 			 */
-			if (!(flags & HM_FAULT_F_SIGBUS))
-				hm__uffd_wake(r->base + (idx << r->ps_shift), r->ps);
-			return 0;
+			return hm__error(-EFAULT, "page %llu was unmapped by hmunmap()",
+					 (unsigned long long)idx);
 		default:
 			break;
 		}

@@ -450,6 +450,8 @@ void hm__region_put(struct hm_region *r);
 void hm__region_hold(struct hm_region *r);
 /* True if part of pages [idx, idx+n) of r was unmapped by hmunmap(). */
 bool hm__region_holed(struct hm_region *r, uint64_t idx, uint64_t n);
+/* The same for the addresses [a, end), clipped to r. */
+bool hm__region_holed_at(struct hm_region *r, uintptr_t a, uintptr_t end);
 /* How many pages of [idx, idx+n), and of all r, hmunmap() took out. */
 uint64_t hm__region_hole_pages(struct hm_region *r, uint64_t idx, uint64_t n);
 uint64_t hm__region_gone_pages(struct hm_region *r);

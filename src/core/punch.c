@@ -67,6 +67,20 @@ bool hm__region_holed(struct hm_region *r, uint64_t idx, uint64_t n)
 	return n && hm__region_hole_pages(r, idx, n) > 0;
 }
 
+bool hm__region_holed_at(struct hm_region *r, uintptr_t a, uintptr_t end)
+{
+	uintptr_t base = (uintptr_t)r->base, rend = base + r->span;
+
+	if (a < base)
+		a = base;
+	if (end > rend)
+		end = rend;
+	if (a >= end)
+		return false;
+	uint64_t first = (a - base) >> r->ps_shift, last = (end - 1 - base) >> r->ps_shift;
+	return hm__region_holed(r, first, last - first + 1);
+}
+
 bool hm__region_next_piece(struct hm_region *r, uint64_t *idx, uint64_t end, uint64_t *n)
 {
 	uint64_t at = *idx;

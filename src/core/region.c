@@ -631,13 +631,10 @@ static int for_range(void *addr, size_t len, int (*fn)(struct hm_region *, uint6
 		if (!r)
 			return hm__error(-ENOMEM, "%s: %p is not in an hmmap region", what,
 					 (void *)cur);
-		uintptr_t rend = (uintptr_t)r->base + r->span;
-		uint64_t first = (cur - (uintptr_t)r->base) >> r->ps_shift;
-		uint64_t last = ((end < rend ? end : rend) - 1 - (uintptr_t)r->base) >> r->ps_shift;
-		if (hm__region_holed(r, first, last - first + 1))
+		if (hm__region_holed_at(r, cur, end))
 			return hm__error(-ENOMEM, "%s: part of %p+%zu was unmapped by hmunmap()",
 					 what, addr, len);
-		cur = rend;
+		cur = (uintptr_t)r->base + r->span;
 	}
 	for (uintptr_t cur = a; cur < end;) {
 		struct hm_region *r = hm__region_get(cur);

@@ -807,9 +807,7 @@ static int range_region(void *addr, size_t len, const char *what, struct hm_regi
 		return hm__error(-EINVAL, "%s: the range %p+%zu runs past its region", what, addr,
 				 len);
 	}
-	uint64_t first = (a - (uintptr_t)r->base) >> r->ps_shift;
-	if (hm__region_holed(r, first, ((a + len - 1 - (uintptr_t)r->base) >> r->ps_shift) -
-						first + 1)) {
+	if (hm__region_holed_at(r, a, a + len)) {
 		hm__region_put(r);
 		return hm__error(-EFAULT, "%s: part of %p+%zu was unmapped by hmunmap()", what,
 				 addr, len);
