@@ -328,6 +328,39 @@ static void test_unmap_error(void)
 }
 
 /*
+ * Once a write-back to a store fails, the other runs of the same batch or
+ * sync fail at once and stay dirty: a store that has had its whole timeout
+ * is not made to wait it once per run (a fault waiting for room behind a
+ * batch of k runs waited k timeouts). 16 dirty pages, no two adjacent.
+ */
+static void test_failed_runs_fail_fast(void)
+{
+	struct fx f;
+	struct hm_stats st;
+
+	CHECKF(fx_open(&f, 64 * 4096, 64 * 4096, 4096) == 0, "%s", hm_errormsg());
+	for (size_t pg = 0; pg < 32; pg += 2)
+		f.b[pg * 4096] = 0x5a;
+	CHECK(hm_store_ctl(f.s, "fail_write") == 0);
+	CHECK(hm_sync(f.b, f.len, MS_SYNC) == -EIO);
+	CHECK(hm_region_stats(f.r, &st) == 0);
+	CHECKF(st.writeback_errors == 1 && st.dirty_pages == 16, "%llu failed write-backs, %llu "
+	       "dirty", (unsigned long long)st.writeback_errors, (unsigned long long)st.dirty_pages);
+	CHECK(hm_advise(f.b, f.len, HM_ADV_DONTNEED) == -EIO);
+	CHECK(hm_region_stats(f.r, &st) == 0);
+	CHECKF(st.writeback_errors == 2 && st.dirty_pages == 16, "%llu failed write-backs, %llu "
+	       "dirty", (unsigned long long)st.writeback_errors, (unsigned long long)st.dirty_pages);
+	CHECK(hm_store_ctl(f.s, "fail_write=off") == 0);
+	CHECKF(hm_sync(f.b, f.len, MS_SYNC) == 0, "%s", hm_errormsg());
+	unsigned char b;
+	for (size_t pg = 0; pg < 32; pg++) {
+		CHECK(f.s->ops->read(f.s->priv, &b, 1, pg * 4096) == 0);
+		CHECKF(b == (pg % 2 ? pat(pg * 4096) : 0x5a), "page %zu", pg);
+	}
+	fx_close(&f);
+}
+
+/*
  * A part of a region that cannot be written back does not leave: hmunmap()
  * says EIO and the part stays mapped with its data; once the store
  * recovers, it leaves with its writes on the store.
@@ -430,6 +463,7 @@ static int mode_child(void *arg)
 	RUN(test_sync_error_and_retry);
 	RUN(test_unmap_error);
 	RUN(test_partial_unmap_error);
+	RUN(test_failed_runs_fail_fast);
 	RUN(test_evict_under_write_failure);
 	return test_done();
 }

@@ -226,6 +226,14 @@ static void punch(struct hm_region *r, uint64_t idx, uint64_t n)
 static int evict(struct hm_cache *c, struct victim *v, uint32_t n, uint32_t *nfreed)
 {
 	static __thread struct hm_run runs[MAX_BATCH];
+	/*
+	 * A store that failed a write-back of this batch has had its whole
+	 * timeout, with its retries: the batch's other runs to it fail at once
+	 * (they stay dirty), or a batch of k runs would hold its pages, and a
+	 * fault waiting for room, for k timeouts.
+	 */
+	struct hm_store *failed_store = NULL;
+	int failed_rc = 0;
 	int err = 0;
 	uint32_t a, b, i, j;
 
@@ -255,7 +263,13 @@ static int evict(struct hm_cache *c, struct victim *v, uint32_t n, uint32_t *nfr
 					(atomic_load(&hm__page(r, v[j].idx, false)->st) & HM_PG_DIRTY);
 			     j++)
 				;
-			int rc = hm__writeback_run(r, v[i].idx, v[j - 1].idx - v[i].idx + 1);
+			int rc = r->store == failed_store
+					 ? failed_rc
+					 : hm__writeback_run(r, v[i].idx, v[j - 1].idx - v[i].idx + 1);
+			if (rc && !failed_store) {
+				failed_store = r->store;
+				failed_rc = rc;
+			}
 			for (uint32_t k = i; k < j; k++) {
 				struct hm_page *q = hm__page(r, v[k].idx, false);
 				if (rc) {

@@ -125,10 +125,18 @@ int hm__harvest(struct hm_region *r, uint64_t idx, uint64_t n)
 	return rc;
 }
 
-/* Writes back held (BUSY, DIRTY cleared) pages [idx, idx+n); releases them. */
-static int flush_run(struct hm_region *r, uint64_t idx, uint64_t n)
+/*
+ * Writes back held (BUSY, DIRTY cleared) pages [idx, idx+n); releases them.
+ * After a failed run (*failed set) the rest fail at once with its error and
+ * stay dirty, as msync(2) stops at the first error: a store that has had
+ * its whole timeout would make a sync of k runs wait k timeouts.
+ */
+static int flush_run(struct hm_region *r, uint64_t idx, uint64_t n, int *failed)
 {
-	int rc = hm__writeback_run(r, idx, n);
+	int rc = *failed ? *failed : hm__writeback_run(r, idx, n);
+
+	if (rc)
+		*failed = rc;
 
 	for (uint64_t i = idx; i < idx + n; i++) {
 		struct hm_page *p = hm__page(r, i, false);
@@ -167,7 +175,7 @@ static int sync_pass(struct hm_region *r, uint64_t idx, uint64_t n)
 			/* An absent chunk holds no page: skip it whole. */
 			i = (i | (HM_CHUNK_PAGES - 1));
 			if (run) {
-				rc = flush_run(r, run_start, run);
+				rc = flush_run(r, run_start, run, &err);
 				err = err ? err : rc;
 				run = 0;
 			}
@@ -179,7 +187,7 @@ static int sync_pass(struct hm_region *r, uint64_t idx, uint64_t n)
 			    (st & HM_ST_MASK) == HM_ST_LOADING || (st & HM_PG_BUSY)) {
 				/* Write out what we hold first: the owner may wait on it. */
 				if (run) {
-					rc = flush_run(r, run_start, run);
+					rc = flush_run(r, run_start, run, &err);
 					err = err ? err : rc;
 					run = 0;
 				}
@@ -205,7 +213,7 @@ static int sync_pass(struct hm_region *r, uint64_t idx, uint64_t n)
 			continue;
 		}
 		if (run) {
-			rc = flush_run(r, run_start, run);
+			rc = flush_run(r, run_start, run, &err);
 			err = err ? err : rc;
 			run = 0;
 		}
@@ -215,7 +223,7 @@ static int sync_pass(struct hm_region *r, uint64_t idx, uint64_t n)
 		}
 	}
 	if (run) {
-		rc = flush_run(r, run_start, run);
+		rc = flush_run(r, run_start, run, &err);
 		err = err ? err : rc;
 	}
 	return err;
