@@ -272,6 +272,10 @@ IN_CHILD(test_hybrid_readonly)
 	CHECK(tu_cmp_mem(p, ref, LEN) == -1);
 	CHECK(bam_write_faults((char *)p + 4096, 1) == 1);
 	CHECK(hm_sync(p, LEN, MS_SYNC) == 0);
+	/* A hybrid region goes whole only. */
+	CHECK(hmunmap(p + 4096, 4096) == -1 && errno == EINVAL);
+	CHECK(strstr(hm_errormsg(), "HM_HYBRID") != NULL);
+	CHECK(tu_cmp_mem(p, ref, LEN) == -1);
 	CHECK(hmunmap(p, LEN) == 0);
 	CHECK(tu_cmp_file(path, ref, LEN) == -1);
 }

@@ -21,6 +21,10 @@
  *      hm_prefault(), hm_bind() and hm_move() treat it as unmapped.
  * A write-back that fails undoes it all: the range is mapped and readable
  * again, its pages dirty in the cache as before, and hmunmap() says why.
+ *
+ * An HM_DIRECT region has no cache: its part is closed, its written pages
+ * counted, its page-table entries dropped, and it joins the holes. An
+ * HM_HYBRID region goes whole only.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -28,6 +32,7 @@
 #include <sys/mman.h>
 
 #include "core/internal.h"
+#include "core/direct.h"
 #include "core/tier.h"
 
 /* Passes of the drop before a range that keeps being loaded is given up. */
@@ -158,6 +163,29 @@ static void unpin_range(struct hm_region *r, uint64_t idx, uint64_t n)
 	}
 }
 
+/*
+ * An HM_DIRECT region's part: its pages are the medium's, so what was
+ * written is there already. The written pages are counted (endurance) with
+ * the range closed to writes, then the page-table entries go.
+ */
+static int punch_direct(struct hm_region *r, uint64_t idx, uint64_t n)
+{
+	char *a = r->base + (idx << r->ps_shift);
+	size_t len = (size_t)n << r->ps_shift;
+	int rc;
+
+	if (mprotect(a, len, PROT_NONE) < 0)
+		return hm__error_errno(-errno, "hmunmap: mprotect(%p, %zu)", (void *)a, len);
+	rc = hm__bam_sync(r, idx, n, 0);
+	if (!rc && madvise(a, len, MADV_DONTNEED) < 0)
+		rc = hm__error_errno(-errno, "hmunmap: madvise(MADV_DONTNEED)");
+	if (!rc)
+		rc = hole_add(r, idx, n);
+	if (rc)
+		mprotect(a, len, r->prot);
+	return rc;
+}
+
 int hm__region_punch(struct hm_region *r, uint64_t idx, uint64_t n)
 {
 	/* hmmap()'s own chain holds anonymous memory: what leaves is dropped. */
@@ -165,6 +193,13 @@ int hm__region_punch(struct hm_region *r, uint64_t idx, uint64_t n)
 	char *a = r->base + (idx << r->ps_shift);
 	size_t len = (size_t)n << r->ps_shift;
 	int rc = 0;
+
+	if (r->bam) {
+		if (r->bam->hybrid)
+			return hm__error(-EINVAL, "hmunmap: a part of an HM_HYBRID region cannot be "
+						  "unmapped");
+		return punch_direct(r, idx, n);
+	}
 
 	if (mprotect(a, len, PROT_NONE) < 0)
 		return hm__error_errno(-errno, "hmunmap: mprotect(%p, %zu)", (void *)a, len);
