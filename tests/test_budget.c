@@ -436,6 +436,75 @@ static void test_advise(void)
 	free(ref);
 }
 
+/*
+ * A forward scan that needs one page in eight never has resident pages
+ * behind its misses; once misses make a chain (each a short jump past the
+ * one before), windows cover the gaps ahead (a level of a BFS over a CSR
+ * file). One short jump is not a chain, and uniform random misses over a
+ * large region almost never make one: they keep their one-page loads.
+ */
+static void test_sparse_scan(void)
+{
+	struct hm_cache *c;
+	struct hm_store *s, *m;
+	struct hm_region *r, *big;
+	struct hm_stats a, z;
+	const size_t len = 32 << 20;
+	unsigned char *ref = tu_make_file(path, len, 79), *b;
+
+	CHECK(ref);
+	CHECK(hm_cache_new(&c, 8 << 20, "clock") == 0);
+	CHECK(hm_store_open(&s, path, 0) == 0);
+	CHECK(hm_region_map(&r, c, s, 0, len, PROT_READ, HM_CACHED, 4096) == 0);
+	b = hm_region_addr(r);
+	/* Away from page 0, where a region's first stream is expected to start. */
+	CHECK(hm_region_stats(r, &a) == 0);
+	for (size_t pg = 2048; pg < 3072; pg += 8)
+		CHECK(b[pg * 4096 + 5] == ref[pg * 4096 + 5]);
+	CHECK(hm_region_stats(r, &z) == 0);
+	CHECKF(z.misses - a.misses <= 32 && z.readahead > a.readahead,
+	       "%llu misses and %llu pages read ahead for 128 pages one in eight",
+	       (unsigned long long)(z.misses - a.misses),
+	       (unsigned long long)(z.readahead - a.readahead));
+	/* Pairs 20 pages apart, 256 pages between pairs: a jump each, never a chain. */
+	CHECK(hm_advise(b, len, HM_ADV_DONTNEED) == 0);
+	CHECK(hm_region_stats(r, &a) == 0);
+	for (size_t pg = 4096; pg < 4096 + 16 * 256; pg += 256) {
+		CHECK(b[pg * 4096] == ref[pg * 4096]);
+		CHECK(b[(pg + 20) * 4096] == ref[(pg + 20) * 4096]);
+	}
+	CHECK(hm_region_stats(r, &z) == 0);
+	CHECKF(z.readahead == a.readahead && z.misses - a.misses == 32,
+	       "%llu misses and %llu pages read ahead for 16 pairs of pages",
+	       (unsigned long long)(z.misses - a.misses),
+	       (unsigned long long)(z.readahead - a.readahead));
+	/* Two jumps in a row make a chain. */
+	for (size_t pg = 100; pg <= 140; pg += 20)
+		CHECK(b[pg * 4096] == ref[pg * 4096]);
+	CHECK(hm_region_stats(r, &a) == 0);
+	CHECKF(a.readahead > z.readahead && a.misses - z.misses == 3,
+	       "%llu misses and %llu pages read ahead for a chain of three",
+	       (unsigned long long)(a.misses - z.misses),
+	       (unsigned long long)(a.readahead - z.readahead));
+	CHECK(hm_region_unmap(r) == 0);
+	CHECK(hm_store_close(s) == 0);
+	/* 256 uniform random misses over 1 GiB. */
+	CHECK(hm_store_open(&m, "mem:1G", 0) == 0);
+	CHECK(hm_region_map(&big, c, m, 0, 1 << 30, PROT_READ, HM_CACHED, 4096) == 0);
+	b = hm_region_addr(big);
+	CHECK(hm_region_stats(big, &a) == 0);
+	uint64_t seed = tu_seed(79);
+	for (int i = 0; i < 256; i++)
+		CHECK(b[(tu_rnd(&seed) % (1u << 18)) * 4096] == 0);
+	CHECK(hm_region_stats(big, &z) == 0);
+	CHECKF(z.readahead - a.readahead < 64, "%llu pages read ahead for 256 random misses",
+	       (unsigned long long)(z.readahead - a.readahead));
+	CHECK(hm_region_unmap(big) == 0);
+	CHECK(hm_store_close(m) == 0);
+	CHECK(hm_cache_free(c) == 0);
+	free(ref);
+}
+
 /* ---- system calls on region memory (per fault mode) ---- */
 
 static int out_fd(void)
@@ -1004,6 +1073,7 @@ int main(void)
 	RUN(test_large_page_readahead);
 	RUN(test_large_page_batches);
 	RUN(test_advise);
+	RUN(test_sparse_scan);
 	RUN(test_scattered_eviction);
 	RUN(test_drop_behind);
 	tu_cleanup();

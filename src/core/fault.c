@@ -77,7 +77,75 @@ static uint32_t context_window(struct hm_region *r, uint64_t idx, uint32_t max)
 	return h;
 }
 
-static uint32_t window(struct hm_region *r, uint64_t idx)
+/*
+ * Sparse forward scans: a pass over a file that needs only some of its
+ * pages (a level of a BFS over a CSR file, a filtered scan of records)
+ * misses with gaps between its pages, so it never has a context of
+ * resident pages behind it and each miss costs a fault and a request. The
+ * region remembers where its last SPARSE_HIST context-less misses ended,
+ * and for each the length of the chain it ended: how many misses in a row
+ * began at most SPARSE_GAP pages past the end of the one before. A miss that
+ * makes a chain of two or more reads ahead 4, 16, then 64 times the gap it
+ * jumped, up to the largest window. Uniform random misses over n pages
+ * continue a recent one with a probability of about
+ * p = SPARSE_HIST x SPARSE_GAP / n, and make a chain of k with p^k: over a
+ * 32 MiB region (p = 1/16) about one in 250 reads a window, and none over
+ * a large one.
+ */
+#define SPARSE_HIST 8
+#define SPARSE_GAP 64
+#define SPARSE_CHAIN_MAX 7
+
+/* What window() learnt about a context-less miss, for sparse_note(). */
+struct miss_ctx {
+	bool noted;     /* the miss had no context: note it */
+	uint32_t chain; /* the chain it ends */
+};
+
+/*
+ * The largest jump that continues a chain: SPARSE_GAP, or less in a region
+ * of fewer than 256 x SPARSE_GAP pages, so that p stays at 1/32 there.
+ */
+static uint64_t sparse_gap(const struct hm_region *r)
+{
+	uint64_t g = r->npages >> 8;
+
+	return g > SPARSE_GAP ? SPARSE_GAP : g;
+}
+
+static uint32_t sparse_window(struct hm_region *r, uint64_t idx, uint32_t max,
+			      struct miss_ctx *mc)
+{
+	uint64_t best = 0;
+
+	/* Each entry: (the page after a miss's load + 1) << 3 | its chain. */
+	for (int i = 0; i < SPARSE_HIST; i++) {
+		uint64_t m = atomic_load_explicit(&r->miss_hist[i], memory_order_relaxed);
+		uint64_t next = (m >> 3) - 1;
+		if (m >> 3 && next <= idx && idx - next <= sparse_gap(r) && m > best)
+			best = m;
+	}
+	mc->noted = true;
+	mc->chain = best ? (uint32_t)(best & SPARSE_CHAIN_MAX) + 1 : 0;
+	if (mc->chain > SPARSE_CHAIN_MAX)
+		mc->chain = SPARSE_CHAIN_MAX;
+	if (mc->chain < 2)
+		return 1;
+	uint64_t gap = idx - ((best >> 3) - 1) + 1;
+	uint64_t w = gap << (mc->chain < 4 ? 2 * (mc->chain - 1) : 6);
+	return w > max ? max : (uint32_t)w;
+}
+
+/* Remembers where a context-less miss at idx, whose load took n pages, ended. */
+static void sparse_note(struct hm_region *r, uint64_t idx, uint32_t n, const struct miss_ctx *mc)
+{
+	uint32_t pos = atomic_fetch_add_explicit(&r->miss_pos, 1, memory_order_relaxed);
+
+	atomic_store_explicit(&r->miss_hist[pos % SPARSE_HIST], ((idx + n + 1) << 3) | mc->chain,
+			      memory_order_relaxed);
+}
+
+static uint32_t window(struct hm_region *r, uint64_t idx, struct miss_ctx *mc)
 {
 	uint32_t max = max_window(r), w;
 
@@ -95,6 +163,8 @@ static uint32_t window(struct hm_region *r, uint64_t idx)
 				w = 4;
 		} else {
 			w = context_window(r, idx, max);
+			if (w == 1)
+				w = sparse_window(r, idx, max, mc);
 		}
 	}
 	if (w > max)
@@ -462,8 +532,11 @@ static int fault_serve(struct hm_region *r, uintptr_t addr, unsigned flags)
 			hm__count(&r->cache->ctr, faults_missing, 1);
 			hm__trace_record(r, idx);
 			uint32_t gen = atomic_load(&r->ra_gen);
-			uint32_t w = window(r, idx);
+			struct miss_ctx mc = { false, 0 };
+			uint32_t w = window(r, idx, &mc);
 			uint32_t n = claim_window(r, idx, w);
+			if (mc.noted)
+				sparse_note(r, idx, n, &mc);
 			/*
 			 * Queued windows the reader got to first give that part
 			 * up. One queued meanwhile finds these pages taken
@@ -476,8 +549,12 @@ static int fault_serve(struct hm_region *r, uintptr_t addr, unsigned flags)
 			hm__ra_passed(r, idx);
 			if (atomic_load_explicit(&r->advice, memory_order_relaxed) == HM_ADV_NOREUSE)
 				hm__cache_behind(r->cache, r, idx, w);
-			/* A stream: keep windows of the same size in flight ahead. */
-			if (!rc && w >= 4 && idx + n < r->npages)
+			/*
+			 * A stream: keep windows of the same size in flight ahead.
+			 * Not a sparse scan's: it skips ahead, and its next miss
+			 * tells how far.
+			 */
+			if (!rc && w >= 4 && idx + n < r->npages && !mc.noted)
 				stream_ahead(r, idx + n, w, gen);
 			return rc;
 		case HM_ST_RESIDENT:

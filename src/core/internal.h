@@ -285,6 +285,9 @@ struct hm_region {
 	_Atomic uint64_t ra_end; /* end of the area read ahead asynchronously */
 	_Atomic uint32_t ra_gen; /* bumped to cancel queued readahead */
 	_Atomic uint32_t ra_queued; /* windows in the prefetch queue */
+	/* Recent misses without context: sparse forward scans (src/core/fault.c). */
+	_Atomic uint64_t miss_hist[8];
+	_Atomic uint32_t miss_pos;
 	_Atomic int advice;
 
 	_Atomic uint32_t evicting; /* pages of this region being evicted */
