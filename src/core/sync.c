@@ -127,16 +127,15 @@ int hm__harvest(struct hm_region *r, uint64_t idx, uint64_t n)
 
 /*
  * Writes back held (BUSY, DIRTY cleared) pages [idx, idx+n); releases them.
- * After a failed run (*failed set) the rest fail at once with its error and
- * stay dirty, as msync(2) stops at the first error: a store that has had
- * its whole timeout would make a sync of k runs wait k timeouts.
+ * The first failure is kept in *err; after it, the rest fail at once with
+ * it and stay dirty, as msync(2) stops at the first error: a store that has
+ * had its whole timeout would make a sync of k runs wait k timeouts.
  */
-static int flush_run(struct hm_region *r, uint64_t idx, uint64_t n, int *failed)
+static void flush_run(struct hm_region *r, uint64_t idx, uint64_t n, int *err)
 {
-	int rc = *failed ? *failed : hm__writeback_run(r, idx, n);
+	int rc = *err ? *err : hm__writeback_run(r, idx, n);
 
-	if (rc)
-		*failed = rc;
+	*err = rc;
 
 	for (uint64_t i = idx; i < idx + n; i++) {
 		struct hm_page *p = hm__page(r, i, false);
@@ -146,7 +145,6 @@ static int flush_run(struct hm_region *r, uint64_t idx, uint64_t n, int *failed)
 		if (old & HM_PG_WAITERS)
 			hm__page_wake(r, i, 1);
 	}
-	return rc;
 }
 
 /*
@@ -164,7 +162,7 @@ static int sync_pass(struct hm_region *r, uint64_t idx, uint64_t n)
 	const struct hm_engine_info *info;
 	uint64_t run = 0, run_start = 0;
 	const uint64_t max_run = (4u << 20) >> r->ps_shift; /* 4 MiB requests at most */
-	int err = 0, rc;
+	int err = 0;
 	bool sync_wp = r->wp && !hm__engine_start(&info) && !info->wp_async;
 
 	for (uint64_t i = idx; i < idx + n; i++) {
@@ -175,8 +173,7 @@ static int sync_pass(struct hm_region *r, uint64_t idx, uint64_t n)
 			/* An absent chunk holds no page: skip it whole. */
 			i = (i | (HM_CHUNK_PAGES - 1));
 			if (run) {
-				rc = flush_run(r, run_start, run, &err);
-				err = err ? err : rc;
+				flush_run(r, run_start, run, &err);
 				run = 0;
 			}
 			continue;
@@ -187,8 +184,7 @@ static int sync_pass(struct hm_region *r, uint64_t idx, uint64_t n)
 			    (st & HM_ST_MASK) == HM_ST_LOADING || (st & HM_PG_BUSY)) {
 				/* Write out what we hold first: the owner may wait on it. */
 				if (run) {
-					rc = flush_run(r, run_start, run, &err);
-					err = err ? err : rc;
+					flush_run(r, run_start, run, &err);
 					run = 0;
 				}
 				if (hm__page_set_waiters(p, st))
@@ -213,8 +209,7 @@ static int sync_pass(struct hm_region *r, uint64_t idx, uint64_t n)
 			continue;
 		}
 		if (run) {
-			rc = flush_run(r, run_start, run, &err);
-			err = err ? err : rc;
+			flush_run(r, run_start, run, &err);
 			run = 0;
 		}
 		if (take) {
@@ -223,8 +218,7 @@ static int sync_pass(struct hm_region *r, uint64_t idx, uint64_t n)
 		}
 	}
 	if (run) {
-		rc = flush_run(r, run_start, run, &err);
-		err = err ? err : rc;
+		flush_run(r, run_start, run, &err);
 	}
 	return err;
 }
