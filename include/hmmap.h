@@ -69,8 +69,8 @@ const char *hm_errormsg(void);
  * SIGSEGV and hmsync(), hm_advise() and hm_prefault() treat it as
  * unmapped; its addresses stay reserved until the rest of the mapping goes
  * with the last part (HM_DIRECT: the part's written pages are counted, its
- * data is the medium's). Parts of HM_HYBRID mappings cannot be unmapped
- * (EINVAL). If write-back fails it returns -1 with the store's
+ * data is the medium's; HM_HYBRID: the part's pages held in DRAM go back to
+ * the medium first, pinned ones too). If write-back fails it returns -1 with the store's
  * errno (EIO for an I/O error) and the range stays mapped, with its data
  * (nothing is lost).
  *

@@ -61,6 +61,14 @@ void hm__hybrid_unpin(struct hm_region *r, uint64_t idx, uint64_t n);
 uint64_t hm__hybrid_pinned(const struct hm_region *r);
 /* Marks [idx, idx+n) read-only (no copy on write: SIGSEGV) or writable again. */
 int hm__hybrid_protect(struct hm_region *r, uint64_t idx, uint64_t n, bool ro);
+/*
+ * hmunmap of [idx, idx+n): no write takes those pages into DRAM again, and
+ * the held ones are written back to the medium (pins dropped). On failure
+ * nothing is marked and the error is returned; hm__hybrid_ungone() undoes
+ * a success (the caller failed later).
+ */
+int hm__hybrid_gone(struct hm_region *r, uint64_t idx, uint64_t n);
+void hm__hybrid_ungone(struct hm_region *r, uint64_t idx, uint64_t n);
 /* Pages a hybrid region may hold in DRAM at once. */
 uint64_t hm__hybrid_capacity(const struct hm_region *r);
 

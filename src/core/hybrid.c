@@ -66,6 +66,7 @@
 #define HY_PINNED (1u << 2)
 #define HY_RO (1u << 3)      /* hm_protect: a write is the application's SIGSEGV */
 #define HY_WAITERS (1u << 4)
+#define HY_GONE (1u << 5)    /* unmapped (hmunmap of a part): never taken again */
 #define HY_SLOT_SHIFT 8
 
 struct hm_hybrid {
@@ -305,7 +306,7 @@ static int take_page(struct hm_region *r, uint64_t i, bool pin)
 
 	for (;;) {
 		st = atomic_load(w);
-		if (st & HY_RO)
+		if (st & (HY_RO | HY_GONE))
 			return -EACCES;
 		switch (st & HY_STATE) {
 		case HY_HELD:
@@ -352,11 +353,12 @@ static int take_page(struct hm_region *r, uint64_t i, bool pin)
 	hm__count_rc(r, bytes_read, n);
 	hm__count(&s->ctr, bytes_read, n);
 	/*
-	 * hm_protect sets RO and then writes back the held pages it finds in
-	 * the slot table. This page had its slot before the check below, so
-	 * either the check sees RO, or the write-back finds the page.
+	 * hm_protect sets RO (hmunmap GONE) and then writes back the held
+	 * pages it finds in the slot table. This page had its slot before the
+	 * check below, so either the check sees the bit, or the write-back
+	 * finds the page.
 	 */
-	if (atomic_load(w) & HY_RO) {
+	if (atomic_load(w) & (HY_RO | HY_GONE)) {
 		set_state(w, HY_STATE | HY_SLOT_MASK, HY_EVICTING | ((uint32_t)slot << HY_SLOT_SHIFT));
 		writeback_page(r, i, false);
 		return -EACCES;
@@ -693,24 +695,78 @@ uint64_t hm__hybrid_pinned(const struct hm_region *r)
 	return n;
 }
 
-int hm__hybrid_protect(struct hm_region *r, uint64_t idx, uint64_t n, bool ro)
+/* The end of the pages of [idx, idx+n) that the medium backs. */
+static uint64_t medium_end(const struct hm_region *r, uint64_t idx, uint64_t n)
+{
+	uint64_t np = r->bam->hybrid->npages;
+
+	return idx + n < np ? idx + n : np;
+}
+
+static void clear_bit(struct hm_region *r, uint64_t idx, uint64_t n, uint32_t bit)
 {
 	struct hm_hybrid *h = r->bam->hybrid;
-	uint64_t end = idx + n;
 
-	if (end > h->npages)
-		end = h->npages;
-	for (uint64_t i = idx; i < end; i++) {
-		if (ro)
-			atomic_fetch_or(&h->st[i], HY_RO);
-		else if (atomic_load_explicit(&h->st[i], memory_order_relaxed) & HY_RO)
-			atomic_fetch_and(&h->st[i], ~HY_RO);
-	}
-	if (!ro)
-		return 0;
-	/* Held pages go back to the (read-only) medium, pins and all. */
+	for (uint64_t i = idx, end = medium_end(r, idx, n); i < end; i++)
+		if (atomic_load_explicit(&h->st[i], memory_order_relaxed) & bit)
+			atomic_fetch_and(&h->st[i], ~bit);
+}
+
+/*
+ * Marks [idx, idx+n) with `bit` (RO: hm_protect; GONE: hmunmap), so that no
+ * write moves a page into DRAM any more, then writes the held pages back to
+ * the medium, pins and all. take_page() checks the bits after it got its
+ * slot, so a page it moves in meanwhile is either seen there or found here.
+ */
+static int seal_range(struct hm_region *r, uint64_t idx, uint64_t n, uint32_t bit)
+{
+	struct hm_hybrid *h = r->bam->hybrid;
+	int rc;
+
+	for (uint64_t i = idx, end = medium_end(r, idx, n); i < end; i++)
+		atomic_fetch_or(&h->st[i], bit);
 	pthread_mutex_lock(&r->sync_lock);
-	int rc = writeback_range(r, idx, n, true);
+	rc = writeback_range(r, idx, n, true);
 	pthread_mutex_unlock(&r->sync_lock);
 	return rc;
+}
+
+/*
+ * An unmapped part (hmunmap): undone (the marks cleared) if a write-back
+ * fails; the pages that went back are direct again, with their data on the
+ * medium.
+ */
+int hm__hybrid_gone(struct hm_region *r, uint64_t idx, uint64_t n)
+{
+	int rc = seal_range(r, idx, n, HY_GONE);
+
+	if (rc)
+		hm__hybrid_ungone(r, idx, n);
+	return rc;
+}
+
+void hm__hybrid_ungone(struct hm_region *r, uint64_t idx, uint64_t n)
+{
+	struct hm_hybrid *h = r->bam->hybrid;
+	uint64_t end = medium_end(r, idx, n);
+
+	/*
+	 * The medium's pages read-only (a write moves one in), the zeros past
+	 * its end as mapped; pages still held in DRAM are writable frames.
+	 */
+	for (uint64_t i = idx; i < idx + n; i++) {
+		char *a = r->base + (i << r->ps_shift);
+		bool held = i < end && (atomic_load(&h->st[i]) & HY_STATE) == HY_HELD;
+		mprotect(a, r->ps, i >= end || held ? r->prot : PROT_READ);
+	}
+	clear_bit(r, idx, n, HY_GONE);
+}
+
+int hm__hybrid_protect(struct hm_region *r, uint64_t idx, uint64_t n, bool ro)
+{
+	if (!ro) {
+		clear_bit(r, idx, n, HY_RO);
+		return 0;
+	}
+	return seal_range(r, idx, n, HY_RO);
 }

@@ -24,7 +24,8 @@
  *
  * An HM_DIRECT region has no cache: its part is closed, its written pages
  * counted, its page-table entries dropped, and it joins the holes. An
- * HM_HYBRID region goes whole only.
+ * HM_HYBRID region's part first has its pages held in DRAM written back to
+ * the medium, and is then unmapped as a direct part.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -167,22 +168,36 @@ static void unpin_range(struct hm_region *r, uint64_t idx, uint64_t n)
  * An HM_DIRECT region's part: its pages are the medium's, so what was
  * written is there already. The written pages are counted (endurance) with
  * the range closed to writes, then the page-table entries go.
+ *
+ * An HM_HYBRID region's part first has its pages marked so that no write
+ * takes one into DRAM again, and its pages held in DRAM written back to the
+ * medium; then it is a direct part (read-only).
  */
 static int punch_direct(struct hm_region *r, uint64_t idx, uint64_t n)
 {
 	char *a = r->base + (idx << r->ps_shift);
 	size_t len = (size_t)n << r->ps_shift;
+	bool hybrid = r->bam->hybrid != NULL;
 	int rc;
 
-	if (mprotect(a, len, PROT_NONE) < 0)
-		return hm__error_errno(-errno, "hmunmap: mprotect(%p, %zu)", (void *)a, len);
+	if (hybrid && (rc = hm__hybrid_gone(r, idx, n)))
+		return hm__error_wrap(rc, "hmunmap: writing back the range failed");
+	if (mprotect(a, len, PROT_NONE) < 0) {
+		rc = hm__error_errno(-errno, "hmunmap: mprotect(%p, %zu)", (void *)a, len);
+		goto undo_gone;
+	}
 	rc = hm__bam_sync(r, idx, n, 0);
 	if (!rc && madvise(a, len, MADV_DONTNEED) < 0)
 		rc = hm__error_errno(-errno, "hmunmap: madvise(MADV_DONTNEED)");
 	if (!rc)
 		rc = hole_add(r, idx, n);
-	if (rc)
+	if (!rc)
+		return 0;
+	if (!hybrid)
 		mprotect(a, len, r->prot);
+undo_gone:
+	if (hybrid)
+		hm__hybrid_ungone(r, idx, n); /* and its protections */
 	return rc;
 }
 
@@ -194,12 +209,8 @@ int hm__region_punch(struct hm_region *r, uint64_t idx, uint64_t n)
 	size_t len = (size_t)n << r->ps_shift;
 	int rc = 0;
 
-	if (r->bam) {
-		if (r->bam->hybrid)
-			return hm__error(-EINVAL, "hmunmap: a part of an HM_HYBRID region cannot be "
-						  "unmapped");
+	if (r->bam)
 		return punch_direct(r, idx, n);
-	}
 
 	if (mprotect(a, len, PROT_NONE) < 0)
 		return hm__error_errno(-errno, "hmunmap: mprotect(%p, %zu)", (void *)a, len);

@@ -963,10 +963,6 @@ int hmunmap(void *addr, size_t length)
 			rc = hm__error(-EINVAL, "hmunmap: %p is not aligned to the region's %zu-byte "
 						"pages",
 				       addr, r->ps);
-		else if (r->bam && r->bam->hybrid && n != r->npages)
-			rc = hm__error(-EINVAL, "hmunmap: a part of an HM_HYBRID region cannot be "
-						"unmapped (only the whole of %p+%zu)",
-				       (void *)r->base, r->length);
 		cur = (uintptr_t)r->base + r->span;
 		hm__region_put(r);
 		if (rc) {
