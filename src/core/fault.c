@@ -116,13 +116,13 @@ static uint64_t sparse_gap(const struct hm_region *r)
 static uint32_t sparse_window(struct hm_region *r, uint64_t idx, uint32_t max,
 			      struct miss_ctx *mc)
 {
-	uint64_t best = 0;
+	uint64_t best = 0, gap_max = sparse_gap(r);
 
 	/* Each entry: (the page after a miss's load + 1) << 3 | its chain. */
 	for (int i = 0; i < SPARSE_HIST; i++) {
 		uint64_t m = atomic_load_explicit(&r->miss_hist[i], memory_order_relaxed);
 		uint64_t next = (m >> 3) - 1;
-		if (m >> 3 && next <= idx && idx - next <= sparse_gap(r) && m > best)
+		if (m >> 3 && next <= idx && idx - next <= gap_max && m > best)
 			best = m;
 	}
 	mc->noted = true;
