@@ -4,7 +4,7 @@
  * leaves is written to the store first (anonymous memory over hmmap()'s own
  * chain is dropped), touching it raises SIGSEGV, the hm_* range calls treat
  * it as unmapped, and the rest of the region keeps working; the region goes
- * when its last part does. HM_HYBRID regions go whole only (test_hybrid).
+ * when its last part does. HM_HYBRID parts are in test_hybrid.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -243,8 +243,11 @@ static void t_unmap_anonymous_chain(void)
 struct race {
 	unsigned char *p;
 	size_t keep; /* pages [0, keep) stay */
+	size_t len;  /* bytes of the whole mapping */
 	_Atomic int stop;
 	_Atomic long errors;
+	_Atomic long refused; /* range calls over the whole mapping refused for its holes */
+	char why[256];        /* the first unexpected result of a range call */
 };
 
 /* Writes a counter into each kept page in turn and checks what it wrote last time. */
@@ -277,10 +280,46 @@ static void *reader(void *arg)
 	return NULL;
 }
 
+static void range_call(struct race *k, const char *what, int rc, bool whole)
+{
+	if (rc == 0)
+		return;
+	if (whole && rc == -ENOMEM) {
+		atomic_fetch_add(&k->refused, 1);
+		return;
+	}
+	if (atomic_fetch_add(&k->errors, 1) == 0)
+		snprintf(k->why, sizeof k->why, "%s%s: %d %s", what, whole ? " (whole)" : "", rc,
+			 hm_errormsg());
+}
+
 /*
- * The tail leaves a piece at a time while one thread writes the head and
- * another reads it through a cache that evicts: no write is lost, and the
- * pieces' last contents are in the file.
+ * The range calls, over the head (which stays: each must succeed) and over
+ * the whole mapping (which may be losing its tail: success, or ENOMEM once
+ * part of it is gone), while pieces leave.
+ */
+static void *ranger(void *arg)
+{
+	struct race *k = arg;
+	size_t head = k->keep * PG;
+
+	while (!atomic_load(&k->stop)) {
+		range_call(k, "hm_sync", hm_sync(k->p, head, MS_SYNC), false);
+		range_call(k, "hm_sync", hm_sync(k->p, k->len, MS_ASYNC), true);
+		range_call(k, "hm_advise WILLNEED", hm_advise(k->p, k->len, HM_ADV_WILLNEED), true);
+		range_call(k, "hm_advise DONTNEED", hm_advise(k->p, head / 4, HM_ADV_DONTNEED),
+			   false);
+		range_call(k, "hm_prefault", hm_prefault(k->p, head / 8, 0), false);
+	}
+	return NULL;
+}
+
+/*
+ * The tail leaves a piece at a time while one thread writes the head,
+ * another reads it through a cache that evicts, and a third syncs, drops
+ * and prefaults the head and calls the range calls over the whole mapping:
+ * no write is lost, every call over the head succeeds, and the pieces'
+ * last contents are in the file.
  */
 static void t_unmap_while_used(void)
 {
@@ -294,20 +333,26 @@ static void t_unmap_while_used(void)
 		memset(p + i * PG, 0, 4); /* the counters start at 0 */
 	for (size_t i = n / 2; i < n; i++)
 		p[i * PG + 8] = 0x77;
-	struct race k = { .p = p, .keep = n / 2 };
-	pthread_t w, rd;
+	struct race k = { .p = p, .keep = n / 2, .len = len };
+	pthread_t w, rd, rg;
 	CHECK(pthread_create(&w, NULL, writer, &k) == 0);
 	CHECK(pthread_create(&rd, NULL, reader, &k) == 0);
+	CHECK(pthread_create(&rg, NULL, ranger, &k) == 0);
 	int rc = 0;
 	for (size_t i = n / 2; i < n && !rc; i += 64) {
 		rc = hmunmap(p + i * PG, 64 * PG);
 		usleep(2000);
 	}
+	/* Holes are there now: the whole-mapping calls must say so. */
+	usleep(20000);
 	atomic_store(&k.stop, 1);
 	pthread_join(w, NULL);
 	pthread_join(rd, NULL);
+	pthread_join(rg, NULL);
 	CHECKF(rc == 0, "%s", hm_errormsg());
-	CHECKF(atomic_load(&k.errors) == 0, "%ld writes lost", atomic_load(&k.errors));
+	CHECKF(atomic_load(&k.errors) == 0, "%ld writes lost or calls failed (%s)",
+	       atomic_load(&k.errors), k.why);
+	CHECKF(atomic_load(&k.refused) > 0, "no call over the holes was refused");
 	uint32_t last = *(uint32_t *)p;
 	CHECK(hmsync(p, len / 2, MS_SYNC) == 0);
 	for (size_t i = n / 2; i < n; i++) {
