@@ -65,6 +65,7 @@ struct row {
 	char cache_spec[32];
 	uint64_t cache, page;
 	const char *policy, *fmode, *mode, *advice;
+	const char *store; /* --store URI as given, or NULL: the data file */
 	int nrun, nfail;
 	struct cres run[MAX_RUNS];
 	char err[256];
@@ -93,7 +94,9 @@ struct opts {
 	int nadvice;
 	int threads[MAXL];
 	int nthreads;
-	const char *store, *file, *dir, *plot;
+	const char *store[MAXL];
+	int nstore;
+	const char *file, *dir, *plot;
 	uint64_t size, scale, ops, scan_every;
 	int runs, passes, baseline, csv, json, progress, keep, timeout;
 	double alpha, hot_frac, hot_share, wfrac;
@@ -182,7 +185,9 @@ static void bench_usage(FILE *f)
 	    "                      the reader has passed leave the cache first)\n"
 	    "  --store URI         hmmap's store (default file: of the data file). The data\n"
 	    "                      is copied into it before timing; %%s in URI is replaced\n"
-	    "                      by the data file's size, e.g. 'mem:%%s,read_ns=2000'\n"
+	    "                      by the data file's size, e.g. 'mem:%%s,read_ns=2000'.\n"
+	    "                      Given several times, each store is a row of the grid\n"
+	    "                      (a URI may hold commas, so it is not a LIST)\n"
 	    "\n"
 	    "Data (generated in DIR, deleted afterwards unless --keep):\n"
 	    "  --size SIZE         data of seq..rwmix, keys of sort, the three arrays of\n"
@@ -434,7 +439,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case O_STORE:
 			if (!*optarg)
 				return usage_err("empty store URI%s", "");
-			o->store = optarg;
+			if (o->nstore == MAXL)
+				return usage_err("more than %d --store options", MAXL);
+			o->store[o->nstore++] = optarg;
 			break;
 		case O_FILE:
 			if (!*optarg)
@@ -718,7 +725,7 @@ static int push_row(struct row **rows, int *n, int *cap, const struct row *x)
 /*
  * The grid: for each workload, thread count and system, every combination
  * of the lists that apply to that system (cache and page size to hmmap and
- * the pool; policy, fault mode, mode and advice to hmmap only). Index k is
+ * the pool; store, policy, fault mode, mode and advice to hmmap only). Index k is
  * decoded into one entry of each list, the last list varying fastest.
  */
 static int add_rows(const struct opts *o, struct row **rows, int *nrows)
@@ -731,16 +738,17 @@ static int add_rows(const struct opts *o, struct row **rows, int *nrows)
 			for (int s = 0; s < o->nsys; s++) {
 				int sys = o->sys[s], hm = sys == S_HMMAP;
 				int sized = hm || sys == S_PREAD;
-				int len[6] = {sized ? o->ncache : 1, sized ? o->npage : 1,
+				int len[7] = {hm && o->nstore ? o->nstore : 1,
+				              sized ? o->ncache : 1, sized ? o->npage : 1,
 				              hm ? o->npolicy : 1,   hm ? o->nfmode : 1,
 				              hm ? o->nmode : 1,     hm ? o->nadvice : 1};
-				int total = 1, idx[6];
-				for (int i = 0; i < 6; i++)
+				int total = 1, idx[7];
+				for (int i = 0; i < 7; i++)
 					total *= len[i];
 				for (int k = 0; k < total; k++) {
 					struct row x;
 					int rest = k;
-					for (int i = 5; i >= 0; i--) {
+					for (int i = 6; i >= 0; i--) {
 						idx[i] = rest % len[i];
 						rest /= len[i];
 					}
@@ -748,13 +756,14 @@ static int add_rows(const struct opts *o, struct row **rows, int *nrows)
 					x.wl = o->wl[w];
 					x.sys = sys;
 					x.threads = o->threads[t];
+					x.store = hm && o->nstore ? o->store[idx[0]] : NULL;
 					snprintf(x.cache_spec, sizeof x.cache_spec, "%s",
-					         sized ? o->cache[idx[0]] : "-");
-					x.page = sized ? o->page[idx[1]] : 4096;
-					x.policy = hm ? o->policy[idx[2]] : "-";
-					x.fmode = hm ? o->fmode[idx[3]] : "-";
-					x.mode = hm ? o->mode[idx[4]] : "-";
-					x.advice = hm ? o->advice[idx[5]] : "-";
+					         sized ? o->cache[idx[1]] : "-");
+					x.page = sized ? o->page[idx[2]] : 4096;
+					x.policy = hm ? o->policy[idx[3]] : "-";
+					x.fmode = hm ? o->fmode[idx[4]] : "-";
+					x.mode = hm ? o->mode[idx[5]] : "-";
+					x.advice = hm ? o->advice[idx[6]] : "-";
 					if (push_row(rows, &n, &cap, &x)) {
 						free(*rows);
 						*rows = NULL;
@@ -852,15 +861,15 @@ static void run_hmmap(const struct opts *o, const struct row *r, const struct bd
 		setenv("HMMAP_FAULT_MODE", r->fmode, 1);
 	else
 		unsetenv("HMMAP_FAULT_MODE");
-	if (o->store) {
+	if (r->store) {
 		char sz[32];
-		const char *pc = strstr(o->store, "%s");
+		const char *pc = strstr(r->store, "%s");
 		snprintf(sz, sizeof sz, "%llu", (unsigned long long)d->file_bytes);
 		if (pc)
-			snprintf(uri, sizeof uri, "%.*s%s%s", (int)(pc - o->store), o->store, sz,
+			snprintf(uri, sizeof uri, "%.*s%s%s", (int)(pc - r->store), r->store, sz,
 			         pc + 2);
 		else
-			snprintf(uri, sizeof uri, "%s", o->store);
+			snprintf(uri, sizeof uri, "%s", r->store);
 	} else {
 		snprintf(uri, sizeof uri, "file:%s", d->path);
 	}
@@ -871,7 +880,7 @@ static void run_hmmap(const struct opts *o, const struct row *r, const struct bd
 		free(shown);
 		goto out;
 	}
-	if (o->store) {
+	if (r->store) {
 		if (hm_store_size(st) < d->file_bytes) {
 			snprintf(c->o.err, sizeof c->o.err,
 			         "store %.100s holds %llu bytes; the data needs %llu", hm_store_uri(st),
@@ -1248,6 +1257,35 @@ static void print_best_passes(const struct opts *o, struct row *rows, int nrows)
 	}
 }
 
+/* The row's --store URI with any password hidden, into buf ("" without one). */
+static const char *store_shown(const struct row *r, char *buf, size_t len)
+{
+	char *shown = r->store ? hm__uri_redact(r->store) : NULL;
+
+	snprintf(buf, len, "%s", shown ? shown : r->store ? "***" : "");
+	free(shown);
+	return buf;
+}
+
+/*
+ * The system column: a region mode other than cached is part of the name,
+ * and so is the store's number when several were given (the list is
+ * printed below the table).
+ */
+static const char *sys_label(const struct opts *o, const struct row *r, char *buf, size_t len)
+{
+	char num[16] = "";
+
+	if (r->sys == S_HMMAP && o->nstore > 1)
+		for (int k = 0; k < o->nstore; k++)
+			if (r->store == o->store[k])
+				snprintf(num, sizeof num, "[%d]", k + 1);
+	snprintf(buf, len, "%s%s%s%s", sys_names[r->sys],
+		 r->sys == S_HMMAP && strcmp(r->mode, "cached") ? "/" : "",
+		 r->sys == S_HMMAP && strcmp(r->mode, "cached") ? r->mode : "", num);
+	return buf;
+}
+
 static void print_table(const struct opts *o, struct row *rows, int nrows)
 {
 	printf("%-8s %-9s %-7s %-5s %-6s %-6s %-7s %3s %9s %9s %-7s %7s %9s %9s %9s %s\n",
@@ -1257,10 +1295,7 @@ static void print_table(const struct opts *o, struct row *rows, int nrows)
 		struct row *r = &rows[i];
 		char cache[24] = "-", page[24] = "-", rate[24] = "-", ratio[24] = "-";
 		char f[24] = "-", mi[24] = "-", ev[24] = "-", secs[24] = "-", sys[32];
-		/* A region mode other than cached is part of the system's name. */
-		snprintf(sys, sizeof sys, "%s%s%s", sys_names[r->sys],
-			 r->sys == S_HMMAP && strcmp(r->mode, "cached") ? "/" : "",
-			 r->sys == S_HMMAP && strcmp(r->mode, "cached") ? r->mode : "");
+		sys_label(o, r, sys, sizeof sys);
 		if (r->sys == S_HMMAP || r->sys == S_PREAD) {
 			size_str(cache, sizeof cache, r->cache);
 			size_str(page, sizeof page, r->page);
@@ -1283,10 +1318,18 @@ static void print_table(const struct opts *o, struct row *rows, int nrows)
 		       bench_unit(r->wl), ratio, f, mi, ev, check_word(r));
 	}
 	for (int i = 0; i < nrows; i++)
-		if (rows[i].err[0])
-			printf("  %s %s: %s\n", wl_names[rows[i].wl], sys_names[rows[i].sys],
-			       rows[i].err);
+		if (rows[i].err[0]) {
+			char sys[48];
+			printf("  %s %s: %s\n", wl_names[rows[i].wl],
+			       sys_label(o, &rows[i], sys, sizeof sys), rows[i].err);
+		}
 	print_best_passes(o, rows, nrows);
+	for (int k = 0; o->nstore > 1 && k < o->nstore; k++) {
+		struct row x = { .store = o->store[k] };
+		char st[512];
+		printf("%s  hmmap[%d] %s\n", k ? "" : "stores:\n", k + 1,
+		       store_shown(&x, st, sizeof st));
+	}
 	printf("medians of %d run%s; ratio: rate / %s's rate (higher is better)\n", o->runs,
 	       o->runs == 1 ? "" : "s", sys_names[o->baseline]);
 }
@@ -1296,7 +1339,7 @@ static void print_csv(struct row *rows, int nrows)
 	printf(
 	    "workload,system,cache_bytes,page_size,policy,fault_mode,mode,threads,runs,ok_runs,"
 	    "advice,seconds,rate,unit,ratio,faults,misses,evictions,writebacks,bytes_read,verified,"
-	    "best_pass_rate,error\n");
+	    "best_pass_rate,error,store\n");
 	for (int i = 0; i < nrows; i++) {
 		struct row *r = &rows[i];
 		const struct cres *c = r->med >= 0 ? &r->run[r->med] : NULL;
@@ -1320,6 +1363,11 @@ static void print_csv(struct row *rows, int nrows)
 			printf("%.6g", r->best_rate);
 		printf(",\"");
 		for (const char *s = r->err; *s; s++)
+			if (*s != '"' && *s != '\n')
+				putchar(*s);
+		char st[512];
+		printf("\",\"");
+		for (const char *s = store_shown(r, st, sizeof st); *s; s++)
 			if (*s != '"' && *s != '\n')
 				putchar(*s);
 		printf("\"\n");
@@ -1374,6 +1422,14 @@ static void print_json(const struct opts *o, struct row *rows, int nrows, const 
 		       "\"threads\": %d, \"runs\": %d, \"ok_runs\": %d, ",
 		       r->policy, r->fmode, r->mode, r->advice, r->threads, r->nrun,
 		       r->nrun - r->nfail);
+		printf("\"store\": ");
+		if (r->store) {
+			char st[512];
+			hm_cli_json_str(store_shown(r, st, sizeof st));
+			printf(", ");
+		} else {
+			printf("null, ");
+		}
 		if (c)
 			printf("\"seconds\": %.6f, \"rate\": %.6g, ", r->secs, r->rate);
 		else
@@ -1459,11 +1515,27 @@ static int plot(const struct opts *o, struct row *rows, int nrows, const char *d
 			size_str(cache, sizeof cache, r->cache);
 			size_str(page, sizeof page, r->page);
 		}
-		fprintf(f, "\"%s %s%s%s%s%s%s%s\" %d %.6g\n", wl_names[r->wl], sys_names[r->sys],
+		/* What else tells hmmap's rows apart: the lists given more than one entry. */
+		char more[600] = "", shown[512];
+		if (r->sys == S_HMMAP) {
+			const char *part[4] = { o->npolicy > 1 ? r->policy : NULL,
+						o->nmode > 1 ? r->mode : NULL,
+						o->nadvice > 1 ? r->advice : NULL,
+						o->nstore > 1 ? store_shown(r, shown, sizeof shown) : NULL };
+			for (int k = 0; k < 4; k++) {
+				size_t at = strlen(more);
+				if (part[k])
+					snprintf(more + at, sizeof more - at, " %s", part[k]);
+			}
+			for (char *c = more; *c; c++)
+				if (*c == '"' || *c == '\\')
+					*c = '_';
+		}
+		fprintf(f, "\"%s %s%s%s%s%s%s%s%s\" %d %.6g\n", wl_names[r->wl], sys_names[r->sys],
 		        cache[0] ? " " : "", cache, page[0] ? "/" : "", page,
 		        r->sys == S_HMMAP && strcmp(r->fmode, "auto") ? " " : "",
-		        r->sys == S_HMMAP && strcmp(r->fmode, "auto") ? r->fmode : "", r->sys + 1,
-		        r->ratio);
+		        r->sys == S_HMMAP && strcmp(r->fmode, "auto") ? r->fmode : "", more,
+		        r->sys + 1, r->ratio);
 		n++;
 	}
 	fclose(f);

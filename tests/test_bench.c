@@ -492,6 +492,51 @@ static void grid_progress_and_store(void)
 }
 
 /*
+ * Several --store options: each is a row of hmmap's grid, named in the
+ * table (hmmap[1], hmmap[2] and a list below) and in CSV and JSON, with a
+ * password hidden; a store that fails fails its rows only.
+ */
+static void several_stores(void)
+{
+	char args[1024];
+
+	if (!have_tool())
+		SKIP("%.200s is not built", tool);
+	snprintf(args, sizeof args,
+		 "bench --dir %s --size 1M --ops 300 --runs 1 --workload rand,seq "
+		 "--system hmmap,pread --store 'mem:%%s' --store 'mem:%%s,read_ns=2000' "
+		 "--store 'redis://u:Secret-9@127.0.0.1:1/x?timeout=200' --json",
+		 dir);
+	int rc = run(args, 0);
+	CHECKF(rc == 1, "exit %d (a store failed):\n%.400s", rc, tail());
+	CHECKF(json_valid(out), "not valid JSON:\n%.400s", out);
+	int pos;
+	CHECK(numbers_of(out, "rate", &pos) == 8); /* 2 workloads x (3 stores + pread) */
+	const char *a = strstr(out, "\"store\": \"mem:%s\"");
+	const char *b = strstr(out, "\"store\": \"mem:%s,read_ns=2000\"");
+	const char *c = strstr(out, "\"store\": \"redis://u:***@127.0.0.1:1/x?timeout=200\"");
+	CHECKF(a && b && c && a < b && b < c, "%.300s", out);
+	CHECK(strstr(out, "\"store\": null")); /* the pool's rows */
+	CHECK(!strstr(out, "Secret-9"));
+	CHECK(strstr(c, "\"verified\": false") && strstr(a, "\"verified\": true"));
+	/* The table numbers the stores; CSV names them last. */
+	strstr(args, " --json")[0] = 0;
+	rc = run(args, 0);
+	CHECKF(rc == 1, "exit %d:\n%.400s", rc, tail());
+	CHECKF(count_lines_with(out, " ok") == 6 && count_lines_with(out, " FAILED") == 2,
+	       "%.300s", out);
+	CHECK(strstr(out, "rand     hmmap[2] ") && strstr(out, "seq      hmmap[3] "));
+	CHECK(strstr(out, "stores:\n  hmmap[1] mem:%s\n  hmmap[2] mem:%s,read_ns=2000\n"));
+	CHECK(strstr(out, "seq hmmap[3]: store redis://u:***@") && !strstr(out, "Secret-9"));
+	strcat(args, " --csv");
+	rc = run(args, 0);
+	CHECKF(rc == 1, "exit %d:\n%.400s", rc, tail());
+	CHECK(strstr(out, ",error,store\n"));
+	CHECK(count_lines_with(out, ",\"mem:%s,read_ns=2000\"") == 2);
+	CHECK(count_lines_with(out, ",\"\"") == 2); /* the pool: no store */
+}
+
+/*
  * In a 60-column terminal (a tmux pane) the bar is fitted to the width: it
  * never wraps, so the redraws leave exactly one line behind, the last.
  */
@@ -619,6 +664,9 @@ static void bad_usage(void)
 	    "bench --system hmmap --baseline pread",
 	    "bench --system hmmap,mmap-warm --baseline pread --plot /tmp/x.png",
 	    "bench --plot \"$(printf '/tmp/a\\nb.png')\"",
+	    "bench --store ''",
+	    /* Seventeen stores: more than a list holds. */
+	    "bench $(for i in $(seq 17); do printf -- '--store mem:%%%%s,read_ns=%d ' $i; done)",
 	};
 
 	if (!have_tool())
@@ -722,6 +770,7 @@ int main(void)
 	RUN(ratio_per_grid_point);
 	RUN(seq_reads_once);
 	RUN(grid_progress_and_store);
+	RUN(several_stores);
 	RUN(progress_fits_terminal);
 	RUN(corrupt_data_is_caught);
 	RUN(plot_png);
