@@ -259,22 +259,28 @@ static int measure_latency(struct hm_store *s, uint64_t size, bool write, bool p
 	}
 	for (unsigned k = 0; k < LAT_OFFSETS; k++)
 		offs[k] = (xs(&seed) % nblk) * LAT_BLOCK;
-	/* Untimed pass: one-time costs of first touches stay out of the figures. */
-	for (unsigned k = 0; k < LAT_OFFSETS && !rc; k++) {
+	/*
+	 * Untimed pass: one-time costs of first touches stay out of the
+	 * figures. It takes at most the time of a measurement: on a slow store
+	 * the requests then cycle over the offsets it reached.
+	 */
+	unsigned noffs = 0;
+	end = now_s() + secs;
+	for (; noffs < LAT_OFFSETS && !rc && (noffs < 16 || now_s() < end); noffs++) {
 		if (prime) {
-			rc = prime_block(s, buf, LAT_BLOCK, offs[k], primed);
+			rc = prime_block(s, buf, LAT_BLOCK, offs[noffs], primed);
 			continue;
 		}
-		rc = hm_store_read(s, buf, LAT_BLOCK, offs[k]);
+		rc = hm_store_read(s, buf, LAT_BLOCK, offs[noffs]);
 		if (!rc && write)
-			rc = hm_store_write(s, buf, LAT_BLOCK, offs[k]);
+			rc = hm_store_write(s, buf, LAT_BLOCK, offs[noffs]);
 	}
 	end = now_s() + secs;
 	while (!rc && n + batch <= MAX_SAMPLES) {
 		uint64_t first = n, bsum = 0;
 		long pre = preemptions();
 
-		for (uint64_t k = 0; k < batch && !rc; k++, i = (i + 1) % LAT_OFFSETS) {
+		for (uint64_t k = 0; k < batch && !rc; k++, i = (i + 1) % noffs) {
 			uint64_t t0, t1;
 			if (write) {
 				rc = hm_store_read(s, buf, LAT_BLOCK, offs[i]);
@@ -415,17 +421,27 @@ static void *bw_main(void *arg)
  * of its block: bytes over the time some thread was writing (a sum of the
  * threads' own rates would count a store's bandwidth once per thread).
  */
-/* Primes [0, range) of a private store in 1 MiB blocks (see the top of the file). */
-static int prime_range(struct hm_store *s, uint64_t range, uint64_t *primed)
+/*
+ * Primes [0, *range) of a private store in 1 MiB blocks (see the top of the
+ * file) for at most secs, and at least `min` blocks; *range becomes the part
+ * primed, over which bandwidth is then measured, so that a slow store's
+ * priming takes no longer than a measurement does.
+ */
+static int prime_range(struct hm_store *s, uint64_t *range, uint64_t min, double secs,
+		       uint64_t *primed)
 {
 	char *buf = hm_io_alloc(BW_BLOCK);
+	double end = now_s() + secs;
+	uint64_t off = 0;
 	int rc = 0;
 
 	if (!buf)
 		return -ENOMEM;
-	for (uint64_t off = 0; off + BW_BLOCK <= range && !rc; off += BW_BLOCK)
+	for (; off + BW_BLOCK <= *range && !rc && (off < min * BW_BLOCK || now_s() < end);
+	     off += BW_BLOCK)
 		rc = prime_block(s, buf, BW_BLOCK, off, primed);
 	hm_io_free(buf, BW_BLOCK);
+	*range = off;
 	return rc;
 }
 
@@ -655,7 +671,7 @@ int hm_cli_probe(int argc, char **argv)
 		bw_range = PRIME_RANGE;
 	rc = measure_latency(s, size, false, prime, part, &rl, &primed);
 	if (!rc && prime)
-		rc = prime_range(s, bw_range, &primed);
+		rc = prime_range(s, &bw_range, (uint64_t)nt, part, &primed);
 	if (!rc)
 		rc = measure_bw(s, bw_range, false, nt, part, &rb);
 	if (!rc && do_write)
