@@ -14,7 +14,11 @@
  *     pages and the pages that were dirty in the cache are intact;
  *   - replicas=1 (a copy on the other server): killing and restarting a
  *     server loses nothing, a page tampered with on one server is read from
- *     the other, and a page bad on both raises SIGBUS.
+ *     the other, and a page bad on both raises SIGBUS;
+ *   - a synced store holds exactly one key per page, however often pages
+ *     were rewritten;
+ *   - deletes of dead versions on a frozen server hold up no write to the
+ *     other server.
  */
 #include <libmemcached/memcached.h>
 #include <pthread.h>
@@ -352,6 +356,124 @@ static void t_replicas(void)
 	free(ref);
 }
 
+static long long items_both(void)
+{
+	long long a = items(mport[0]), b = items(mport[1]);
+
+	return a < 0 || b < 0 ? -1 : a + b;
+}
+
+static void t_sync_one_key_per_page(void)
+{
+	struct ru_env e;
+	char uri[256];
+	unsigned char *ref = malloc(LEN);
+	long long before = items_both(), after;
+
+	CHECK(ref && before >= 0);
+	uri2(uri, sizeof uri, "gc", "timeout=3000");
+	CHECKF(!ru_env_open(&e, uri, LEN, BUDGET), "%s", hm_errormsg());
+	/* Every page written, then rewritten twice: three versions each. */
+	for (int round = 0; round < 3; round++) {
+		tu_fill(ref, LEN, 20 + round);
+		CHECK(!ru_try_write(e.p, ref, LEN));
+		CHECK(hm_sync(e.p, LEN, MS_SYNC) == 0);
+	}
+	after = items_both();
+	CHECKF(after - before == NPAGES, "%lld keys for %u pages after sync", after - before,
+	       NPAGES);
+	CHECK(hm_advise(e.p, LEN, HM_ADV_DONTNEED) == 0);
+	long long bad = ru_verify(e.p, ref, LEN);
+	CHECKF(bad == -1, "mismatch at %lld", bad);
+	ru_env_close(&e);
+	/* Closing gives the memory back. */
+	after = items_both();
+	CHECKF(after == before, "%lld keys left after close (%lld before)", after, before);
+	free(ref);
+}
+
+/*
+ * Pages rewritten while one server is frozen: the deletes of their dead
+ * versions that go to it must not fail, nor hold up for long, a write whose
+ * new version went to the other server. 63 dead versions are queued before
+ * the freeze; the first write that succeeds then makes 64, and the deletes
+ * run, as many as a write of one page takes (about half to the frozen
+ * server): each of them on the live server goes.
+ */
+static void t_deletes_to_frozen_server(void)
+{
+	enum { N = 128, LIVE = 100 };
+	struct hm_store *s;
+	struct hm_remote_stats st;
+	char uri[256], key[160];
+	unsigned char *buf = malloc((size_t)N * PS), frame[PS + 64], want[PS];
+	int rc[N], on1[N], dead1[63], ndead1 = 0, ok = 0, failed = 0, n;
+	size_t fl;
+
+	CHECK(buf);
+	uri2(uri, sizeof uri, "fzd", "timeout=2000,io_timeout=300,prefetch=0");
+	CHECKF(hm_store_open(&s, uri, 0) == 0, "%s", hm_errormsg());
+	for (int i = 0; i < N; i++)
+		memset(buf + (size_t)i * PS, 0x10 + i, PS);
+	CHECKF(hm_store_write(s, buf, (size_t)N * PS, 0) == 0, "%s", hm_errormsg());
+	for (int i = 0; i < 63; i++)
+		memset(buf + (size_t)i * PS, 0x90 + i, PS);
+	CHECKF(hm_store_write(s, buf, 63 * PS, 0) == 0, "%s", hm_errormsg());
+	CHECK(hm_remote_stats(s, &st) == 0);
+	CHECKF(st.dels == 0, "%llu deletes before the freeze", (unsigned long long)st.dels);
+	/* The dead versions the live server holds. */
+	for (int i = 0; i < 63; i++) {
+		snprintf(key, sizeof key, "%s%x:1", st.prefix, i);
+		dead1[i] = raw_get(mport[1], key, frame, sizeof frame, &fl) == 0;
+		ndead1 += dead1[i];
+	}
+	kill(mpid[0], SIGSTOP);
+	/*
+	 * Rewrites until three went to the live server: each new version goes
+	 * to either server by the hash of its key, and a write to the frozen
+	 * one fails after timeout=. All 28 miss the live server once in 2^28.
+	 */
+	for (n = LIVE; n < N && ok < 3; n++) {
+		memset(buf, 0x50 + n, PS);
+		rc[n] = hm_store_write(s, buf, PS, (uint64_t)n * PS);
+		/* Version 2 of the page, if it went to the server that answers. */
+		snprintf(key, sizeof key, "%s%x:2", st.prefix, n);
+		on1[n] = raw_get(mport[1], key, frame, sizeof frame, &fl) == 0;
+		ok += on1[n];
+		failed += !ok && rc[n] != 0;
+	}
+	kill(mpid[0], SIGCONT);
+	CHECKF(ok > 0, "no new version on the live server in %d writes", n - LIVE);
+	for (int i = 0; i < N; i++) {
+		int w = i >= LIVE && i < n;
+		if (w)
+			CHECKF(!on1[i] || rc[i] == 0, "page %d stored on the live server, write said %d",
+			       i, rc[i]);
+		/* A write that failed left the page as it was. */
+		memset(want, i < 63 ? 0x90 + i : w && rc[i] == 0 ? 0x50 + i : 0x10 + i, PS);
+		CHECKF(hm_store_read(s, frame, PS, (uint64_t)i * PS) == 0, "%s", hm_errormsg());
+		CHECKF(!memcmp(frame, want, PS), "page %d read wrong", i);
+	}
+	/* The deletes ran: those to the live server went through. */
+	CHECK(hm_remote_stats(s, &st) == 0);
+	CHECKF(st.dels > 0, "no delete ran");
+	/*
+	 * The first write to the live server ran the deletes: of a queue of
+	 * the 63, the versions of the `failed` writes before it (dead too: they
+	 * may still land) and its own dead version, it took 65, newest first,
+	 * so all but the oldest failed - 1 of the 63. Each of those that was
+	 * on the live server is gone.
+	 */
+	for (int i = failed > 1 ? failed - 1 : 0; i < 63; i++) {
+		snprintf(key, sizeof key, "%s%x:1", st.prefix, i);
+		CHECKF(!dead1[i] || raw_get(mport[1], key, frame, sizeof frame, &fl) != 0,
+		       "dead version of page %d still on the live server (%d there before)", i,
+		       ndead1);
+	}
+	hm_store_close(s);
+	free(buf);
+}
+
 int main(void)
 {
 	if (!ru_have("memcached")) {
@@ -375,6 +497,8 @@ int main(void)
 	RUN(t_server_frozen);
 	RUN(t_server_restarted);
 	RUN(t_replicas);
+	RUN(t_sync_one_key_per_page);
+	RUN(t_deletes_to_frozen_server);
 	ru_kill_all();
 	ru_cleanup();
 	return test_done();

@@ -669,6 +669,12 @@ static int mc_ctl(void *priv, const char *key, const char *value)
 	return rm_ctl(priv, key, value);
 }
 
+/* hmsync: memcached writes nothing lazily; the dead versions of pages go. */
+static int mc_flush(void *priv)
+{
+	return rm_flush(priv);
+}
+
 const struct hm_store_ops hm__store_memcached = {
 	.abi = HM_STORE_ABI,
 	.scheme = "memcached",
@@ -678,4 +684,5 @@ const struct hm_store_ops hm__store_memcached = {
 	.read = mc_read,
 	.write = mc_write,
 	.ctl = mc_ctl,
+	.flush = mc_flush,
 };

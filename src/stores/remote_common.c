@@ -515,13 +515,20 @@ static void gc_push(struct rm_store *s, uint64_t idx, uint32_t ver)
 	pthread_mutex_unlock(&s->gc_lock);
 }
 
-/* Fills up to max DEL ops (every copy) from the queue; returns how many. */
-static size_t gc_take(struct rm_store *s, struct rm_op *ops, size_t max)
+/*
+ * Fills up to max DEL ops (every copy) from the queue, if it holds at least
+ * min dead versions; returns how many.
+ */
+static size_t gc_take(struct rm_store *s, struct rm_op *ops, size_t max, uint32_t min)
 {
 	uint32_t copies = s->cfg.copies > 1 ? s->cfg.copies : 1;
 	size_t n = 0;
 
 	pthread_mutex_lock(&s->gc_lock);
+	if (s->gc_n < min) {
+		pthread_mutex_unlock(&s->gc_lock);
+		return 0;
+	}
 	while (s->gc_n && n + copies <= max) {
 		struct rm_dead d = s->gc[--s->gc_n];
 		for (uint32_t c = 0; c < copies; c++, n++) {
@@ -558,7 +565,7 @@ static void gc_drain(struct rm_store *s, uint64_t deadline)
 
 	if (!ops)
 		return;
-	while ((n = gc_take(s, ops, 256))) {
+	while ((n = gc_take(s, ops, 256, 1))) {
 		int rc = rm_run(s, ops, n, deadline);
 		gc_requeue(s, ops, n);
 		if (rc)
@@ -699,7 +706,12 @@ static void *scratch_get(int i, size_t len)
 
 /* -------------------------------------------------------------- running */
 
-int rm_run(struct rm_store *s, struct rm_op *ops, size_t n, uint64_t deadline)
+/*
+ * rm_run(); `quiet` for the best-effort deletes of dead versions: running
+ * out of time is neither counted as a timeout nor made the thread's error.
+ */
+static int run_ops(struct rm_store *s, struct rm_op *ops, size_t n, uint64_t deadline,
+		   bool quiet)
 {
 	uint32_t backoff = 2;
 	size_t i, pending;
@@ -722,6 +734,8 @@ int rm_run(struct rm_store *s, struct rm_op *ops, size_t n, uint64_t deadline)
 			for (i = 0; i < n; i++)
 				if (ops[i].st == RM_PENDING)
 					ops[i].st = -ETIMEDOUT;
+			if (quiet)
+				return -ETIMEDOUT;
 			rm_count(s, timeouts, 1);
 			return hm__error(-ETIMEDOUT, "%s: no answer within timeout=%u ms (%s)",
 					 s->cfg.what, s->cfg.timeout_ms, last);
@@ -735,6 +749,11 @@ int rm_run(struct rm_store *s, struct rm_op *ops, size_t n, uint64_t deadline)
 		if (ops[i].st < 0 && !err)
 			err = ops[i].st;
 	return err;
+}
+
+int rm_run(struct rm_store *s, struct rm_op *ops, size_t n, uint64_t deadline)
+{
+	return run_ops(s, ops, n, deadline, false);
 }
 
 static uint64_t deadline_of(const struct rm_store *s)
@@ -1279,16 +1298,47 @@ int rm_read(struct rm_store *s, void *buf, size_t len, uint64_t off)
 }
 
 /*
+ * After a batch of writes, once GC_BATCH deletes of dead versions are
+ * queued: up to `max` of them, in one more pipeline that waits at most
+ * GC_WAIT_MS. Deletes that did not happen go back in the queue. Run apart
+ * from the writes, so that a server that stopped answering holds up no
+ * write to the others; and once such a pipeline went unanswered, none runs
+ * for an io_timeout, so that an outage costs a write stream one short wait
+ * a second, not one per write. Single-page writes (random write-back) pay
+ * the extra round trip once per GC_BATCH of them.
+ */
+#define GC_WAIT_MS 50u
+#define GC_BATCH 64u
+
+static void gc_after_write(struct rm_store *s, struct rm_op *ops, size_t max)
+{
+	uint32_t ms = s->cfg.io_timeout_ms < GC_WAIT_MS ? s->cfg.io_timeout_ms : GC_WAIT_MS;
+	uint64_t now = rm_now_ns();
+	size_t n;
+
+	if (now < atomic_load_explicit(&s->gc_quiet_until, memory_order_relaxed))
+		return;
+	if (!(n = gc_take(s, ops, max, GC_BATCH)))
+		return;
+	if (run_ops(s, ops, n, now + (uint64_t)ms * 1000000ull, true) == -ETIMEDOUT)
+		atomic_store_explicit(&s->gc_quiet_until,
+				      rm_now_ns() + (uint64_t)s->cfg.io_timeout_ms * 1000000ull,
+				      memory_order_relaxed);
+	gc_requeue(s, ops, n);
+}
+
+/*
  * Writes whole blocks [b0, b0+nb) from data (to every copy), each to the key
- * of its new version, with up to 64 queued deletes of dead versions in the
- * same pipeline.
+ * of its new version; then deletes up to nb + 64 dead versions: as many as
+ * the batch can make dead, and some to spare, so that the queue shrinks
+ * while pages are rewritten.
  */
 static int write_blocks(struct rm_store *s, const unsigned char *data, uint64_t b0, size_t nb)
 {
 	uint32_t copies = s->cfg.copies > 1 ? s->cfg.copies : 1;
 	struct rm_op *ops = scratch_get(0, (nb + 64) * copies * sizeof *ops);
 	unsigned char *frames = scratch_get(1, nb * s->frame);
-	size_t n = 0, ndel;
+	size_t n = 0;
 	int rc;
 
 	if (!ops || !frames)
@@ -1307,9 +1357,7 @@ static int write_blocks(struct rm_store *s, const unsigned char *data, uint64_t 
 			ops[n].vlen = s->frame;
 		}
 	}
-	ndel = gc_take(s, ops + n, 64 * copies);
-	rc = rm_run(s, ops, n + ndel, deadline_of(s));
-	gc_requeue(s, ops + n, ndel);
+	rc = rm_run(s, ops, n, deadline_of(s));
 	for (size_t i = 0; i < n; i += copies) {
 		bool ok = true;
 		for (uint32_t c = 0; c < copies; c++)
@@ -1326,6 +1374,9 @@ static int write_blocks(struct rm_store *s, const unsigned char *data, uint64_t 
 				rc = -EIO;
 		}
 	}
+	/* Not after a failure: the deletes' messages would replace its reason. */
+	if (!rc)
+		gc_after_write(s, ops, (nb + GC_BATCH) * copies);
 	return rc;
 }
 

@@ -12,8 +12,9 @@
  * Every write of a page goes to a new key: a write that a frozen server
  * applies late (after the client gave up on it and wrote a newer version)
  * lands on its own, dead key and can never replace the newer page. The key
- * of the superseded version is deleted later, piggybacked on the next batch
- * of writes or on hm_sync. Each value is a frame:
+ * of the superseded version is deleted later: after a batch of writes, once
+ * 64 are queued, in a pipeline of their own (gc_after_write), and on
+ * hm_sync. Each value is a frame:
  *
  *   plain       magic 'HMP1' | version u32 | index u64 | data[block]
  *   encrypted   magic 'HMPE' | version u32 | index u64 | nonce[24] |
@@ -179,6 +180,8 @@ struct rm_store {
 		uint32_t ver;
 	} *gc;
 	uint32_t gc_n, gc_cap;
+	/* No deletes after writes before this (a delete pipeline went unanswered). */
+	_Atomic uint64_t gc_quiet_until;
 	struct rm_counters ctr;
 	_Atomic uint32_t spin_skip;  /* requests left before spinning is tried again */
 	_Atomic uint32_t spin_fails; /* polls in a row that ran out of time (at most 8) */
