@@ -18,7 +18,9 @@
  *   - a synced store holds exactly one key per page, however often pages
  *     were rewritten;
  *   - deletes of dead versions on a frozen server hold up no write to the
- *     other server.
+ *     other server;
+ *   - a server restarted without -M at the same address receives no page:
+ *     sync fails with a clear error until it runs with -M again.
  */
 #include <libmemcached/memcached.h>
 #include <pthread.h>
@@ -250,24 +252,44 @@ static void t_server_frozen(void)
 	free(ref);
 }
 
+/*
+ * A region of the pool (namespace ns), written from ref (seed) and synced;
+ * then its last `dirty` pages, which are resident, are changed in both.
+ * 0, or -1 (and nothing left open) if the region could not be opened,
+ * written or synced.
+ */
+static int open_synced_dirty(struct ru_env *e, unsigned char *ref, const char *ns, int seed,
+			     int dirty, int mark)
+{
+	char uri[256];
+
+	uri2(uri, sizeof uri, ns, "timeout=3000,io_timeout=300");
+	if (ru_env_open(e, uri, LEN, BUDGET))
+		return -1;
+	tu_fill(ref, LEN, seed);
+	if (ru_try_write(e->p, ref, LEN) || hm_sync(e->p, LEN, MS_SYNC)) {
+		ru_env_close(e);
+		return -1;
+	}
+	for (int i = 0; i < dirty; i++) {
+		size_t off = (size_t)(NPAGES - 1 - i) * PS;
+		memset(ref + off, mark + i, 64);
+		memset(e->p + off, mark + i, 64);
+	}
+	return 0;
+}
+
 static void t_server_restarted(void)
 {
 	struct ru_env e;
-	char uri[256];
 	unsigned char *ref = malloc(LEN), page[PS];
 	int lost = 0, good = 0, rc;
 
 	CHECK(ref);
-	uri2(uri, sizeof uri, "rst", "timeout=3000,io_timeout=300");
-	CHECKF(!ru_env_open(&e, uri, LEN, BUDGET), "%s", hm_errormsg());
-	tu_fill(ref, LEN, 8);
-	CHECK(!ru_try_write(e.p, ref, LEN));
-	CHECK(hm_sync(e.p, LEN, MS_SYNC) == 0);
-	/* The last pages are resident; make them dirty, then lose a server. */
-	for (int i = 0; i < 16; i++) {
-		size_t off = (size_t)(NPAGES - 1 - i) * PS;
-		memset(ref + off, 0x90 + i, 50);
-		memset(e.p + off, 0x90 + i, 50);
+	if (open_synced_dirty(&e, ref, "rst", 8, 16, 0x90)) {
+		CHECKF(0, "%s", hm_errormsg());
+		free(ref);
+		return;
 	}
 	ru_stop(mpid[0], SIGKILL);
 	rc = hm_sync(e.p, LEN, MS_SYNC);
@@ -474,6 +496,41 @@ static void t_deletes_to_frozen_server(void)
 	free(buf);
 }
 
+static void t_restarted_evicting(void)
+{
+	struct ru_env e;
+	unsigned char *ref = malloc(LEN), page[PS];
+	int rc;
+
+	CHECK(ref);
+	/* Dirty resident pages, then server 0 comes back without -M. */
+	if (open_synced_dirty(&e, ref, "rev", 30, 32, 0xa0)) {
+		CHECKF(0, "%s", hm_errormsg());
+		free(ref);
+		return;
+	}
+	ru_stop(mpid[0], SIGKILL);
+	mpid[0] = ru_memcached_start(mport[0], 1, NULL, NULL);
+	CHECK(mpid[0] > 0);
+	rc = hm_sync(e.p, LEN, MS_SYNC);
+	CHECKF(rc < 0 && strstr(hm_errormsg(), "-M"), "sync to an evicting server: %d %s", rc,
+	       hm_errormsg());
+	CHECKF(items(mport[0]) == 0, "the evicting server received %lld items", items(mport[0]));
+	/* Back with -M: the dirty pages go out, nothing of them lost. */
+	ru_stop(mpid[0], SIGKILL);
+	CHECK(start_mc(0) > 0);
+	rc = hm_sync(e.p, LEN, MS_SYNC);
+	CHECKF(rc == 0, "sync with -M again: %s", hm_errormsg());
+	CHECK(hm_advise(e.p, LEN, HM_ADV_DONTNEED) == 0);
+	for (int i = 0; i < 32; i++) {
+		size_t off = (size_t)(NPAGES - 1 - i) * PS;
+		CHECKF(!ru_try_copy(page, e.p + off, PS) && !memcmp(page, ref + off, PS),
+		       "dirty page %zu lost", off / PS);
+	}
+	ru_env_close(&e);
+	free(ref);
+}
+
 int main(void)
 {
 	if (!ru_have("memcached")) {
@@ -499,6 +556,7 @@ int main(void)
 	RUN(t_replicas);
 	RUN(t_sync_one_key_per_page);
 	RUN(t_deletes_to_frozen_server);
+	RUN(t_restarted_evicting);
 	ru_kill_all();
 	ru_cleanup();
 	return test_done();

@@ -429,6 +429,44 @@ static void t_evicting_server_refused(void)
 }
 
 /*
+ * The policy is checked on every connection: a server that comes back
+ * (here: the store's connections killed) with an evicting policy gets no
+ * page, and the sync says why; with noeviction again it succeeds.
+ */
+static void t_evicting_after_reconnect(void)
+{
+	struct env e;
+	char uri[256];
+	int rc;
+
+	uri_of(uri, sizeof uri, port1, "evr", "timeout=2000");
+	CHECKF(!env_open(&e, uri, BUDGET), "%s", hm_errormsg());
+	if (!e.p)
+		return;
+	memset(e.p, 0x11, 8 * PS);
+	CHECK(hm_sync(e.p, LEN, MS_SYNC) == 0);
+	long long n0 = count_keys(port1, "hm:evr:*");
+	CHECK(redis_cmd(port1, "CONFIG SET maxmemory-policy allkeys-lru") == 0);
+	CHECK(redis_cmd(port1, "CLIENT KILL TYPE normal") == 0);
+	memset(e.p, 0x22, 8 * PS);
+	rc = hm_sync(e.p, LEN, MS_SYNC);
+	long long n1 = count_keys(port1, "hm:evr:*");
+	CHECK(redis_cmd(port1, "CONFIG SET maxmemory-policy noeviction") == 0);
+	CHECKF(rc < 0 && strstr(hm_errormsg(), "allkeys-lru"), "sync to an evicting server: %d %s",
+	       rc, hm_errormsg());
+	CHECKF(n1 == n0, "%lld keys before, %lld after the refused sync", n0, n1);
+	rc = hm_sync(e.p, LEN, MS_SYNC);
+	CHECKF(rc == 0, "sync with noeviction again: %s", hm_errormsg());
+	CHECK(hm_advise(e.p, LEN, HM_ADV_DONTNEED) == 0);
+	for (size_t i = 0; i < 8 * PS; i++)
+		if (e.p[i] != 0x22) {
+			CHECKF(0, "byte %zu lost", i);
+			break;
+		}
+	env_close(&e);
+}
+
+/*
  * A region on a chain whose remote tiers carry passwords in the URI (two,
  * in two namespaces): the statistics segment, which other processes read,
  * and a message about the store show "***" and never a password.
@@ -1422,6 +1460,7 @@ int main(void)
 	RUN(t_zero_without_round_trip);
 	RUN(t_isolation);
 	RUN(t_evicting_server_refused);
+	RUN(t_evicting_after_reconnect);
 	RUN(t_auth);
 	RUN(t_encrypted_tamper_replay);
 	RUN(t_plain_replay);

@@ -18,7 +18,9 @@
  *
  * memcached is a cache: a server started without -M evicts items when full,
  * which would silently drop pages, so such a server is refused at open
- * ("stats settings" reports "evictions on"). A restarted memcached has lost
+ * ("stats settings" reports "evictions on"), and asked again on every write
+ * socket, so that one restarted without -M at the same address receives no
+ * page: its writes fail with EINVAL. A restarted memcached has lost
  * its items: a page that was written but is missing is an error (SIGBUS at
  * the fault), never zeros - see remote_common.h. memcached has no
  * authentication that libmemcached's text protocol speaks, so credentials
@@ -254,7 +256,41 @@ static void exec_gets(struct mc_be *b, memcached_st *m, struct rm_op *ops, size_
 	}
 }
 
-/* Connects the write socket of pool slot `slot` to server srv: fd, or -1 (message set). */
+/*
+ * Whether the server behind a new write socket evicts ("stats settings"
+ * says "evictions on"): 1 if it does, 0 if not, -1 if it did not answer.
+ * Every connection asks, not only the first at open: a server restarted at
+ * the same address without -M must not receive pages either.
+ */
+static int raw_evicts(int fd)
+{
+	static const char cmd[] = "stats settings\r\n";
+	char buf[16384];
+	size_t have = 0;
+
+	if (send(fd, cmd, sizeof cmd - 1, MSG_NOSIGNAL) != (ssize_t)sizeof cmd - 1)
+		return -1;
+	for (;;) {
+		ssize_t r = recv(fd, buf + have, sizeof buf - 1 - have, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		have += (size_t)r;
+		buf[have] = 0;
+		if (have >= 5 && !strcmp(buf + have - 5, "END\r\n"))
+			break;
+		if (have == sizeof buf - 1)
+			return -1;
+	}
+	return strstr(buf, "STAT evictions on\r\n") ? 1 : 0;
+}
+
+/*
+ * Connects the write socket of pool slot `slot` to server srv: fd; -EINVAL
+ * if the server evicts (refused for good); another -errno if it cannot be
+ * reached now (a message is set either way).
+ */
 static int raw_connect(struct mc_be *b, memcached_st *m, uint32_t slot, uint32_t srv)
 {
 	const memcached_instance_st *in = memcached_server_instance_by_position(m, srv);
@@ -268,10 +304,9 @@ static int raw_connect(struct mc_be *b, memcached_st *m, uint32_t slot, uint32_t
 	if (b->fds[slot][srv] >= 0)
 		return b->fds[slot][srv];
 	snprintf(port, sizeof port, "%u", (unsigned)memcached_server_port(in));
-	if (getaddrinfo(memcached_server_name(in), port, &hints, &ai) || !ai) {
-		hm__error(-EHOSTUNREACH, "%s: cannot resolve %s", what, memcached_server_name(in));
-		return -1;
-	}
+	if (getaddrinfo(memcached_server_name(in), port, &hints, &ai) || !ai)
+		return hm__error(-EHOSTUNREACH, "%s: cannot resolve %s", what,
+				 memcached_server_name(in));
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
 		struct pollfd p = { .fd = fd, .events = POLLOUT };
@@ -289,14 +324,26 @@ static int raw_connect(struct mc_be *b, memcached_st *m, uint32_t slot, uint32_t
 	if (fd < 0 || err) {
 		if (fd >= 0)
 			close(fd);
-		hm__error(-ECONNREFUSED, "%s: cannot connect to %s:%s: %s", what,
-			  memcached_server_name(in), port, strerror(err ? err : errno));
-		return -1;
+		return hm__error(-ECONNREFUSED, "%s: cannot connect to %s:%s: %s", what,
+				 memcached_server_name(in), port, strerror(err ? err : errno));
 	}
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	switch (raw_evicts(fd)) {
+	case 0:
+		break;
+	case 1:
+		close(fd);
+		return hm__error(-EINVAL, "%s: %s:%s evicts items when full and could drop pages "
+					  "(restarted without -M?); remote memory needs memcached -M",
+				 what, memcached_server_name(in), port);
+	default:
+		close(fd);
+		return hm__error(-ECONNRESET, "%s: %s:%s: no answer to stats settings", what,
+				 memcached_server_name(in), port);
+	}
 	b->fds[slot][srv] = fd;
 	return fd;
 }
@@ -348,6 +395,9 @@ static void raw_burst(struct mc_be *b, memcached_st *m, uint32_t slot, uint32_t 
 	size_t got = 0, have = 0;
 	int cnt = 0, fd = raw_connect(b, m, slot, srv);
 
+	if (fd == -EINVAL) /* the server evicts: these commands fail, not wait */
+		for (size_t j = 0; j < k; j++)
+			ops[idx[j]].st = -EINVAL;
 	if (fd < 0)
 		return;
 	for (size_t j = 0; j < k; j++) {

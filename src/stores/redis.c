@@ -25,8 +25,9 @@
  * - flush() (hmsync MS_SYNC) sends WAIT on every connection that wrote since
  *   the last flush, for the replicas its master has (INFO replication), or
  *   replicas=N: a synced page is on the replicas, and survives a failover.
- * - Every server is checked on the first connection: a maxmemory-policy
- *   other than noeviction is refused (it could drop pages).
+ * - Every connection checks its server: a maxmemory-policy other than
+ *   noeviction is refused (it could drop pages), also after a reconnect to
+ *   a server restarted with another policy.
  */
 #include <hiredis/hiredis.h>
 #include <sodium.h>
@@ -76,7 +77,6 @@ struct rnode {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct rconn *conns;
-	_Atomic bool checked; /* eviction policy (and mode) verified */
 	_Atomic bool ever;    /* a connection was made before */
 	bool lost_wrote; /* a connection with unconfirmed writes was lost */
 };
@@ -164,7 +164,7 @@ static struct timeval ms_tv(uint32_t ms)
 }
 
 /*
- * Verifies a server on the first connection to it: that it cannot evict
+ * Verifies a server on each new connection to it: that it cannot evict
  * pages, and that it is (or is not) a cluster node as the scheme says.
  * Returns 0 or a final -errno with a message.
  */
@@ -277,17 +277,18 @@ static int conn_open(struct redis_be *b, struct rnode *n, struct rconn *cn)
 		if (r)
 			freeReplyObject(r);
 	}
-	if (!n->checked) {
-		rc = check_server(b, n, c);
-		if (rc == -ECONNRESET || rc == -EPROTO) {
-			redisFree(c);
-			return RM_PENDING;
-		}
-		if (rc) {
-			redisFree(c);
-			return rc;
-		}
-		n->checked = true;
+	/*
+	 * Every connection, not only the first: a server restarted at the same
+	 * address with another maxmemory-policy must not receive pages.
+	 */
+	rc = check_server(b, n, c);
+	if (rc == -ECONNRESET || rc == -EPROTO) {
+		redisFree(c);
+		return RM_PENDING;
+	}
+	if (rc) {
+		redisFree(c);
+		return rc;
 	}
 	if (!cn->rb.p && !(cn->rb.p = malloc(RB_SIZE))) {
 		redisFree(c);
