@@ -390,6 +390,65 @@ static inline void ru_env_close(struct ru_env *e)
 	memset(e, 0, sizeof *e);
 }
 
+static inline double ru_secs(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/*
+ * Requests to a server that stopped answering fail at timeout=, not an
+ * io_timeout (or more) later. uri names one server, run by pid, with
+ * io_timeout at its default (1 s): a page is written, the server frozen
+ * (SIGSTOP), then a read and a write of the page must each fail with
+ * -ETIMEDOUT within [timeout, timeout + 0.4 s]; the same after
+ * hm_store_ctl() lowers timeout= to 400 ms. The server is thawed after.
+ */
+static inline void ru_check_timeouts(const char *uri, pid_t pid, unsigned timeout_ms)
+{
+	struct hm_store *s;
+	unsigned char page[4096];
+	double dt[2][2], want[2] = { timeout_ms / 1000.0, 0.4 };
+	int rc[2][2], ctl;
+	char msg[2][2][256];
+
+	memset(page, 0x42, sizeof page);
+	CHECKF(hm_store_open(&s, uri, 0) == 0, "%s", hm_errormsg());
+	if (hm_store_write(s, page, sizeof page, 0)) {
+		CHECKF(0, "%s", hm_errormsg());
+		hm_store_close(s);
+		return;
+	}
+	/* Measured first, checked after the server is thawed: a failed check returns. */
+	kill(pid, SIGSTOP);
+	ctl = 0;
+	for (int round = 0; round < 2; round++) {
+		if (round)
+			ctl = hm_store_ctl(s, "timeout=400");
+		for (int w = 0; w < 2; w++) {
+			double t0 = ru_secs();
+			rc[round][w] = w ? hm_store_write(s, page, sizeof page, 0)
+					 : hm_store_read(s, page, sizeof page, 0);
+			dt[round][w] = ru_secs() - t0;
+			snprintf(msg[round][w], sizeof msg[round][w], "%s", hm_errormsg());
+		}
+	}
+	kill(pid, SIGCONT);
+	hm_store_close(s);
+	CHECK(ctl == 0);
+	for (int round = 0; round < 2; round++)
+		for (int w = 0; w < 2; w++) {
+			const char *what = w ? "write" : "read";
+			CHECKF(rc[round][w] == -ETIMEDOUT, "%s: %d %s", what, rc[round][w],
+			       msg[round][w]);
+			CHECKF(dt[round][w] >= want[round] - 0.01 && dt[round][w] < want[round] + 0.4,
+			       "%s failed after %.3f s with timeout=%.0f ms", what, dt[round][w],
+			       want[round] * 1000);
+		}
+}
+
 /* Compares region memory with ref page by page; -1 equal, -2 SIGBUS, else the offset. */
 static inline long long ru_verify(const unsigned char *p, const unsigned char *ref, size_t len)
 {

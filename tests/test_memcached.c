@@ -20,7 +20,9 @@
  *   - deletes of dead versions on a frozen server hold up no write to the
  *     other server;
  *   - a server restarted without -M at the same address receives no page:
- *     sync fails with a clear error until it runs with -M again.
+ *     sync fails with a clear error until it runs with -M again;
+ *   - a frozen server's requests fail at timeout=, not up to an io_timeout
+ *     or more later.
  */
 #include <libmemcached/memcached.h>
 #include <pthread.h>
@@ -531,6 +533,14 @@ static void t_restarted_evicting(void)
 	free(ref);
 }
 
+static void t_timeouts_kept(void)
+{
+	char uri[256];
+
+	snprintf(uri, sizeof uri, "memcached://127.0.0.1:%d/tmo?timeout=1500,prefetch=0", mport[0]);
+	ru_check_timeouts(uri, mpid[0], 1500);
+}
+
 int main(void)
 {
 	if (!ru_have("memcached")) {
@@ -557,6 +567,7 @@ int main(void)
 	RUN(t_sync_one_key_per_page);
 	RUN(t_deletes_to_frozen_server);
 	RUN(t_restarted_evicting);
+	RUN(t_timeouts_kept);
 	ru_kill_all();
 	ru_cleanup();
 	return test_done();

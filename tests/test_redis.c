@@ -428,6 +428,14 @@ static void t_evicting_server_refused(void)
 	hm_store_close(s);
 }
 
+static void t_timeouts_kept(void)
+{
+	char uri[256];
+
+	uri_of(uri, sizeof uri, port1, "tmo", "timeout=1500,prefetch=0");
+	ru_check_timeouts(uri, pid1, 1500);
+}
+
 /*
  * The policy is checked on every connection: a server that comes back
  * (here: the store's connections killed) with an evicting policy gets no
@@ -1461,6 +1469,7 @@ int main(void)
 	RUN(t_isolation);
 	RUN(t_evicting_server_refused);
 	RUN(t_evicting_after_reconnect);
+	RUN(t_timeouts_kept);
 	RUN(t_auth);
 	RUN(t_encrypted_tamper_replay);
 	RUN(t_plain_replay);

@@ -54,6 +54,8 @@ struct mc_be {
 	size_t glen[RM_MAX_HOSTS];
 	/* Per pool slot and server: the socket that pipelines writes, or -1. */
 	int (*fds)[RM_MAX_HOSTS];
+	/* Per pool slot: the wait limit its handle and sockets have now, ms. */
+	uint32_t *tmo;
 };
 
 /* The server holding copy op->copy of op's page: the ring's choice, then the next ones. */
@@ -166,9 +168,37 @@ static void fail_op(struct mc_be *b, memcached_st *m, struct rm_op *op, memcache
 				   memcached_strerror(m, rc), last_error(m));
 }
 
+static void sock_timeout(int fd, uint32_t ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+/*
+ * Gives pool slot `slot` (handle m and its write sockets) the wait limit of
+ * the attempt under way (rm_attempt_ms): a request then fails at timeout=,
+ * not up to an io_timeout later.
+ */
+static void slot_timeout(struct mc_be *b, memcached_st *m, uint32_t slot)
+{
+	uint32_t ms = rm_attempt_ms(b->s);
+
+	if (b->tmo[slot] == ms)
+		return;
+	b->tmo[slot] = ms;
+	memcached_behavior_set(m, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms);
+	memcached_behavior_set(m, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms);
+	for (uint32_t k = 0; k < b->nservers; k++)
+		if (b->fds[slot][k] >= 0)
+			sock_timeout(b->fds[slot][k], ms);
+}
+
 /* One mget for up to 256 pending GETs; settles each op. */
-static void run_mget(struct mc_be *b, memcached_st *m, uint32_t srv, struct rm_op *ops,
-		     const size_t *idx, const char *const *keys, const size_t *lens, size_t k)
+static void run_mget(struct mc_be *b, memcached_st *m, uint32_t slot, uint32_t srv,
+		     struct rm_op *ops, const size_t *idx, const char *const *keys,
+		     const size_t *lens, size_t k)
 {
 	memcached_result_st res;
 	memcached_return_t rc;
@@ -205,8 +235,11 @@ static void run_mget(struct mc_be *b, memcached_st *m, uint32_t srv, struct rm_o
 	/*
 	 * A key absent from the reply is either missing or on a server that
 	 * did not answer; only a single get tells them apart (rare: a written
-	 * page is normally there).
+	 * page is normally there). Those gets wait no longer than what is left
+	 * of the attempt, and once one finds the server silent the others stay
+	 * pending: each would wait as long again.
 	 */
+	bool silent = false, first = true;
 	for (size_t j = 0; j < k; j++) {
 		struct rm_op *op = &ops[idx[j]];
 		size_t vl;
@@ -214,6 +247,13 @@ static void run_mget(struct mc_be *b, memcached_st *m, uint32_t srv, struct rm_o
 		char *v;
 		if (op->node)
 			continue;
+		if (silent) {
+			fail_op(b, m, op, MEMCACHED_TIMEOUT);
+			continue;
+		}
+		if (first)
+			slot_timeout(b, m, slot);
+		first = false;
 		v = memcached_get_by_key(m, b->group[srv], b->glen[srv], op->key, op->klen, &vl, &fl,
 					 &rc);
 		rm_count(b->s, round_trips, 1);
@@ -226,12 +266,14 @@ static void run_mget(struct mc_be *b, memcached_st *m, uint32_t srv, struct rm_o
 			op->st = RM_MISSING;
 		} else {
 			fail_op(b, m, op, rc);
+			silent = transient(rc);
 		}
 	}
 }
 
 /* The pending GETs, one mget per server (up to 256 keys each). */
-static void exec_gets(struct mc_be *b, memcached_st *m, struct rm_op *ops, size_t n)
+static void exec_gets(struct mc_be *b, memcached_st *m, uint32_t slot, struct rm_op *ops,
+		      size_t n)
 {
 	const char *keys[256];
 	size_t lens[256], idx[256];
@@ -247,12 +289,12 @@ static void exec_gets(struct mc_be *b, memcached_st *m, struct rm_op *ops, size_
 			idx[k] = i;
 			ops[i].node = 0; /* set to 1 when the reply holds it */
 			if (++k == 256) {
-				run_mget(b, m, srv, ops, idx, keys, lens, k);
+				run_mget(b, m, slot, srv, ops, idx, keys, lens, k);
 				k = 0;
 			}
 		}
 		if (k)
-			run_mget(b, m, srv, ops, idx, keys, lens, k);
+			run_mget(b, m, slot, srv, ops, idx, keys, lens, k);
 	}
 }
 
@@ -298,8 +340,7 @@ static int raw_connect(struct mc_be *b, memcached_st *m, uint32_t slot, uint32_t
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai = NULL;
 	char port[8];
 	int fd = -1, one = 1, err = ECONNREFUSED;
-	uint32_t ms = b->s->cfg.io_timeout_ms;
-	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	uint32_t ms = b->tmo[slot];
 
 	if (b->fds[slot][srv] >= 0)
 		return b->fds[slot][srv];
@@ -329,8 +370,7 @@ static int raw_connect(struct mc_be *b, memcached_st *m, uint32_t slot, uint32_t
 	}
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	sock_timeout(fd, ms);
 	switch (raw_evicts(fd)) {
 	case 0:
 		break;
@@ -487,7 +527,8 @@ static void mc_exec(void *be, struct rm_op *ops, size_t n)
 	uint32_t slot;
 	memcached_st *m = mc_get(b, &slot);
 
-	exec_gets(b, m, ops, n);
+	slot_timeout(b, m, slot);
+	exec_gets(b, m, slot, ops, n);
 	exec_stores(b, m, slot, ops, n);
 	mc_put(b, slot);
 }
@@ -504,6 +545,7 @@ static void mc_be_close(void *be)
 				close(b->fds[i][k]);
 	}
 	free(b->fds);
+	free(b->tmo);
 	free(b->pool);
 	free(b->busy);
 	free(b);
@@ -639,12 +681,15 @@ static int mc_open(void **priv, const char *rest, int flags, struct hm_store_inf
 	b->pool = calloc(b->n, sizeof *b->pool);
 	b->busy = calloc(b->n, sizeof *b->busy);
 	b->fds = malloc(b->n * sizeof *b->fds);
-	for (uint32_t i = 0; b->fds && i < b->n; i++)
+	b->tmo = malloc(b->n * sizeof *b->tmo);
+	for (uint32_t i = 0; b->fds && b->tmo && i < b->n; i++) {
 		for (uint32_t k = 0; k < RM_MAX_HOSTS; k++)
 			b->fds[i][k] = -1;
+		b->tmo[i] = s->cfg.io_timeout_ms; /* as the clones of t have */
+	}
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_cond_init(&b->cond, NULL);
-	if (!b->pool || !b->busy || !b->fds) {
+	if (!b->pool || !b->busy || !b->fds || !b->tmo) {
 		rc = hm__error(-ENOMEM, "out of memory");
 		goto fail;
 	}

@@ -68,6 +68,7 @@ struct rconn {
 	struct rbuf rb;
 	bool busy;
 	bool wrote; /* writes not yet confirmed by WAIT */
+	uint32_t tmo_ms; /* the socket's timeout now */
 	char err[128]; /* why the last batch on it failed */
 };
 
@@ -235,7 +236,8 @@ out:
 static int conn_open(struct redis_be *b, struct rnode *n, struct rconn *cn)
 {
 	struct rm_config *cfg = &b->s->cfg;
-	struct timeval tv = ms_tv(cfg->io_timeout_ms);
+	uint32_t ms = rm_attempt_ms(b->s);
+	struct timeval tv = ms_tv(ms);
 	redisContext *c = redisConnectWithTimeout(n->host, n->port, tv);
 	redisReply *r;
 	int rc;
@@ -298,10 +300,23 @@ static int conn_open(struct redis_be *b, struct rnode *n, struct rconn *cn)
 	if (atomic_exchange(&n->ever, true))
 		rm_count(b->s, reconnects, 1);
 	cn->c = c;
+	cn->tmo_ms = ms;
 	return 0;
 }
 
-/* Takes a connection to n (opening one if allowed): 0, RM_PENDING or -errno. */
+/* Gives cn's socket the timeout of the attempt under way (rm_attempt_ms). */
+static void conn_timeout(struct redis_be *b, struct rconn *cn)
+{
+	uint32_t ms = rm_attempt_ms(b->s);
+
+	if (cn->tmo_ms != ms && redisSetTimeout(cn->c, ms_tv(ms)) == REDIS_OK)
+		cn->tmo_ms = ms;
+}
+
+/*
+ * Takes a connection to n (opening one if allowed), its timeout that of the
+ * attempt under way: 0, RM_PENDING or -errno.
+ */
 static int conn_get(struct redis_be *b, struct rnode *n, struct rconn **out)
 {
 	uint32_t i, max = b->s->cfg.conns;
@@ -318,6 +333,7 @@ static int conn_get(struct redis_be *b, struct rnode *n, struct rconn **out)
 			if (cn->c) {
 				cn->busy = true;
 				pthread_mutex_unlock(&n->lock);
+				conn_timeout(b, cn);
 				*out = cn;
 				return 0;
 			}
@@ -1038,6 +1054,7 @@ static int redis_flush(void *be, uint64_t deadline)
 							     b->s->cfg.io_timeout_ms));
 				redisReply *r = redisCommand(cn->c, "WAIT %lld %lld", want, ms ? ms : 1);
 				redisSetTimeout(cn->c, ms_tv(b->s->cfg.io_timeout_ms));
+				cn->tmo_ms = b->s->cfg.io_timeout_ms;
 				rm_count(b->s, waits, 1);
 				if (!r || r->type != REDIS_REPLY_INTEGER) {
 					ok = !r ? false : ok;

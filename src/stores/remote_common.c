@@ -706,6 +706,20 @@ static void *scratch_get(int i, size_t len)
 
 /* -------------------------------------------------------------- running */
 
+/* The deadline of the rm_run() on this thread's stack, or 0. */
+static __thread uint64_t attempt_deadline;
+
+uint32_t rm_attempt_ms(const struct rm_store *s)
+{
+	uint32_t io = __atomic_load_n(&s->cfg.io_timeout_ms, __ATOMIC_RELAXED);
+	uint64_t now = rm_now_ns(), left;
+
+	if (!attempt_deadline)
+		return io;
+	left = attempt_deadline > now ? (attempt_deadline - now + 999999) / 1000000 : 1;
+	return left < io ? (uint32_t)(left ? left : 1) : io;
+}
+
 /*
  * rm_run(); `quiet` for the best-effort deletes of dead versions: running
  * out of time is neither counted as a timeout nor made the thread's error.
@@ -713,6 +727,7 @@ static void *scratch_get(int i, size_t len)
 static int run_ops(struct rm_store *s, struct rm_op *ops, size_t n, uint64_t deadline,
 		   bool quiet)
 {
+	uint64_t outer = attempt_deadline;
 	uint32_t backoff = 2;
 	size_t i, pending;
 	int err = 0;
@@ -722,7 +737,9 @@ static int run_ops(struct rm_store *s, struct rm_op *ops, size_t n, uint64_t dea
 		ops[i].ask = -1;
 	}
 	for (;;) {
+		attempt_deadline = deadline;
 		s->bops->exec(s->be, ops, n);
+		attempt_deadline = outer;
 		for (i = pending = 0; i < n; i++)
 			pending += ops[i].st == RM_PENDING;
 		if (!pending)

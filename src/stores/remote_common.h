@@ -210,6 +210,15 @@ int rm_ctl(struct rm_store *s, const char *key, const char *value);
 int rm_run(struct rm_store *s, struct rm_op *ops, size_t n, uint64_t deadline_ns);
 
 /*
+ * How long one wait of the calling thread's current attempt may last, in
+ * ms: io_timeout, cut to what is left until the deadline of the rm_run()
+ * that called exec (at least 1 ms). A backend applies it to its sockets
+ * before it waits, so that a request fails at timeout= and not up to an
+ * io_timeout (or several waits) later.
+ */
+uint32_t rm_attempt_ms(const struct rm_store *s);
+
+/*
  * Before a backend's blocking read of a batch's first reply on fd (its
  * requests sent at sent_ns): polls fd until it is readable, for at most
  * cfg.spin_us after sent_ns, when no more threads than CPUs less one are
