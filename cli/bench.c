@@ -1334,6 +1334,16 @@ static void print_table(const struct opts *o, struct row *rows, int nrows)
 	       o->runs == 1 ? "" : "s", sys_names[o->baseline]);
 }
 
+/* A quoted CSV field: s without its quotes and newlines. */
+static void csv_text(const char *s)
+{
+	putchar('"');
+	for (; *s; s++)
+		if (*s != '"' && *s != '\n')
+			putchar(*s);
+	putchar('"');
+}
+
 static void print_csv(struct row *rows, int nrows)
 {
 	printf(
@@ -1361,16 +1371,12 @@ static void print_csv(struct row *rows, int nrows)
 		    r->med >= 0 && !r->bad && !r->cross_bad ? "true" : "false");
 		if (r->has_best)
 			printf("%.6g", r->best_rate);
-		printf(",\"");
-		for (const char *s = r->err; *s; s++)
-			if (*s != '"' && *s != '\n')
-				putchar(*s);
 		char st[512];
-		printf("\",\"");
-		for (const char *s = store_shown(r, st, sizeof st); *s; s++)
-			if (*s != '"' && *s != '\n')
-				putchar(*s);
-		printf("\"\n");
+		putchar(',');
+		csv_text(r->err);
+		putchar(',');
+		csv_text(store_shown(r, st, sizeof st));
+		putchar('\n');
 	}
 }
 
