@@ -178,11 +178,16 @@ static uint32_t window(struct hm_region *r, uint64_t idx, struct miss_ctx *mc)
 
 /*
  * Leaves LOADING for `to` on pages [idx, idx+n), the first page also taking
- * `first` flags; wakes waiters.
+ * `first` flags; wakes waiters. Every waiter flags the page it sleeps on,
+ * so only flagged pages are woken, a run of them at a time: a reader that
+ * caught up with a readahead window waits on one page of it, and waking
+ * all 512 (a futex call each) cost a sequential scan of a redis:// store a
+ * futex call per two pages it read.
  */
 static void finish_ex(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t to, uint32_t first)
 {
-	bool wake = false;
+	uint64_t run = 0;
+	uint32_t len = 0;
 
 	for (uint32_t i = 0; i < n; i++) {
 		struct hm_page *p = hm__page(r, idx + i, false);
@@ -195,11 +200,19 @@ static void finish_ex(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t to
 			nst = to | (to == HM_ST_EMPTY ? 0 : (st & (HM_PG_DIRTY | HM_PG_RA))) |
 			      (i ? 0 : first);
 		} while (!atomic_compare_exchange_weak(&p->st, &st, nst));
-		if (st & HM_PG_WAITERS)
-			wake = true;
+		if (!(st & HM_PG_WAITERS))
+			continue;
+		if (len && run + len == idx + i) {
+			len++;
+			continue;
+		}
+		if (len)
+			hm__page_wake(r, run, len);
+		run = idx + i;
+		len = 1;
 	}
-	if (wake)
-		hm__page_wake(r, idx, n);
+	if (len)
+		hm__page_wake(r, run, len);
 }
 
 static void finish(struct hm_region *r, uint64_t idx, uint32_t n, uint32_t to)
