@@ -650,8 +650,8 @@ int main(int argc, char **argv)
 		fmt_rate(a, sizeof a, res_med(&res, k));
 		fmt_rate(b, sizeof b, base);
 		fmt_ratio(c, sizeof c, res_med(&res, k), base);
-		printf("  the same, cache holds the data (no eviction)           %12s %12s %8s\n", a, b,
-		       c);
+		printf("  the same (%-6s), cache holds the data (no eviction)  %12s %12s %8s\n",
+		       modes[m], a, b, c);
 	}
 	for (int m = 0; m < 2; m++) {
 		char k[64];
