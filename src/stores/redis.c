@@ -57,6 +57,9 @@
 #define RB_SIZE (128u << 10)
 #define RB_DIRECT (32u << 10) /* the rest of a value this large goes straight to its frame */
 #define RB_LINE_MAX 4096      /* longest header or error line accepted */
+#ifndef RB_PIPE_MAX
+#define RB_PIPE_MAX 128
+#endif
 
 struct rbuf {
 	char *p;
@@ -820,14 +823,47 @@ static bool hiredis_drained(struct rconn *cn)
 	return false;
 }
 
+/*
+ * A server's share of a batch: its connection, and how far its pipeline has
+ * been sent (ops before `next` are sent; `inflight` of them await replies).
+ */
+struct rgroup {
+	int node;
+	struct rconn *cn;
+	bool ok;
+	size_t next, inflight;
+};
+
+/*
+ * Tops g's pipeline up to RB_PIPE_MAX commands awaiting replies (from op
+ * g->next on) and sends them; g->ok false if the connection failed.
+ */
+static void send_more(struct rgroup *g, struct rm_op *ops, size_t n)
+{
+	redisContext *c = g->cn->c;
+	size_t before = g->inflight;
+	int done = 0;
+
+	for (; g->next < n && g->inflight < RB_PIPE_MAX && g->ok; g->next++) {
+		struct rm_op *op = &ops[g->next];
+		if (op->st != RM_PENDING || op->node != g->node)
+			continue;
+		g->ok = append_op(c, op);
+		if (op->kind != RM_GET)
+			g->cn->wrote = true;
+		g->inflight++;
+	}
+	if (g->inflight == before)
+		return;
+	while (!done && g->ok)
+		if (redisBufferWrite(c, &done) == REDIS_ERR)
+			g->ok = false;
+}
+
 static void redis_exec(void *be, struct rm_op *ops, size_t n)
 {
 	struct redis_be *b = be;
-	struct {
-		int node;
-		struct rconn *cn;
-		bool ok;
-	} grp[RN_MAX];
+	struct rgroup grp[RN_MAX];
 
 	for (int round = 0; round < 8; round++) {
 		int ng = 0;
@@ -856,9 +892,7 @@ static void redis_exec(void *be, struct rm_op *ops, size_t n)
 			for (g = 0; g < ng && grp[g].node != op->node; g++)
 				;
 			if (g == ng) {
-				grp[ng].node = op->node;
-				grp[ng].cn = NULL;
-				grp[ng].ok = false;
+				grp[ng] = (struct rgroup){ .node = op->node };
 				ng++;
 			}
 		}
@@ -866,7 +900,7 @@ static void redis_exec(void *be, struct rm_op *ops, size_t n)
 		uint64_t sent = 0;
 		for (int g = 0; g < ng; g++) {
 			struct rnode *nd = b->nodes[grp[g].node];
-			int rc = conn_get(b, nd, &grp[g].cn), done = 0;
+			int rc = conn_get(b, nd, &grp[g].cn);
 			if (rc) {
 				grp[g].cn = NULL;
 				for (size_t i = 0; i < n; i++)
@@ -877,22 +911,9 @@ static void redis_exec(void *be, struct rm_op *ops, size_t n)
 					atomic_store(&b->need_refresh, true);
 				continue;
 			}
-			redisContext *c = grp[g].cn->c;
 			grp[g].ok = true;
 			grp[g].cn->err[0] = 0;
-			for (size_t i = 0; i < n && grp[g].ok; i++) {
-				if (ops[i].st != RM_PENDING || ops[i].node != grp[g].node)
-					continue;
-				grp[g].ok = append_op(c, &ops[i]);
-				if (ops[i].kind != RM_GET)
-					grp[g].cn->wrote = true;
-			}
-			while (!done && grp[g].ok) {
-				if (redisBufferWrite(c, &done) == REDIS_ERR) {
-					grp[g].ok = false;
-					break;
-				}
-			}
+			send_more(&grp[g], ops, n);
 			sent = rm_now_ns();
 		}
 		/* Collect the replies. */
@@ -917,6 +938,12 @@ static void redis_exec(void *be, struct rm_op *ops, size_t n)
 				struct rreply r;
 				if (op->st != RM_PENDING || op->node != grp[g].node)
 					continue;
+				if (grp[g].inflight <= RB_PIPE_MAX / 2 && grp[g].next < n) {
+					send_more(&grp[g], ops, n);
+					if (!grp[g].ok)
+						break;
+				}
+				grp[g].inflight--;
 				if (op->ask >= 0) {
 					if (!rb_reply(cn, NULL, &r)) {
 						grp[g].ok = false;
