@@ -889,7 +889,15 @@ static void pf_observe(struct rm_store *s, uint64_t b0, uint32_t nb)
 	maxwin = pf->nslots / nb / 2;
 	if (!maxwin)
 		goto out;
-	if (cand != pf->stride || nb != pf->span) {
+	/*
+	 * A new trend, or a jump off this one (d[0], the step to b0, is not
+	 * the stride: the next pass of a strided scan starting at the next
+	 * residue, say): the stream starts over at b0. Without the jump, the
+	 * next request scheduled stayed at the end of the pass before, more
+	 * than a window ahead of every request of the next pass, and nothing
+	 * was prefetched after the first pass.
+	 */
+	if (cand != pf->stride || nb != pf->span || d[0] != cand) {
 		pf->stride = cand;
 		pf->span = nb;
 		pf->next = b0 + (uint64_t)cand;
