@@ -57,6 +57,7 @@
 #define RB_SIZE (128u << 10)
 #define RB_DIRECT (32u << 10) /* the rest of a value this large goes straight to its frame */
 #define RB_LINE_MAX 4096      /* longest header or error line accepted */
+/* Commands a pipeline runs ahead of its replies (redis_exec(); -D to measure others). */
 #ifndef RB_PIPE_MAX
 #define RB_PIPE_MAX 128
 #endif
