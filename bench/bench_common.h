@@ -66,6 +66,15 @@ static inline double median(const double *v, int n)
 	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
 
+/* The middle of n latency samples (sorted in place; any n, unlike median()). */
+static inline double p50(double *v, int n)
+{
+	if (n <= 0)
+		return 0;
+	qsort(v, (size_t)n, sizeof *v, cmp_double);
+	return v[n / 2];
+}
+
 static inline double vmin(const double *v, int n)
 {
 	double m = n ? v[0] : 0;

@@ -124,8 +124,7 @@ static double get_rtt_p50(redisContext *c, uint64_t n, int samples, int spin)
 		lat[i] = (now() - t0) * 1e6;
 		freeReplyObject(r);
 	}
-	qsort(lat, (size_t)samples, sizeof lat[0], cmp_double);
-	return lat[samples / 2];
+	return p50(lat, samples);
 }
 
 /* p50 of one SET of a 4 KiB value, in microseconds (an ordinary client). */
@@ -144,8 +143,7 @@ static double set_rtt_p50(redisContext *c, uint64_t n, int samples)
 		lat[i] = (now() - t0) * 1e6;
 		freeReplyObject(r);
 	}
-	qsort(lat, (size_t)samples, sizeof lat[0], cmp_double);
-	return lat[samples / 2];
+	return p50(lat, samples);
 }
 
 /* ------------------------------------------------------------ hmmap side */
@@ -316,8 +314,7 @@ static double random_fault_p50(struct region *g, int samples)
 			printf("  !! page %llu read wrong\n", (unsigned long long)pg);
 	}
 	free(seen);
-	qsort(lat, (size_t)k, sizeof lat[0], cmp_double);
-	return lat[k / 2];
+	return p50(lat, k);
 }
 
 static void child_single(const char *mode)
@@ -411,8 +408,7 @@ static void store_writes(const char *uri, int samples)
 	}
 	hm_remote_stats(s, &b);
 	hm_store_close(s);
-	qsort(lat, (size_t)samples, sizeof lat[0], cmp_double);
-	report("write.p50", lat[samples / 2]);
+	report("write.p50", p50(lat, samples));
 	report("write.trips", (double)(b.round_trips - a.round_trips) / samples);
 }
 
