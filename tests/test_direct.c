@@ -142,6 +142,14 @@ IN_CHILD(test_pmem_props)
 	} else {
 		CHECKF(rc == -EOPNOTSUPP, "rc %d (%s)", rc, hm_errormsg());
 		CHECK(strstr(hm_errormsg(), "MAP_SYNC"));
+		/* An open that fails after size= made or grew its file takes that back. */
+		snprintf(u, sizeof u, "pmem:%s,size=3M,sync=map_sync", created);
+		CHECK(hm_store_open(&s, u, 0) == -EOPNOTSUPP);
+		CHECKF(tu_file_size(created) == -1, "the failed open left a file of %lld bytes",
+		       (long long)tu_file_size(created));
+		snprintf(u, sizeof u, "%s,size=%u,sync=map_sync", uri, LEN + 8192);
+		CHECK(hm_store_open(&s, u, 0) == -EOPNOTSUPP);
+		CHECK(tu_file_size(path) == LEN);
 	}
 	snprintf(u, sizeof u, "%s,sync=msync", uri);
 	CHECK(hm_store_open(&s, u, 0) == 0);

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "hmmap.h"
 #include "harness.h"
@@ -59,7 +61,10 @@ static void test_hmmap_args(void)
 	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_CACHED | 0x100, path, 0), EINVAL);
 	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_DIRECT, path, 0), ENOTSUP);
 	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_HYBRID, path, 0), ENOTSUP);
-	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_CACHED | HM_DIRECT, path, 0), ENOTSUP);
+	/* Two modes are wrong whatever the store: EINVAL before ENOTSUP. */
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_CACHED | HM_DIRECT, path, 0), EINVAL);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_CACHED | HM_HYBRID, "mem:1M", 0), EINVAL);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_DIRECT | HM_HYBRID, path, 0), EINVAL);
 	EXPECT_MAP_FAILED(hmmap(NULL, 4096, 0, HM_CACHED, path, 0), EINVAL);
 	EXPECT_MAP_FAILED(hmmap(NULL, 4096, PROT_WRITE, HM_CACHED, path, 0), EINVAL);
 	EXPECT_MAP_FAILED(hmmap(NULL, 4096, PROT_READ | 0x100, HM_CACHED, path, 0), EINVAL);
@@ -74,6 +79,56 @@ static void test_hmmap_args(void)
 	EXPECT_MAP_FAILED(hmmap(NULL, SIZE_MAX - 4095, rw, HM_CACHED, path, 0), EOVERFLOW);
 	/* Nothing was left open by the failures (stores, memfds). */
 	CHECKF(tu_count_fds() == fds, "fds %d, were %d", tu_count_fds(), fds);
+}
+
+/* The size of the file at p, or -1 when there is none. */
+static long long file_size(const char *p)
+{
+	struct stat st;
+
+	return stat(p, &st) ? -1 : (long long)st.st_size;
+}
+
+/*
+ * pmem: with size= creates or extends its file when the store opens. An
+ * hmmap() that then fails on its arguments leaves the file as it was.
+ */
+static void test_hmmap_pmem_changes_nothing(void)
+{
+	const int rw = PROT_READ | PROT_WRITE;
+	char made[600], grown[600], uri[700];
+	unsigned char *ref;
+	void *p;
+
+	snprintf(made, sizeof made, "%s/errors-pmem-new", tu_tmpdir());
+	snprintf(grown, sizeof grown, "%s/errors-pmem-small", tu_tmpdir());
+	unlink(made);
+	ref = tu_make_file(grown, 4096, 3);
+	CHECK(ref);
+	free(ref);
+	snprintf(uri, sizeof uri, "pmem:%s,size=1M", made);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_CACHED | HM_DIRECT, uri, 0), EINVAL);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_DIRECT, uri, 100), EINVAL);
+	EXPECT_MAP_FAILED(hmmap(NULL, 8 << 20, rw, HM_DIRECT, uri, 0), EINVAL);
+	EXPECT_MAP_FAILED(hmmap(NULL, 4096, rw, HM_DIRECT, uri, 2 << 20), EINVAL);
+	CHECKF(file_size(made) == -1, "a failed hmmap() made the file (%lld bytes)",
+	       file_size(made));
+	snprintf(uri, sizeof uri, "pmem:%s,size=1M", grown);
+	EXPECT_MAP_FAILED(hmmap(NULL, 8 << 20, rw, HM_DIRECT, uri, 0), EINVAL);
+	CHECKF(file_size(grown) == 4096, "a failed hmmap() grew the file to %lld bytes",
+	       file_size(grown));
+	/* The same URIs in a good call make and grow the files. */
+	p = hmmap(NULL, 1 << 20, rw, HM_DIRECT, uri, 0);
+	CHECKF(p != MAP_FAILED, "pmem: %s", hm_errormsg());
+	CHECK(hmunmap(p, 1 << 20) == 0);
+	CHECK(file_size(grown) == 1 << 20);
+	snprintf(uri, sizeof uri, "pmem:%s,size=1M", made);
+	p = hmmap(NULL, 1 << 20, rw, HM_DIRECT, uri, 0);
+	CHECKF(p != MAP_FAILED, "pmem: %s", hm_errormsg());
+	CHECK(hmunmap(p, 1 << 20) == 0);
+	CHECK(file_size(made) == 1 << 20);
+	unlink(made);
+	unlink(grown);
 }
 
 /* Threads and mappings of this process now (malloc's heap growing is not counted). */
@@ -330,6 +385,7 @@ int main(void)
 	free(ref);
 	RUN(test_fresh_failures_start_nothing); /* first: before this process maps anything */
 	RUN(test_hmmap_args);
+	RUN(test_hmmap_pmem_changes_nothing);
 	RUN(test_cache_args);
 	RUN(test_region_args);
 	RUN(test_unmap_args);

@@ -845,7 +845,7 @@ void *hmmap(void *addr, size_t length, int prot, int flags, const char *uri, off
 	struct hm_cache *c;
 	struct hm_store *s;
 	struct hm_region *r;
-	int rc;
+	int rc, mode;
 
 	hm__error_clear();
 	if (!uri) {
@@ -868,6 +868,17 @@ void *hmmap(void *addr, size_t length, int prot, int flags, const char *uri, off
 		rc = hm__error(-EINVAL, "hmmap: unknown flags %#x", flags);
 		goto fail;
 	}
+	/* What holds for every store, before one is opened (pmem: may create its file). */
+	mode = flags & ~HM_HUGETLB;
+	if (mode != HM_CACHED && mode != HM_DIRECT && mode != HM_HYBRID) {
+		rc = hm__error(-EINVAL, "hmmap: exactly one mode flag is needed (HM_CACHED, "
+					"HM_DIRECT or HM_HYBRID)");
+		goto fail;
+	}
+	if (offset & 4095) {
+		rc = hm__error(-EINVAL, "hmmap: offset %lld is not page-aligned", (long long)offset);
+		goto fail;
+	}
 	/*
 	 * The store and the arguments first: a call that fails on them must
 	 * not have made the default cache (its threads and mappings) either.
@@ -885,13 +896,10 @@ void *hmmap(void *addr, size_t length, int prot, int flags, const char *uri, off
 		if (!rc)
 			rc = hm_cache_default(&c);
 	}
+	if (!rc)
+		rc = hm__region_map(&r, c, s, (uint64_t)offset, length, prot, flags, 0, addr);
 	if (rc) {
-		hm_store_close(s);
-		goto fail;
-	}
-	rc = hm__region_map(&r, c, s, (uint64_t)offset, length, prot, flags, 0, addr);
-	if (rc) {
-		hm_store_close(s);
+		hm__store_discard(s);
 		goto fail;
 	}
 	r->own_store = true;

@@ -143,6 +143,22 @@ int hm_store_close(struct hm_store *s)
 	return 0;
 }
 
+/*
+ * Closes a store that hmmap() opened for a call that then failed: as
+ * hm_store_close(), but a store whose open made or grew a file (pmem:
+ * with size=) takes that back, so that the failed call changed nothing.
+ */
+void hm__store_discard(struct hm_store *s)
+{
+	if (s->ops != &hm__store_pmem) {
+		hm_store_close(s);
+		return;
+	}
+	hm__pmem_discard(s->priv);
+	free(s->uri);
+	free(s);
+}
+
 uint64_t hm_store_size(const struct hm_store *s)
 {
 	return s ? s->info.size : 0;

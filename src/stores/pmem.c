@@ -59,6 +59,10 @@ struct pmem_store {
 	bool devdax;
 	int want;       /* SYNC_* */
 	uint64_t want_size;
+	/* What size= did to the file, so that a failed hmmap() can undo it. */
+	char *made;       /* the path of a file this open created, else NULL */
+	char *grew;       /* the path of a file this open extended, else NULL */
+	uint64_t old_size; /* its size before */
 };
 
 /* ---- CPU cache flushing ---- */
@@ -178,6 +182,18 @@ static int devdax_size(const struct stat *st, uint64_t *size)
 	return 0;
 }
 
+/*
+ * Takes back what size= did to the file: removes a file the open created,
+ * or shrinks one it extended to its old size.
+ */
+static void undo_size(struct pmem_store *p)
+{
+	if (p->made)
+		unlink(p->made);
+	else if (p->grew && p->fd >= 0)
+		(void)ftruncate(p->fd, (off_t)p->old_size);
+}
+
 static int pmem_open(void **priv, const char *rest, int flags, struct hm_store_info *info)
 {
 	char path[4096];
@@ -209,8 +225,14 @@ static int pmem_open(void **priv, const char *rest, int flags, struct hm_store_i
 	 * size= creates or extends the file; a read-only open accepts it for a
 	 * file that is already that large (the URI that made it opens it again).
 	 */
-	p->fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC |
-				   (p->want_size && !ro ? O_CREAT : 0), 0644);
+	p->fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+	if (p->fd < 0 && errno == ENOENT && p->want_size && !ro) {
+		p->fd = open(path, O_RDWR | O_CLOEXEC | O_CREAT | O_EXCL, 0644);
+		if (p->fd >= 0 && !(p->made = strdup(path))) {
+			rc = hm__error(-ENOMEM, "out of memory");
+			goto fail;
+		}
+	}
 	if (p->fd < 0) {
 		rc = errno == ENOENT && ro && p->want_size ?
 			     hm__error(-ENOENT, "pmem store: '%s' does not exist, and a read-only "
@@ -244,6 +266,11 @@ static int pmem_open(void **priv, const char *rest, int flags, struct hm_store_i
 			goto fail;
 		}
 		if (p->want_size > p->size) {
+			p->old_size = p->size;
+			if (!p->made && !(p->grew = strdup(path))) {
+				rc = hm__error(-ENOMEM, "out of memory");
+				goto fail;
+			}
 			if (ftruncate(p->fd, (off_t)p->want_size) < 0) {
 				rc = hm__error_errno(-errno, "pmem store: cannot extend '%s' to %llu "
 							     "bytes", path,
@@ -305,8 +332,11 @@ static int pmem_open(void **priv, const char *rest, int flags, struct hm_store_i
 	*priv = p;
 	return 0;
 fail:
+	undo_size(p);
 	if (p->fd >= 0)
 		close(p->fd);
+	free(p->made);
+	free(p->grew);
 	free(p);
 	return rc;
 }
@@ -317,7 +347,16 @@ static void pmem_close(void *priv)
 
 	munmap(p->map, p->size);
 	close(p->fd);
+	free(p->made);
+	free(p->grew);
 	free(p);
+}
+
+/* Closes a store whose hmmap() failed, taking back what its open did to the file. */
+void hm__pmem_discard(void *priv)
+{
+	undo_size(priv);
+	pmem_close(priv);
 }
 
 static int pmem_read(void *priv, void *buf, size_t len, uint64_t off)
