@@ -53,6 +53,8 @@ static void test_numa_uri_errors(void)
 	EXPECT_OPEN_FAILS("numa:0,,size=1M", 0, -EINVAL);
 	EXPECT_OPEN_FAILS("numa:0,size=1M,policy=random", 0, -EINVAL);
 	EXPECT_OPEN_FAILS("numa:0,size=1M,colour=blue", 0, -EINVAL);
+	EXPECT_OPEN_FAILS("numa:0,size=1M,size=2M", 0, -EINVAL);   /* as hm_opts_parse() */
+	EXPECT_OPEN_FAILS("numa:0,size=1M,policy=bind,policy=interleave", 0, -EINVAL);
 	EXPECT_OPEN_FAILS("numa:0,size=1M,=3", 0, -EINVAL);
 	EXPECT_OPEN_FAILS("numa:size=1M,0", 0, -EINVAL);        /* nodes come first */
 	EXPECT_OPEN_FAILS("numa:zero,size=1M", 0, -EINVAL);

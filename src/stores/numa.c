@@ -135,6 +135,8 @@ static int parse_nodes(struct numa_store *m, const char *tok, int *rc)
 
 static int numa_opt(struct numa_store *m, const char *k, const char *v)
 {
+	if ((!strcmp(k, "size") && m->size) || (!strcmp(k, "policy") && m->have_policy))
+		return hm__error(-EINVAL, "numa store: option '%s' is given twice", k);
 	if (!strcmp(k, "size")) {
 		if (hm_parse_size(v, &m->size) || m->size == 0 || m->size > (1ull << 46))
 			return hm__error(-EINVAL, "numa store: size='%s' is not a size from 1 byte to "
