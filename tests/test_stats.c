@@ -22,47 +22,10 @@
 #include "hmmap.h"
 #include "core/internal.h"
 
-/* The documented segment header (docs/stats.md), to craft segments. */
-struct seg_header {
-	char magic[8];
-	uint32_t version, header_size, entry_size, capacity;
-	int32_t pid, fault_mode;
-	uint64_t start_time, seq, updated_ns;
-	uint32_t interval_ms, nobjs, truncated, pad;
-	char comm[16];
-	uint8_t reserved[40];
-};
-
 static void sleep_ms(int ms)
 {
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 	nanosleep(&ts, NULL);
-}
-
-static uint64_t start_time_of(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	FILE *f;
-	size_t n;
-
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return 0;
-	n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	p = strrchr(buf, ')');
-	if (!p)
-		return 0;
-	p += 2;
-	for (int field = 3; field < 22; field++) {
-		p = strchr(p, ' ');
-		if (!p)
-			return 0;
-		p++;
-	}
-	return strtoull(p, NULL, 10);
 }
 
 static bool seg_exists(pid_t pid)
@@ -606,7 +569,7 @@ static int own_segment_child(void *arg)
 			printf("hm_snapshot_read: %d %s\n", rc, hm_errormsg());
 			return 1;
 		}
-		if (sn->pid != getpid() || sn->start_time != start_time_of(getpid()) ||
+		if (sn->pid != getpid() || sn->start_time != tu_start_time(getpid()) ||
 		    !sn->comm[0] || sn->interval_ms != HM_SNAPSHOT_INTERVAL_MS) {
 			printf("bad header\n");
 			return 1;
@@ -857,7 +820,7 @@ static void publisher_cleans_stale(void)
 static int craft(pid_t pid, const char *magic, uint32_t version, uint64_t start)
 {
 	char path[64];
-	struct seg_header h;
+	struct tu_seg_header h;
 	int fd;
 
 	memset(&h, 0, sizeof h);
@@ -896,22 +859,22 @@ static void recycled_and_foreign_segments(void)
 	CHECKF(rc == -ENOENT && strstr(hm_errormsg(), "publishes no hmmap statistics"), "%d %s",
 	       rc, hm_errormsg());
 	/* A segment of an earlier process with the same pid: another start time. */
-	if (craft(pid, "HMMAPSTS", 1, start_time_of(pid) + 1)) {
+	if (craft(pid, "HMMAPSTS", 1, tu_start_time(pid) + 1)) {
 		reap(pid);
 		CHECK(!"cannot craft a segment");
 	}
 	rc = hm_snapshot_read(pid, &sn);
 	bool gone = !seg_exists(pid);
 	/* The right start time, but the process does not map it (it ran exec). */
-	craft(pid, "HMMAPSTS", 1, start_time_of(pid));
+	craft(pid, "HMMAPSTS", 1, tu_start_time(pid));
 	int rc2 = hm_snapshot_read(pid, &sn);
 	bool gone2 = !seg_exists(pid);
 	/* Not a statistics segment: an error, and left alone (the process is alive). */
-	craft(pid, "GARBAGE!", 1, start_time_of(pid));
+	craft(pid, "GARBAGE!", 1, tu_start_time(pid));
 	int rc3 = hm_snapshot_read(pid, &sn);
 	bool kept3 = seg_exists(pid);
 	/* A newer format than this library reads. */
-	craft(pid, "HMMAPSTS", 99, start_time_of(pid));
+	craft(pid, "HMMAPSTS", 99, tu_start_time(pid));
 	int rc4 = hm_snapshot_read(pid, &sn);
 	char msg4[256];
 	snprintf(msg4, sizeof msg4, "%s", hm_errormsg());

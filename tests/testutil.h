@@ -224,6 +224,44 @@ static inline off_t tu_file_size(const char *path)
 	return stat(path, &st) ? -1 : st.st_size;
 }
 
+/* The documented header of a statistics segment (docs/stats.md), to craft segments. */
+struct tu_seg_header {
+	char magic[8];
+	uint32_t version, header_size, entry_size, capacity;
+	int32_t pid, fault_mode;
+	uint64_t start_time, seq, updated_ns;
+	uint32_t interval_ms, nobjs, truncated, pad;
+	char comm[16];
+	uint8_t reserved[40];
+};
+
+/* A process's start time (field 22 of /proc/PID/stat), or 0. */
+static inline uint64_t tu_start_time(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	if (!p)
+		return 0;
+	p += 2;
+	for (int field = 3; field < 22; field++) {
+		p = strchr(p, ' ');
+		if (!p)
+			return 0;
+		p++;
+	}
+	return strtoull(p, NULL, 10);
+}
+
 /* Resident set size of this process in bytes, from /proc/self/statm. */
 static inline uint64_t tu_rss(void)
 {
