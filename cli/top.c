@@ -109,19 +109,29 @@ static struct prev *prev_find(pid_t pid, uint64_t start, uint32_t kind, uint32_t
 	return &prevs[nprev++];
 }
 
+/*
+ * The rate of a count between two samples. A count read lower than before
+ * (a sum of per-thread counters read while a failed load takes its count
+ * back) has no rate this time: 0, not 2^64 less a little.
+ */
+static double per_s(uint64_t now, uint64_t before, double dt)
+{
+	return now >= before ? (double)(now - before) / dt : 0;
+}
+
 /* Rates: faults, misses, evictions, write-backs (per s), bytes read, written (per s). */
 static void update_rates(struct prev *p, const struct hm_stats *s, uint64_t at)
 {
 	if (p->at && at > p->at) {
 		double dt = (double)(at - p->at) / 1e9;
 		const struct hm_stats *o = &p->s;
-		p->rate[0] = (double)((s->faults_missing + s->faults_minor + s->faults_wp) -
-				      (o->faults_missing + o->faults_minor + o->faults_wp)) / dt;
-		p->rate[1] = (double)(s->misses - o->misses) / dt;
-		p->rate[2] = (double)(s->evictions - o->evictions) / dt;
-		p->rate[3] = (double)(s->writebacks - o->writebacks) / dt;
-		p->rate[4] = (double)(s->bytes_read - o->bytes_read) / dt;
-		p->rate[5] = (double)(s->bytes_written - o->bytes_written) / dt;
+		p->rate[0] = per_s(s->faults_missing + s->faults_minor + s->faults_wp,
+				   o->faults_missing + o->faults_minor + o->faults_wp, dt);
+		p->rate[1] = per_s(s->misses, o->misses, dt);
+		p->rate[2] = per_s(s->evictions, o->evictions, dt);
+		p->rate[3] = per_s(s->writebacks, o->writebacks, dt);
+		p->rate[4] = per_s(s->bytes_read, o->bytes_read, dt);
+		p->rate[5] = per_s(s->bytes_written, o->bytes_written, dt);
 		p->have_rate = true;
 	}
 	if (at != p->at) {
@@ -157,8 +167,6 @@ static void fmt_rate(char *out, size_t cap, const struct prev *p, int i)
 		return;
 	}
 	v = p->rate[i];
-	if (v < 0)
-		v = 0;
 	if (i >= 4) {
 		hm_cli_bytes(out, cap, (uint64_t)v);
 		return;

@@ -222,6 +222,115 @@ static void top_once(void)
 	}
 }
 
+/* Fills the one region of a crafted segment: counts n, bytes 4096 n. */
+static void set_counts(struct hm_obj_stats *o, uint64_t n)
+{
+	o->stats.faults_missing = o->stats.misses = o->stats.evictions = n;
+	o->stats.writebacks = n;
+	o->stats.bytes_read = o->stats.bytes_written = n * 4096;
+}
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * A count that goes back between two samples (a sum of per-thread counters
+ * read while a failed load takes its count back can) shows as no rate in
+ * `hmmap top`, not as 2^64 less a little. The segment is crafted: a child
+ * maps it (as its owner would), this process writes it.
+ */
+static void top_counts_going_back(void)
+{
+	static char out[65536];
+	const size_t len = 128 + sizeof(struct hm_obj_stats);
+	char path[64], cmd[1024], line[512] = "";
+	int pfd[2], fd = -1;
+	char *seg = MAP_FAILED, c;
+	pid_t pid;
+	FILE *f;
+
+	if (access(tool, X_OK))
+		SKIP("%.200s is not built", tool);
+	CHECK(pipe(pfd) == 0);
+	fflush(stdout);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		snprintf(path, sizeof path, "/dev/shm/hmmap.%d", (int)getpid());
+		fd = open(path, O_CREAT | O_TRUNC | O_RDWR, 0600);
+		if (fd < 0 || ftruncate(fd, (off_t)len) ||
+		    mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED)
+			_exit(1);
+		if (write(pfd[1], "r", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(pfd[1]);
+	snprintf(path, sizeof path, "/dev/shm/hmmap.%d", (int)pid);
+	if (read(pfd[0], &c, 1) == 1)
+		fd = open(path, O_RDWR);
+	close(pfd[0]);
+	if (fd >= 0)
+		seg = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (seg == MAP_FAILED) {
+		reap(pid);
+		unlink(path);
+		CHECK(!"cannot craft a segment");
+	}
+	struct tu_seg_header *h = (struct tu_seg_header *)seg;
+	struct hm_obj_stats *o = (struct hm_obj_stats *)(seg + 128);
+	h->version = 1;
+	h->header_size = 128;
+	h->entry_size = sizeof *o;
+	h->capacity = 1;
+	h->pid = pid;
+	h->start_time = tu_start_time(pid);
+	h->interval_ms = 250;
+	h->nobjs = 1;
+	h->seq = 2;
+	h->updated_ns = realtime_ns();
+	o->kind = HM_OBJ_REGION;
+	o->id = 1;
+	o->length = o->page_size = 4096;
+	o->mode = HM_CACHED;
+	snprintf(o->name, sizeof o->name, "mem:crafted");
+	set_counts(o, 1000000);
+	memcpy(h->magic, "HMMAPSTS", 8);
+	/* top samples, waits a second, samples again: the counts go back in between. */
+	snprintf(cmd, sizeof cmd, "%s top --once --interval 1 2>&1", tool);
+	f = popen(cmd, "r");
+	sleep_ms(400);
+	h->seq = 3;
+	set_counts(o, 999000);
+	h->updated_ns = realtime_ns();
+	h->seq = 4;
+	size_t n = f ? fread(out, 1, sizeof out - 1, f) : 0;
+	out[n] = 0;
+	int rc = f ? pclose(f) : -1;
+	munmap(seg, len);
+	close(fd);
+	reap(pid);
+	unlink(path);
+	CHECKF(rc == 0, "top: exit %d: %.300s", rc, out);
+	const char *p = strstr(out, "mem:crafted");
+	CHECKF(p, "no line for the crafted region:\n%.400s", out);
+	const char *e = strchr(p, '\n');
+	snprintf(line, sizeof line, "%.*s", (int)(e ? e - p : (long)strlen(p)), p);
+	/* Nothing resident or dirty, and every rate 0 (or "-" for P99). */
+	char *save, *tok = strtok_r(line + strlen("mem:crafted"), " ", &save);
+	int fields = 0;
+	for (; tok; tok = strtok_r(NULL, " ", &save), fields++)
+		CHECKF(!strcmp(tok, "0") || !strcmp(tok, "-"),
+		       "a rate from a count that went back: '%s' in\n%.400s", tok, out);
+	CHECKF(fields >= 7, "%d figures in\n%.400s", fields, out);
+}
+
 /* The line of the pane that shows `pid`'s region, or "" (into line). */
 static void region_line(const char *pane, pid_t pid, char *line, size_t cap)
 {
@@ -679,6 +788,7 @@ int main(int argc, char **argv)
 	RUN(stat_text_and_json);
 	RUN(stat_errors);
 	RUN(top_once);
+	RUN(top_counts_going_back);
 	RUN(top_live_under_tmux);
 	RUN(top_live_80x24);
 	RUN(probe_mem_short_delays);
