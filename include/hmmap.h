@@ -580,7 +580,12 @@ struct hm_tier_stats {
 	uint64_t hot_pages, promoted, demoted, sampled;
 	uint64_t reserved[8];
 };
-/* Statistics of a tier, or of any lz4:/zstd: store. */
+/*
+ * Statistics of a tier, or of any lz4:/zstd: store. A page being loaded or
+ * evicted counts in both of its tiers while it moves, so a chain's tier
+ * first waits (at most 100 ms) for the loads and evictions under way: the
+ * tiers' pages then add up whenever nothing else is moving pages.
+ */
 int hm_tier_stats(const struct hm_store *tier, struct hm_tier_stats *stats);
 
 /*

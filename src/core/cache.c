@@ -474,12 +474,12 @@ static uint32_t pick_victims(struct hm_cache *c, struct victim *v, uint64_t want
 	return k;
 }
 
-static void timed_wait(struct hm_cache *c)
+static void timed_wait(struct hm_cache *c, unsigned ms)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += 50 * 1000 * 1000;
+	ts.tv_nsec += (long)ms * 1000 * 1000;
 	if (ts.tv_nsec >= 1000000000) {
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000;
@@ -528,7 +528,7 @@ static int make_room(struct hm_cache *c, uint64_t need)
 		if (!k) {
 			/* Pages held briefly (sampled, synced, loading) come back. */
 			if ((c->loading || c->evictors || busy) && waits++ < 400) {
-				timed_wait(c);
+				timed_wait(c, 50);
 				continue;
 			}
 			return hm__error(-ENOMEM, "cache budget of %llu bytes is exhausted: every "
@@ -562,7 +562,7 @@ int hm__cache_shed(struct hm_cache *c, uint32_t n, uint32_t held)
 		k = pick_victims(c, v, UINT64_MAX, n, &busy);
 		if (k || (!busy && !c->evictors && c->loading <= held) || waits >= 40)
 			break;
-		timed_wait(c);
+		timed_wait(c, 50);
 	}
 	if (k) {
 		c->evictors++;
@@ -658,6 +658,16 @@ static void set_watermarks(struct hm_cache *c)
 	c->high = 2 * c->low;
 }
 
+void hm__cache_settle(struct hm_cache *c, unsigned max_ms)
+{
+	uint64_t end = hm__now_ns() + (uint64_t)max_ms * 1000000;
+
+	pthread_mutex_lock(&c->lock);
+	while ((c->loading || c->evictors) && hm__now_ns() < end)
+		timed_wait(c, 2);
+	pthread_mutex_unlock(&c->lock);
+}
+
 bool hm__cache_room(struct hm_cache *c, uint64_t bytes)
 {
 	pthread_mutex_lock(&c->lock);
@@ -718,7 +728,7 @@ void hm__cache_detach(struct hm_cache *c, struct hm_region *r)
 	r->dying = true;
 	behind_forget(c, r);
 	while (atomic_load(&r->evicting))
-		timed_wait(c);
+		timed_wait(c, 50);
 	for (uint32_t s = 0; s < c->capacity; s++) {
 		if (c->slots[s].region != r)
 			continue;

@@ -688,6 +688,8 @@ int hm_tier_set(struct hm_store *tier, int flags)
 	return 0;
 }
 
+static int tier_stats(const struct hm_store *tier, struct hm_tier_stats *st);
+
 void hm__store_space(const struct hm_store *s, uint64_t *held, uint64_t *pool)
 {
 	struct hm_chain *ch = hm__chain_of(s);
@@ -703,14 +705,14 @@ void hm__store_space(const struct hm_store *s, uint64_t *held, uint64_t *pool)
 	}
 	/* A chain: its lower tiers (DRAM is the cache, with stats of its own). */
 	for (int t = 1; ch && t < ch->ntiers; t++) {
-		if (!ch->tier[t].store || hm_tier_stats(ch->tier[t].store, &ts))
+		if (!ch->tier[t].store || tier_stats(ch->tier[t].store, &ts))
 			continue;
 		*held += ts.pages * HM_CHAIN_PAGE;
 		*pool += ts.used_bytes;
 	}
 }
 
-int hm_tier_stats(const struct hm_store *tier, struct hm_tier_stats *st)
+static int tier_stats(const struct hm_store *tier, struct hm_tier_stats *st)
 {
 	struct hm_chain *ch = NULL;
 	int t;
@@ -769,6 +771,29 @@ int hm_tier_stats(const struct hm_store *tier, struct hm_tier_stats *st)
 		st->ratio = st->pages ? 1.0 : 0.0;
 	}
 	return 0;
+}
+
+/*
+ * A page being loaded or evicted is counted in DRAM and in the lower tier
+ * at once, for as long as its move takes. The caller's view settles first
+ * (at most 100 ms of loads and evictions under way, e.g. readahead that
+ * goes on after the reads that started it), so that the tiers' pages add
+ * up whenever nothing else moves them. The statistics segment reads
+ * tier_stats() as is: it must not wait.
+ */
+int hm_tier_stats(const struct hm_store *tier, struct hm_tier_stats *st)
+{
+	struct hm_chain *ch = NULL;
+	struct hm_cache *c = NULL;
+
+	if (tier && st && hm__chain_find(tier, &ch) >= 0) {
+		pthread_mutex_lock(&ch->lock);
+		c = ch->cache;
+		pthread_mutex_unlock(&ch->lock);
+	}
+	if (c)
+		hm__cache_settle(c, 100);
+	return tier_stats(tier, st);
 }
 
 /* ---- bind and move ---- */
