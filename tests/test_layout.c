@@ -99,6 +99,36 @@ static void test_tail(void)
 	CHECK(hmunmap(p, flen) == 0);
 	CHECK(tu_file_size(path) == (off_t)flen);
 
+	/*
+	 * A mapping longer than the file: as with mmap, writing inside the
+	 * file leaves its size alone (the last page is not padded with
+	 * zeros); a byte written past the end extends it to that byte.
+	 */
+	p = hmmap(NULL, 12288, PROT_READ | PROT_WRITE, HM_CACHED, path, 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	p[9000] = 5;
+	ref[9000] = 5;
+	CHECK(hmsync(p, 12288, MS_SYNC) == 0);
+	CHECKF(tu_file_size(path) == (off_t)flen, "writing inside the file made it %lld bytes",
+	       (long long)tu_file_size(path));
+	CHECK(tu_cmp_file(path, ref, flen) == -1);
+	p[10500] = 6;
+	CHECK(hmsync(p, 12288, MS_SYNC) == 0);
+	CHECKF(tu_file_size(path) == 10501, "size %lld, want 10501", (long long)tu_file_size(path));
+	CHECK(hmunmap(p, 12288) == 0);
+	CHECK(tu_file_size(path) == 10501);
+	CHECK(tu_cmp_file(path, ref, flen) == -1);
+	{
+		unsigned char tail[501] = { 1 };
+		int fd = open(path, O_RDONLY);
+		CHECK(fd >= 0 && tu_read_all(fd, tail, sizeof tail, (off_t)flen) == 0);
+		close(fd);
+		for (size_t i = 0; i < 500; i++)
+			CHECKF(tail[i] == 0, "byte %zu is %u", flen + i, tail[i]);
+		CHECK(tail[500] == 6);
+	}
+	CHECK(truncate(path, (off_t)flen) == 0);
+
 	/* A mapping that ends before the end of the file leaves the rest. */
 	p = hmmap(NULL, 8192, PROT_READ | PROT_WRITE, HM_CACHED, path, 0);
 	CHECK(p != MAP_FAILED);

@@ -198,6 +198,12 @@ struct hm_store {
 	struct hm_store_info info;
 	char *uri; /* as written, but with passwords shown as "***" (hm__uri_redact) */
 	_Atomic int maps; /* regions mapping it */
+	/*
+	 * Where its data ends as far as write-back knows: the size at open,
+	 * raised by each write-back past it. Write-back does not pad a file
+	 * with zeros beyond it (see hm__writeback_run()).
+	 */
+	_Atomic uint64_t wb_eof;
 	/* Traffic of every region and cache on the store: bytes read and written
 	 * (endurance), reads and write-backs, their errors. */
 	struct hm_counters ctr;

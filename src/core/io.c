@@ -309,6 +309,33 @@ int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n, bool unmapped_fir
 	return 0;
 }
 
+/*
+ * How much of the chunk at store offset `off` to write: all of it up to
+ * where the store's data ends (wb_eof), and past that up to its last
+ * non-zero byte. A page that straddles the end of a file whose size is not
+ * a page multiple thus does not pad the file with zeros to the page's end
+ * (or the mapped end): as with mmap, writing inside the file leaves its
+ * size alone, while bytes written past the end extend it to the last of
+ * them.
+ */
+static size_t past_eof_trim(struct hm_store *s, const char *b, size_t len, uint64_t off)
+{
+	uint64_t eof = atomic_load(&s->wb_eof);
+	size_t keep = eof > off ? (eof - off < len ? (size_t)(eof - off) : len) : 0;
+
+	while (len > keep && !b[len - 1])
+		len--;
+	return len;
+}
+
+static void raise_eof(struct hm_store *s, uint64_t end)
+{
+	uint64_t eof = atomic_load(&s->wb_eof);
+
+	while (end > eof && !atomic_compare_exchange_weak(&s->wb_eof, &eof, end))
+		;
+}
+
 int hm__writeback_run(struct hm_region *r, uint64_t idx, uint64_t n)
 {
 	uint64_t off = r->offset + (idx << r->ps_shift);
@@ -328,10 +355,12 @@ int hm__writeback_run(struct hm_region *r, uint64_t idx, uint64_t n)
 		size_t chunk = len - done < BOUNCE_SIZE ? (size_t)(len - done) : BOUNCE_SIZE;
 
 		rc = hm__pread_all(r->memfd, b, chunk, (off_t)((idx << r->ps_shift) + done));
-		if (!rc)
-			rc = r->store->ops->write(r->store->priv, b, chunk, off + done);
+		size_t w = rc ? 0 : past_eof_trim(r->store, b, chunk, off + done);
+		if (!rc && w)
+			rc = r->store->ops->write(r->store->priv, b, w, off + done);
 		if (rc)
 			break;
+		raise_eof(r->store, off + done + w);
 		done += chunk;
 	}
 	if (rc) {

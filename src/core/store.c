@@ -127,6 +127,7 @@ int hm_store_open(struct hm_store **out, const char *uri, int flags)
 		free(s);
 		return rc;
 	}
+	atomic_store(&s->wb_eof, s->info.size);
 	*out = s;
 	return 0;
 }
