@@ -129,6 +129,10 @@ static void t_refused(void)
 	/* In words: no object address or libmemcached source line. */
 	CHECKF(!strstr(hm_errormsg(), "(0x") && !strstr(hm_errormsg(), ".cc:"), "%s",
 	       hm_errormsg());
+	/* A name that does not resolve is not a refused connection. */
+	rc = hm_store_open(&s, "memcached://no-such-host.invalid:11211/ns?io_timeout=300", 0);
+	CHECKF(rc == -EHOSTUNREACH && strstr(hm_errormsg(), "no-such-host.invalid"), "rc %d: %s",
+	       rc, hm_errormsg());
 	/* More copies than servers. */
 	uri2(uri, sizeof uri, "ns", "replicas=2");
 	rc = hm_store_open(&s, uri, 0);

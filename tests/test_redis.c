@@ -282,8 +282,12 @@ static void t_unreachable(void)
 	CHECKF(rc == -ECONNREFUSED, "rc %d: %s", rc, hm_errormsg());
 	CHECKF(strstr(hm_errormsg(), want) && strstr(hm_errormsg(), "cannot connect"), "%s",
 	       hm_errormsg());
+	/* A name that does not resolve is not a refused connection. */
 	rc = hm_store_open(&s, "redis://no-such-host.invalid:6379/ns?io_timeout=500", 0);
-	CHECKF(rc == -ECONNREFUSED, "rc %d: %s", rc, hm_errormsg());
+	CHECKF(rc == -EHOSTUNREACH, "rc %d: %s", rc, hm_errormsg());
+	CHECKF(strstr(hm_errormsg(), "no-such-host.invalid"), "%s", hm_errormsg());
+	rc = hm_store_open(&s, "redis-cluster://no-such-host.invalid:6379/ns?io_timeout=500", 0);
+	CHECKF(rc == -EHOSTUNREACH, "rc %d: %s", rc, hm_errormsg());
 	CHECKF(strstr(hm_errormsg(), "no-such-host.invalid"), "%s", hm_errormsg());
 }
 

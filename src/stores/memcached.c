@@ -639,7 +639,13 @@ static int mc_open(void **priv, const char *rest, int flags, struct hm_store_inf
 	memcached_stat_execute(t, "settings", settings_cb, &ctx);
 	for (int i = 0; i < s->cfg.nhosts; i++) {
 		if (!ctx.answered[i]) {
-			rc = hm__error(-ECONNREFUSED, "%s: cannot reach %s:%d (%s)", what,
+			/* A name that does not resolve is not a refused connection. */
+			struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+			int err = getaddrinfo(s->cfg.hosts[i].name, NULL, &hints, &ai) ? EHOSTUNREACH
+										 : ECONNREFUSED;
+			if (ai)
+				freeaddrinfo(ai);
+			rc = hm__error(-err, "%s: cannot reach %s:%d (%s)", what,
 				       s->cfg.hosts[i].name, s->cfg.hosts[i].port,
 				       last_error(t));
 			goto fail;

@@ -98,6 +98,8 @@ struct redis_be {
 	_Atomic bool need_refresh;
 	uint64_t last_refresh;
 	bool seed_list; /* redis:// with several servers: taken for a cluster's seeds */
+	/* Why the last connection failed: EHOSTUNREACH (the name did not resolve) or ECONNREFUSED. */
+	_Atomic int conn_err;
 };
 
 /* ---------------------------------------------------------------- slots */
@@ -236,6 +238,13 @@ out:
 	return rc;
 }
 
+/* RM_PENDING, noting why for an open that ends on it (conn_err). */
+static int pending(struct redis_be *b, int err)
+{
+	atomic_store(&b->conn_err, err);
+	return RM_PENDING;
+}
+
 /* Opens a connection: 0, RM_PENDING (cannot reach it now) or a final -errno. */
 static int conn_open(struct redis_be *b, struct rnode *n, struct rconn *cn)
 {
@@ -247,11 +256,13 @@ static int conn_open(struct redis_be *b, struct rnode *n, struct rconn *cn)
 	int rc;
 
 	if (!c || c->err) {
-		hm__error(-ECONNREFUSED, "%s: cannot connect to %s:%d: %s", cfg->what, n->host,
-			  n->port, c ? c->errstr : "out of memory");
+		/* hiredis says REDIS_ERR_OTHER for a name getaddrinfo() cannot resolve. */
+		int err = c && c->err == REDIS_ERR_OTHER ? EHOSTUNREACH : ECONNREFUSED;
+		hm__error(-err, "%s: cannot connect to %s:%d: %s", cfg->what, n->host, n->port,
+			  c ? c->errstr : "out of memory");
 		if (c)
 			redisFree(c);
-		return RM_PENDING;
+		return pending(b, err);
 	}
 	redisSetTimeout(c, tv);
 	if (cfg->have_password) {
@@ -262,7 +273,7 @@ static int conn_open(struct redis_be *b, struct rnode *n, struct rconn *cn)
 		if (!r) {
 			hm__error(-ECONNRESET, "%s: %s:%d: %s", cfg->what, n->host, n->port, c->errstr);
 			redisFree(c);
-			return RM_PENDING;
+			return pending(b, ECONNREFUSED);
 		}
 		if (r->type == REDIS_REPLY_ERROR && cfg->password_default && !cfg->user[0] &&
 		    strstr(r->str, "without any password configured")) {
@@ -290,7 +301,7 @@ static int conn_open(struct redis_be *b, struct rnode *n, struct rconn *cn)
 	rc = check_server(b, n, c);
 	if (rc == -ECONNRESET || rc == -EPROTO) {
 		redisFree(c);
-		return RM_PENDING;
+		return pending(b, ECONNREFUSED);
 	}
 	if (rc) {
 		redisFree(c);
@@ -1211,8 +1222,9 @@ static int open_any(void **priv, const char *rest, int flags, struct hm_store_in
 	if (cluster) {
 		rc = refresh(b, true);
 		if (rc) {
+			int e = atomic_load(&b->conn_err);
 			if (rc == -EAGAIN)
-				rc = hm__error_wrap(-ECONNREFUSED,
+				rc = hm__error_wrap(e ? -e : -ECONNREFUSED,
 						    "%s: no seed node answered CLUSTER SLOTS", what);
 			goto fail_be;
 		}
@@ -1227,7 +1239,7 @@ static int open_any(void **priv, const char *rest, int flags, struct hm_store_in
 			rc = conn_get(b, b->nodes[i], &cn);
 			if (rc) {
 				if (rc == RM_PENDING)
-					rc = -ECONNREFUSED;
+					rc = -atomic_load(&b->conn_err);
 				goto fail_be;
 			}
 			conn_put(b->nodes[i], cn, true);
@@ -1236,8 +1248,8 @@ static int open_any(void **priv, const char *rest, int flags, struct hm_store_in
 		struct rconn *cn;
 		rc = conn_get(b, b->nodes[0], &cn);
 		if (rc) {
-			if (rc == RM_PENDING)
-				rc = -ECONNREFUSED; /* the message names the server and the cause */
+			if (rc == RM_PENDING) /* the message names the server and the cause */
+				rc = -atomic_load(&b->conn_err);
 			goto fail_be;
 		}
 		conn_put(b->nodes[0], cn, true);
