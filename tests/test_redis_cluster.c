@@ -166,10 +166,33 @@ static void t_open_errors(void)
 	int rc, port;
 	pid_t pid;
 
-	snprintf(uri, sizeof uri, "redis://127.0.0.1:%d/ns", ports[0]);
-	rc = hm_store_open(&s, uri, 0);
-	CHECKF(rc == -EINVAL && strstr(hm_errormsg(), "use redis-cluster://"), "rc %d: %s", rc,
-	       hm_errormsg());
+	/*
+	 * redis:// naming one node of a cluster takes it for the cluster's
+	 * seed, as it takes several: pages go to every master, by slot.
+	 */
+	{
+		const size_t n = 256 * 4096;
+		char *w = malloc(n), *back = malloc(n), out[64];
+		int masters = 0;
+		CHECK(w && back);
+		tu_fill(w, n, 5);
+		snprintf(uri, sizeof uri, "redis://127.0.0.1:%d/one?io_timeout=500", ports[0]);
+		rc = hm_store_open(&s, uri, 0);
+		CHECKF(rc == 0, "rc %d: %s", rc, hm_errormsg());
+		CHECK(hm_store_write(s, w, n, 0) == 0);
+		CHECK(hm_store_read(s, back, n, 0) == 0 && !memcmp(w, back, n));
+		for (int i = 0; i < NNODES; i++) {
+			ru_sh(out, sizeof out, "redis-cli -p %d ROLE | head -1", ports[i]);
+			if (strncmp(out, "master", 6))
+				continue;
+			ru_sh(out, sizeof out, "redis-cli -p %d DBSIZE", ports[i]);
+			masters += atoi(out) > 0;
+		}
+		CHECK(hm_store_close(s) == 0);
+		free(w);
+		free(back);
+		CHECKF(masters == 3, "%d of 3 masters hold pages", masters);
+	}
 	port = ru_free_port();
 	pid = ru_redis_start(port, NULL);
 	CHECK(pid > 0);

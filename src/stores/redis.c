@@ -100,6 +100,7 @@ struct redis_be {
 	bool seed_list; /* redis:// with several servers: taken for a cluster's seeds */
 	/* Why the last connection failed: EHOSTUNREACH (the name did not resolve) or ECONNREFUSED. */
 	_Atomic int conn_err;
+	_Atomic bool cluster_node; /* redis:// found a cluster node */
 };
 
 /* ---------------------------------------------------------------- slots */
@@ -220,10 +221,13 @@ static int check_server(struct redis_be *b, struct rnode *n, redisContext *c)
 		return hm__error(-ECONNRESET, "%s: %s:%d: %s", what, n->host, n->port, c->errstr);
 	if (r->type == REDIS_REPLY_STRING) {
 		bool on = strstr(r->str, "cluster_enabled:1") != NULL;
-		if (on && !b->cluster)
+		if (on && !b->cluster) {
+			/* At open, redis:// is then taken for the cluster's one seed (open_any()). */
+			b->cluster_node = true;
 			rc = hm__error(-EINVAL, "%s: %s:%d is a Redis Cluster node; use "
 						"redis-cluster://",
 				       what, n->host, n->port);
+		}
 		else if (!on && b->seed_list)
 			rc = hm__error(-EINVAL, "%s: %s:%d is not in cluster mode: a redis:// URI "
 						"with several servers lists a Redis Cluster's seed "
@@ -1247,6 +1251,13 @@ static int open_any(void **priv, const char *rest, int flags, struct hm_store_in
 	} else {
 		struct rconn *cn;
 		rc = conn_get(b, b->nodes[0], &cn);
+		if (rc && b->cluster_node) {
+			/* One cluster node named by redis://: the seed of a cluster, as with several. */
+			redis_be_close(b);
+			sodium_memzero(&s->cfg, sizeof s->cfg);
+			free(s);
+			return open_any(priv, rest, flags, info, true);
+		}
 		if (rc) {
 			if (rc == RM_PENDING) /* the message names the server and the cause */
 				rc = -atomic_load(&b->conn_err);
