@@ -177,6 +177,22 @@ static void json_u64(const char *key, uint64_t v)
 		printf(", \"%s\": %" PRIu64, key, v);
 }
 
+/* "key": {"a": x, "b": y}, or null when both are unknown. */
+static void json_pair(const char *key, const char *a, uint64_t x, const char *b, uint64_t y)
+{
+	if (x == HM_RES_UNKNOWN && y == HM_RES_UNKNOWN) {
+		printf(", \"%s\": null", key);
+		return;
+	}
+	printf(", \"%s\": {\"%s\": ", key, a);
+	if (x == HM_RES_UNKNOWN)
+		printf("null");
+	else
+		printf("%" PRIu64, x);
+	json_u64(b, y);
+	printf("}");
+}
+
 static void json_int(const char *key, int v)
 {
 	if (v < 0)
@@ -224,8 +240,15 @@ static void print_json(const struct hm_resource *res, size_t n)
 			printf("]");
 		}
 		json_str_or_null("mode", r->mode);
-		printf(", \"rotational\": %s, \"removable\": %s}", tri_json(r->rotational),
+		printf(", \"rotational\": %s, \"removable\": %s", tri_json(r->rotational),
 		       tri_json(r->removable));
+		/* The column names, for readers that look for them. */
+		json_u64("size", r->size);
+		json_u64("free", r->free);
+		json_pair("latency", "read_ns", r->read_latency_ns, "write_ns", r->write_latency_ns);
+		json_pair("bandwidth", "read_mbps", r->read_bandwidth_mbps, "write_mbps",
+			  r->write_bandwidth_mbps);
+		printf("}");
 	}
 	printf("%s]\n", n ? "\n" : "");
 }

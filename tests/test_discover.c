@@ -528,7 +528,7 @@ static void cli_json(void)
 		"kind", "name", "device", "size_bytes", "free_bytes", "node",
 		"byte_addressable", "persistent", "coherent", "read_latency_ns",
 		"write_latency_ns", "read_bandwidth_mbps", "write_bandwidth_mbps", "tier",
-		"distances",
+		"distances", "size", "free", "latency", "bandwidth",
 	};
 	static const char *const node2[] = {
 		"\"kind\": \"mem-node\"", "\"device\": null", "\"size_bytes\": 137438953472,",
@@ -536,12 +536,15 @@ static void cli_json(void)
 		"\"byte_addressable\": true", "\"coherent\": true", "\"read_latency_ns\": 250,",
 		"\"write_latency_ns\": 270,", "\"read_bandwidth_mbps\": 32768,",
 		"\"write_bandwidth_mbps\": 28672,", "\"tier\": 22,",
-		"\"distances\": [14, 24, 10, 26]",
+		"\"distances\": [14, 24, 10, 26]", "\"size\": 137438953472,",
+		"\"latency\": {\"read_ns\": 250, \"write_ns\": 270}",
+		"\"bandwidth\": {\"read_mbps\": 32768, \"write_mbps\": 28672}",
 	};
 	static const char *const nvme[] = {
 		"\"kind\": \"block\"", "\"device\": \"/dev/nvme0n1\"", "\"free_bytes\": null",
 		"\"size_bytes\": 1000204886016,", "\"tier\": null", "\"distances\": null",
-		"\"rotational\": false", "\"byte_addressable\": false",
+		"\"rotational\": false", "\"byte_addressable\": false", "\"latency\": null",
+		"\"free\": null",
 	};
 	static const char *const ns[] = {
 		"\"kind\": \"pmem\"", "\"mode\": \"fsdax\"", "\"device\": \"/dev/pmem0\"",
