@@ -107,6 +107,10 @@ static int add_policies(struct list *out, const char *arg)
 		fprintf(stderr, "hmmap replay: empty --policy\n");
 		return -EINVAL;
 	}
+	if (arg[0] == ',' || arg[strlen(arg) - 1] == ',' || strstr(arg, ",,")) {
+		fprintf(stderr, "hmmap replay: an empty item in --policy '%s'\n", arg);
+		return -EINVAL;
+	}
 	for (;;) {
 		comma = strchr(p, ',');
 		/* Extend the current spec while the next token is not a policy. */

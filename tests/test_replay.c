@@ -641,6 +641,13 @@ static void test_cli(void)
 	snprintf(cmd, sizeof cmd, "%s replay --policy 2q:kin=7 --cache 3 %s 2>&1", tool, path);
 	CHECK(run(cmd, out, sizeof out) == 2);
 	CHECKF(strstr(out, "kin"), "%.200s", out);
+	static const char *const empty[] = { "lru,,fifo", ",lru", "lru," };
+	for (size_t i = 0; i < sizeof empty / sizeof empty[0]; i++) {
+		snprintf(cmd, sizeof cmd, "%s replay --policy '%s' --cache 3 %s 2>&1", tool,
+			 empty[i], path);
+		CHECK(run(cmd, out, sizeof out) == 2);
+		CHECKF(strstr(out, "empty item"), "%s: %.200s", empty[i], out);
+	}
 	snprintf(cmd, sizeof cmd, "%s replay --cache 3 2>&1", tool);
 	CHECK(run(cmd, out, sizeof out) == 2);
 
