@@ -1537,6 +1537,10 @@ static int plot(const struct opts *o, struct row *rows, int nrows, const char *d
 				if (*c == '"' || *c == '\\')
 					*c = '_';
 		}
+		if (o->nthreads > 1) {
+			size_t at = strlen(more);
+			snprintf(more + at, sizeof more - at, " %dT", r->threads);
+		}
 		fprintf(f, "\"%s %s%s%s%s%s%s%s%s\" %d %.6g\n", wl_names[r->wl], sys_names[r->sys],
 		        cache[0] ? " " : "", cache, page[0] ? "/" : "", page,
 		        r->sys == S_HMMAP && strcmp(r->fmode, "auto") ? " " : "",

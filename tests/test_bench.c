@@ -737,6 +737,27 @@ static void plot_png(void)
 	CHECKF(strstr(script, "it''s.png'"), "%.300s", script);
 	const char *y = strstr(script, "set yrange [");
 	CHECKF(y && strtod(y + 12, NULL) > 0 && strtod(y + 12, NULL) < 1, "%.300s", y ? y : script);
+	/* Rows that differ by their thread count only are told apart on the axis. */
+	snprintf(path, sizeof path, "%s/threads.png", dir);
+	snprintf(args, sizeof args,
+	         "bench --dir %s --size 1M --ops 300 --runs 1 --workload rand --threads 1,2 "
+	         "--system hmmap,mmap-warm --keep --plot %s",
+	         dir, path);
+	rc = run(args, 1);
+	CHECKF(rc == 0, "exit %d:\n%.400s", rc, tail());
+	unlink(path);
+	const char *d = strstr(out, " and data ");
+	char dat[512] = "", labels[4096] = "";
+	CHECKF(d && sscanf(d + 10, "%511s", dat) == 1, "%.400s", tail());
+	f = fopen(dat, "r");
+	CHECKF(f, "%s", dat);
+	n = fread(labels, 1, sizeof labels - 1, f);
+	fclose(f);
+	labels[n] = 0;
+	if (system(cmd))
+		(void)0;
+	CHECKF(strstr(labels, "rand hmmap") && strstr(labels, " 1T\"") && strstr(labels, " 2T\""),
+	       "%.400s", labels);
 }
 
 static void no_files_left(void)
