@@ -561,7 +561,7 @@ int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n, bool unmapped_fir
 void hm__store_space(const struct hm_store *s, uint64_t *held, uint64_t *pool);
 /* Closes a store opened for an hmmap() that failed, undoing what its open made (store.c). */
 void hm__store_discard(struct hm_store *s);
-void hm__pmem_discard(void *priv); /* src/stores/pmem.c */
+void hm__pmem_undo_open(void *priv); /* src/stores/pmem.c */
 
 /* ---- fault traces (src/core/trace.c) ---- */
 void hm__trace_record(struct hm_region *r, uint64_t idx);

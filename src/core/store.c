@@ -151,13 +151,9 @@ int hm_store_close(struct hm_store *s)
  */
 void hm__store_discard(struct hm_store *s)
 {
-	if (s->ops != &hm__store_pmem) {
-		hm_store_close(s);
-		return;
-	}
-	hm__pmem_discard(s->priv);
-	free(s->uri);
-	free(s);
+	if (s->ops == &hm__store_pmem)
+		hm__pmem_undo_open(s->priv);
+	hm_store_close(s);
 }
 
 uint64_t hm_store_size(const struct hm_store *s)

@@ -60,8 +60,8 @@ struct pmem_store {
 	int want;       /* SYNC_* */
 	uint64_t want_size;
 	/* What size= did to the file, so that a failed hmmap() can undo it. */
-	char *made;       /* the path of a file this open created, else NULL */
-	char *grew;       /* the path of a file this open extended, else NULL */
+	char *made;        /* the path of a file this open created, else NULL */
+	bool grew;         /* the open extended an existing file */
 	uint64_t old_size; /* its size before */
 };
 
@@ -228,7 +228,9 @@ static int pmem_open(void **priv, const char *rest, int flags, struct hm_store_i
 	p->fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
 	if (p->fd < 0 && errno == ENOENT && p->want_size && !ro) {
 		p->fd = open(path, O_RDWR | O_CLOEXEC | O_CREAT | O_EXCL, 0644);
-		if (p->fd >= 0 && !(p->made = strdup(path))) {
+		if (p->fd < 0 && errno == EEXIST) /* made by someone else meanwhile */
+			p->fd = open(path, O_RDWR | O_CLOEXEC, 0);
+		else if (p->fd >= 0 && !(p->made = strdup(path))) {
 			rc = hm__error(-ENOMEM, "out of memory");
 			goto fail;
 		}
@@ -267,10 +269,7 @@ static int pmem_open(void **priv, const char *rest, int flags, struct hm_store_i
 		}
 		if (p->want_size > p->size) {
 			p->old_size = p->size;
-			if (!p->made && !(p->grew = strdup(path))) {
-				rc = hm__error(-ENOMEM, "out of memory");
-				goto fail;
-			}
+			p->grew = !p->made;
 			if (ftruncate(p->fd, (off_t)p->want_size) < 0) {
 				rc = hm__error_errno(-errno, "pmem store: cannot extend '%s' to %llu "
 							     "bytes", path,
@@ -336,7 +335,6 @@ fail:
 	if (p->fd >= 0)
 		close(p->fd);
 	free(p->made);
-	free(p->grew);
 	free(p);
 	return rc;
 }
@@ -348,15 +346,13 @@ static void pmem_close(void *priv)
 	munmap(p->map, p->size);
 	close(p->fd);
 	free(p->made);
-	free(p->grew);
 	free(p);
 }
 
-/* Closes a store whose hmmap() failed, taking back what its open did to the file. */
-void hm__pmem_discard(void *priv)
+/* For an hmmap() that failed: takes back what the open did to the file. */
+void hm__pmem_undo_open(void *priv)
 {
 	undo_size(priv);
-	pmem_close(priv);
 }
 
 static int pmem_read(void *priv, void *buf, size_t len, uint64_t off)
