@@ -227,15 +227,15 @@ static int check_server(struct redis_be *b, struct rnode *n, redisContext *c)
 			rc = hm__error(-EINVAL, "%s: %s:%d is a Redis Cluster node; use "
 						"redis-cluster://",
 				       what, n->host, n->port);
-		}
-		else if (!on && b->seed_list)
+		} else if (!on && b->seed_list) {
 			rc = hm__error(-EINVAL, "%s: %s:%d is not in cluster mode: a redis:// URI "
 						"with several servers lists a Redis Cluster's seed "
 						"nodes; a standalone server takes one",
 				       what, n->host, n->port);
-		else if (!on && b->cluster)
+		} else if (!on && b->cluster) {
 			rc = hm__error(-EINVAL, "%s: %s:%d is not in cluster mode; use redis://",
 				       what, n->host, n->port);
+		}
 	}
 out:
 	freeReplyObject(r);
