@@ -679,6 +679,21 @@ static void bad_usage(void)
 	}
 }
 
+/* Reads the file that the tool's last output names after `marker` (a --keep message). */
+static int read_kept(const char *marker, char *buf, size_t cap)
+{
+	const char *k = strstr(out, marker);
+	char name[512];
+	FILE *f;
+
+	if (!k || sscanf(k + strlen(marker), "%511s", name) != 1 || !(f = fopen(name, "r")))
+		return -1;
+	size_t n = fread(buf, 1, cap - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	return 0;
+}
+
 static void plot_png(void)
 {
 	char args[1024], path[512];
@@ -721,15 +736,8 @@ static void plot_png(void)
 	close(fd);
 	CHECK(!memcmp(magic, "\x89PNG\r\n\x1a\n", 8));
 	unlink(path);
-	const char *k = strstr(out, "gnuplot script ");
-	char gp[512] = "";
-	CHECKF(k && sscanf(k + 15, "%511s", gp) == 1, "%.400s", tail());
-	FILE *f = fopen(gp, "r");
-	CHECKF(f, "%s", gp);
 	char script[8192];
-	size_t n = fread(script, 1, sizeof script - 1, f);
-	fclose(f);
-	script[n] = 0;
+	CHECKF(read_kept("gnuplot script ", script, sizeof script) == 0, "%.400s", tail());
 	char cmd[600];
 	snprintf(cmd, sizeof cmd, "rm -f %s/hmmap-bench-*", dir);
 	if (system(cmd))
@@ -746,14 +754,8 @@ static void plot_png(void)
 	rc = run(args, 1);
 	CHECKF(rc == 0, "exit %d:\n%.400s", rc, tail());
 	unlink(path);
-	const char *d = strstr(out, " and data ");
-	char dat[512] = "", labels[4096] = "";
-	CHECKF(d && sscanf(d + 10, "%511s", dat) == 1, "%.400s", tail());
-	f = fopen(dat, "r");
-	CHECKF(f, "%s", dat);
-	n = fread(labels, 1, sizeof labels - 1, f);
-	fclose(f);
-	labels[n] = 0;
+	char labels[4096];
+	CHECKF(read_kept(" and data ", labels, sizeof labels) == 0, "%.400s", tail());
 	if (system(cmd))
 		(void)0;
 	CHECKF(strstr(labels, "rand hmmap") && strstr(labels, " 1T\"") && strstr(labels, " 2T\""),
