@@ -42,7 +42,7 @@ void rm_sleep_ms(uint32_t ms)
 /* ------------------------------------------------------- waiting for replies */
 
 static _Atomic int spinners;
-static int spin_limit = 1; /* CPUs less one, at least 1; set by rm_store_init() */
+static _Atomic int spin_limit = 1; /* CPUs less one, at least 1; set by rm_store_init() */
 
 void rm_spin_wait(struct rm_store *s, int fd, uint64_t sent_ns)
 {
@@ -58,7 +58,7 @@ void rm_spin_wait(struct rm_store *s, int fd, uint64_t sent_ns)
 		atomic_store_explicit(&s->spin_skip, skip - 1, memory_order_relaxed);
 		return;
 	}
-	if (atomic_fetch_add(&spinners, 1) < spin_limit) {
+	if (atomic_fetch_add(&spinners, 1) < atomic_load_explicit(&spin_limit, memory_order_relaxed)) {
 		for (;;) {
 			ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
 			if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
@@ -1013,7 +1013,7 @@ int rm_store_init(struct rm_store *s, const struct rm_backend_ops *bops, void *b
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
 	/* Spinning threads leave a CPU to the rest of the process (and a local server). */
-	spin_limit = cpus > 2 ? (int)cpus - 1 : 1;
+	atomic_store_explicit(&spin_limit, cpus > 2 ? (int)cpus - 1 : 1, memory_order_relaxed);
 	if (sodium_init() < 0)
 		return hm__error(-EIO, "%s: libsodium failed to initialise", s->cfg.what);
 	randombytes_buf(&id, sizeof id);
