@@ -663,8 +663,15 @@ void hm__cache_settle(struct hm_cache *c, unsigned max_ms)
 	uint64_t end = hm__now_ns() + (uint64_t)max_ms * 1000000;
 
 	pthread_mutex_lock(&c->lock);
-	while ((c->loading || c->evictors) && hm__now_ns() < end)
+	for (;;) {
+		/* A reclaim the background evictor owes: asked for now, not at its tick. */
+		bool reclaim = c->reclaimer_on && c->resident + c->high > c->budget;
+		if ((!c->loading && !c->evictors && !reclaim) || hm__now_ns() >= end)
+			break;
+		if (reclaim)
+			pthread_cond_signal(&c->reclaim_cond);
 		timed_wait(c, 2);
+	}
 	pthread_mutex_unlock(&c->lock);
 }
 

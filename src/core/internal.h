@@ -410,8 +410,9 @@ int hm__region_map(struct hm_region **out, struct hm_cache *c, struct hm_store *
 int hm__cache_free_owned(struct hm_cache *c);
 /* Whether `bytes` more fit in c without waking its evictor (nothing evicted). */
 /*
- * Waits, at most max_ms, until no load or eviction of c is under way: a page
- * in one is counted both where it comes from and where it goes.
+ * Waits, at most max_ms, until no load or eviction of c is under way or
+ * owed by the background evictor: a page in one is counted both where it
+ * comes from and where it goes.
  */
 void hm__cache_settle(struct hm_cache *c, unsigned max_ms);
 bool hm__cache_room(struct hm_cache *c, uint64_t bytes);
