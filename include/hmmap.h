@@ -583,8 +583,9 @@ struct hm_tier_stats {
 /*
  * Statistics of a tier, or of any lz4:/zstd: store. A page being loaded or
  * evicted counts in both of its tiers while it moves, so a chain's tier
- * first waits (at most 100 ms) for the loads and evictions under way: the
- * tiers' pages then add up whenever nothing else is moving pages.
+ * first waits (at most 100 ms) for the loads and evictions under way, and
+ * for a reclaim the background evictor owes: the tiers' pages then add up
+ * whenever nothing else is moving pages.
  */
 int hm_tier_stats(const struct hm_store *tier, struct hm_tier_stats *stats);
 
