@@ -171,12 +171,17 @@ static void t_evacuate_no_room(void)
 	/*
 	 * mem took 128 pages; then DRAM what fits without evicting (below 64).
 	 * How much that is depends on what the background evictor has freed
-	 * meanwhile (28 to 60 pages seen), so only its bounds are checked.
+	 * meanwhile (28 to 60 pages seen), so only its bounds are checked. The
+	 * evictor may since have sent some of them back down to the reopened
+	 * lz4 (hm_tier_stats() waits for a reclaim it owes): DRAM holds at
+	 * most what the evacuation put there.
 	 */
 	uint64_t in_dram = tier_pages(d);
 	CHECKF(in_dram > 0 && in_dram < 64, "%llu pages in DRAM", (unsigned long long)in_dram);
-	CHECKF(!pr.backwards && pr.last_done == 128 + in_dram, "%llu moved",
-	       (unsigned long long)pr.last_done);
+	CHECKF(!pr.backwards && pr.last_done > 128 && pr.last_done < 128 + 64 &&
+		       pr.last_done - 128 >= in_dram,
+	       "%llu moved, %llu in DRAM", (unsigned long long)pr.last_done,
+	       (unsigned long long)in_dram);
 	/* Nothing lost; the tier is open again and usable. */
 	CHECK(tier_pages(z) + tier_pages(m) + in_dram == n);
 	CHECK(!(hm_tier_get(z) & HM_TIER_CLOSED));
