@@ -776,9 +776,10 @@ static int tier_stats(const struct hm_store *tier, struct hm_tier_stats *st)
 /*
  * A page being loaded or evicted is counted in DRAM and in the lower tier
  * at once, for as long as its move takes. The caller's view settles first
- * (at most 100 ms of loads and evictions under way, e.g. readahead that
- * goes on after the reads that started it), so that the tiers' pages add
- * up whenever nothing else moves them. The statistics segment reads
+ * (at most 100 ms of loads and evictions under way or owed, e.g. readahead
+ * that goes on after the reads that started it, or the evictor's next
+ * reclaim), so that the tiers' pages add up whenever nothing else moves
+ * them. The statistics segment reads
  * tier_stats() as is: it must not wait.
  */
 int hm_tier_stats(const struct hm_store *tier, struct hm_tier_stats *st)
