@@ -441,6 +441,70 @@ static void t_timeouts_kept(void)
 }
 
 /*
+ * A server that closes a connection while the store writes to it: the
+ * write raises SIGPIPE, which ends a process by default. The store must
+ * see an error and resend on a new connection; the application's own
+ * SIGPIPE handler (counting here) must never run.
+ */
+static volatile sig_atomic_t pipes;
+
+static void on_pipe(int sig)
+{
+	(void)sig;
+	pipes++;
+}
+
+static void t_server_drops_mid_write(void)
+{
+	/* 1 MiB pages, 32 in one pipeline: more than the socket takes at once. */
+	const size_t big = 32u << 20;
+	struct sigaction sa = { .sa_handler = on_pipe }, old;
+	unsigned char *buf = malloc(big), *back = malloc(big);
+	struct hm_store *s = NULL;
+	struct env e;
+	char uri[256];
+
+	if (!buf || !back) {
+		CHECK(0);
+		free(buf);
+		free(back);
+		return;
+	}
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGPIPE, &sa, &old);
+	pipes = 0;
+	uri_of(uri, sizeof uri, port1, "pipe", "timeout=5000&conns=1&page=1M");
+	CHECKF(!hm_store_open(&s, uri, 0), "%s", hm_errormsg());
+	for (int round = 0; s && round < 4; round++) {
+		tu_fill(buf, big, (uint64_t)round + 1);
+		CHECK(hm_store_write(s, buf, 1u << 20, 0) == 0); /* the connection is open */
+		CHECK(redis_cmd(port1, "CLIENT KILL TYPE normal") == 0);
+		CHECKF(hm_store_write(s, buf, big, 0) == 0, "round %d: %s", round, hm_errormsg());
+		CHECK(hm_store_read(s, back, big, 0) == 0);
+		CHECKF(memcmp(buf, back, big) == 0, "round %d: the pages read back differ", round);
+	}
+	if (s)
+		hm_store_close(s);
+	/* The same through a region: write-back in hm_sync. */
+	uri_of(uri, sizeof uri, port1, "pipe2", "timeout=5000&conns=1");
+	CHECKF(!env_open(&e, uri, LEN), "%s", hm_errormsg());
+	if (e.p) {
+		tu_fill(buf, LEN, 7);
+		memcpy(e.p, buf, LEN);
+		CHECK(hm_sync(e.p, PS, MS_SYNC) == 0);
+		CHECK(redis_cmd(port1, "CLIENT KILL TYPE normal") == 0);
+		CHECKF(hm_sync(e.p, LEN, MS_SYNC) == 0, "%s", hm_errormsg());
+		CHECK(hm_advise(e.p, LEN, HM_ADV_DONTNEED) == 0);
+		CHECKF(memcmp(e.p, buf, LEN) == 0, "the region's pages differ after the sync");
+		env_close(&e);
+	}
+	CHECKF(pipes == 0, "the application received %d SIGPIPE", (int)pipes);
+	sigaction(SIGPIPE, &old, NULL);
+	free(buf);
+	free(back);
+}
+
+/*
  * The policy is checked on every connection: a server that comes back
  * (here: the store's connections killed) with an evicting policy gets no
  * page, and the sync says why; with noeviction again it succeeds.
@@ -1590,6 +1654,7 @@ int main(void)
 	RUN(t_isolation);
 	RUN(t_evicting_server_refused);
 	RUN(t_evicting_after_reconnect);
+	RUN(t_server_drops_mid_write);
 	RUN(t_timeouts_kept);
 	RUN(t_auth);
 	RUN(t_encrypted_tamper_replay);

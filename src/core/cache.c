@@ -613,10 +613,8 @@ static void *reclaim_main(void *arg)
 {
 	static __thread struct victim v[MAX_BATCH];
 	struct hm_cache *c = arg;
-	sigset_t all;
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	hm__block_signals();
 	pthread_mutex_lock(&c->lock);
 	while (!c->stop) {
 		struct timespec ts;
@@ -1049,13 +1047,11 @@ static void *sampler_main(void *arg)
 	const struct hm_engine_info *info;
 	int mode = 0;
 	bool known;
-	sigset_t all;
 	/* auto: kernel ns per sampled page (0: not yet known), and its window. */
 	uint64_t cost_ns = 0, win_pages = 0, win_t0 = 0;
 	unsigned win_ticks = 0;
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	hm__block_signals();
 	if (hm__env(&env))
 		return NULL;
 	known = !env->sample_auto;

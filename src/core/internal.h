@@ -29,6 +29,7 @@
 #define HM_CORE_INTERNAL_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -107,6 +108,20 @@ struct hm_ctr_shard {
 struct hm_counters {
 	struct hm_ctr_shard s[HM_SHARDS];
 };
+
+/* Signals and hmmap's own I/O (signals.c). */
+struct hm_nosigpipe {
+	sigset_t old;
+	bool unblock; /* begin blocked SIGPIPE: end unblocks it */
+};
+extern __thread bool hm__sigpipe_blocked;
+/* Blocks every signal in one of hmmap's own threads, for good. */
+void hm__block_signals(void);
+/* SIGPIPE blocked in this thread from begin to end (no-op where it is already). */
+void hm__nosigpipe_begin(struct hm_nosigpipe *g);
+void hm__nosigpipe_end(struct hm_nosigpipe *g);
+/* Takes a SIGPIPE pending for this thread: call where a connection failed. */
+void hm__sigpipe_take(void);
 
 extern __thread unsigned hm__shard_tls;
 unsigned hm__shard_assign(void);

@@ -29,10 +29,8 @@ static struct {
 
 static void *worker(void *arg)
 {
-	sigset_t all;
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	hm__block_signals();
 	pthread_mutex_lock(&pf.lock);
 	for (;;) {
 		while (!pf.count)

@@ -550,10 +550,8 @@ static void publish(void)
 
 static void *publisher_main(void *arg)
 {
-	sigset_t all;
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	hm__block_signals();
 	for (;;) {
 		struct timespec ts = { 0, HM_SNAPSHOT_INTERVAL_MS * 1000000L };
 		nanosleep(&ts, NULL);

@@ -416,10 +416,8 @@ int hm_tier_sample(struct hm_tier_ctx *ctx, uint64_t idx)
 static void *engine_main(void *arg)
 {
 	struct hm_tier_engine *e = arg;
-	sigset_t all;
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	hm__block_signals();
 	pthread_mutex_lock(&e->lock);
 	while (!e->stop) {
 		struct timespec ts;

@@ -250,6 +250,16 @@ static int pending(struct redis_be *b, int err)
 }
 
 /* Opens a connection: 0, RM_PENDING (cannot reach it now) or a final -errno. */
+/*
+ * Frees a connection that failed: a write to it may have raised SIGPIPE,
+ * blocked while the store works (hm__nosigpipe_begin()); take it here.
+ */
+static void conn_free(redisContext *c)
+{
+	hm__sigpipe_take();
+	redisFree(c);
+}
+
 static int conn_open(struct redis_be *b, struct rnode *n, struct rconn *cn)
 {
 	struct rm_config *cfg = &b->s->cfg;
@@ -265,7 +275,7 @@ static int conn_open(struct redis_be *b, struct rnode *n, struct rconn *cn)
 		hm__error(-err, "%s: cannot connect to %s:%d: %s", cfg->what, n->host, n->port,
 			  c ? c->errstr : "out of memory");
 		if (c)
-			redisFree(c);
+			conn_free(c);
 		return pending(b, err);
 	}
 	redisSetTimeout(c, tv);
@@ -276,7 +286,7 @@ static int conn_open(struct redis_be *b, struct rnode *n, struct rconn *cn)
 			r = redisCommand(c, "AUTH %s", cfg->password);
 		if (!r) {
 			hm__error(-ECONNRESET, "%s: %s:%d: %s", cfg->what, n->host, n->port, c->errstr);
-			redisFree(c);
+			conn_free(c);
 			return pending(b, ECONNREFUSED);
 		}
 		if (r->type == REDIS_REPLY_ERROR && cfg->password_default && !cfg->user[0] &&
@@ -292,7 +302,7 @@ static int conn_open(struct redis_be *b, struct rnode *n, struct rconn *cn)
 			rc = hm__error(-EACCES, "%s: authentication to %s:%d failed: %s", cfg->what,
 				       n->host, n->port, r->str);
 			freeReplyObject(r);
-			redisFree(c);
+			conn_free(c);
 			return rc;
 		}
 		if (r)
@@ -304,15 +314,15 @@ static int conn_open(struct redis_be *b, struct rnode *n, struct rconn *cn)
 	 */
 	rc = check_server(b, n, c);
 	if (rc == -ECONNRESET || rc == -EPROTO) {
-		redisFree(c);
+		conn_free(c);
 		return pending(b, ECONNREFUSED);
 	}
 	if (rc) {
-		redisFree(c);
+		conn_free(c);
 		return rc;
 	}
 	if (!cn->rb.p && !(cn->rb.p = malloc(RB_SIZE))) {
-		redisFree(c);
+		conn_free(c);
 		return hm__error(-ENOMEM, "%s: out of memory", cfg->what);
 	}
 	cn->rb.pos = cn->rb.len = 0;
@@ -383,7 +393,7 @@ static void conn_put(struct rnode *n, struct rconn *cn, bool ok)
 	if (!ok) {
 		if (cn->wrote)
 			n->lost_wrote = true;
-		redisFree(cn->c);
+		conn_free(cn->c);
 		cn->c = NULL;
 		cn->wrote = false;
 	}
@@ -1290,40 +1300,58 @@ fail:
 	return rc;
 }
 
+/*
+ * The store's entry points: each runs with SIGPIPE blocked (signals.c), so
+ * a server that drops a connection mid-write is an error to retry, not the
+ * end of the process.
+ */
+#define NOSIGPIPE(call)                     \
+	({                                  \
+		struct hm_nosigpipe g_;     \
+		hm__nosigpipe_begin(&g_);   \
+		__typeof__(call) rc_ = call; \
+		hm__nosigpipe_end(&g_);     \
+		rc_;                        \
+	})
+
 static int redis_open(void **priv, const char *rest, int flags, struct hm_store_info *info)
 {
-	return open_any(priv, rest, flags, info, false);
+	return NOSIGPIPE(open_any(priv, rest, flags, info, false));
 }
 
 static int cluster_open(void **priv, const char *rest, int flags, struct hm_store_info *info)
 {
-	return open_any(priv, rest, flags, info, true);
+	return NOSIGPIPE(open_any(priv, rest, flags, info, true));
 }
 
 static void redis_close(void *priv)
 {
+	struct hm_nosigpipe g;
+
+	hm__nosigpipe_begin(&g);
 	rm_store_close(priv);
 	rm_store_free(priv);
+	hm__nosigpipe_end(&g);
 }
 
 static int redis_read(void *priv, void *buf, size_t len, uint64_t off)
 {
-	return rm_read(priv, buf, len, off);
+	return NOSIGPIPE(rm_read(priv, buf, len, off));
 }
 
 static int redis_write(void *priv, const void *buf, size_t len, uint64_t off)
 {
-	return rm_write(priv, buf, len, off);
+	return NOSIGPIPE(rm_write(priv, buf, len, off));
 }
 
 static int redis_flush_store(void *priv)
 {
-	return rm_flush(priv);
+	return NOSIGPIPE(rm_flush(priv));
 }
 
 static int redis_ctl(void *priv, const char *key, const char *value)
 {
-	return rm_ctl(priv, key, value);
+	return NOSIGPIPE(rm_ctl(priv, key, value));
 }
 
 const struct hm_store_ops hm__store_redis = {

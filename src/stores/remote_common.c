@@ -948,6 +948,7 @@ static void *pf_thread(void *arg)
 	unsigned char *frames = malloc((size_t)pf->nslots * s->frame);
 	uint32_t *slotof = calloc(pf->nslots, sizeof *slotof);
 
+	hm__block_signals();
 	pthread_mutex_lock(&pf->lock);
 	while (!pf->stop) {
 		if (!pf->job || !ops || !frames || !slotof) {

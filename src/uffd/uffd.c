@@ -273,11 +273,9 @@ static void *handler_main(void *arg)
 	struct uffd_msg msgs[16];
 	const struct hm_env *env;
 	uint64_t spin_ns = hm__env(&env) ? 0 : (uint64_t)env->fault_spin_us * 1000;
-	sigset_t all;
 
 	/* Handler threads never take the application's signals. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	hm__block_signals();
 	for (;;) {
 		struct epoll_event ev[2];
 		int n = epoll_wait(ep, ev, 2, -1);
@@ -345,7 +343,11 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 #endif
 		r = hm__region_get(addr);
 		if (r) {
+			/* The handler's mask holds SIGPIPE (signals.c). */
+			bool pipe_was = hm__sigpipe_blocked;
+			hm__sigpipe_blocked = true;
 			int rc = hm__fault(r, addr, flags);
+			hm__sigpipe_blocked = pipe_was;
 			hm__region_put(r);
 			if (rc >= 0) {
 				errno = saved;
@@ -486,6 +488,7 @@ static int engine_init(void)
 		sa.sa_sigaction = on_sigbus;
 		sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
 		sigemptyset(&sa.sa_mask);
+		sigaddset(&sa.sa_mask, SIGPIPE);
 		if (sigaction(SIGBUS, &sa, &eng.old_bus) < 0)
 			return hm__error_errno(-errno, "sigaction(SIGBUS)");
 		eng.bus_installed = true;
