@@ -224,6 +224,12 @@ static int cmd_evacuate(int argc, char **argv)
 			return 2;
 		}
 	}
+	/* Not echoed: a URI may hold a password (hm_store_uri() shows it as ***). */
+	if (strncmp(chain, "tiers:", 6)) {
+		fprintf(stderr, "hmmap tiers evacuate: --chain is not a tier chain: it must start "
+				"with 'tiers:'\n");
+		return 2;
+	}
 	size = (size + PG - 1) & ~(uint64_t)(PG - 1);
 	char *p = hmmap(NULL, size, PROT_READ | PROT_WRITE, HM_CACHED, chain, 0);
 	if (p == MAP_FAILED) {
@@ -232,6 +238,7 @@ static int cmd_evacuate(int argc, char **argv)
 	}
 	struct hm_store *ch = hm_region_store(hm_region_find(p));
 	int rc = 1;
+	chain = hm_store_uri(ch);
 	if (hm_chain_tiers(ch) < 0 || tier >= hm_chain_tiers(ch)) {
 		fprintf(stderr, "hmmap tiers evacuate: '%s' has no tier %d\n", chain, tier);
 		hmunmap(p, size);

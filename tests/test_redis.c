@@ -607,6 +607,16 @@ static void uri_passwords_hidden(int port, const char *pw)
 		CHECKF(tu_run(cmd, out, sizeof out) == 0, "%.300s", out);
 		CHECKF(strstr(out, "redis://:***@127.0.0.1:") && !strstr(out, pw), "%.300s", out);
 	}
+	/* And the evacuation demo, which names its chain, also when the tier is wrong. */
+	for (int tier = 1; tier <= 5; tier += 4) {
+		snprintf(cmd, sizeof cmd,
+			 "%.200s/hmmap tiers evacuate --no-writer --size 8M --tier %d "
+			 "--chain 'tiers:dram:4M>redis://:%s@127.0.0.1:%d/auth5>mem:64M' 2>&1",
+			 b, tier, pw, port);
+		int st = tu_run(cmd, out, sizeof out);
+		CHECKF(st == (tier == 1 ? 0 : 2), "tier %d: status %d: %.300s", tier, st, out);
+		CHECKF(strstr(out, "redis://:***@127.0.0.1:") && !strstr(out, pw), "%.300s", out);
+	}
 	/*
 	 * Its reads are of pages it wrote first, so each is a GET on the server,
 	 * not a never-written page filled with zeros locally.
