@@ -408,17 +408,25 @@ static inline double ru_secs(void)
  */
 static inline void ru_check_timeouts(const char *uri, pid_t pid, unsigned timeout_ms)
 {
+	/* A read of a page, a write of a page, and a write of 1024 pages (many batches). */
+	static const char *const what[3] = { "read", "write", "4 MiB write" };
+	const size_t big = 4u << 20;
 	struct hm_store *s;
-	unsigned char page[4096];
-	double dt[2][2], want[2] = { timeout_ms / 1000.0, 0.4 };
-	int rc[2][2], ctl;
-	char msg[2][2][256];
+	unsigned char *buf = malloc(big);
+	double dt[2][3], want[2] = { timeout_ms / 1000.0, 0.4 };
+	int rc[2][3], ctl;
+	char msg[2][3][256];
 
-	memset(page, 0x42, sizeof page);
+	if (!buf) {
+		CHECK(0);
+		return;
+	}
+	memset(buf, 0x42, big);
 	CHECKF(hm_store_open(&s, uri, 0) == 0, "%s", hm_errormsg());
-	if (hm_store_write(s, page, sizeof page, 0)) {
+	if (hm_store_write(s, buf, 4096, 0)) {
 		CHECKF(0, "%s", hm_errormsg());
 		hm_store_close(s);
+		free(buf);
 		return;
 	}
 	/* Measured first, checked after the server is thawed: a failed check returns. */
@@ -427,24 +435,24 @@ static inline void ru_check_timeouts(const char *uri, pid_t pid, unsigned timeou
 	for (int round = 0; round < 2; round++) {
 		if (round)
 			ctl = hm_store_ctl(s, "timeout=400");
-		for (int w = 0; w < 2; w++) {
+		for (int w = 0; w < 3; w++) {
 			double t0 = ru_secs();
-			rc[round][w] = w ? hm_store_write(s, page, sizeof page, 0)
-					 : hm_store_read(s, page, sizeof page, 0);
+			rc[round][w] = w == 0 ? hm_store_read(s, buf, 4096, 0)
+					      : hm_store_write(s, buf, w == 1 ? 4096 : big, 0);
 			dt[round][w] = ru_secs() - t0;
 			snprintf(msg[round][w], sizeof msg[round][w], "%s", hm_errormsg());
 		}
 	}
 	kill(pid, SIGCONT);
 	hm_store_close(s);
+	free(buf);
 	CHECK(ctl == 0);
 	for (int round = 0; round < 2; round++)
-		for (int w = 0; w < 2; w++) {
-			const char *what = w ? "write" : "read";
-			CHECKF(rc[round][w] == -ETIMEDOUT, "%s: %d %s", what, rc[round][w],
+		for (int w = 0; w < 3; w++) {
+			CHECKF(rc[round][w] == -ETIMEDOUT, "%s: %d %s", what[w], rc[round][w],
 			       msg[round][w]);
 			CHECKF(dt[round][w] >= want[round] - 0.01 && dt[round][w] < want[round] + 0.4,
-			       "%s failed after %.3f s with timeout=%.0f ms", what, dt[round][w],
+			       "%s failed after %.3f s with timeout=%.0f ms", what[w], dt[round][w],
 			       want[round] * 1000);
 		}
 }

@@ -181,10 +181,8 @@ static void sock_timeout(int fd, uint32_t ms)
  * the attempt under way (rm_attempt_ms): a request then fails at timeout=,
  * not up to an io_timeout later.
  */
-static void slot_timeout(struct mc_be *b, memcached_st *m, uint32_t slot)
+static void slot_timeout_ms(struct mc_be *b, memcached_st *m, uint32_t slot, uint32_t ms)
 {
-	uint32_t ms = rm_attempt_ms(b->s);
-
 	if (b->tmo[slot] == ms)
 		return;
 	b->tmo[slot] = ms;
@@ -193,6 +191,27 @@ static void slot_timeout(struct mc_be *b, memcached_st *m, uint32_t slot)
 	for (uint32_t k = 0; k < b->nservers; k++)
 		if (b->fds[slot][k] >= 0)
 			sock_timeout(b->fds[slot][k], ms);
+}
+
+static void slot_timeout(struct mc_be *b, memcached_st *m, uint32_t slot)
+{
+	slot_timeout_ms(b, m, slot, rm_attempt_ms(b->s));
+}
+
+/*
+ * Before each batch to a server: the waits are cut to what is left of the
+ * attempt, but never below BATCH_MIN_MS (or io_timeout if shorter), so
+ * that a server tried after a silent one, once the time is up, still gets
+ * the moment a healthy server needs to answer.
+ */
+#define BATCH_MIN_MS 20u
+
+static void batch_timeout(struct mc_be *b, memcached_st *m, uint32_t slot)
+{
+	uint32_t io = __atomic_load_n(&b->s->cfg.io_timeout_ms, __ATOMIC_RELAXED);
+	uint32_t floor = io < BATCH_MIN_MS ? io : BATCH_MIN_MS, ms = rm_attempt_ms(b->s);
+
+	slot_timeout_ms(b, m, slot, ms > floor ? ms : floor);
 }
 
 /* One mget for up to 256 pending GETs; settles each op. */
@@ -271,6 +290,14 @@ static void run_mget(struct mc_be *b, memcached_st *m, uint32_t slot, uint32_t s
 	}
 }
 
+static void mget(struct mc_be *b, memcached_st *m, uint32_t slot, uint32_t srv,
+		 struct rm_op *ops, const size_t *idx, const char *const *keys, const size_t *lens,
+		 size_t k)
+{
+	batch_timeout(b, m, slot);
+	run_mget(b, m, slot, srv, ops, idx, keys, lens, k);
+}
+
 /* The pending GETs, one mget per server (up to 256 keys each). */
 static void exec_gets(struct mc_be *b, memcached_st *m, uint32_t slot, struct rm_op *ops,
 		      size_t n)
@@ -289,12 +316,12 @@ static void exec_gets(struct mc_be *b, memcached_st *m, uint32_t slot, struct rm
 			idx[k] = i;
 			ops[i].node = 0; /* set to 1 when the reply holds it */
 			if (++k == 256) {
-				run_mget(b, m, slot, srv, ops, idx, keys, lens, k);
+				mget(b, m, slot, srv, ops, idx, keys, lens, k);
 				k = 0;
 			}
 		}
 		if (k)
-			run_mget(b, m, slot, srv, ops, idx, keys, lens, k);
+			mget(b, m, slot, srv, ops, idx, keys, lens, k);
 	}
 }
 
@@ -422,9 +449,10 @@ static int send_all(int fd, struct iovec *iov, int cnt)
 
 /*
  * One pipelined burst of up to 128 stores or deletes (ops idx[0..k)) to
- * server srv, and their replies. Ops not answered stay RM_PENDING.
+ * server srv, and their replies. Ops not answered stay RM_PENDING; false
+ * then (the server did not answer).
  */
-static void raw_burst(struct mc_be *b, memcached_st *m, uint32_t slot, uint32_t srv,
+static bool raw_burst(struct mc_be *b, memcached_st *m, uint32_t slot, uint32_t srv,
 		      struct rm_op *ops, const size_t *idx, size_t k)
 {
 	const memcached_instance_st *in = memcached_server_instance_by_position(m, srv);
@@ -439,7 +467,7 @@ static void raw_burst(struct mc_be *b, memcached_st *m, uint32_t slot, uint32_t 
 		for (size_t j = 0; j < k; j++)
 			ops[idx[j]].st = -EINVAL;
 	if (fd < 0)
-		return;
+		return fd == -EINVAL;
 	for (size_t j = 0; j < k; j++) {
 		struct rm_op *op = &ops[idx[j]];
 		int hl;
@@ -492,11 +520,26 @@ static void raw_burst(struct mc_be *b, memcached_st *m, uint32_t slot, uint32_t 
 		have -= ll;
 	}
 	rm_count(b->s, round_trips, 1);
-	return;
+	return true;
 lost:
 	hm__error(-ECONNRESET, "%s: %s:%u: %s", what, memcached_server_name(in),
 		  (unsigned)memcached_server_port(in), errno ? strerror(errno) : "connection lost");
 	raw_drop(b, slot, srv);
+	return false;
+}
+
+/*
+ * A burst's waits (connect, "stats settings", send, replies) are cut to what
+ * is left of the attempt (batch_timeout()), and once a server has not
+ * answered, its other bursts stay pending for the next attempt: each would
+ * wait as long again, and a write of many pages failed one timeout= per 128
+ * of them.
+ */
+static bool burst(struct mc_be *b, memcached_st *m, uint32_t slot, uint32_t srv,
+		  struct rm_op *ops, const size_t *idx, size_t k)
+{
+	batch_timeout(b, m, slot);
+	return raw_burst(b, m, slot, srv, ops, idx, k);
 }
 
 static void exec_stores(struct mc_be *b, memcached_st *m, uint32_t slot, struct rm_op *ops,
@@ -506,18 +549,19 @@ static void exec_stores(struct mc_be *b, memcached_st *m, uint32_t slot, struct 
 
 	for (uint32_t srv = 0; srv < b->nservers; srv++) {
 		size_t k = 0;
-		for (size_t i = 0; i < n; i++) {
+		bool ok = true;
+		for (size_t i = 0; i < n && ok; i++) {
 			if (ops[i].st != RM_PENDING || ops[i].kind == RM_GET ||
 			    target(b, m, &ops[i]) != srv)
 				continue;
 			idx[k++] = i;
 			if (k == 128) {
-				raw_burst(b, m, slot, srv, ops, idx, k);
+				ok = burst(b, m, slot, srv, ops, idx, k);
 				k = 0;
 			}
 		}
-		if (k)
-			raw_burst(b, m, slot, srv, ops, idx, k);
+		if (k && ok)
+			burst(b, m, slot, srv, ops, idx, k);
 	}
 }
 
