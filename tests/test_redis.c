@@ -241,6 +241,9 @@ static void t_bad_uris(void)
 		{ "redis://127.0.0.1:6379/ns?replicas=many", -EINVAL, "replicas" },
 		{ "redis://127.0.0.1:6379/ns?key_file=/nonexistent/k", -ENOENT, "key_file" },
 		{ "redis://127.0.0.1:6379/ns?password_file=/nonexistent/p", -ENOENT, "password_file" },
+		/* %00 would cut the password short (and fall back to the environment's). */
+		{ "redis://:%00x@127.0.0.1:6379/ns", -EINVAL, "bad password" },
+		{ "redis://a%00b:pw@127.0.0.1:6379/ns", -EINVAL, "bad user name" },
 		{ "redis://ho$t:6379", -EINVAL, "bad character" },
 		{ "redis-cluster://", -EINVAL, "no server" },
 		{ "memcached://127.0.0.1:11211/ns?timeout=", -EINVAL, "timeout" },
@@ -695,6 +698,20 @@ static void t_auth(void)
 	rc = hm_store_open(&s, uri, 0);
 	CHECKF(rc == 0, "%s", hm_errormsg());
 	hm_store_close(s);
+	/* The URI comes first, then the file (docs/remote.md, "Credentials"). */
+	snprintf(uri, sizeof uri, "redis://:wrong-PW@127.0.0.1:%d/auth?password_file=%s", port,
+		 path);
+	CHECKF(hm_store_open(&s, uri, 0) == -EACCES, "the file's password won over the URI's");
+	snprintf(uri, sizeof uri, "redis://:%s@127.0.0.1:%d/auth?password_file=%s", pw, port,
+		 path);
+	f = fopen(path, "w");
+	CHECK(f);
+	fprintf(f, "wrong-PW\n");
+	fclose(f);
+	rc = hm_store_open(&s, uri, 0);
+	CHECKF(rc == 0, "the URI's password did not win over the file's: %s", hm_errormsg());
+	if (!rc)
+		hm_store_close(s);
 	/* From the environment. */
 	setenv("HMMAP_REDIS_PASSWORD", pw, 1);
 	uri_of(uri, sizeof uri, port, "auth", NULL);

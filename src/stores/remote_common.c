@@ -112,6 +112,8 @@ static int pct_decode(char *dst, size_t cap, const char *src, size_t n)
 				return -EINVAL;
 			c = h * 16 + l;
 			i += 2;
+			if (!c) /* %00 would cut the name or password short */
+				return -EINVAL;
 		}
 		if (o + 1 >= cap)
 			return -EINVAL;
@@ -246,25 +248,30 @@ static int opt_cb(void *ctx, const char *k, const char *v)
 		c->replicas = (int)n;
 		return 0;
 	}
+	/* Credentials in the URI come first (docs/remote.md): the options only add. */
 	if (!strcmp(k, "user")) {
 		if (!*v || strlen(v) >= sizeof c->user)
 			return hm__error(-EINVAL, "%s: bad user name", c->what);
-		strcpy(c->user, v);
+		if (!c->user[0])
+			strcpy(c->user, v);
 		return 0;
 	}
 	if (!strcmp(k, "password_file")) {
+		char pw[sizeof c->password];
 		size_t n;
-		int rc = read_secret(c->what, "password_file", v, (unsigned char *)c->password,
-				     sizeof c->password, &n);
+		int rc = read_secret(c->what, "password_file", v, (unsigned char *)pw, sizeof pw, &n);
 		if (rc)
 			return rc;
-		while (n && (c->password[n - 1] == '\n' || c->password[n - 1] == '\r'))
+		while (n && (pw[n - 1] == '\n' || pw[n - 1] == '\r'))
 			n--;
-		c->password[n] = 0;
+		pw[n] = 0;
 		if (!n)
-			return hm__error(-EINVAL, "%s: password_file '%s' is empty", c->what, v);
-		c->have_password = true;
-		return 0;
+			rc = hm__error(-EINVAL, "%s: password_file '%s' is empty", c->what, v);
+		else if (!c->have_password)
+			memcpy(c->password, pw, n + 1);
+		c->have_password = c->have_password || n;
+		sodium_memzero(pw, sizeof pw);
+		return rc;
 	}
 	if (!strcmp(k, "key_file"))
 		return load_key(c, v);
