@@ -160,6 +160,17 @@ static void t_zero_without_store(void)
 		       (unsigned long long)st.bytes_read, (unsigned long long)st.bytes_written);
 	}
 	CHECK(status_of(p + len - PG) == 0 || status_of(p + len - PG) == -ENOENT);
+	/* Read, not written: no tier counts them, and those out of DRAM are nowhere. */
+	struct hm_tier_stats ts;
+	for (int t = 1; t < 3; t++) {
+		CHECK(hm_tier_stats(hm_chain_tier(ch, t), &ts) == 0);
+		CHECKF(ts.pages == 0 && ts.zero_pages == 0, "tier %d counts %llu pages (%llu of zeros)",
+		       t, (unsigned long long)ts.pages, (unsigned long long)ts.zero_pages);
+	}
+	CHECKF(status_of(p) == -ENOENT, "page 0, read and evicted, is in tier %d", status_of(p));
+	int moved = hm_bind(p, len, hm_chain_tier(ch, 2), HM_MIGRATE);
+	CHECKF(moved == 0, "hm_bind(HM_MIGRATE) of pages never written moved %d: %s", moved,
+	       hm_errormsg());
 	CHECK(hmunmap(p, len) == 0);
 }
 

@@ -126,13 +126,14 @@ void hm__tier_loaded(struct hm_region *r, uint64_t idx, uint64_t n)
 	/*
 	 * Exclusive tiers: the page now lives in DRAM only. It is dirty with
 	 * respect to the chain (which forgets its lower copy), so its eviction
-	 * writes it down again. A read-only region is never written back, so
-	 * it keeps the lower copies instead.
+	 * writes it down again. A page that had no lower copy (never written)
+	 * stays clean, so that reading it stores nothing anywhere. A read-only
+	 * region is never written back, so it keeps the lower copies instead.
 	 */
 	if (r->wp) {
 		for (uint64_t i = idx; i < idx + n; i++)
-			atomic_fetch_or(&hm__page(r, i, false)->st, HM_PG_DIRTY);
-		hm__chain_release(ch, r->offset + (idx << r->ps_shift), n << r->ps_shift);
+			if (hm__chain_release(ch, r->offset + (i << r->ps_shift), r->ps))
+				atomic_fetch_or(&hm__page(r, i, false)->st, HM_PG_DIRTY);
 	}
 	if (quiet)
 		return;

@@ -15,8 +15,9 @@
  *
  * A page's entry, and the bytes of its slot, change only under the page's
  * stripe lock. Loaded pages leave their lower tier (exclusive tiers): the
- * core marks them dirty and calls hm__chain_release() before they become
- * RESIDENT, so an eviction always writes them back down.
+ * core calls hm__chain_release() and marks those that had a lower copy
+ * dirty before they become RESIDENT, so an eviction writes them back down.
+ * A page never written stays clean: evicted, it is stored nowhere again.
  */
 #ifndef HM_CORE_TIER_H
 #define HM_CORE_TIER_H
@@ -102,8 +103,11 @@ static inline pthread_mutex_t *hm__chain_stripe(struct hm_chain *ch, uint64_t pg
 }
 /* The tier of a store in a chain (0 = DRAM), or -1; *chain gets the chain. */
 int hm__chain_find(const struct hm_store *tier, struct hm_chain **chain);
-/* Forgets the lower copies of pages [off, off+len): they were loaded into DRAM. */
-void hm__chain_release(struct hm_chain *ch, uint64_t off, uint64_t len);
+/*
+ * Forgets the lower copies of pages [off, off+len): they were loaded into
+ * DRAM. Whether any of them had one (was ever written).
+ */
+bool hm__chain_release(struct hm_chain *ch, uint64_t off, uint64_t len);
 /*
  * Moves page pg (4 KiB) to lower tier `to`, or to the chain's order
  * skipping tier `avoid` when to == 0. Caller holds no lock. Returns 1 if it

@@ -490,16 +490,20 @@ static int chain_write(void *priv, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-void hm__chain_release(struct hm_chain *ch, uint64_t off, uint64_t len)
+bool hm__chain_release(struct hm_chain *ch, uint64_t off, uint64_t len)
 {
+	bool had = false;
+
 	for (uint64_t pg = off / HM_CHAIN_PAGE; pg < (off + len) / HM_CHAIN_PAGE && pg < ch->npages;
 	     pg++) {
 		pthread_mutex_lock(hm__chain_stripe(ch, pg));
 		uint64_t e = atomic_load(&ch->map[pg]);
+		had |= CE_TIER(e) != 0;
 		leave(ch, e, CE_TIER(e), 0, false);
 		atomic_store(&ch->map[pg], CE_MAKE(0, 0, CE_BIND(e), CE_DEST(e)));
 		pthread_mutex_unlock(hm__chain_stripe(ch, pg));
 	}
+	return had;
 }
 
 int hm__chain_move_page(struct hm_chain *ch, uint64_t pg, unsigned to, unsigned avoid)
