@@ -517,6 +517,36 @@ static void t_explicit_emergency(void)
 	CHECK(hmunmap(p, len) == 0);
 }
 
+/*
+ * A tier whose writes fail (a dead device, a server gone) has no room: the
+ * pages go to the next tier, as with a full one, instead of failing every
+ * eviction while room is left below.
+ */
+static void t_failing_tier_skipped(void)
+{
+	size_t n = 200, len = 1024 * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+			"tiers:dram:1M,tiering=none > fault:8M > mem:16M", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	if (p == MAP_FAILED)
+		return;
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	struct hm_store *f = hm_chain_tier(ch, 1), *m = hm_chain_tier(ch, 2);
+	struct hm_tier_stats fs, ms;
+	for (size_t i = 0; i < n; i++)
+		pattern(p + i * PG, i, false);
+	CHECK(hm_store_ctl(f, "fail_write") == 0);
+	CHECKF(hm_advise(p, n * PG, HM_ADV_DONTNEED) == 0, "eviction with a failing tier: %s",
+	       hm_errormsg());
+	CHECK(hm_tier_stats(f, &fs) == 0 && hm_tier_stats(m, &ms) == 0);
+	CHECKF(fs.pages == 0 && ms.pages == n, "failing tier %llu pages, next tier %llu of %zu",
+	       (unsigned long long)fs.pages, (unsigned long long)ms.pages, n);
+	for (size_t i = 0; i < n; i++)
+		CHECKF(check_page(p + i * PG, i, false), "page %zu lost", i);
+	CHECK(hm_store_ctl(f, "fail_write=off") == 0);
+	CHECK(hmunmap(p, len) == 0);
+}
+
 static void t_controls(void)
 {
 	size_t len = 4 << 20;
@@ -691,6 +721,7 @@ int main(void)
 	RUN(t_file_tier);
 	RUN(t_api_form);
 	RUN(t_explicit_emergency);
+	RUN(t_failing_tier_skipped);
 	RUN(t_controls);
 	RUN(t_autotier_keeps_hot_set);
 	RUN(t_autotier_follows_moved_hot_set);

@@ -364,6 +364,11 @@ static int place(struct hm_chain *ch, uint64_t pg, const char *data, unsigned to
 			atomic_fetch_add(&ch->zero_drops, 1);
 			return 0;
 		}
+		/*
+		 * A tier whose write fails (an I/O error, a server gone) has no
+		 * room either: the next candidate is tried, and the error is
+		 * what the placement returns if none takes the page.
+		 */
 		if (cand[i] == cur && CE_SLOT(e) != CE_ZERO) {
 			/* Already there: overwrite in place. */
 			rc = tier_write(t, data, CE_SLOT(e) * HM_CHAIN_PAGE);
@@ -372,8 +377,10 @@ static int place(struct hm_chain *ch, uint64_t pg, const char *data, unsigned to
 				atomic_store(&ch->map[pg], CE_MAKE(CE_SLOT(e), cur, CE_BIND(e), CE_DEST(e)));
 				return 0;
 			}
-			if (rc != -ENOSPC)
-				return rc;
+			if (rc != -ENOSPC) {
+				err = err == -ENOSPC ? rc : err;
+				continue;
+			}
 			goto no_room;
 		}
 		slot = slot_alloc(t);
@@ -383,8 +390,8 @@ static int place(struct hm_chain *ch, uint64_t pg, const char *data, unsigned to
 		if (rc) {
 			slot_free(t, slot);
 			if (rc != -ENOSPC) {
-				err = rc;
-				break;
+				err = err == -ENOSPC ? rc : err;
+				continue;
 			}
 			goto no_room;
 		}
