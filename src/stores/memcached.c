@@ -603,6 +603,7 @@ static const struct rm_backend_ops mc_bops = {
 struct settings_ctx {
 	struct rm_store *s;
 	int answered[RM_MAX_HOSTS];
+	char why[RM_MAX_HOSTS][128]; /* why a server did not answer */
 	char bad[300];
 	uint64_t item_max[RM_MAX_HOSTS];
 };
@@ -677,10 +678,36 @@ static int mc_open(void **priv, const char *rest, int flags, struct hm_store_inf
 	memcached_behavior_set(t, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, (uint64_t)s->cfg.io_timeout_ms * 1000);
 	memcached_behavior_set(t, MEMCACHED_BEHAVIOR_SND_TIMEOUT, (uint64_t)s->cfg.io_timeout_ms * 1000);
 
-	/* Refuse servers that could evict pages, or cannot hold one. */
+	/*
+	 * Refuse servers that could evict pages, or cannot hold one. Each
+	 * server is asked on its own: over the whole list, one silent server
+	 * ended the round, and the error named a server that was fine.
+	 */
 	memset(&ctx, 0, sizeof ctx);
 	ctx.s = s;
-	memcached_stat_execute(t, "settings", settings_cb, &ctx);
+	for (uint32_t i = 0; i < memcached_server_count(t); i++) {
+		const memcached_instance_st *in = memcached_server_instance_by_position(t, i);
+		memcached_st *one = memcached_create(NULL);
+		if (!one) {
+			rc = hm__error(-ENOMEM, "out of memory");
+			goto fail;
+		}
+		memcached_behavior_set(one, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, s->cfg.io_timeout_ms);
+		memcached_behavior_set(one, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, s->cfg.io_timeout_ms);
+		memcached_behavior_set(one, MEMCACHED_BEHAVIOR_RCV_TIMEOUT,
+				       (uint64_t)s->cfg.io_timeout_ms * 1000);
+		memcached_behavior_set(one, MEMCACHED_BEHAVIOR_SND_TIMEOUT,
+				       (uint64_t)s->cfg.io_timeout_ms * 1000);
+		if (memcached_server_add(one, memcached_server_name(in), memcached_server_port(in)) ==
+		    MEMCACHED_SUCCESS)
+			memcached_stat_execute(one, "settings", settings_cb, &ctx);
+		for (int h = 0; h < s->cfg.nhosts; h++)
+			if (s->cfg.hosts[h].port == (int)memcached_server_port(in) &&
+			    !strcmp(s->cfg.hosts[h].name, memcached_server_name(in)) &&
+			    !ctx.answered[h])
+				snprintf(ctx.why[h], sizeof ctx.why[h], "%s", last_error(one));
+		memcached_free(one);
+	}
 	for (int i = 0; i < s->cfg.nhosts; i++) {
 		if (!ctx.answered[i]) {
 			/* A name that does not resolve is not a refused connection. */
@@ -691,7 +718,7 @@ static int mc_open(void **priv, const char *rest, int flags, struct hm_store_inf
 				freeaddrinfo(ai);
 			rc = hm__error(-err, "%s: cannot reach %s:%d (%s)", what,
 				       s->cfg.hosts[i].name, s->cfg.hosts[i].port,
-				       last_error(t));
+				       ctx.why[i][0] ? ctx.why[i] : "no answer");
 			goto fail;
 		}
 	}

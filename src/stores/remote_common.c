@@ -329,6 +329,10 @@ static int parse_host(struct rm_config *c, const char *s, size_t n, int default_
 					 c->what, pb, h->name);
 		h->port = (int)p;
 	}
+	for (int i = 0; i < c->nhosts; i++)
+		if (c->hosts[i].port == h->port && !strcmp(c->hosts[i].name, h->name))
+			return hm__error(-EINVAL, "%s: server %s:%d is listed twice", c->what,
+					 h->name, h->port);
 	c->nhosts++;
 	return 0;
 }
