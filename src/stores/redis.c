@@ -171,6 +171,14 @@ static struct timeval ms_tv(uint32_t ms)
 	return tv;
 }
 
+/* Why a hiredis call on c failed, in words (a receive timeout is EAGAIN to it). */
+static const char *why(const redisContext *c)
+{
+	if (c->err == REDIS_ERR_IO && !strcmp(c->errstr, strerror(EAGAIN)))
+		return "no reply within io_timeout";
+	return c->errstr[0] ? c->errstr : "connection lost";
+}
+
 /*
  * Verifies a server on each new connection to it: that it cannot evict
  * pages, and that it is (or is not) a cluster node as the scheme says.
@@ -185,7 +193,7 @@ static int check_server(struct redis_be *b, struct rnode *n, redisContext *c)
 
 	r = redisCommand(c, "CONFIG GET maxmemory-policy");
 	if (!r)
-		return hm__error(-ECONNRESET, "%s: %s:%d: %s", what, n->host, n->port, c->errstr);
+		return hm__error(-ECONNRESET, "%s: %s:%d: %s", what, n->host, n->port, why(c));
 	if (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOAUTH", 6)) {
 		rc = hm__error(-EACCES, "%s: %s:%d requires a password (give it in the URI, "
 					"password_file= or HMMAP_REDIS_PASSWORD)",
@@ -201,7 +209,7 @@ static int check_server(struct redis_be *b, struct rnode *n, redisContext *c)
 		r = redisCommand(c, "INFO memory");
 		if (!r)
 			return hm__error(-ECONNRESET, "%s: %s:%d: %s", what, n->host, n->port,
-					 c->errstr);
+					 why(c));
 		const char *p = r->type == REDIS_REPLY_STRING ? strstr(r->str, "maxmemory_policy:")
 							      : NULL;
 		if (p)
@@ -218,7 +226,7 @@ static int check_server(struct redis_be *b, struct rnode *n, redisContext *c)
 				 what, n->host, n->port, policy);
 	r = redisCommand(c, "INFO cluster");
 	if (!r)
-		return hm__error(-ECONNRESET, "%s: %s:%d: %s", what, n->host, n->port, c->errstr);
+		return hm__error(-ECONNRESET, "%s: %s:%d: %s", what, n->host, n->port, why(c));
 	if (r->type == REDIS_REPLY_STRING) {
 		bool on = strstr(r->str, "cluster_enabled:1") != NULL;
 		if (on && !b->cluster) {
@@ -285,7 +293,7 @@ static int conn_open(struct redis_be *b, struct rnode *n, struct rconn *cn)
 		else
 			r = redisCommand(c, "AUTH %s", cfg->password);
 		if (!r) {
-			hm__error(-ECONNRESET, "%s: %s:%d: %s", cfg->what, n->host, n->port, c->errstr);
+			hm__error(-ECONNRESET, "%s: %s:%d: %s", cfg->what, n->host, n->port, why(c));
 			conn_free(c);
 			return pending(b, ECONNREFUSED);
 		}
@@ -991,11 +999,9 @@ static void redis_exec(void *be, struct rm_op *ops, size_t n)
 				grp[g].ok = false;
 			}
 			if (!grp[g].ok) {
-				const char *why = cn->err[0] ? cn->err : cn->c->errstr;
-				if (!why[0])
-					why = "connection lost";
+				const char *cause = cn->err[0] ? cn->err : why(cn->c);
 				hm__error(-ECONNRESET, "%s: %s:%d: %s", b->s->cfg.what, nd->host,
-					  nd->port, why);
+					  nd->port, cause);
 				if (b->cluster)
 					atomic_store(&b->need_refresh, true);
 			} else {
