@@ -214,6 +214,64 @@ static void test_exit_sigbus_mode(void)
 	exit_case("HMMAP_FAULT_MODE=sigbus");
 }
 
+/*
+ * The same for a pmem: file on tmpfs, in the cached and hybrid modes: the
+ * medium is not persistent, but the file is the user's, and a MAP_SHARED
+ * mapping of it would keep the writes.
+ */
+#define PMEM_LEN (1u << 20)
+static const char pmem_msg[16] = "written at exit";
+
+struct pmem_exit {
+	char path[256];
+	int mode;
+};
+
+static int pmem_exit_writer(void *arg)
+{
+	const struct pmem_exit *e = arg;
+	char uri[300];
+	char *p;
+
+	snprintf(uri, sizeof uri, "pmem:%s", e->path);
+	p = hmmap(NULL, PMEM_LEN, PROT_READ | PROT_WRITE, e->mode, uri, 0);
+	if (p == MAP_FAILED) {
+		printf("hmmap: %s\n", hm_errormsg());
+		return 2;
+	}
+	memcpy(p + 4096, pmem_msg, sizeof pmem_msg);
+	exit(0);
+}
+
+static void pmem_exit_case(int mode)
+{
+	struct pmem_exit e = { .mode = mode };
+	char got[sizeof pmem_msg] = { 0 };
+	int st, fd;
+
+	snprintf(e.path, sizeof e.path, "/dev/shm/hmmap-test-exit-%d", (int)getpid());
+	fd = open(e.path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	CHECK(fd >= 0 && ftruncate(fd, PMEM_LEN) == 0);
+	close(fd);
+	st = tu_child(NULL, pmem_exit_writer, &e);
+	fd = open(e.path, O_RDONLY);
+	unlink(e.path);
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: %s", tu_status_str(st));
+	CHECK(fd >= 0 && tu_read_all(fd, got, sizeof got, 4096) == 0);
+	close(fd);
+	CHECKF(!memcmp(got, pmem_msg, sizeof got), "the file holds '%.16s' after exit", got);
+}
+
+static void test_exit_pmem_tmpfs_cached(void)
+{
+	pmem_exit_case(HM_CACHED);
+}
+
+static void test_exit_pmem_tmpfs_hybrid(void)
+{
+	pmem_exit_case(HM_HYBRID);
+}
+
 int main(void)
 {
 	if (!tu_tmpdir())
@@ -224,6 +282,8 @@ int main(void)
 	RUN(test_self_kill);
 	RUN(test_exit_thread_mode);
 	RUN(test_exit_sigbus_mode);
+	RUN(test_exit_pmem_tmpfs_cached);
+	RUN(test_exit_pmem_tmpfs_hybrid);
 	tu_cleanup();
 	return test_done();
 }

@@ -38,6 +38,17 @@ extern "C" {
  * msync/fsync, as the page cache sits between the mapping and the medium.
  */
 #define HM_PROP_MAP_SYNC 0x40
+/*
+ * The contents are the user's, not this open's: a file or a device that
+ * others may read and that outlives the process, whatever its medium (a
+ * file on tmpfs is not persistent, and is still the user's file). As with
+ * a MAP_SHARED mapping, the writes of a writable region over it are synced
+ * at a normal exit, and tools (`hmmap probe`) never change its contents
+ * unasked. A store without it (mem:, lz4:, a remote store's keys of one
+ * open) is private to the process that opened it. HM_PROP_PERSISTENT
+ * implies it: hm_store_open() adds it to a store that declares that.
+ */
+#define HM_PROP_SHARED 0x80
 
 struct hm_store_info {
 	uint64_t size;   /* bytes; reads past it give zeros */

@@ -219,7 +219,9 @@ static void table_remove(struct hm_region *r)
 
 /*
  * At a normal exit (exit(), or a return from main) every writable region
- * of a persistent store is synced, as the kernel keeps what a program
+ * of a store that holds the user's data (HM_PROP_SHARED: a file: or pmem:
+ * store, on tmpfs too, where it is not persistent but still the user's
+ * file) is synced, as the kernel keeps what a program
  * stored into a MAP_SHARED mapping when it exits: code ported from mmap
  * that never calls msync() must not lose its writes. Only the process that
  * mapped the regions does it (a forked child forgets the parent's and syncs
@@ -241,7 +243,7 @@ static void sync_at_exit(void)
 	rs = ntable ? malloc(ntable * sizeof *rs) : NULL;
 	for (size_t i = 0; rs && i < ntable; i++) {
 		struct hm_region *r = table[i];
-		if ((r->prot & PROT_WRITE) && (r->store->info.props & HM_PROP_PERSISTENT)) {
+		if ((r->prot & PROT_WRITE) && (r->store->info.props & HM_PROP_SHARED)) {
 			hm__region_hold(r);
 			rs[n++] = r;
 		}

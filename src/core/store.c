@@ -127,6 +127,9 @@ int hm_store_open(struct hm_store **out, const char *uri, int flags)
 		free(s);
 		return rc;
 	}
+	/* What outlives the process is the user's data (a plug-in may say only the first). */
+	if (s->info.props & HM_PROP_PERSISTENT)
+		s->info.props |= HM_PROP_SHARED;
 	atomic_store(&s->wb_eof, s->info.size);
 	*out = s;
 	return 0;

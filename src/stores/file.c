@@ -91,7 +91,7 @@ static int file_open(void **priv, const char *path, int flags, struct hm_store_i
 			f->blk = (uint32_t)bs;
 	}
 	f->dfd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_DIRECT);
-	info->props |= HM_PROP_PERSISTENT | (ro ? HM_PROP_READONLY : 0) |
+	info->props |= HM_PROP_PERSISTENT | HM_PROP_SHARED | (ro ? HM_PROP_READONLY : 0) |
 		       (f->blockdev ? 0 : HM_PROP_RESIZABLE);
 	info->align = f->dfd >= 0 ? f->blk : 1;
 	*priv = f;

@@ -322,9 +322,12 @@ static int pmem_open(void **priv, const char *rest, int flags, struct hm_store_i
 	memset(info, 0, sizeof *info);
 	info->size = p->size;
 	info->align = 1;
-	info->props = HM_PROP_BYTE_ADDRESSABLE | HM_PROP_COHERENT | (ro ? HM_PROP_READONLY : 0) |
-		      (p->sync ? HM_PROP_MAP_SYNC : 0);
-	/* tmpfs and ramfs forget everything at reboot: byte-addressable, not persistent. */
+	info->props = HM_PROP_BYTE_ADDRESSABLE | HM_PROP_COHERENT | HM_PROP_SHARED |
+		      (ro ? HM_PROP_READONLY : 0) | (p->sync ? HM_PROP_MAP_SYNC : 0);
+	/*
+	 * tmpfs and ramfs forget everything at reboot: byte-addressable, not
+	 * persistent, but the file is still the user's (HM_PROP_SHARED).
+	 */
 	if (p->devdax || fstatfs(p->fd, &sfs) < 0 ||
 	    (sfs.f_type != TMPFS_MAGIC && sfs.f_type != RAMFS_MAGIC))
 		info->props |= HM_PROP_PERSISTENT;
