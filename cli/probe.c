@@ -15,9 +15,12 @@
  *
  * Writes never change the store's contents: each write puts back the bytes
  * just read from the same place. Even so a write races with any other
- * writer of the store, so a persistent store is written only with --write;
- * a store that is not persistent (mem:, fault:, lz4:, a remote store's keys
- * of this run) is private to this process and is always written.
+ * writer of the store, so a store that holds the user's data
+ * (HM_PROP_SHARED: a file: or pmem: store, a device, on tmpfs as on a
+ * disk) is written only with --write; a store without it (mem:, fault:,
+ * lz4:, a remote store's keys of this run) is private to this process and
+ * is always written. Persistence does not decide it: a pmem: file on tmpfs
+ * is not persistent, and is still the user's file.
  *
  * Such a store serves a block it holds no data for without its medium: a
  * remote store fills a never-written page locally, with no request; a
@@ -63,15 +66,15 @@ static void probe_usage(FILE *f)
 		"store declares (byte-addressable, persistent, coherent, capacity).\n"
 		"\n"
 		"Writes put back the bytes just read, so the contents never change; still,\n"
-		"a persistent store (a file, a device) is written only with --write, since\n"
-		"another writer at the same moment could lose its write. Stores that are\n"
-		"not persistent (mem:, fault:, lz4:, a remote store's keys of this run) are\n"
-		"private to the probe and always written; blocks of theirs that hold no data\n"
-		"are written first (\"primed\"), so that reads time stored data, not a\n"
-		"never-written page served locally.\n"
+		"a store of the user's data (file:, pmem:, a device, on tmpfs too) is\n"
+		"written only with --write, since another writer at the same moment could\n"
+		"lose its write. Other stores (mem:, fault:, lz4:, a remote store's keys of\n"
+		"this run) are private to the probe and always written; blocks of theirs\n"
+		"that hold no data are written first (\"primed\"), so that reads time\n"
+		"stored data, not a never-written page served locally.\n"
 		"\n"
 		"  --json         print one JSON object instead (fields in docs/stats.md)\n"
-		"  --write        also measure writes on a persistent store\n"
+		"  --write        also measure writes on a store of the user's data\n"
 		"  --save NAME    record the store and its figures as NAME in the stores file\n"
 		"                 that `hmmap ls` lists ($HMMAP_STORES, or\n"
 		"                 ~/.config/hmmap/stores), replacing a line of that name\n"
@@ -637,11 +640,11 @@ int hm_cli_probe(int argc, char **argv)
 	}
 	hm_store_info(s, &info);
 	bool do_write = !(info.props & HM_PROP_READONLY) &&
-			(allow_write || !(info.props & HM_PROP_PERSISTENT));
+			(allow_write || !(info.props & HM_PROP_SHARED));
 	if (info.props & HM_PROP_READONLY)
 		nowrite = "the store is read-only";
 	else if (!do_write)
-		nowrite = "a persistent store is written only with --write";
+		nowrite = "a store of the user's data is written only with --write";
 	if (!size)
 		size = info.size < (1ull << 30) ? info.size : (1ull << 30);
 	if (size > info.size) {
@@ -659,7 +662,7 @@ int hm_cli_probe(int argc, char **argv)
 
 	double part = secs / (do_write ? 4 : 2);
 	/* Reads of a private store are of blocks it holds data for (top of the file). */
-	bool prime = do_write && !(info.props & HM_PROP_PERSISTENT);
+	bool prime = do_write && !(info.props & HM_PROP_SHARED);
 	uint64_t primed = 0;
 	/*
 	 * Bandwidth cycles over at most 256 MiB (a RAM store need not allocate

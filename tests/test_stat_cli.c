@@ -702,6 +702,49 @@ static void probe_file_unchanged(void)
 }
 
 /*
+ * A pmem: or file: store on tmpfs is not persistent but is the user's
+ * file: the probe neither primes its zero blocks nor writes it without
+ * --write, and with --write its contents are still the same afterwards.
+ */
+static void probe_tmpfs_file_unchanged(void)
+{
+	static const char *const schemes[] = { "pmem", "file" };
+	static char out[8192];
+	char cmd[2048], path[] = "/dev/shm/hmmap-probe-zero-XXXXXX";
+	unsigned char *zero = calloc(1, 1 << 20);
+	int fd, rc;
+
+	if (access(tool, X_OK))
+		SKIP("%.200s is not built", tool);
+	CHECK(zero);
+	fd = mkstemp(path);
+	CHECK(fd >= 0);
+	rc = ftruncate(fd, 1 << 20);
+	close(fd);
+	CHECK(rc == 0);
+	for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
+		char uri[128];
+		snprintf(uri, sizeof uri, "%s:%s", schemes[i], path);
+		snprintf(cmd, sizeof cmd, "%s probe '%s' --json --seconds 0.1 --threads 1", tool,
+			 uri);
+		rc = tu_run(cmd, out, sizeof out);
+		CHECKF(rc == 0 && strstr(out, "\"write_latency\": null") &&
+			       json_num(out, "primed_bytes") == 0,
+		       "%s: exit %d: %.200s", uri, rc, out);
+		CHECKF(tu_cmp_file(path, zero, 1 << 20) == -1, "%s changed the file", uri);
+		snprintf(cmd, sizeof cmd, "%s probe '%s' --json --write --seconds 0.1 --threads 1",
+			 tool, uri);
+		rc = tu_run(cmd, out, sizeof out);
+		CHECKF(rc == 0 && json_num(strstr(out, "\"write_latency\""), "p50_ns") > 0 &&
+			       json_num(out, "primed_bytes") == 0,
+		       "%s --write: exit %d: %.200s", uri, rc, out);
+		CHECKF(tu_cmp_file(path, zero, 1 << 20) == -1, "%s changed the file", uri);
+	}
+	unlink(path);
+	free(zero);
+}
+
+/*
  * Which durability applies is said: a pmem: file on tmpfs is mapped
  * without MAP_SYNC (tmpfs refuses it) and hmsync runs msync there.
  */
@@ -797,6 +840,7 @@ int main(int argc, char **argv)
 	RUN(probe_slow_store_priming);
 	RUN(probe_file_unchanged);
 	RUN(probe_pmem_sync);
+	RUN(probe_tmpfs_file_unchanged);
 	RUN(probe_errors);
 	tu_cleanup();
 	return test_done();
