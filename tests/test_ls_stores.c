@@ -125,6 +125,12 @@ static void test_bad_stores_files(void)
 	setenv("HMMAP_STORES", "/nonexistent/hmmap-stores", 1);
 	EXPECT_RC(hm_resources(&res, &n), -ENOENT);
 	CHECK(strstr(hm_errormsg(), "HMMAP_STORES"));
+	/* So is one that is not a regular file: a directory lists nothing, says nothing. */
+	setenv("HMMAP_STORES", tu_tmpdir(), 1);
+	EXPECT_RC(hm_resources(&res, &n), -EINVAL);
+	CHECKF(res == NULL && n == 0 && strstr(hm_errormsg(), tu_tmpdir()) &&
+		       strstr(hm_errormsg(), "not a regular file"),
+	       "%s", hm_errormsg());
 	unsetenv("HMMAP_STORES");
 	CHECK(hm_resources(&res, &n) == 0);
 	hm_resources_free(res, n);
@@ -193,6 +199,10 @@ static void test_ls_cli(void)
 				    0) < 0);
 		CHECKF(!strstr(hm_errormsg(), "PW-35"), "%s", hm_errormsg());
 	}
+	/* A directory named as the stores file is an error, not an empty list. */
+	snprintf(cmd, sizeof cmd, "HMMAP_STORES=%.250s %.200s/hmmap ls 2>&1", tu_tmpdir(), b);
+	st = tu_run(cmd, out, sizeof out);
+	CHECKF(st == 1 && strstr(out, "not a regular file"), "exit %d: %.300s", st, out);
 	snprintf(cmd, sizeof cmd, "HMMAP_STORES=%.250s %.200s/hmmap ls 2>&1", stores, b);
 	CHECK(write_stores("fast\n") == 0);
 	p = popen(cmd, "r");

@@ -1128,6 +1128,7 @@ static int store_line(struct scan *s, const char *file, int lineno, char *line)
 static int list_stores(struct scan *s)
 {
 	char path[PATH_MAX], *line;
+	struct stat st;
 	bool explicit_path;
 	int rc, lineno = 0;
 	FILE *f;
@@ -1141,6 +1142,15 @@ static int list_stores(struct scan *s)
 			return 0;
 		return hm__error_errno(-errno, "stores file %s (%s) cannot be read", path,
 				       explicit_path ? "HMMAP_STORES" : "the default");
+	}
+	/*
+	 * A directory opens, and then reads as an error that fgets() takes for
+	 * the end: it would list no stores and say nothing.
+	 */
+	if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
+		fclose(f);
+		return hm__error(-EINVAL, "stores file %s (%s) cannot be read: it is not a regular "
+					  "file", path, explicit_path ? "HMMAP_STORES" : "the default");
 	}
 	line = malloc(STORE_LINE_CAP);
 	if (!line) {
@@ -1157,6 +1167,9 @@ static int list_stores(struct scan *s)
 		}
 		rc = store_line(s, path, lineno, line);
 	}
+	if (!rc && ferror(f))
+		rc = hm__error_errno(-(errno ? errno : EIO), "stores file %s (%s) cannot be read",
+				     path, explicit_path ? "HMMAP_STORES" : "the default");
 	free(line);
 	fclose(f);
 	return rc;
