@@ -282,13 +282,19 @@ static int gen_stream(const struct bdata *d, int fd)
 static int reusable(struct bdata *d, const char *path, int *foreign)
 {
 	uint64_t h[8];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO at --file is refused below, not waited on for a writer. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	struct stat st;
 	int ok = 0;
 
 	*foreign = 0;
 	if (fd < 0)
 		return 0;
+	if (fstat(fd, &st) || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))) {
+		*foreign = 1; /* a FIFO, a directory, a character device: never overwritten */
+		close(fd);
+		return 0;
+	}
 	if (pread(fd, h, sizeof h, 0) != (ssize_t)sizeof h || h[H_MAGIC] != B_MAGIC) {
 		fstat(fd, &st);
 		*foreign = st.st_size > 0;

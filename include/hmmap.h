@@ -228,7 +228,8 @@ struct hm_region *hm_region_find(const void *addr);
  * stops recording and flushes the file; unmapping does too. HMMAP_TRACE=PATH
  * records every region of the process (the first to PATH, later ones to
  * PATH.1, PATH.2, ...). Returns 0, -EBUSY if already recording, or the error
- * of creating or writing the file.
+ * of creating or writing the file (-ENXIO for a FIFO that nobody reads: the
+ * call never waits for a reader).
  */
 int hm_region_trace(struct hm_region *region, const char *path);
 

@@ -6,6 +6,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "hmmap.h"
+#include "hmmap/discover.h"
 #include "harness.h"
 #include "testutil.h"
 
@@ -374,6 +376,83 @@ static void test_errno_untouched(void)
 	CHECKF(errno == 12345, "hm_cache_new set errno to %d", errno);
 }
 
+/*
+ * A FIFO wherever a path is taken is an error, never a call that waits for
+ * the other end forever: a store's file in every form, a key or password
+ * file, a trace, the stores file and a store it names. The checks run in a
+ * child with a watchdog (alarm), which only a hang reaches.
+ */
+static char fifo[512];
+
+static void fifo_checks(void)
+{
+	static const char *const schemes[] = { "", "file:", "pmem:" };
+	char uri[700], stores[600];
+	struct hm_store *s = NULL, *m = NULL;
+	struct hm_cache *c = NULL;
+	struct hm_region *r = NULL;
+	struct hm_resource *res = NULL;
+	size_t n = 0;
+	FILE *f;
+
+	for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
+		snprintf(uri, sizeof uri, "%s%s", schemes[i], fifo);
+		EXPECT_MAP_FAILED(hmmap(NULL, 4096, PROT_READ, HM_CACHED, uri, 0), EINVAL);
+		EXPECT_MAP_FAILED(hmmap(NULL, 4096, PROT_READ | PROT_WRITE, HM_CACHED, uri, 0),
+				  EINVAL);
+		EXPECT_RC(hm_store_open(&s, uri, HM_STORE_RDONLY), -EINVAL);
+		CHECKF(strstr(hm_errormsg(), "neither a regular file"), "%.200s: %.200s", uri,
+		       hm_errormsg());
+	}
+	snprintf(uri, sizeof uri, "redis://127.0.0.1:1/x?key_file=%s", fifo);
+	EXPECT_RC(hm_store_open(&s, uri, 0), -EINVAL);
+	CHECKF(strstr(hm_errormsg(), "not a regular file"), "%s", hm_errormsg());
+	snprintf(uri, sizeof uri, "redis://127.0.0.1:1/x?password_file=%s", fifo);
+	EXPECT_RC(hm_store_open(&s, uri, 0), -EINVAL);
+	CHECKF(strstr(hm_errormsg(), "not a regular file"), "%s", hm_errormsg());
+	/* A trace into a FIFO nobody reads. */
+	CHECK(hm_store_open(&m, "mem:1M", 0) == 0 && hm_cache_new(&c, 1 << 20, NULL) == 0);
+	CHECK(hm_region_map(&r, c, m, 0, 1 << 20, PROT_READ, HM_CACHED, 0) == 0);
+	EXPECT_RC(hm_region_trace(r, fifo), -ENXIO);
+	CHECK(hm_region_unmap(r) == 0 && hm_cache_free(c) == 0 && hm_store_close(m) == 0);
+	/* The stores file, and a store it names. */
+	setenv("HMMAP_STORES", fifo, 1);
+	EXPECT_RC(hm_resources(&res, &n), -EINVAL);
+	CHECKF(strstr(hm_errormsg(), "not a regular file"), "%s", hm_errormsg());
+	tu_path(stores, sizeof stores, "stores");
+	f = fopen(stores, "w");
+	CHECK(f);
+	fprintf(f, "a %s\nb file:%s\nc pmem:%s\n", fifo, fifo, fifo);
+	CHECK(fclose(f) == 0);
+	setenv("HMMAP_STORES", stores, 1);
+	CHECKF(hm_resources(&res, &n) == 0 && n >= 3, "%s", hm_errormsg());
+	hm_resources_free(res, n);
+	unsetenv("HMMAP_STORES");
+	unlink(stores);
+}
+
+static int fifo_child(void *arg)
+{
+	(void)arg;
+	alarm(60);
+	fifo_checks();
+	if (t_case_failed)
+		printf("%s\n", t_reason);
+	return t_case_failed;
+}
+
+static void test_fifo_paths(void)
+{
+	int st;
+
+	tu_path(fifo, sizeof fifo, "fifo");
+	CHECK(mkfifo(fifo, 0600) == 0);
+	st = tu_child(NULL, fifo_child, NULL);
+	unlink(fifo);
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: %s%s", tu_status_str(st),
+	       WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM ? " (it hung on the FIFO)" : "");
+}
+
 int main(void)
 {
 	if (!tu_tmpdir())
@@ -392,6 +471,7 @@ int main(void)
 	RUN(test_sync_args);
 	RUN(test_errno_untouched);
 	RUN(test_null_features);
+	RUN(test_fifo_paths);
 	tu_cleanup();
 	return test_done();
 }

@@ -27,6 +27,7 @@
 #include "hmmap.h"
 #include "core/discover.h"
 #include "core/error.h"
+#include "os/file.h"
 
 /* Sysfs attributes are at most a page; 64 KiB covers every page size. */
 #define BUF_CAP (64u << 10)
@@ -1005,7 +1006,22 @@ int hm__stores_save(const char *name, const char *uri, const char *figures, char
 		unlink(tmp);
 		return hm__error(-ENOMEM, "out of memory");
 	}
-	in = fopen(path, "re");
+	/* The old lines, from a regular file only (a FIFO must not hang the save). */
+	fd = hm__open_file(path, O_RDONLY, 0);
+	in = NULL;
+	if (fd >= 0) {
+		struct stat st;
+		if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode))
+			rc = hm__error(-EINVAL, "stores file %s is not a regular file", path);
+		else if (!(in = fdopen(fd, "r")))
+			rc = hm__error(-ENOMEM, "out of memory");
+		if (!in) {
+			close(fd);
+			fclose(out);
+			unlink(tmp);
+			return rc;
+		}
+	}
 	if (in) {
 		while (fgets(line, sizeof line, in)) {
 			char first[NAME_CAP + 1];
@@ -1018,8 +1034,8 @@ int hm__stores_save(const char *name, const char *uri, const char *figures, char
 				fputc('\n', out);
 		}
 		fclose(in);
-	} else if (errno != ENOENT) {
-		rc = hm__error(-errno, "cannot read %s: %s", path, strerror(errno));
+	} else if (fd != -ENOENT) {
+		rc = hm__error(fd, "cannot read %s: %s", path, strerror(-fd));
 		fclose(out);
 		unlink(tmp);
 		return rc;
@@ -1130,27 +1146,34 @@ static int list_stores(struct scan *s)
 	char path[PATH_MAX], *line;
 	struct stat st;
 	bool explicit_path;
-	int rc, lineno = 0;
+	int rc, fd, lineno = 0;
 	FILE *f;
 
 	rc = stores_path(path, sizeof path, &explicit_path);
 	if (rc)
 		return rc < 0 ? rc : 0;
-	f = fopen(path, "re");
-	if (!f) {
-		if (errno == ENOENT && !explicit_path)
+	/* Non-blocking: a FIFO must not hang `hmmap ls` (src/os/file.c). */
+	fd = hm__open_file(path, O_RDONLY, 0);
+	if (fd < 0) {
+		if (fd == -ENOENT && !explicit_path)
 			return 0;
-		return hm__error_errno(-errno, "stores file %s (%s) cannot be read", path,
+		return hm__error_errno(fd, "stores file %s (%s) cannot be read", path,
 				       explicit_path ? "HMMAP_STORES" : "the default");
 	}
 	/*
 	 * A directory opens, and then reads as an error that fgets() takes for
-	 * the end: it would list no stores and say nothing.
+	 * the end: it would list no stores and say nothing. A FIFO would give
+	 * what a writer happens to send, or nothing.
 	 */
-	if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
-		fclose(f);
+	if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+		close(fd);
 		return hm__error(-EINVAL, "stores file %s (%s) cannot be read: it is not a regular "
 					  "file", path, explicit_path ? "HMMAP_STORES" : "the default");
+	}
+	f = fdopen(fd, "r");
+	if (!f) {
+		close(fd);
+		return hm__error(-ENOMEM, "out of memory");
 	}
 	line = malloc(STORE_LINE_CAP);
 	if (!line) {

@@ -37,6 +37,7 @@
 
 #include "hmmap.h"
 #include "core/error.h"
+#include "os/file.h"
 
 /* A huge page: the I/O buffers, and the frames of HM_HUGETLB regions. */
 #define HM_HUGE_SIZE ((size_t)2 << 20)

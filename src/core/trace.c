@@ -130,9 +130,15 @@ int hm_region_trace(struct hm_region *r, const char *path)
 		return hm__error(-EINVAL, "hm_region_trace: empty path");
 	if (atomic_load(&r->trace))
 		return hm__error(-EBUSY, "region is already being traced");
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/*
+	 * Non-blocking (src/os/file.c): a FIFO with a reader takes the trace,
+	 * one without fails with -ENXIO rather than blocking the caller.
+	 */
+	fd = hm__open_file(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd == -ENXIO)
+		return hm__error(fd, "cannot write trace file '%s': a FIFO with no reader", path);
 	if (fd < 0)
-		return hm__error_errno(-errno, "cannot create trace file '%s'", path);
+		return hm__error_errno(fd, "cannot create trace file '%s'", path);
 	t = calloc(1, sizeof *t);
 	if (!t || !(t->path = strdup(path))) {
 		free(t);

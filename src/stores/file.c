@@ -39,14 +39,15 @@ static int file_open(void **priv, const char *path, int flags, struct hm_store_i
 	if (!f)
 		return hm__error(-ENOMEM, "out of memory");
 	f->dfd = -1;
-	f->fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	/* Non-blocking: a FIFO is refused below, not waited on (src/os/file.c). */
+	f->fd = hm__open_file(path, ro ? O_RDONLY : O_RDWR, 0);
 	if (f->fd < 0 && !ro && (errno == EACCES || errno == EROFS || errno == EPERM)) {
 		/* Not writable: map it read-only. */
 		ro = true;
-		f->fd = open(path, O_RDONLY | O_CLOEXEC);
+		f->fd = hm__open_file(path, O_RDONLY, 0);
 	}
 	if (f->fd < 0) {
-		rc = -errno;
+		rc = f->fd;
 		free(f);
 		return hm__error_errno(rc, "cannot open '%s'", path);
 	}
@@ -59,9 +60,9 @@ static int file_open(void **priv, const char *path, int flags, struct hm_store_i
 		 * A file whose mode has no write bit is a read-only file, as the
 		 * user meant it, although root may open it for writing anyway.
 		 */
-		int rfd = open(path, O_RDONLY | O_CLOEXEC);
+		int rfd = hm__open_file(path, O_RDONLY, 0);
 		if (rfd < 0) {
-			rc = hm__error_errno(-errno, "cannot open '%s'", path);
+			rc = hm__error_errno(rfd, "cannot open '%s'", path);
 			goto fail;
 		}
 		close(f->fd);
@@ -90,7 +91,7 @@ static int file_open(void **priv, const char *path, int flags, struct hm_store_i
 		if (ioctl(f->fd, BLKSSZGET, &bs) == 0 && bs > 0)
 			f->blk = (uint32_t)bs;
 	}
-	f->dfd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_DIRECT);
+	f->dfd = hm__open_file(path, (ro ? O_RDONLY : O_RDWR) | O_DIRECT, 0);
 	info->props |= HM_PROP_PERSISTENT | HM_PROP_SHARED | (ro ? HM_PROP_READONLY : 0) |
 		       (f->blockdev ? 0 : HM_PROP_RESIZABLE);
 	info->align = f->dfd >= 0 ? f->blk : 1;

@@ -225,11 +225,12 @@ static int pmem_open(void **priv, const char *rest, int flags, struct hm_store_i
 	 * size= creates or extends the file; a read-only open accepts it for a
 	 * file that is already that large (the URI that made it opens it again).
 	 */
-	p->fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
+	/* Non-blocking: a FIFO is refused below, not waited on (src/os/file.c). */
+	p->fd = hm__open_file(path, ro ? O_RDONLY : O_RDWR, 0);
 	if (p->fd < 0 && errno == ENOENT && p->want_size && !ro) {
-		p->fd = open(path, O_RDWR | O_CLOEXEC | O_CREAT | O_EXCL, 0644);
+		p->fd = hm__open_file(path, O_RDWR | O_CREAT | O_EXCL, 0644);
 		if (p->fd < 0 && errno == EEXIST) /* made by someone else meanwhile */
-			p->fd = open(path, O_RDWR | O_CLOEXEC, 0);
+			p->fd = hm__open_file(path, O_RDWR, 0);
 		else if (p->fd >= 0 && !(p->made = strdup(path))) {
 			rc = hm__error(-ENOMEM, "out of memory");
 			goto fail;

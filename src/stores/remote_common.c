@@ -131,13 +131,18 @@ static int read_secret(const char *what, const char *opt, const char *path, unsi
 	ssize_t n;
 	int fd, rc;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* Non-blocking: a FIFO is refused, not waited on for a writer (src/os/file.c). */
+	fd = hm__open_file(path, O_RDONLY, 0);
 	if (fd < 0)
-		return hm__error_errno(-errno, "%s: cannot open %s '%s'", what, opt, path);
+		return hm__error_errno(fd, "%s: cannot open %s '%s'", what, opt, path);
 	if (fstat(fd, &st) < 0) {
 		rc = -errno;
 		close(fd);
 		return hm__error_errno(rc, "%s: cannot stat %s '%s'", what, opt, path);
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return hm__error(-EINVAL, "%s: %s '%s' is not a regular file", what, opt, path);
 	}
 	if (st.st_mode & 077) {
 		close(fd);
