@@ -172,14 +172,17 @@ static void test_empty_file(void)
 struct ro_arg {
 	const char *file;
 	bool nobody;
+	const char *scheme; /* "" (a bare path: file:) or "pmem:" */
 };
 
 static int ro_child(void *arg)
 {
 	const struct ro_arg *a = arg;
-	const char *file = a->file;
+	char file[600];
 	struct passwd *pw = getpwnam("nobody");
 	unsigned char *p;
+
+	snprintf(file, sizeof file, "%s%s", a->scheme ? a->scheme : "", a->file);
 
 	if (a->nobody) {
 		if (!pw || setgroups(0, NULL) || setgid(pw->pw_gid) || setuid(pw->pw_uid)) {
@@ -193,6 +196,15 @@ static int ro_child(void *arg)
 		printf("PROT_WRITE on a read-only file: %p errno %d '%s'\n", (void *)p, errno,
 		       hm_errormsg());
 		return 1;
+	}
+	/* pmem: maps the file itself in the other modes: refused there too. */
+	for (int m = 0; a->scheme && !strcmp(a->scheme, "pmem:") && m < 2; m++) {
+		p = hmmap(NULL, 8192, PROT_READ | PROT_WRITE, m ? HM_HYBRID : HM_DIRECT, file, 0);
+		if (p != MAP_FAILED || errno != EACCES) {
+			printf("PROT_WRITE %s on a read-only file: %p errno %d '%s'\n",
+			       m ? "HM_HYBRID" : "HM_DIRECT", (void *)p, errno, hm_errormsg());
+			return 1;
+		}
 	}
 	p = hmmap(NULL, 8192, PROT_READ, HM_CACHED, file, 0);
 	if (p == MAP_FAILED) {
@@ -214,18 +226,19 @@ static int ro_child(void *arg)
 /*
  * Read-only files: mode 0444, and a file the mapping user cannot write. A
  * file whose mode has no write bit is read-only for root too, although
- * root may open it for writing.
+ * root may open it for writing. The same for file: (a bare path) and pmem:.
  */
-static void test_readonly_file(void)
+static void readonly_case(const char *scheme)
 {
 	char ro[512];
 	unsigned char buf[8192];
 	int fd, st;
-	struct ro_arg as_root = {.file = ro}, as_nobody = {.file = ro, .nobody = true};
+	struct ro_arg as_root = {.file = ro, .scheme = scheme},
+		      as_nobody = {.file = ro, .nobody = true, .scheme = scheme};
 
 	for (int i = 0; i < 8192; i++)
 		buf[i] = (unsigned char)(i * 7);
-	tu_path(ro, sizeof ro, "ro");
+	tu_path(ro, sizeof ro, *scheme ? "ro-pmem" : "ro");
 	fd = open(ro, O_RDWR | O_CREAT | O_TRUNC, 0644);
 	CHECK(fd >= 0 && tu_write_all(fd, buf, sizeof buf, 0) == 0);
 	close(fd);
@@ -233,6 +246,7 @@ static void test_readonly_file(void)
 	st = tu_child(NULL, ro_child, &as_root);
 	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child (euid %d): %s", (int)geteuid(),
 	       tu_status_str(st));
+	CHECK(tu_cmp_file(ro, buf, sizeof buf) == -1);
 	if (geteuid() != 0)
 		return;
 	/* Mode 0644 but another owner: nobody may only read it. */
@@ -241,6 +255,17 @@ static void test_readonly_file(void)
 	st = tu_child(NULL, ro_child, &as_nobody);
 	CHECK(chmod(tu_tmpdir(), 0700) == 0);
 	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: %s", tu_status_str(st));
+	CHECK(tu_cmp_file(ro, buf, sizeof buf) == -1);
+}
+
+static void test_readonly_file(void)
+{
+	readonly_case("");
+}
+
+static void test_readonly_file_pmem(void)
+{
+	readonly_case("pmem:");
 }
 
 /* A read-only mapping cannot be written: the store is open read-only too. */
@@ -332,6 +357,7 @@ int main(void)
 	tu_path(path, sizeof path, "data");
 	/* Children first (see the top of the file). */
 	RUN(test_readonly_file);
+	RUN(test_readonly_file_pmem);
 	RUN(test_write_to_prot_read);
 	RUN(test_offset);
 	RUN(test_tail);

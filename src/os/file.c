@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "os/file.h"
@@ -32,4 +33,37 @@ int hm__open_file(const char *path, int flags, mode_t mode)
 		return rc;
 	}
 	return fd;
+}
+
+int hm__open_store_file(const char *path, bool *ro, struct stat *st)
+{
+	int fd = hm__open_file(path, *ro ? O_RDONLY : O_RDWR, 0);
+
+	if (fd < 0 && !*ro && (fd == -EACCES || fd == -EROFS || fd == -EPERM)) {
+		*ro = true;
+		fd = hm__open_file(path, O_RDONLY, 0);
+	}
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, st) < 0)
+		goto fail;
+	if (!*ro && S_ISREG(st->st_mode) && !(st->st_mode & 0222)) {
+		int rfd = hm__open_file(path, O_RDONLY, 0);
+		if (rfd < 0)
+			goto fail;
+		close(fd);
+		fd = rfd;
+		*ro = true;
+		/* The same file, unless it was replaced in between: describe this one. */
+		if (fstat(fd, st) < 0)
+			goto fail;
+	}
+	return fd;
+fail:
+	{
+		int rc = -errno;
+		close(fd);
+		errno = -rc;
+		return rc;
+	}
 }

@@ -39,35 +39,16 @@ static int file_open(void **priv, const char *path, int flags, struct hm_store_i
 	if (!f)
 		return hm__error(-ENOMEM, "out of memory");
 	f->dfd = -1;
-	/* Non-blocking: a FIFO is refused below, not waited on (src/os/file.c). */
-	f->fd = hm__open_file(path, ro ? O_RDONLY : O_RDWR, 0);
-	if (f->fd < 0 && !ro && (errno == EACCES || errno == EROFS || errno == EPERM)) {
-		/* Not writable: map it read-only. */
-		ro = true;
-		f->fd = hm__open_file(path, O_RDONLY, 0);
-	}
+	/*
+	 * A file that is not writable (a mode without a write bit included,
+	 * even for root) opens read-only; a FIFO is refused below, not waited
+	 * on (src/os/file.c).
+	 */
+	f->fd = hm__open_store_file(path, &ro, &st);
 	if (f->fd < 0) {
 		rc = f->fd;
 		free(f);
 		return hm__error_errno(rc, "cannot open '%s'", path);
-	}
-	if (fstat(f->fd, &st) < 0) {
-		rc = hm__error_errno(-errno, "cannot stat '%s'", path);
-		goto fail;
-	}
-	if (!ro && S_ISREG(st.st_mode) && !(st.st_mode & 0222)) {
-		/*
-		 * A file whose mode has no write bit is a read-only file, as the
-		 * user meant it, although root may open it for writing anyway.
-		 */
-		int rfd = hm__open_file(path, O_RDONLY, 0);
-		if (rfd < 0) {
-			rc = hm__error_errno(rfd, "cannot open '%s'", path);
-			goto fail;
-		}
-		close(f->fd);
-		f->fd = rfd;
-		ro = true;
 	}
 	memset(info, 0, sizeof *info);
 	if (S_ISBLK(st.st_mode)) {

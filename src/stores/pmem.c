@@ -224,13 +224,15 @@ static int pmem_open(void **priv, const char *rest, int flags, struct hm_store_i
 	/*
 	 * size= creates or extends the file; a read-only open accepts it for a
 	 * file that is already that large (the URI that made it opens it again).
+	 * As for file: (src/os/file.c), a file that is not writable, a mode
+	 * without a write bit included (even for root), opens read-only, and a
+	 * FIFO is refused below, not waited on.
 	 */
-	/* Non-blocking: a FIFO is refused below, not waited on (src/os/file.c). */
-	p->fd = hm__open_file(path, ro ? O_RDONLY : O_RDWR, 0);
+	p->fd = hm__open_store_file(path, &ro, &st);
 	if (p->fd < 0 && errno == ENOENT && p->want_size && !ro) {
 		p->fd = hm__open_file(path, O_RDWR | O_CREAT | O_EXCL, 0644);
 		if (p->fd < 0 && errno == EEXIST) /* made by someone else meanwhile */
-			p->fd = hm__open_file(path, O_RDWR, 0);
+			p->fd = hm__open_store_file(path, &ro, &st);
 		else if (p->fd >= 0 && !(p->made = strdup(path))) {
 			rc = hm__error(-ENOMEM, "out of memory");
 			goto fail;
