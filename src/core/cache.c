@@ -586,11 +586,11 @@ int hm__cache_reserve(struct hm_cache *c, struct hm_region *r, uint64_t idx, uin
 		for (uint32_t i = 0; i < n; i++)
 			c->pops->miss(c->pstate, page_key(r, idx + i));
 	rc = make_room(c, need);
-	if (!rc && c->nfree < n)
+	if (!rc && (uint64_t)c->nfree + (c->capacity - c->fresh) < n)
 		rc = hm__error(-ENOMEM, "cache is out of slots");
 	if (!rc) {
 		for (uint32_t i = 0; i < n; i++)
-			slots[i] = c->free_slots[--c->nfree];
+			slots[i] = c->nfree ? c->free_slots[--c->nfree] : c->fresh++;
 		c->resident += need;
 		c->loading += n;
 		/* Counted with the cache's: the pages are visible before insert(). */
@@ -727,6 +727,22 @@ void hm__cache_hit(struct hm_cache *c, struct hm_page *p)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* Under c->lock: gives back slot s, which holds a page of r being detached. */
+static void detach_slot(struct hm_cache *c, struct hm_region *r, uint32_t s)
+{
+	struct hm_page *p = hm__page(r, c->slots[s].idx, false);
+
+	unlist_page(c, p);
+	uint32_t st = atomic_exchange(&p->st, HM_ST_EMPTY);
+	if (st & HM_PG_PINNED) {
+		c->pinned--;
+		c->pinned_bytes -= r->ps;
+	}
+	c->slots[s].region = NULL;
+	c->free_slots[c->nfree++] = s;
+	c->resident -= r->ps;
+}
+
 void hm__cache_detach(struct hm_cache *c, struct hm_region *r)
 {
 	pthread_mutex_lock(&c->lock);
@@ -734,19 +750,28 @@ void hm__cache_detach(struct hm_cache *c, struct hm_region *r)
 	behind_forget(c, r);
 	while (atomic_load(&r->evicting))
 		timed_wait(c, 50);
-	for (uint32_t s = 0; s < c->capacity; s++) {
-		if (c->slots[s].region != r)
-			continue;
-		struct hm_page *p = hm__page(r, c->slots[s].idx, false);
-		unlist_page(c, p);
-		uint32_t st = atomic_exchange(&p->st, HM_ST_EMPTY);
-		if (st & HM_PG_PINNED) {
-			c->pinned--;
-			c->pinned_bytes -= r->ps;
+	/*
+	 * Whichever is shorter: the region's pages (its table, skipping the
+	 * chunks never touched) or the cache's slots. A budget far above the
+	 * region's size (HMMAP_CACHE_SIZE=1T) made every unmap walk hundreds
+	 * of millions of slots. A slot is the page's when it names the page
+	 * back: a page's own slot field is stale once the page left.
+	 */
+	if (r->npages < c->capacity) {
+		for (uint64_t i = 0; i < r->npages; i++) {
+			struct hm_page *p = hm__page(r, i, false);
+			if (!p) {
+				i |= HM_CHUNK_PAGES - 1; /* a chunk never allocated */
+				continue;
+			}
+			uint32_t s = p->slot;
+			if (s < c->capacity && c->slots[s].region == r && c->slots[s].idx == i)
+				detach_slot(c, r, s);
 		}
-		c->slots[s].region = NULL;
-		c->free_slots[c->nfree++] = s;
-		c->resident -= r->ps;
+	} else {
+		for (uint32_t s = 0; s < c->capacity; s++)
+			if (c->slots[s].region == r)
+				detach_slot(c, r, s);
 	}
 	atomic_store(&r->resident_pages, 0);
 	c->nregions--;
@@ -1169,9 +1194,13 @@ int hm_cache_new(struct hm_cache **out, size_t budget, const char *policy)
 		rc = hm__error(-ENOMEM, "cannot allocate %u cache slots", c->capacity);
 		goto fail;
 	}
-	for (uint32_t i = 0; i < c->capacity; i++)
-		c->free_slots[i] = c->capacity - 1 - i;
-	c->nfree = c->capacity;
+	/*
+	 * Slots are handed out in order from `fresh` until they have all been
+	 * used once, and from free_slots after: filling free_slots here wrote
+	 * 4 bytes per 4 KiB of budget (1 GB for a budget of 1 TiB).
+	 */
+	c->nfree = 0;
+	c->fresh = 0;
 	c->batch = env->evict_batch < MAX_BATCH ? env->evict_batch : MAX_BATCH;
 	if (c->batch > c->capacity / 2 && c->capacity >= 2)
 		c->batch = c->capacity / 2;

@@ -242,6 +242,7 @@ struct hm_cache {
 	struct hm_slot *slots;
 	uint32_t *free_slots;
 	uint32_t nfree;
+	uint32_t fresh; /* slots [fresh, capacity) were never used (not in free_slots) */
 	uint32_t batch;      /* eviction batch, in 4 KiB units */
 	uint32_t loading;    /* pages in LOADING */
 	uint32_t evictors;   /* threads evicting now */
