@@ -81,6 +81,27 @@ static inline int ru_free_port(void)
 	return -1;
 }
 
+/*
+ * A loopback socket that takes connections and never answers (nobody
+ * accepts on it): a server that hangs. Its fd, the port in *port; -1 on error.
+ */
+static inline int ru_silent_server(int *port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof a;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	if (bind(fd, (struct sockaddr *)&a, sizeof a) || listen(fd, 16) ||
+	    getsockname(fd, (struct sockaddr *)&a, &al)) {
+		close(fd);
+		return -1;
+	}
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
 /* True once something accepts connections on the port. */
 static inline int ru_wait_port(int port, unsigned ms)
 {

@@ -133,16 +133,13 @@ static void t_refused(void)
 	 * A server that takes connections and never answers (a socket nobody
 	 * accepts on), after a healthy one: the message names the silent one.
 	 */
-	int ls = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t al = sizeof a;
-	CHECK(ls >= 0 && bind(ls, (struct sockaddr *)&a, sizeof a) == 0 && listen(ls, 16) == 0 &&
-	      getsockname(ls, (struct sockaddr *)&a, &al) == 0);
+	int silent, ls = ru_silent_server(&silent);
+	CHECK(ls >= 0);
 	snprintf(uri, sizeof uri, "memcached://127.0.0.1:%d,127.0.0.1:%d/ns?io_timeout=300",
-		 mport[0], ntohs(a.sin_port));
+		 mport[0], silent);
 	rc = hm_store_open(&s, uri, 0);
 	close(ls);
-	snprintf(want, sizeof want, "cannot reach 127.0.0.1:%d", ntohs(a.sin_port));
+	snprintf(want, sizeof want, "cannot reach 127.0.0.1:%d", silent);
 	CHECKF(rc == -ECONNREFUSED && strstr(hm_errormsg(), want), "rc %d: %s", rc, hm_errormsg());
 	/* A server listed twice is a mistake, not a second server. */
 	snprintf(uri, sizeof uri, "memcached://127.0.0.1:%d,127.0.0.1:%d/ns", mport[0], mport[0]);

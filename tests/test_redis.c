@@ -293,13 +293,9 @@ static void t_unreachable(void)
 	CHECKF(rc == -EHOSTUNREACH, "rc %d: %s", rc, hm_errormsg());
 	CHECKF(strstr(hm_errormsg(), "no-such-host.invalid"), "%s", hm_errormsg());
 	/* A server that takes the connection and never answers: said in words. */
-	int ls = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t al = sizeof a;
-	CHECK(ls >= 0 && bind(ls, (struct sockaddr *)&a, sizeof a) == 0 && listen(ls, 16) == 0 &&
-	      getsockname(ls, (struct sockaddr *)&a, &al) == 0);
-	snprintf(uri, sizeof uri, "redis://127.0.0.1:%d/ns?io_timeout=300,timeout=600",
-		 ntohs(a.sin_port));
+	int silent, ls = ru_silent_server(&silent);
+	CHECK(ls >= 0);
+	snprintf(uri, sizeof uri, "redis://127.0.0.1:%d/ns?io_timeout=300,timeout=600", silent);
 	rc = hm_store_open(&s, uri, 0);
 	close(ls);
 	CHECKF(rc == -ECONNREFUSED && strstr(hm_errormsg(), "no reply within io_timeout"),
