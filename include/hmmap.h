@@ -225,7 +225,10 @@ struct hm_region *hm_region_find(const void *addr);
 /*
  * Records the region's fault sequence (demand misses and sampled references)
  * to `path`, one page index per line: a trace `hmmap replay` reads. NULL
- * stops recording and flushes the file; unmapping does too. HMMAP_TRACE=PATH
+ * stops recording and flushes the file; unmapping does too, and so does a
+ * normal exit (exit() or a return from main, not _exit() or a fatal
+ * signal), which says on stderr if the file could not be written in full;
+ * faults after that point are not recorded. HMMAP_TRACE=PATH
  * records every region of the process (the first to PATH, later ones to
  * PATH.1, PATH.2, ...). Returns 0, -EBUSY if already recording, or the error
  * of creating or writing the file (-ENXIO for a FIFO that nobody reads: the

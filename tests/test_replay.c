@@ -7,6 +7,7 @@
  * that name the line or the record.
  */
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -592,6 +593,164 @@ static void test_trace_stop_races(void)
 	rmdir(dir);
 }
 
+/*
+ * A program that returns from main without unmapping its regions still
+ * gets its whole trace (the exit handler writes it out), a trace that
+ * cannot be written says so on stderr at exit, and an exit while other
+ * threads are faulting neither crashes nor hangs.
+ */
+struct exit_child {
+	const char *trace; /* HMMAP_TRACE, or hm_region_trace()'s path if api */
+	bool api;
+	int threads;       /* faulting threads still running at exit */
+	int out;           /* the pipe: faults counted, then stderr */
+};
+
+static void *exit_faulter(void *arg)
+{
+	struct racer *x = arg;
+	unsigned seed = x->seed;
+
+	for (;;) {
+		seed = seed * 1103515245u + 12345u;
+		(void)((volatile char *)x->base)[(seed >> 8) % 256 * 4096];
+	}
+	return NULL;
+}
+
+static void exit_child_run(const struct exit_child *e)
+{
+	struct racer x[2] = { { .seed = 3 }, { .seed = 11 } };
+	struct hm_stats st;
+	pthread_t tid;
+	char *p;
+
+	dup2(e->out, 2);
+	if (!e->api)
+		setenv("HMMAP_TRACE", e->trace, 1);
+	if (e->threads)
+		setenv("HMMAP_CACHE_SIZE", "64K", 1); /* 16 of 256 pages: they fault on */
+	p = hmmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, HM_CACHED, "mem:1M", 0);
+	if (p == MAP_FAILED || hm_advise(p, 1 << 20, HM_ADV_RANDOM))
+		_exit(3);
+	if (e->api && hm_region_trace(hm_region_find(p), e->trace))
+		_exit(6);
+	for (int i = 0; i < 50; i++)
+		p[(size_t)(i * 37 % 256) * 4096] = 1;
+	for (int i = 0; i < e->threads; i++) {
+		x[i].base = p;
+		if (pthread_create(&tid, NULL, exit_faulter, &x[i]))
+			_exit(4);
+	}
+	if (hm_stats(p, &st))
+		_exit(5);
+	/* With threads, exit only once they are evicting and faulting again. */
+	while (e->threads && st.faults_missing < 1000)
+		if (hm_stats(p, &st))
+			_exit(5);
+	dprintf(e->out, "faults %llu\n",
+		(unsigned long long)(st.faults_missing + st.faults_minor));
+	/* A normal exit with the region mapped and, maybe, threads faulting. */
+	exit(0);
+}
+
+static int exit_child_wait(const struct exit_child *e0, char *out, size_t len)
+{
+	struct exit_child e = *e0;
+	int pfd[2], st = -1;
+	size_t n = 0;
+	ssize_t r;
+	pid_t pid;
+
+	if (pipe(pfd))
+		return -1;
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid == 0) {
+		close(pfd[0]);
+		e.out = pfd[1];
+		exit_child_run(&e);
+	}
+	close(pfd[1]);
+	while (pid > 0 && n + 1 < len && (r = read(pfd[0], out + n, len - 1 - n)) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			break;
+		n += (size_t)r;
+	}
+	out[n] = 0;
+	close(pfd[0]);
+	while (pid > 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	return st;
+}
+
+/* The one file in dir (the child's HMMAP_TRACE count goes on from this process's). */
+static int only_file(const char *dir, char *path, size_t len)
+{
+	struct dirent *d;
+	DIR *dp = opendir(dir);
+	int n = 0;
+
+	while (dp && (d = readdir(dp)))
+		if (d->d_name[0] != '.' && n++ == 0)
+			snprintf(path, len, "%s/%s", dir, d->d_name);
+	if (dp)
+		closedir(dp);
+	return n == 1 ? 0 : -1;
+}
+
+static void test_trace_at_exit(void)
+{
+	char dir[] = "/tmp/hmmap-trace-exit-XXXXXX", path[128], file[400], out[1024];
+	unsigned long long faults = 0;
+	struct hm__trace t;
+	int st;
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof path, "%s/t", dir);
+	struct exit_child e = { .trace = path };
+	st = exit_child_wait(&e, out, sizeof out);
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x: %.300s", st, out);
+	CHECKF(sscanf(out, "faults %llu", &faults) == 1 && faults >= 50, "%.300s", out);
+	CHECKF(!strstr(out, "hmmap:"), "stderr: %.300s", out);
+	CHECK(only_file(dir, file, sizeof file) == 0);
+	CHECK(load_keys(file, &t) == 0);
+	CHECKF(t.n == faults, "%llu lines in the trace for %llu faults", (unsigned long long)t.n,
+	       faults);
+	hm__trace_free(&t);
+
+	unlink(file);
+	/* Not written in full (hm_region_trace() this time): said on stderr at exit. */
+	e.trace = "/dev/full";
+	e.api = true;
+	st = exit_child_wait(&e, out, sizeof out);
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x: %.300s", st, out);
+	CHECKF(strstr(out, "/dev/full") && strstr(out, "incomplete"), "stderr: '%.300s'", out);
+
+	/* Threads still faulting while the exit handler writes the trace out. */
+	e.trace = path;
+	e.threads = 2;
+	for (int round = 0; round < 5; round++) {
+		st = exit_child_wait(&e, out, sizeof out);
+		CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x: %.300s", st, out);
+		CHECKF(!strstr(out, "hmmap:"), "stderr: %.300s", out);
+		CHECK(load_keys(path, &t) == 0);
+		CHECKF(t.n >= 50, "%llu lines", (unsigned long long)t.n);
+		for (uint64_t i = 0; i < t.n; i++)
+			if (t.keys[i] >= 256) {
+				CHECKF(0, "line %llu: page %llu", (unsigned long long)i,
+				       (unsigned long long)t.keys[i]);
+				break;
+			}
+		hm__trace_free(&t);
+	}
+	unlink(path);
+	rmdir(dir);
+}
+
 static void test_cli(void)
 {
 	static char out[65536];
@@ -730,6 +889,7 @@ int main(void)
 	RUN(test_bad_spec);
 	RUN(test_record_region);
 	RUN(test_trace_stop_races);
+	RUN(test_trace_at_exit);
 	RUN(test_cli);
 	return test_done();
 }

@@ -586,6 +586,8 @@ void hm__trace_record(struct hm_region *r, uint64_t idx);
 /* HMMAP_TRACE: starts recording a new region (0, or an error naming the variable); stops at unmap. */
 int hm__trace_region_start(struct hm_region *r);
 void hm__trace_region_end(struct hm_region *r);
+/* At a normal exit: writes out and closes the region's trace (region.c). */
+void hm__trace_region_exit(struct hm_region *r);
 
 /* ---- the fault engine (src/uffd/) ---- */
 struct hm_engine_info {

@@ -223,16 +223,22 @@ static void table_remove(struct hm_region *r)
  * store, on tmpfs too, where it is not persistent but still the user's
  * file) is synced, as the kernel keeps what a program
  * stored into a MAP_SHARED mapping when it exits: code ported from mmap
- * that never calls msync() must not lose its writes. Only the process that
- * mapped the regions does it (a forked child forgets the parent's and syncs
- * its own), and a
- * failure is said on stderr, since exit has nobody to return it to.
- * _exit() and a fatal signal skip it, as they skip stdio's buffers.
+ * that never calls msync() must not lose its writes. Every fault trace
+ * still open is written out and closed too (trace.c), as stdio flushes its
+ * buffers. Only the process that mapped the regions does it (a forked
+ * child forgets the parent's and syncs its own), and a failure is said on
+ * stderr, since exit has nobody to return it to. _exit() and a fatal
+ * signal skip it, as they skip stdio's buffers.
  */
 static pid_t exit_pid;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
 
-static void sync_at_exit(void)
+static bool exit_syncs(const struct hm_region *r)
+{
+	return (r->prot & PROT_WRITE) && (r->store->info.props & HM_PROP_SHARED);
+}
+
+static void region_at_exit(void)
 {
 	struct hm_region **rs;
 	size_t n = 0;
@@ -243,18 +249,19 @@ static void sync_at_exit(void)
 	rs = ntable ? malloc(ntable * sizeof *rs) : NULL;
 	for (size_t i = 0; rs && i < ntable; i++) {
 		struct hm_region *r = table[i];
-		if ((r->prot & PROT_WRITE) && (r->store->info.props & HM_PROP_SHARED)) {
+		if (exit_syncs(r) || atomic_load(&r->trace)) {
 			hm__region_hold(r);
 			rs[n++] = r;
 		}
 	}
 	pthread_rwlock_unlock(&table_lock);
 	for (size_t i = 0; i < n; i++) {
-		int rc = hm_sync(rs[i]->base, rs[i]->length, MS_SYNC);
+		int rc = exit_syncs(rs[i]) ? hm_sync(rs[i]->base, rs[i]->length, MS_SYNC) : 0;
 		if (rc)
 			fprintf(stderr, "hmmap: at exit, the writes to '%s' could not all be written "
 					"back: %s\n",
 				rs[i]->store->uri, hm_errormsg());
+		hm__trace_region_exit(rs[i]);
 		hm__region_put(rs[i]);
 	}
 	free(rs);
@@ -263,7 +270,7 @@ static void sync_at_exit(void)
 static void exit_register(void)
 {
 	exit_pid = getpid();
-	atexit(sync_at_exit);
+	atexit(region_at_exit);
 }
 
 /*

@@ -16,6 +16,14 @@
  * The first write error ends recording (a trace with a gap would replay as
  * a different run) and is returned when the trace stops; a trace that
  * ends with its region says so on stderr, since nobody else can.
+ *
+ * A normal exit (exit(), or a return from main) ends every trace still
+ * open, as it flushes stdio's buffers: a program that never unmaps its
+ * regions must not lose its trace. Other threads may still be faulting
+ * then, so the exit handler neither frees a trace nor waits for its
+ * recorders: under the trace's lock it writes the buffer out, closes the
+ * file and marks the trace closed, and a later recorder drops its record.
+ * Faults after that point are not recorded (the program is ending).
  */
 #include <fcntl.h>
 #include <sched.h>
@@ -31,6 +39,7 @@ struct hm_trace {
 	int err; /* the first write error (-errno), or 0 */
 	char *path;
 	pthread_mutex_t lock;
+	bool closed; /* ended at exit: the file is closed, nothing more is recorded */
 	uint32_t n;
 	uint64_t records;
 	char buf[64 * 1024];
@@ -73,7 +82,7 @@ void hm__trace_record(struct hm_region *r, uint64_t idx)
 		idx /= 10;
 	} while (idx);
 	pthread_mutex_lock(&t->lock);
-	if (!t->err) {
+	if (!t->err && !t->closed) {
 		if (t->n + (uint32_t)k + 1 > sizeof t->buf)
 			flush_locked(t);
 		if (!t->err) {
@@ -105,9 +114,14 @@ static int trace_stop(struct hm_region *r, char **path)
 		return 0;
 	while (atomic_load(&r->trace_users))
 		sched_yield();
-	rc = t->err ? t->err : flush_locked(t);
-	if (close(t->fd) < 0 && !rc)
-		rc = -errno;
+	if (t->closed) {
+		/* Ended at exit, which said so already if it was incomplete. */
+		rc = 0;
+	} else {
+		rc = t->err ? t->err : flush_locked(t);
+		if (close(t->fd) < 0 && !rc)
+			rc = -errno;
+	}
 	pthread_mutex_destroy(&t->lock);
 	if (path)
 		*path = t->path;
@@ -146,7 +160,12 @@ int hm_region_trace(struct hm_region *r, const char *path)
 		return hm__error(-ENOMEM, "out of memory");
 	}
 	t->fd = fd;
-	pthread_mutex_init(&t->lock, NULL);
+	/* Error-checking: the exit handler must not wait for its own thread (trace_exit()). */
+	pthread_mutexattr_t ma;
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ERRORCHECK);
+	pthread_mutex_init(&t->lock, &ma);
+	pthread_mutexattr_destroy(&ma);
 	struct hm_trace *expected = NULL;
 	if (!atomic_compare_exchange_strong(&r->trace, &expected, t)) {
 		close(fd);
@@ -186,4 +205,46 @@ void hm__trace_region_end(struct hm_region *r)
 		fprintf(stderr, "hmmap: the fault trace '%s' is incomplete: %s\n", path,
 			hm_errormsg());
 	free(path);
+}
+
+/*
+ * At a normal exit, called for every region of the process that is still
+ * mapped (region.c's exit handler holds it): writes out and closes the
+ * region's trace, and says on stderr if it is incomplete. The trace stays
+ * attached and allocated, since a recorder in another thread may hold it;
+ * it only records nothing more. A recorder on this very thread (exit()
+ * from a signal handler that interrupted a fault) holds the lock: the
+ * buffer is then mid-update, and the trace is reported incomplete.
+ */
+void hm__trace_region_exit(struct hm_region *r)
+{
+	struct hm_trace *t;
+	int rc;
+
+	atomic_fetch_add(&r->trace_users, 1);
+	t = atomic_load(&r->trace);
+	if (!t)
+		goto out;
+	rc = pthread_mutex_lock(&t->lock);
+	if (rc) {
+		fprintf(stderr, "hmmap: at exit, the fault trace '%s' is incomplete: exit() "
+				"interrupted a fault that was recording to it\n",
+			t->path);
+		goto out;
+	}
+	if (!t->closed) {
+		rc = t->err ? t->err : flush_locked(t);
+		if (close(t->fd) < 0 && !rc)
+			rc = -errno;
+		t->fd = -1;
+		t->closed = true;
+		if (rc) {
+			hm__error_errno(rc, "writing the fault trace failed");
+			fprintf(stderr, "hmmap: at exit, the fault trace '%s' is incomplete: %s\n",
+				t->path, hm_errormsg());
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+out:
+	atomic_fetch_sub(&r->trace_users, 1);
 }
