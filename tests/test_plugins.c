@@ -673,6 +673,74 @@ static void t_mru_on_a_loop(void)
 	CHECK(hm_cache_new(&c, 16 * PG, "mru:guard=1") == -EINVAL && msg_has("guard='1'"));
 }
 
+/*
+ * Policies whose victim() breaks its promise (tests/plugins/badvictim.c):
+ * a live cache over 4x its size must still evict, keep every byte, and
+ * say once on stderr what is wrong, instead of dying of SIGSEGV (a wild
+ * slot) or SIGBUS (-ENOENT with a full cache). In a child, which would die.
+ */
+static int bad_victim_child(void *arg)
+{
+	const char *name = arg;
+	char lib[600], err[4096];
+	struct hm_cache *c;
+	struct hm_store *s;
+	struct hm_region *r;
+	struct hm_stats st;
+	FILE *f = tmpfile();
+	size_t n;
+
+	built(lib, sizeof lib, "tests/plugins/badvictim.so");
+	if (!f || dup2(fileno(f), 2) < 0)
+		return 10;
+	if (hm_plugin_load(lib) || hm_cache_new(&c, 64 * PG, name) ||
+	    hm_store_open(&s, "mem:1M", 0) ||
+	    hm_region_map(&r, c, s, 0, 256 * PG, PROT_READ | PROT_WRITE, HM_CACHED, PG)) {
+		printf("setup: %s\n", hm_errormsg());
+		return 11;
+	}
+	unsigned char *p = hm_region_addr(r);
+	hm_advise(p, 256 * PG, HM_ADV_RANDOM);
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < 256; i++)
+			p[i * PG + pass] = (unsigned char)(i + pass);
+	for (size_t i = 0; i < 256; i++)
+		if (p[i * PG] != (unsigned char)i || p[i * PG + 1] != (unsigned char)(i + 1)) {
+			printf("page %zu lost its data\n", i);
+			return 12;
+		}
+	if (hm_region_stats(r, &st) || st.evictions < 192) {
+		printf("evictions %llu\n", (unsigned long long)st.evictions);
+		return 13;
+	}
+	if (hm_region_unmap(r) || hm_store_close(s) || hm_cache_free(c)) {
+		printf("teardown: %s\n", hm_errormsg());
+		return 14;
+	}
+	fflush(stderr);
+	rewind(f);
+	n = fread(err, 1, sizeof err - 1, f);
+	err[n] = 0;
+	printf("stderr: %s", err);
+	/* Said once, naming the policy and what is wrong. */
+	char *first = strstr(err, "victim()");
+	if (!first || strstr(first + 1, "victim()") || !strstr(err, name) ||
+	    !strstr(err, "broken"))
+		return 15;
+	return 0;
+}
+
+static void t_bad_victims(void)
+{
+	static const char *const bad[] = { "bad-range", "bad-none", "bad-twice" };
+
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		int st = tu_child(NULL, bad_victim_child, (void *)bad[i]);
+		CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: %s", bad[i],
+		       tu_status_str(st));
+	}
+}
+
 /* ---- HMMAP_PLUGINS, in children that start with it set ---- */
 
 static int env_good(void *arg)
@@ -782,6 +850,7 @@ int main(void)
 	RUN(t_bad_registrations);
 	RUN(t_plugin_library);
 	RUN(t_mru_on_a_loop);
+	RUN(t_bad_victims);
 	RUN(t_tool);
 	tu_cleanup();
 	return test_done();

@@ -69,6 +69,10 @@ struct hm_policy_ops {
 	 * Chooses a victim among the resident slots, removes it from the
 	 * policy's resident set (it may become a ghost, remembered by key) and
 	 * stores it in *slot. Returns 0, or -ENOENT when nothing is resident.
+	 * A live cache checks the answer: a slot out of range, not held by
+	 * the policy or chosen already, or -ENOENT while pages are resident,
+	 * is reported once on stderr and replaced by a page the cache finds
+	 * itself (which it then remove()s); replay fails the run.
 	 */
 	int (*victim)(void *state, uint32_t *slot);
 

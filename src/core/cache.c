@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -425,6 +426,79 @@ static void behind_forget(struct hm_cache *c, struct hm_region *r)
 }
 
 /*
+ * Under the lock: a policy's answer that victim() may not give, said once
+ * per cache on stderr (the fault path, or the background evictor, has
+ * nobody to return it to) and in this thread's hm_errormsg().
+ */
+static void victim_broken(struct hm_cache *c, int rc, uint32_t s)
+{
+	char what[96];
+
+	if (rc)
+		snprintf(what, sizeof what, "returned %d (nothing resident) while pages are resident",
+			 rc);
+	else if (s >= c->capacity)
+		snprintf(what, sizeof what, "returned slot %u, out of range (capacity %u)", s,
+			 c->capacity);
+	else
+		snprintf(what, sizeof what, "returned slot %u, which it does not hold (free, or "
+					    "chosen already)", s);
+	hm__error(-EPROTO, "cache policy '%s' is broken: victim() %s; the cache evicts pages "
+			   "it finds itself instead", c->pops->name, what);
+	if (!c->victim_warned) {
+		/* One write(2), not stdio: this may run in a SIGBUS handler. */
+		char line[512];
+		int n = snprintf(line, sizeof line, "hmmap: %s\n", hm_errormsg());
+		c->victim_warned = true;
+		if (n > 0) {
+			ssize_t w = write(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+			(void)w; /* nothing to do about a failed message */
+		}
+	}
+}
+
+/*
+ * Under the lock: the policy's next victim, its page taken out of the
+ * policy's resident set (LISTED cleared), or -ENOENT if none is listed.
+ * policy.h promises a resident slot the policy has just forgotten; a
+ * plug-in that breaks the promise (a slot out of range, or free, or chosen
+ * already, or -ENOENT while pages are listed) must not crash the process on
+ * the fault path, as a wild slot would, nor fail faults with a cache that
+ * could make room. Its answer is reported and replaced by the next listed
+ * page a scan of the slots finds, which the policy is told to forget.
+ */
+static int next_victim(struct hm_cache *c, uint32_t *slot)
+{
+	uint32_t s = UINT32_MAX;
+	int rc = c->pops->victim(c->pstate, &s);
+
+	if (!rc && s < c->capacity && c->slots[s].region) {
+		struct hm_page *p = hm__page(c->slots[s].region, c->slots[s].idx, false);
+		if (p && (atomic_fetch_and(&p->st, ~HM_PG_LISTED) & HM_PG_LISTED)) {
+			*slot = s;
+			return 0;
+		}
+	}
+	/* Nothing, or a wrong answer: rare for -ENOENT, since make_room() waits after one. */
+	for (uint32_t i = 0; i < c->capacity; i++) {
+		uint32_t f = (c->victim_hand + i) % c->capacity;
+		struct hm_region *r = c->slots[f].region;
+		struct hm_page *p = r ? hm__page(r, c->slots[f].idx, false) : NULL;
+		if (!p || !(atomic_load(&p->st) & HM_PG_LISTED))
+			continue;
+		victim_broken(c, rc, s);
+		c->victim_hand = f + 1;
+		atomic_fetch_and(&p->st, ~HM_PG_LISTED);
+		c->pops->remove(c->pstate, f);
+		*slot = f;
+		return 0;
+	}
+	if (!rc)
+		victim_broken(c, rc, s);
+	return -ENOENT;
+}
+
+/*
  * Under the lock: asks the policy for victims until they hold `want` bytes
  * (at least one page, at most max pages) and holds each (RESIDENT ->
  * EVICTING). A page that is busy right now goes back to the policy as if
@@ -444,12 +518,12 @@ static uint32_t pick_victims(struct hm_cache *c, struct victim *v, uint64_t want
 	k = pick_behind(c, v, k, &got, want, max);
 	while (got < want && k < max && skipped <= skip_max) {
 		uint32_t s;
-		if (c->pops->victim(c->pstate, &s))
+		if (next_victim(c, &s))
 			break;
 		struct hm_region *r = c->slots[s].region;
 		uint64_t idx = c->slots[s].idx;
 		struct hm_page *p = hm__page(r, idx, false);
-		uint32_t st = atomic_fetch_and(&p->st, ~HM_PG_LISTED) & ~HM_PG_LISTED;
+		uint32_t st = atomic_load(&p->st);
 		for (;;) {
 			if ((st & HM_ST_MASK) != HM_ST_RESIDENT || (st & (HM_PG_BUSY | HM_PG_PINNED)))
 				break;

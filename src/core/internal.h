@@ -251,6 +251,8 @@ struct hm_cache {
 	int nregions;
 	const struct hm_policy_ops *pops;
 	void *pstate;
+	uint32_t victim_hand;  /* where the scan for a broken victim() goes on (cache.c) */
+	bool victim_warned;    /* that victim() broke its promise was said */
 	bool concurrent_hit;
 	bool is_default;
 	bool chain_owned;    /* a chain's dram: cache, freed by the chain's close */
