@@ -103,6 +103,8 @@ struct opts {
 };
 
 static char *dup_list_buf[32];
+/* The --policy specs, split as `hmmap replay` splits them; o->policy points into it. */
+static struct hm_cli_strs policy_specs;
 
 /*
  * What a signal that stops the parent must clean up: the running child
@@ -174,7 +176,12 @@ static void bench_usage(FILE *f)
 	    "                      pool's budget (default 25%%, a quarter of the data)\n"
 	    "  --page-size LIST    4K..2M, a power of two; hmmap's region page and the\n"
 	    "                      pool's frame (4K)\n"
-	    "  --policy LIST       hmmap's replacement policy (clock); `hmmap policies`\n"
+	    "  --policy LIST       hmmap's replacement policies (clock); `hmmap policies`.\n"
+	    "                      A policy is NAME or NAME:k=v,k=v; the list is split\n"
+	    "                      at a comma only where the next token is a policy\n"
+	    "                      name (or `all`), as `hmmap replay` splits it, so\n"
+	    "                      \"s3fifo:small=0.2,threshold=1,lru\" is two policies.\n"
+	    "                      Repeated, --policy adds to the list\n"
 	    "  --fault-mode LIST   auto, thread, sigbus (default $HMMAP_FAULT_MODE or auto)\n"
 	    "  --mode LIST         region mode: cached, hugetlb (cached with HM_HUGETLB: 2M\n"
 	    "                      pages, frames from the huge page pool), direct, hybrid\n"
@@ -391,10 +398,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->baseline = -1;
 	optind = 1;
 	opterr = 0;
+	hm_cli_strs_free(&policy_specs);
 	while ((opt = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		char *arg = optarg;
 		if (arg && (opt == O_WL || opt == O_SYS || opt == O_CACHE || opt == O_PAGE ||
-		            opt == O_POLICY || opt == O_FMODE || opt == O_MODE ||
+		            opt == O_FMODE || opt == O_MODE ||
 		            opt == O_THREADS || opt == O_ADV || opt == O_RW)) {
 			/* Lists are split in place: keep a private copy of the argument. */
 			if (ndup == (int)(sizeof dup_list_buf / sizeof dup_list_buf[0]))
@@ -488,21 +496,28 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			}
 			o->npage = n;
 			break;
-		case O_POLICY:
-			n = split(arg, o->policy, MAXL);
-			if (n <= 0)
-				return usage_err("empty or too long list '%s'", optarg);
-			for (int i = 0; i < n; i++) {
+		case O_POLICY: {
+			/* Repeated, it appends: `--policy lru --policy s3fifo:small=0.2` is two. */
+			size_t first = policy_specs.n;
+			int err = hm_cli_policy_split(&policy_specs, "bench", optarg, 1);
+			if (err == -ENOMEM)
+				return 1;
+			if (err)
+				return usage_err("bad --policy '%s'", optarg);
+			for (size_t i = first; i < policy_specs.n; i++) {
 				const struct hm_policy_ops *pops;
 				const char *popts;
-				if (hm_policy_lookup(o->policy[i], &pops, &popts))
+				if (hm_policy_lookup(policy_specs.v[i], &pops, &popts))
 					return usage_err(
 					    "unknown policy '%s' (`hmmap policies` lists "
 					    "them)",
-					    o->policy[i]);
+					    policy_specs.v[i]);
+				if (o->npolicy == MAXL)
+					return usage_err("more than %d policies", MAXL);
+				o->policy[o->npolicy++] = policy_specs.v[i];
 			}
-			o->npolicy = n;
 			break;
+		}
 		case O_FMODE:
 			n = split(arg, o->fmode, MAXL);
 			if (n <= 0)
@@ -1357,11 +1372,18 @@ static void print_csv(struct row *rows, int nrows)
 		if (r->has_ratio)
 			snprintf(ratio, sizeof ratio, "%.4f", r->ratio);
 		printf(
-		    "%s,%s,%llu,%llu,%s,%s,%s,%d,%d,%d,%s,%.6f,%.6g,%s,%s,%llu,%llu,%llu,%llu,%llu,"
-		    "%s,",
-		    wl_names[r->wl], sys_names[r->sys],
+		    "%s,%s,%llu,%llu,", wl_names[r->wl], sys_names[r->sys],
 		    (unsigned long long)(r->sys == S_HMMAP || r->sys == S_PREAD ? r->cache : 0),
-		    (unsigned long long)r->page, r->policy, r->fmode, r->mode, r->threads, r->nrun,
+		    (unsigned long long)r->page);
+		/* Quoted where needed: "s3fifo:small=0.2,threshold=1" has a comma. */
+		if (strpbrk(r->policy, ",\"\n"))
+			csv_text(r->policy);
+		else
+			fputs(r->policy, stdout);
+		printf(
+		    ",%s,%s,%d,%d,%d,%s,%.6f,%.6g,%s,%s,%llu,%llu,%llu,%llu,%llu,"
+		    "%s,",
+		    r->fmode, r->mode, r->threads, r->nrun,
 		    r->nrun - r->nfail, r->advice, r->secs, r->rate, bench_unit(r->wl), ratio,
 		    (unsigned long long)(c ? c->faults : 0),
 		    (unsigned long long)(c ? c->misses : 0),
@@ -1921,6 +1943,7 @@ out:
 		free(dup_list_buf[i]);
 		dup_list_buf[i] = NULL;
 	}
+	hm_cli_strs_free(&policy_specs);
 	free(rows);
 	return status;
 }

@@ -27,4 +27,22 @@ void hm_cli_json_stats(const struct hm_stats *s);
 /* Prints s as a JSON string: quotes, backslashes and control characters escaped. */
 void hm_cli_json_str(const char *s);
 
+/* Policy specs on the command line (cli/policy_spec.c). A list owns its strings. */
+struct hm_cli_strs {
+	char **v;
+	size_t n, cap;
+};
+int hm_cli_strs_add(struct hm_cli_strs *l, char *s); /* 0 or -ENOMEM; takes s */
+void hm_cli_strs_free(struct hm_cli_strs *l);         /* and empties it */
+/*
+ * Splits one --policy argument of `hmmap CMD` into specs and appends them
+ * to out: at a comma only where the next token names a policy or is
+ * `all`, so option commas stay with their policy
+ * ("s3fifo:small=0.2,threshold=1,lru" is two); `all` expands to every
+ * policy (with `live`, every one a live cache runs: not opt). Names are
+ * not checked here: hm_policy_lookup() refuses them.
+ * Returns 0, -EINVAL (an empty list or item, said on stderr) or -ENOMEM.
+ */
+int hm_cli_policy_split(struct hm_cli_strs *out, const char *cmd, const char *arg, int live);
+
 #endif

@@ -47,105 +47,6 @@ static void replay_usage(FILE *f)
 		"message names the line or record), 2 bad usage.\n");
 }
 
-struct list {
-	char **v;
-	size_t n, cap;
-};
-
-static int list_add(struct list *l, char *s)
-{
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 8;
-		char **v = realloc(l->v, cap * sizeof *v);
-
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
-	l->v[l->n++] = s;
-	return 0;
-}
-
-static void list_free(struct list *l)
-{
-	size_t i;
-
-	for (i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-}
-
-/* Whether `tok` (up to `len`) begins a policy spec: a known name or "all". */
-static int starts_policy(const char *tok, size_t len)
-{
-	const struct hm_policy_ops *const *ops;
-	const char *colon = memchr(tok, ':', len);
-	size_t i, n, count;
-
-	n = colon ? (size_t)(colon - tok) : len;
-	if (n == 3 && !strncmp(tok, "all", 3) && !colon)
-		return 1;
-	ops = hm_policy_list(&count);
-	for (i = 0; i < count; i++)
-		if (strlen(ops[i]->name) == n && !strncmp(ops[i]->name, tok, n))
-			return 1;
-	return 0;
-}
-
-/*
- * Splits one --policy argument into specs (see the usage text) and appends
- * them, expanding "all". Returns 0, -EINVAL (message printed) or -ENOMEM.
- */
-static int add_policies(struct list *out, const char *arg)
-{
-	const char *p = arg, *start = arg, *comma;
-	const struct hm_policy_ops *const *ops;
-	size_t i, count;
-
-	if (!*arg) {
-		fprintf(stderr, "hmmap replay: empty --policy\n");
-		return -EINVAL;
-	}
-	if (arg[0] == ',' || arg[strlen(arg) - 1] == ',' || strstr(arg, ",,")) {
-		fprintf(stderr, "hmmap replay: an empty item in --policy '%s'\n", arg);
-		return -EINVAL;
-	}
-	for (;;) {
-		comma = strchr(p, ',');
-		/* Extend the current spec while the next token is not a policy. */
-		if (comma && !starts_policy(comma + 1, strcspn(comma + 1, ","))) {
-			p = comma + 1;
-			continue;
-		}
-		{
-			size_t len = comma ? (size_t)(comma - start) : strlen(start);
-			char *spec = strndup(start, len);
-
-			if (!spec)
-				return -ENOMEM;
-			if (!strcmp(spec, "all")) {
-				free(spec);
-				ops = hm_policy_list(&count);
-				for (i = 0; i < count; i++) {
-					char *name = strdup(ops[i]->name);
-
-					if (!name || list_add(out, name)) {
-						free(name);
-						return -ENOMEM;
-					}
-				}
-			} else if (list_add(out, spec)) {
-				free(spec);
-				return -ENOMEM;
-			}
-		}
-		if (!comma)
-			return 0;
-		start = p = comma + 1;
-	}
-}
-
 /* A strict decimal page count in [1, UINT32_MAX]. */
 static int parse_pages(const char *s, size_t len, uint32_t *out)
 {
@@ -224,7 +125,7 @@ static double miss_ratio(const struct hm__replay_result *r)
 int hm_cli_replay(int argc, char **argv)
 {
 	struct hm__trace_opts topts = { 0 };
-	struct list policies = { 0 };
+	struct hm_cli_strs policies = { 0 };
 	struct hm__trace trace;
 	uint32_t *caches = NULL;
 	size_t ncaches = 0, i, j, width = 6;
@@ -242,7 +143,7 @@ int hm_cli_replay(int argc, char **argv)
 		} else if (is_opt(a, "--policy")) {
 			if (!(v = opt_value(argc, argv, &k, "--policy")))
 				goto out;
-			if (add_policies(&policies, v))
+			if (hm_cli_policy_split(&policies, "replay", v, 0))
 				goto out;
 		} else if (is_opt(a, "--cache")) {
 			if (!(v = opt_value(argc, argv, &k, "--cache")))
@@ -310,7 +211,7 @@ int hm_cli_replay(int argc, char **argv)
 		fprintf(stderr, "hmmap replay: --cache is required (see --help)\n");
 		goto out;
 	}
-	if (!policies.n && add_policies(&policies, "all"))
+	if (!policies.n && hm_cli_policy_split(&policies, "replay", "all", 0))
 		goto out;
 	/* Reject unknown policies and bad options before reading the trace. */
 	for (i = 0; i < policies.n; i++) {
@@ -383,7 +284,7 @@ out:
 	free(res);
 	if (loaded)
 		hm__trace_free(&trace);
-	list_free(&policies);
+	hm_cli_strs_free(&policies);
 	free(caches);
 	return rc;
 }

@@ -251,6 +251,28 @@ static void sigbus_and_policies(void)
 	CHECK(strstr(out, ",16384,"));
 }
 
+/*
+ * --policy is split as `hmmap replay` splits it: option commas stay with
+ * their policy, and a repeated --policy adds to the list.
+ */
+static void policy_lists(void)
+{
+	char args[1024];
+
+	if (!have_tool())
+		SKIP("%.200s is not built", tool);
+	snprintf(args, sizeof args,
+	         "bench --dir %s --size 1M --ops 800 --runs 1 --workload rand --system hmmap "
+	         "--policy 's3fifo:small=0.2,threshold=1,lru' --policy clock --csv",
+	         dir);
+	int rc = run(args, 1);
+	CHECKF(rc == 0, "exit %d:\n%.400s", rc, tail());
+	CHECKF(count_lines_with(out, "\"") == 3, "%.300s", out);
+	CHECKF(strstr(out, ",\"s3fifo:small=0.2,threshold=1\",") && strstr(out, ",lru,") &&
+	           strstr(out, ",clock,"),
+	       "%.300s", out);
+}
+
 static void json_output(void)
 {
 	char args[1024];
@@ -787,6 +809,7 @@ int main(void)
 	RUN(bad_usage);
 	RUN(every_workload_verifies);
 	RUN(sigbus_and_policies);
+	RUN(policy_lists);
 	RUN(json_output);
 	RUN(stream_best_pass);
 	RUN(csv_rows);
