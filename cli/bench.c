@@ -255,6 +255,27 @@ static int split(char *s, char **out, int max)
 	return n;
 }
 
+/*
+ * Whether a store URI names a registered scheme, read as hm_store_open()
+ * reads it: the text before a ':' that comes before any '/', else a path
+ * (file:). Its options are the store's to check when it opens.
+ */
+static int store_scheme_known(const char *uri)
+{
+	const struct hm_store_ops *const *ops;
+	const char *colon = strchr(uri, ':'), *slash = strchr(uri, '/');
+	size_t count, n;
+
+	if (!colon || (slash && slash < colon))
+		return 1;
+	n = (size_t)(colon - uri);
+	ops = hm_store_list(&count);
+	for (size_t i = 0; i < count; i++)
+		if (strlen(ops[i]->scheme) == n && !strncmp(ops[i]->scheme, uri, n))
+			return 1;
+	return 0;
+}
+
 static int lookup(const char *const *names, int n, const char *s)
 {
 	for (int i = 0; i < n; i++)
@@ -449,6 +470,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 				return usage_err("empty store URI%s", "");
 			if (o->nstore == MAXL)
 				return usage_err("more than %d --store options", MAXL);
+			if (!store_scheme_known(optarg))
+				return usage_err("--store '%s': unknown store scheme '%.*s' (`hmmap "
+				                 "stores` lists them)",
+				                 optarg, (int)strcspn(optarg, ":"), optarg);
 			o->store[o->nstore++] = optarg;
 			break;
 		case O_FILE:
@@ -505,13 +530,16 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			if (err)
 				return usage_err("bad --policy '%s'", optarg);
 			for (size_t i = first; i < policy_specs.n; i++) {
-				const struct hm_policy_ops *pops;
-				const char *popts;
-				if (hm_policy_lookup(policy_specs.v[i], &pops, &popts))
-					return usage_err(
-					    "unknown policy '%s' (`hmmap policies` lists "
-					    "them)",
-					    policy_specs.v[i]);
+				/* Options and replay-only policies too: a bad spec is no failed run. */
+				int bad = hm_cli_policy_check(policy_specs.v[i], 1);
+				if (bad == 2)
+					return usage_err("--policy '%s': %s", policy_specs.v[i],
+					                 hm_errormsg());
+				if (bad) {
+					fprintf(stderr, "hmmap bench: --policy '%s': %s\n",
+					        policy_specs.v[i], hm_errormsg());
+					return 1;
+				}
 				if (o->npolicy == MAXL)
 					return usage_err("more than %d policies", MAXL);
 				o->policy[o->npolicy++] = policy_specs.v[i];

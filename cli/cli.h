@@ -44,5 +44,13 @@ void hm_cli_strs_free(struct hm_cli_strs *l);         /* and empties it */
  * Returns 0, -EINVAL (an empty list or item, said on stderr) or -ENOMEM.
  */
 int hm_cli_policy_split(struct hm_cli_strs *out, const char *cmd, const char *arg, int live);
+/*
+ * Checks a spec before any run: a known name, options the policy accepts
+ * (an instance of one slot is made), and with `live`, a policy that does
+ * not need the future. Returns 0, 2 (bad usage: unknown, bad options,
+ * replay-only) or 1 (the policy failed otherwise, e.g. out of memory),
+ * with hm_errormsg() saying why.
+ */
+int hm_cli_policy_check(const char *spec, int live);
 
 #endif

@@ -2,7 +2,7 @@
 /*
  * Policy specs on the command line, shared by `hmmap replay` and `hmmap
  * bench` so that both read a --policy list the same way: split where the
- * next token names a policy.
+ * next token names a policy, and every spec checked before the first run.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -116,4 +116,28 @@ int hm_cli_policy_split(struct hm_cli_strs *out, const char *cmd, const char *ar
 			return 0;
 		start = p = comma + 1;
 	}
+}
+
+int hm_cli_policy_check(const char *spec, int live)
+{
+	const struct hm_policy_ops *ops;
+	const char *options;
+	void *st;
+	int rc;
+
+	rc = hm_policy_lookup(spec, &ops, &options);
+	if (rc)
+		return rc == -ENOMEM ? 1 : 2;
+	if (live && (ops->flags & HM_POLICY_REPLAY_ONLY)) {
+		hm_plugin_error(-EINVAL, "policy '%s' needs the future: it runs only in "
+					 "`hmmap replay`",
+				ops->name);
+		return 2;
+	}
+	/* Its options, as the policy itself reads them: an instance of one slot. */
+	rc = ops->create(&st, 1, options);
+	if (rc)
+		return rc == -EINVAL ? 2 : 1;
+	ops->destroy(st);
+	return 0;
 }

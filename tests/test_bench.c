@@ -687,6 +687,16 @@ static void bad_usage(void)
 	    "bench --system hmmap,mmap-warm --baseline pread --plot /tmp/x.png",
 	    "bench --plot \"$(printf '/tmp/a\\nb.png')\"",
 	    "bench --store ''",
+	    /*
+	     * Refused before the grid runs, not reported as failed rows: bad
+	     * options, a replay-only policy, an unknown store scheme.
+	     */
+	    "bench --size 1M --ops 100 --runs 1 --workload rand --system hmmap "
+	    "--policy s3fifo:small=2",
+	    "bench --size 1M --ops 100 --runs 1 --workload rand --system hmmap --policy opt",
+	    "bench --size 1M --ops 100 --runs 1 --workload rand --system hmmap "
+	    "--policy clock --policy lru:bogus=1",
+	    "bench --size 1M --ops 100 --runs 1 --workload rand --system hmmap --store nosuch:x",
 	    /* Seventeen stores: more than a list holds. */
 	    "bench $(for i in $(seq 17); do printf -- '--store mem:%%%%s,read_ns=%d ' $i; done)",
 	};
