@@ -44,7 +44,8 @@ static void replay_usage(FILE *f)
 		"  -h, --help      this text\n"
 		"\n"
 		"Exit status: 0 success, 1 the trace could not be read or parsed (the\n"
-		"message names the line or record), 2 bad usage.\n");
+		"message names the line or record) or a policy failed, 2 bad usage\n"
+		"(an unknown policy or bad options included).\n");
 }
 
 /* A strict decimal page count in [1, UINT32_MAX]. */
@@ -213,18 +214,18 @@ int hm_cli_replay(int argc, char **argv)
 	}
 	if (!policies.n && hm_cli_policy_split(&policies, "replay", "all", 0))
 		goto out;
-	/* Reject unknown policies and bad options before reading the trace. */
+	/*
+	 * Reject unknown policies and bad options before reading the trace; a
+	 * policy that fails otherwise (out of memory) is a failed run.
+	 */
 	for (i = 0; i < policies.n; i++) {
-		const struct hm_policy_ops *ops;
-		const char *options;
-		void *st;
+		int bad = hm_cli_policy_check(policies.v[i], 0);
 
-		if (hm_policy_lookup(policies.v[i], &ops, &options) ||
-		    ops->create(&st, 1, options)) {
+		if (bad) {
 			fprintf(stderr, "hmmap replay: %s\n", hm_errormsg());
+			rc = bad;
 			goto out;
 		}
-		ops->destroy(st);
 	}
 
 	if (hm__trace_load(&trace, path, &topts)) {

@@ -823,6 +823,12 @@ static void t_tool(void)
 			sscanf(line + 4, "%lu %lu %lu", &cache, &req, &miss_lru);
 	}
 	CHECKF(miss_mru == 200 && miss_lru == 300, "mru %lu lru %lu", miss_mru, miss_lru);
+	/* A policy that cannot be created (out of memory) is a failed run, not bad usage. */
+	char bad[600];
+	built(bad, sizeof bad, "tests/plugins/badvictim.so");
+	snprintf(cmd, sizeof cmd, "HMMAP_PLUGINS=%s %s/hmmap replay --policy bad-nomem --cache 5 %s",
+		 bad, b ? b : "build", trace);
+	CHECKF(tu_run(cmd, out, sizeof out) == 1 && strstr(out, "out of memory"), "%.300s", out);
 	snprintf(cmd, sizeof cmd, "HMMAP_PLUGINS=%s %s/hmmap policies", mru, b ? b : "build");
 	CHECKF(tu_run(cmd, out, sizeof out) == 0 && strstr(out, "mru "), "%.300s", out);
 	snprintf(cmd, sizeof cmd, "HMMAP_PLUGINS=/nonexistent/p.so %s/hmmap policies 2>&1",

@@ -9,6 +9,9 @@
  *   bad-none   answers -ENOENT, "nothing resident", while pages are
  *   bad-twice  answers a slot but does not forget it, so the next answer
  *              is a slot chosen already
+ *
+ * and bad-nomem, whose create() fails as out of memory: a run that fails,
+ * not bad usage.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -50,6 +53,14 @@ static int create_none(void **state, uint32_t capacity, const char *options)
 static int create_twice(void **state, uint32_t capacity, const char *options)
 {
 	return create(state, capacity, options, TWICE);
+}
+
+static int create_nomem(void **state, uint32_t capacity, const char *options)
+{
+	(void)state;
+	(void)capacity;
+	(void)options;
+	return hm_plugin_error(-ENOMEM, "bad-nomem: out of memory, as asked");
 }
 
 static void destroy(void *state)
@@ -110,6 +121,7 @@ static const struct hm_policy_ops bad[] = {
 	BAD("bad-range", create_range, "victim() answers a slot out of range (tests)"),
 	BAD("bad-none", create_none, "victim() answers -ENOENT with pages resident (tests)"),
 	BAD("bad-twice", create_twice, "victim() answers a slot chosen already (tests)"),
+	BAD("bad-nomem", create_nomem, "create() fails with -ENOMEM (tests)"),
 };
 
 int hm_plugin_init(void)
