@@ -36,11 +36,12 @@ int hm_cli_strs_add(struct hm_cli_strs *l, char *s); /* 0 or -ENOMEM; takes s */
 void hm_cli_strs_free(struct hm_cli_strs *l);         /* and empties it */
 /*
  * Splits one --policy argument of `hmmap CMD` into specs and appends them
- * to out: at a comma only where the next token names a policy or is
- * `all`, so option commas stay with their policy
- * ("s3fifo:small=0.2,threshold=1,lru" is two); `all` expands to every
- * policy (with `live`, every one a live cache runs: not opt). Names are
- * not checked here: hm_policy_lookup() refuses them.
+ * to out: at a comma only where the next token names a policy (in any
+ * case) or is `all`, so option commas stay with their policy
+ * ("s3fifo:small=0.2,threshold=1,LRU" is two); `all` expands to every
+ * policy (with `live`, every one a live cache runs: not opt). A known name
+ * is rewritten in its canonical spelling ("LRU" -> "lru"), so that tables
+ * report it so; an unknown one is kept for hm_cli_policy_check() to refuse.
  * Returns 0, -EINVAL (an empty list or item, said on stderr) or -ENOMEM.
  */
 int hm_cli_policy_split(struct hm_cli_strs *out, const char *cmd, const char *arg, int live);

@@ -2,12 +2,15 @@
 /*
  * Policy specs on the command line, shared by `hmmap replay` and `hmmap
  * bench` so that both read a --policy list the same way: split where the
- * next token names a policy, and every spec checked before the first run.
+ * next token names a policy, names matched in any case (as
+ * hm_policy_lookup() matches them) and reported in their canonical,
+ * registered spelling, and every spec checked before the first run.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "hmmap.h"
 #include "cli.h"
@@ -38,7 +41,8 @@ void hm_cli_strs_free(struct hm_cli_strs *l)
 
 /*
  * The registered policy whose name is tok's first len characters up to a
- * ':', or NULL; *all is set if the token is "all" without options.
+ * ':' (in any case), or NULL; *all is set if the token is "all" without
+ * options.
  */
 static const struct hm_policy_ops *named(const char *tok, size_t len, int *all)
 {
@@ -46,23 +50,28 @@ static const struct hm_policy_ops *named(const char *tok, size_t len, int *all)
 	const char *colon = memchr(tok, ':', len);
 	size_t n = colon ? (size_t)(colon - tok) : len, count;
 
-	*all = n == 3 && !colon && !strncmp(tok, "all", 3);
+	*all = n == 3 && !colon && !strncasecmp(tok, "all", 3);
 	ops = hm_policy_list(&count);
 	for (size_t i = 0; i < count; i++)
-		if (strlen(ops[i]->name) == n && !strncmp(ops[i]->name, tok, n))
+		if (strlen(ops[i]->name) == n && !strncasecmp(ops[i]->name, tok, n))
 			return ops[i];
 	return NULL;
 }
 
-/* Appends one spec, or every policy for "all" (with live, those a live cache runs). */
+/*
+ * Appends one spec, its name in the canonical spelling if it is known ("LRU"
+ * is reported as "lru"), or every policy for "all" (with live, those a live
+ * cache runs).
+ */
 static int add_spec(struct hm_cli_strs *out, const char *spec, size_t len, int live)
 {
 	const struct hm_policy_ops *const *list;
+	const struct hm_policy_ops *ops;
 	size_t count;
 	int all;
 	char *s;
 
-	named(spec, len, &all);
+	ops = named(spec, len, &all);
 	if (all) {
 		list = hm_policy_list(&count);
 		for (size_t i = 0; i < count; i++) {
@@ -79,6 +88,8 @@ static int add_spec(struct hm_cli_strs *out, const char *spec, size_t len, int l
 	s = strndup(spec, len);
 	if (!s)
 		return -ENOMEM;
+	if (ops)
+		memcpy(s, ops->name, strlen(ops->name)); /* the same length, in lowercase */
 	if (hm_cli_strs_add(out, s)) {
 		free(s);
 		return -ENOMEM;

@@ -754,7 +754,7 @@ static void test_trace_at_exit(void)
 static void test_cli(void)
 {
 	static char out[65536];
-	char cmd[1024], path[] = "/tmp/hmmap-replay-XXXXXX";
+	char cmd[2048], path[] = "/tmp/hmmap-replay-XXXXXX";
 	int fd;
 
 	if (!have_tool())
@@ -789,6 +789,24 @@ static void test_cli(void)
 	snprintf(cmd, sizeof cmd, "%s replay --policy all --cache 3 %s", tool, path);
 	CHECK(run(cmd, out, sizeof out) == 0);
 	CHECKF(strstr(out, "sieve") && strstr(out, "opt") && strstr(out, "arc"), "%.200s", out);
+
+	/*
+	 * Names in any case, as hm_policy_lookup() takes them, in a list too,
+	 * and reported in their own spelling.
+	 */
+	snprintf(cmd, sizeof cmd,
+		 "%s replay --json --policy s3fifo:small=0.2,LRU --policy S3FIFO:ghost=0.5 "
+		 "--cache 3 %s 2>&1",
+		 tool, path);
+	CHECK(run(cmd, out, sizeof out) == 0);
+	CHECKF(strstr(out, "\"policy\": \"s3fifo:small=0.2\"") &&
+		       strstr(out, "\"policy\": \"lru\"") &&
+		       strstr(out, "\"policy\": \"s3fifo:ghost=0.5\"") && !strstr(out, "LRU") &&
+		       !strstr(out, "S3FIFO"),
+	       "%.200s", out);
+	snprintf(cmd, sizeof cmd, "%s replay --policy Lru --cache 3 %s 2>&1", tool, path);
+	CHECK(run(cmd, out, sizeof out) == 0);
+	CHECKF(strstr(out, "\nlru ") && !strstr(out, "Lru"), "%.200s", out);
 
 	/* Bad usage: exit 2. */
 	snprintf(cmd, sizeof cmd, "%s replay --policy nosuch --cache 3 %s 2>&1", tool, path);
