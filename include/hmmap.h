@@ -694,8 +694,9 @@ int hm_remote_stats(const struct hm_store *store, struct hm_remote_stats *stats)
  * may also hold '+' and '.'), at most HM_PLUGIN_NAME_MAX characters, and
  * must not be taken. Registration is for the life of the process: the ops
  * table and its strings must stay valid, and nothing is unregistered.
- * Registration fails with -EINVAL (NULL ops, another ABI, a bad name,
- * unknown flags, a required hook missing), -EEXIST (the name is taken,
+ * Every ops table needs its one-line summary (the listings print it).
+ * Registration fails with -EINVAL (NULL ops, another ABI, a bad name, no
+ * summary, unknown flags, a required hook missing), -EEXIST (the name is taken,
  * built-in names included) or -ENOSPC (HM_PLUGINS_MAX of that kind are
  * registered), and changes nothing then.
  *

@@ -454,6 +454,10 @@ static void t_bad_registrations(void)
 	p.name = NULL;
 	CHECK(hm_policy_register(&p) == -EINVAL);
 	p.name = "other";
+	/* `hmmap policies` would print "(null)". */
+	p.summary = NULL;
+	CHECK(hm_policy_register(&p) == -EINVAL && msg_has("summary"));
+	p.summary = highest.summary;
 	p.victim = NULL;
 	CHECK(hm_policy_register(&p) == -EINVAL && msg_has("victim"));
 	p.victim = highest.victim;
@@ -481,6 +485,9 @@ static void t_bad_registrations(void)
 	s.scheme = "a/b";
 	CHECK(hm_store_register(&s) == -EINVAL);
 	s.scheme = "x+y.z"; /* a URI scheme may hold these */
+	s.summary = NULL;
+	CHECK(hm_store_register(&s) == -EINVAL && msg_has("summary"));
+	s.summary = gen.summary;
 	s.read = NULL;
 	CHECK(hm_store_register(&s) == -EINVAL && msg_has("read"));
 	s.read = gen.read;
@@ -494,6 +501,9 @@ static void t_bad_registrations(void)
 	t.name = "hotness";
 	CHECK(hm_tier_policy_register(&t) == -EEXIST);
 	t.name = "other";
+	t.summary = NULL;
+	CHECK(hm_tier_policy_register(&t) == -EINVAL && msg_has("summary"));
+	t.summary = tcount.summary;
 	t.tick = NULL;
 	CHECK(hm_tier_policy_register(&t) == -EINVAL && msg_has("tick"));
 

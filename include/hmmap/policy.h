@@ -39,7 +39,7 @@ struct hm_policy_ops {
 	uint32_t abi;        /* HM_POLICY_ABI */
 	uint32_t flags;      /* HM_POLICY_* */
 	const char *name;    /* short lowercase name: "fifo", "s3fifo" */
-	const char *summary; /* one line for `hmmap policies` and the docs */
+	const char *summary; /* one line for `hmmap policies` and the docs (required) */
 	/*
 	 * Bytes of per-slot data the policy keeps for resident pages (the core
 	 * reports it as the policy's metadata cost; ghosts are extra).

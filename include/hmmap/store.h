@@ -59,7 +59,7 @@ struct hm_store_info {
 struct hm_store_ops {
 	uint32_t abi;        /* HM_STORE_ABI */
 	const char *scheme;  /* "file", "mem" */
-	const char *summary; /* one line for listings and docs */
+	const char *summary; /* one line for listings and docs (required) */
 
 	/*
 	 * Opens the store named by `rest`, the URI text after "scheme:".

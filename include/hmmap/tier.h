@@ -38,7 +38,7 @@ struct hm_tier_ctx;
 struct hm_tier_policy_ops {
 	uint32_t abi;        /* HM_TIER_POLICY_ABI */
 	const char *name;
-	const char *summary;
+	const char *summary; /* one line for `hmmap tiers policies` (required) */
 	/*
 	 * Makes the state for a region of npages pages; opts is "k=v,..." or
 	 * "" (parse it with hm_opts_parse()). Ordinary context. 0 or -errno

@@ -113,14 +113,23 @@ int hm__plugin_name_check(const char *what, const char *name, bool scheme)
 }
 
 int hm__plugin_check(const char *fn, const void *ops, uint32_t abi, uint32_t want,
-		     const char *name, bool scheme)
+		     const char *name, const char *summary, bool scheme)
 {
+	int rc;
+
 	if (!ops)
 		return hm__error(-EINVAL, "%s: NULL ops", fn);
 	if (abi != want)
 		return hm__error(-EINVAL, "%s: built for ABI %u, this library has ABI %u", fn,
 				 abi, want);
-	return hm__plugin_name_check(fn, name, scheme);
+	rc = hm__plugin_name_check(fn, name, scheme);
+	if (rc)
+		return rc;
+	/* The listings (`hmmap policies`, `hmmap stores`, `hmmap tiers policies`) print it. */
+	if (!summary)
+		return hm__error(-EINVAL, "%s: '%s' has no summary (one line for the listings)",
+				 fn, name);
+	return 0;
 }
 
 int hm__plugin_hooks_check(const char *what, const char *name, const char *const *names,
@@ -187,7 +196,7 @@ int hm_policy_register(const struct hm_policy_ops *ops)
 	int rc;
 
 	rc = hm__plugin_check("hm_policy_register", ops, ops ? ops->abi : 0, HM_POLICY_ABI,
-			      ops ? ops->name : NULL, false);
+			      ops ? ops->name : NULL, ops ? ops->summary : NULL, false);
 	if (rc)
 		return rc;
 	if (ops->flags & ~known)
@@ -213,7 +222,7 @@ int hm_store_register(const struct hm_store_ops *ops)
 	int rc;
 
 	rc = hm__plugin_check("hm_store_register", ops, ops ? ops->abi : 0, HM_STORE_ABI,
-			      ops ? ops->scheme : NULL, true);
+			      ops ? ops->scheme : NULL, ops ? ops->summary : NULL, true);
 	if (rc)
 		return rc;
 	const void *hooks[] = { (const void *)ops->open, (const void *)ops->close,

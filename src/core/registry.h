@@ -66,10 +66,11 @@ int hm__plugin_hooks_check(const char *what, const char *name, const char *const
 int hm__plugin_name_check(const char *what, const char *name, bool scheme);
 /*
  * 0 if fn may register `ops` (not NULL, of ABI `abi` where the library has
- * `want`, named `name` as hm__plugin_name_check() allows); else -EINVAL.
+ * `want`, named `name` as hm__plugin_name_check() allows, with a summary:
+ * the listings print it); else -EINVAL.
  */
 int hm__plugin_check(const char *fn, const void *ops, uint32_t abi, uint32_t want,
-		     const char *name, bool scheme);
+		     const char *name, const char *summary, bool scheme);
 /*
  * Loads the libraries of HMMAP_PLUGINS once; 0, or that loading's error
  * (with its message) on every call.

@@ -280,7 +280,8 @@ int hm_tier_policy_register(const struct hm_tier_policy_ops *ops)
 	int rc;
 
 	rc = hm__plugin_check("hm_tier_policy_register", ops, ops ? ops->abi : 0,
-			      HM_TIER_POLICY_ABI, ops ? ops->name : NULL, false);
+			      HM_TIER_POLICY_ABI, ops ? ops->name : NULL, ops ? ops->summary : NULL,
+			      false);
 	if (rc)
 		return rc;
 	const void *hooks[] = { (const void *)ops->create, (const void *)ops->destroy,
