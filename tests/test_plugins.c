@@ -297,6 +297,10 @@ static void t_policy_registered(void)
 
 	CHECKF(hm_policy_register(&highest) == 0, "%s", hm_errormsg());
 	/* Found by name, with its options, and listed after the built-ins. */
+	/* No name: -EINVAL, whether options follow or not; an unknown one: -ENOENT. */
+	CHECK(hm_policy_lookup("", &ops, &opts) == -EINVAL && msg_has("empty policy name"));
+	CHECK(hm_policy_lookup(":x", &ops, &opts) == -EINVAL && msg_has("empty policy name"));
+	CHECK(hm_policy_lookup("nosuch:x", &ops, &opts) == -ENOENT);
 	CHECK(hm_policy_lookup("highest:k=v", &ops, &opts) == 0 && ops == &highest &&
 	      !strcmp(opts, "k=v"));
 	const struct hm_policy_ops *const *l = hm_policy_list(&n);

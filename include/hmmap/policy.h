@@ -105,8 +105,9 @@ struct hm_policy_ops {
  * The registry: every policy compiled in, in a stable order, then those
  * registered at run time in the order they came. Lookup takes a
  * spec "name[:k=v,...]" and returns the ops and a pointer to the options text
- * inside spec. Returns 0 or -ENOENT (unknown name, with a message listing the
- * known ones).
+ * inside spec. Names match in any case. Returns 0, -EINVAL (NULL, or an
+ * empty name: "" or ":k=v") or -ENOENT (unknown name, with a message listing
+ * the known ones).
  */
 const struct hm_policy_ops *const *hm_policy_list(size_t *count);
 int hm_policy_lookup(const char *spec, const struct hm_policy_ops **ops, const char **options);

@@ -273,6 +273,9 @@ int hm_policy_lookup(const char *spec, const struct hm_policy_ops **ops, const c
 	count = atomic_load_explicit(&npolicies, memory_order_acquire);
 	colon = strchr(spec, ':');
 	n = colon ? (size_t)(colon - spec) : strlen(spec);
+	/* ":k=v" names no policy, as "" does not: the same error. */
+	if (!n)
+		return hm__error(-EINVAL, "empty policy name in '%s'", spec);
 	for (i = 0; i < count; i++) {
 		if (strlen(policies[i]->name) == n && !strncasecmp(policies[i]->name, spec, n)) {
 			*ops = policies[i];
