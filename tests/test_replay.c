@@ -751,6 +751,54 @@ static void test_trace_at_exit(void)
 	rmdir(dir);
 }
 
+/*
+ * The man page's synopsis of `hmmap replay` says what --help says: an
+ * option is in brackets in both or in neither (--policy is optional, its
+ * default all; --cache is required).
+ */
+static void test_man_synopsis(void)
+{
+	static char usage[4096], man[65536];
+	char cmd[600];
+	size_t n;
+	FILE *f;
+
+	if (!have_tool())
+		SKIP("%.200s not built", tool);
+	snprintf(cmd, sizeof cmd, "%s replay --help", tool);
+	CHECK(run(cmd, usage, sizeof usage) == 0);
+	f = fopen("man/hmmap.1", "r");
+	if (!f)
+		SKIP("man/hmmap.1 not found (run from the source tree)");
+	n = fread(man, 1, sizeof man - 1, f);
+	man[n] = 0;
+	fclose(f);
+	char *syn = strstr(man, ".B hmmap replay\n");
+	CHECK(syn != NULL);
+	char *end = syn ? strstr(syn, "\n.br") : NULL;
+	CHECK(end != NULL);
+	if (!syn || !end)
+		return;
+	*end = 0;
+	char *uline = strstr(usage, "usage: hmmap replay");
+	CHECK(uline != NULL);
+	if (!uline)
+		return;
+	uline[strcspn(uline, "\n")] = 0;
+	static const char *const opts[] = { "policy", "cache" };
+	for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+		char u_opt[32], u_req[32], m_opt[48];
+		snprintf(u_opt, sizeof u_opt, "[--%s ", opts[i]);
+		snprintf(u_req, sizeof u_req, " --%s ", opts[i]);
+		snprintf(m_opt, sizeof m_opt, ".RB [ \\-\\-%s ", opts[i]);
+		bool u_optional = strstr(uline, u_opt) != NULL;
+		CHECKF(u_optional || strstr(uline, u_req), "--%s not in '%s'", opts[i], uline);
+		bool m_optional = strstr(syn, m_opt) != NULL;
+		CHECKF(u_optional == m_optional, "--%s: --help says %s, the man page %s", opts[i],
+		       u_optional ? "optional" : "required", m_optional ? "optional" : "required");
+	}
+}
+
 static void test_cli(void)
 {
 	static char out[65536];
@@ -909,5 +957,6 @@ int main(void)
 	RUN(test_trace_stop_races);
 	RUN(test_trace_at_exit);
 	RUN(test_cli);
+	RUN(test_man_synopsis);
 	return test_done();
 }
