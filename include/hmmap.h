@@ -463,9 +463,10 @@ struct hm_snapshot {
  * publishes no statistics (not an hmmap process, no region mapped yet, or
  * HMMAP_STATS=0); -ESTALE if the segment belonged to a process that is gone
  * (the segment is removed); -EACCES if it belongs to another user;
- * -EPROTO if it is not a statistics segment or -EPROTONOSUPPORT if its
- * version is newer than this library's; -EBUSY if the writer kept it
- * changing.
+ * -EPROTO if it is not a statistics segment or is malformed (a header
+ * that contradicts itself or the file's size; the message says what) or
+ * -EPROTONOSUPPORT if its version is newer than this library's; -EBUSY if
+ * the writer kept it changing.
  */
 int hm_snapshot_read(pid_t pid, struct hm_snapshot **snap);
 void hm_snapshot_free(struct hm_snapshot *snap);

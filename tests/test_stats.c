@@ -816,33 +816,48 @@ static void publisher_cleans_stale(void)
 	CHECK(gone);
 }
 
-/* Writes a crafted segment for pid. */
-static int craft(pid_t pid, const char *magic, uint32_t version, uint64_t start)
+/* Writes a crafted segment for pid: header h, then zeros up to size bytes. */
+static int craft_header(pid_t pid, const struct tu_seg_header *h, off_t size)
 {
 	char path[64];
-	struct tu_seg_header h;
 	int fd;
 
-	memset(&h, 0, sizeof h);
-	memcpy(h.magic, magic, 8);
-	h.version = version;
-	h.header_size = 128;
-	h.entry_size = sizeof(struct hm_obj_stats);
-	h.capacity = 4;
-	h.pid = pid;
-	h.start_time = start;
-	h.interval_ms = 250;
 	snprintf(path, sizeof path, "/dev/shm/hmmap.%d", (int)pid);
 	fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
 	if (fd < 0)
 		return -1;
-	if (write(fd, &h, sizeof h) != (ssize_t)sizeof h ||
-	    ftruncate(fd, 128 + 4 * (off_t)sizeof(struct hm_obj_stats))) {
+	if (write(fd, h, sizeof *h) != (ssize_t)sizeof *h || ftruncate(fd, size)) {
 		close(fd);
 		return -1;
 	}
 	close(fd);
 	return 0;
+}
+
+/* A well-formed header of 4 entries. */
+static void craft_init(struct tu_seg_header *h, const char *magic, uint32_t version, pid_t pid,
+		       uint64_t start)
+{
+	memset(h, 0, sizeof *h);
+	memcpy(h->magic, magic, 8);
+	h->version = version;
+	h->header_size = 128;
+	h->entry_size = sizeof(struct hm_obj_stats);
+	h->capacity = 4;
+	h->pid = pid;
+	h->start_time = start;
+	h->interval_ms = 250;
+}
+
+#define CRAFT_SIZE (128 + 4 * (off_t)sizeof(struct hm_obj_stats))
+
+/* Writes a crafted segment for pid. */
+static int craft(pid_t pid, const char *magic, uint32_t version, uint64_t start)
+{
+	struct tu_seg_header h;
+
+	craft_init(&h, magic, version, pid, start);
+	return craft_header(pid, &h, CRAFT_SIZE);
 }
 
 static void recycled_and_foreign_segments(void)
@@ -886,6 +901,66 @@ static void recycled_and_foreign_segments(void)
 	CHECKF(rc2 == -ESTALE && gone2, "after exec: %d", rc2);
 	CHECKF(rc3 == -EPROTO && kept3, "garbage: %d", rc3);
 	CHECKF(rc4 == -EPROTONOSUPPORT && strstr(msg4, "version 99"), "future: %d %s", rc4, msg4);
+}
+
+/*
+ * A segment of version 1 whose layout contradicts itself is malformed
+ * (-EPROTO, saying what is wrong), never "a newer version" nor a table
+ * read short: entries shorter than version 1's, a header outside the
+ * file, more entries than the file holds, more in use than the capacity.
+ * A version this library does not know yet stays -EPROTONOSUPPORT.
+ */
+static void malformed_segments(void)
+{
+	static const struct {
+		const char *what, *says;
+		uint32_t version, header_size, entry_size, capacity, nobjs;
+		int want;
+	} cases[] = {
+		{ "entry_size 16", "entry_size 16", 1, 128, 16, 4, 0, -EPROTO },
+		{ "header_size 1<<30", "header_size 1073741824", 1, 1u << 30, 512, 4, 0, -EPROTO },
+		{ "header_size 64", "header_size 64", 1, 64, 512, 4, 0, -EPROTO },
+		{ "capacity past the file", "capacity 100", 1, 128, 512, 100, 0, -EPROTO },
+		{ "nobjs past capacity", "nobjs 100000", 1, 128, 512, 4, 100000, -EPROTO },
+		{ "capacity 0, nobjs 5", "nobjs 5", 1, 128, 512, 0, 5, -EPROTO },
+		{ "version 0", "version 0", 0, 128, 512, 4, 0, -EPROTO },
+		{ "version 2", "version 2", 2, 128, 16, 4, 0, -EPROTONOSUPPORT },
+	};
+	enum { N = sizeof cases / sizeof cases[0] };
+	struct hm_snapshot *sn = NULL;
+	struct tu_seg_header h;
+	int rc[N];
+	bool null_out[N];
+	char msg[N][256];
+	pid_t pid = spawn(NULL); /* alive: a malformed segment is left alone */
+	char path[64];
+
+	CHECK(pid > 0);
+	snprintf(path, sizeof path, "/dev/shm/hmmap.%d", (int)pid);
+	/* Read every case, then stop the process, then check: a failed check returns. */
+	for (size_t i = 0; i < N; i++) {
+		craft_init(&h, "HMMAPSTS", cases[i].version, pid, tu_start_time(pid));
+		h.header_size = cases[i].header_size;
+		h.entry_size = cases[i].entry_size;
+		h.capacity = cases[i].capacity;
+		h.nobjs = cases[i].nobjs;
+		rc[i] = craft_header(pid, &h, CRAFT_SIZE) ? 1 : hm_snapshot_read(pid, &sn);
+		snprintf(msg[i], sizeof msg[i], "%s", hm_errormsg());
+		null_out[i] = sn == NULL;
+		if (sn)
+			hm_snapshot_free(sn);
+		sn = NULL;
+	}
+	unlink(path);
+	reap(pid);
+	for (size_t i = 0; i < N; i++) {
+		CHECKF(rc[i] != 1, "cannot craft %s", cases[i].what);
+		CHECKF(rc[i] == cases[i].want && strstr(msg[i], cases[i].says) && null_out[i],
+		       "%s: %d '%s'", cases[i].what, rc[i], msg[i]);
+		/* Never "version 1; this library reads version 1". */
+		CHECKF(rc[i] == -EPROTONOSUPPORT || !strstr(msg[i], "reads version"), "%s: '%s'",
+		       cases[i].what, msg[i]);
+	}
 }
 
 static void bad_arguments(void)
@@ -1012,6 +1087,7 @@ int main(int argc, char **argv)
 	RUN(exit_removes_segment);
 	RUN(publisher_cleans_stale);
 	RUN(recycled_and_foreign_segments);
+	RUN(malformed_segments);
 	RUN(pid_namespace_segment);
 	RUN(counters_and_latency);
 	RUN(prefetch_used_when_scanned);

@@ -826,13 +826,46 @@ static void unlink_seg(pid_t pid)
  * process; removes it if stale. Returns 0 with *out (SEG_SIZE mapped bytes
  * or fewer: *len), or -errno with a message.
  */
+/*
+ * A segment of a version this library knows must be laid out as that
+ * version says: the entries start after the header and inside the file,
+ * are no shorter than this version's (a later version may make them
+ * longer, never shorter: docs/stats.md), `capacity` of them fit in the
+ * file, and no more than `capacity` are in use (the publisher never
+ * writes more, so even a torn read cannot see more). Anything else is no
+ * segment a publisher wrote: -EPROTO, with what is wrong in `why`.
+ */
+static int seg_check(const struct seg_header *h, size_t len, char *why, size_t cap)
+{
+	uint32_t nobjs = h->nobjs;
+
+	if (!h->version)
+		snprintf(why, cap, "version 0");
+	else if (h->header_size < SEG_HEADER || h->header_size > len)
+		snprintf(why, cap, "header_size %u is outside [%d, %zu], the segment's size",
+			 h->header_size, SEG_HEADER, len);
+	else if (h->entry_size < sizeof(struct hm_obj_stats))
+		snprintf(why, cap, "entry_size %u is shorter than the %zu bytes of a version %u "
+				   "entry",
+			 h->entry_size, sizeof(struct hm_obj_stats), h->version);
+	else if ((uint64_t)h->capacity * h->entry_size > len - h->header_size)
+		snprintf(why, cap, "capacity %u entries of %u bytes do not fit in its %zu bytes",
+			 h->capacity, h->entry_size, len);
+	else if (nobjs > h->capacity)
+		snprintf(why, cap, "nobjs %u is more than its capacity of %u entries", nobjs,
+			 h->capacity);
+	else
+		return 0;
+	return -EPROTO;
+}
+
 static int seg_open(pid_t pid, const struct seg_header **out, size_t *len)
 {
-	char name[64];
+	char name[64], why[160];
 	struct stat sb;
 	const struct seg_header *h;
 	bool alive = pid_alive(pid);
-	int fd, e;
+	int fd, e, rc;
 
 	seg_name(name, sizeof name, pid);
 	fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
@@ -884,13 +917,18 @@ static int seg_open(pid_t pid, const struct seg_header **out, size_t *len)
 		return hm__error(-EPROTO, "/dev/shm/hmmap.%d is not an hmmap statistics segment",
 				 (int)pid);
 	}
-	if (h->version > HM_SNAPSHOT_VERSION || h->header_size < SEG_HEADER ||
-	    h->header_size > *len || h->entry_size < sizeof(struct hm_obj_stats)) {
+	if (h->version > HM_SNAPSHOT_VERSION) {
 		uint32_t v = h->version;
 		munmap((void *)h, *len);
 		return hm__error(-EPROTONOSUPPORT, "the statistics segment of process %d has "
 						   "version %u; this library reads version %d",
 				 (int)pid, v, HM_SNAPSHOT_VERSION);
+	}
+	rc = seg_check(h, *len, why, sizeof why);
+	if (rc) {
+		munmap((void *)h, *len);
+		return hm__error(rc, "/dev/shm/hmmap.%d is not a valid statistics segment: %s",
+				 (int)pid, why);
 	}
 	if (h->pid != pid || h->start_time != proc_start_time(pid) || !maps_segment(pid)) {
 		munmap((void *)h, *len);
@@ -935,7 +973,13 @@ int hm_snapshot_read(pid_t pid, struct hm_snapshot **out)
 			nanosleep(&ts, NULL);
 			continue;
 		}
-		size_t n = h->nobjs < cap ? h->nobjs : cap;
+		uint32_t nobjs = h->nobjs;
+		if (nobjs > cap) {
+			/* Checked at open; a segment rewritten since then by no publisher. */
+			rc = -EPROTO;
+			break;
+		}
+		size_t n = nobjs;
 		snap->pid = h->pid;
 		snap->fault_mode = h->fault_mode;
 		snap->start_time = h->start_time;
@@ -958,6 +1002,10 @@ int hm_snapshot_read(pid_t pid, struct hm_snapshot **out)
 	munmap((void *)h, len);
 	if (rc) {
 		free(snap);
+		if (rc == -EPROTO)
+			return hm__error(rc, "/dev/shm/hmmap.%d is not a valid statistics segment: "
+					     "more entries in use than its capacity of %zu",
+					 (int)pid, cap);
 		return hm__error(rc, "the statistics of process %d kept changing while read",
 				 (int)pid);
 	}
