@@ -480,8 +480,9 @@ static int next_victim(struct hm_cache *c, uint32_t *slot)
 		}
 	}
 	/* Nothing, or a wrong answer: rare for -ENOENT, since make_room() waits after one. */
-	for (uint32_t i = 0; i < c->capacity; i++) {
-		uint32_t f = (c->victim_hand + i) % c->capacity;
+	/* Slots from c->fresh on were never used. */
+	for (uint32_t i = 0; i < c->fresh; i++) {
+		uint32_t f = (c->victim_hand + i) % c->fresh;
 		struct hm_region *r = c->slots[f].region;
 		struct hm_page *p = r ? hm__page(r, c->slots[f].idx, false) : NULL;
 		if (!p || !(atomic_load(&p->st) & HM_PG_LISTED))
