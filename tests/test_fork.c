@@ -353,11 +353,28 @@ out:
 			     "threads");                                                 \
 	} while (0)
 
+/*
+ * In a child, ASan still lists the parent's other threads with their
+ * stacks; once such a stack's memory is unmapped and its address reused
+ * (here, by a region the child maps), ASan takes the stale stack shadow
+ * for an error and then fails its own check describing it (about one run
+ * in twenty under load: "CHECK failed: asan_thread.cpp:371 ...
+ * kCurrentStackFrameMagic" in memset of the child's new region). The
+ * normal build runs these cases.
+ */
+#define SKIP_UNDER_ASAN()                                                                \
+	do {                                                                             \
+		if (tu_sanitizer() && !strcmp(tu_sanitizer(), "asan"))                   \
+			SKIP("ASan misreports a child's memory at a parent thread's old " \
+			     "stack address");                                           \
+	} while (0)
+
 static void parent_thread_mode(void)
 {
 	const char *env[] = { "HMMAP_FAULT_MODE=thread", NULL };
 
 	SKIP_UNDER_TSAN();
+	SKIP_UNDER_ASAN();
 
 	TU_CHILD_RESULT(tu_child(env, parent_main, NULL));
 }
@@ -367,6 +384,7 @@ static void parent_sigbus_mode(void)
 	const char *env[] = { "HMMAP_FAULT_MODE=sigbus", NULL };
 
 	SKIP_UNDER_TSAN();
+	SKIP_UNDER_ASAN();
 
 	TU_CHILD_RESULT(tu_child(env, parent_main, NULL));
 }
