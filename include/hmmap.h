@@ -171,7 +171,9 @@ int hm_store_ctl(struct hm_store *store, const char *command);
  * Caches.
  *
  * `budget` is the most DRAM, in bytes, that pages of all regions on the
- * cache may occupy; it is never exceeded. `policy` is a spec
+ * cache may occupy; it is never exceeded. It is at least one page (4096)
+ * and at most 16 TiB less 256 KiB; metadata sized by it is taken only as
+ * pages become resident. `policy` is a spec
  * "name[:k=v,...]" from hm_policy_list() ("clock", "fifo"), or NULL for the
  * default ("clock").
  * ------------------------------------------------------------------------ */

@@ -1041,14 +1041,17 @@ out:
  * memory to make, fill and unmap. Before, making it wrote 1 GB of free-slot
  * list and every unmap walked all 268 million slots.
  */
-static void test_huge_budget(void)
+/* A 1 TiB cache over 1 MiB: 256 pages written, read back after a remap. */
+static void huge_budget_with(const char *policy)
 {
 	struct hm_cache *hc;
 	struct hm_store *s;
 	struct hm_region *r;
 	uint64_t rss0 = tu_rss();
 
-	CHECKF(hm_cache_new(&hc, 1ull << 40, "clock") == 0, "%s", hm_errormsg());
+	CHECKF(hm_cache_new(&hc, 1ull << 40, policy) == 0, "%s: %s", policy, hm_errormsg());
+	if (t_case_failed)
+		return;
 	CHECKF(hm_store_open(&s, "mem:1M", 0) == 0, "%s", hm_errormsg());
 	CHECKF(hm_region_map(&r, hc, s, 0, 1 << 20, PROT_READ | PROT_WRITE, HM_CACHED, 4096) == 0,
 	       "%s", hm_errormsg());
@@ -1059,16 +1062,56 @@ static void test_huge_budget(void)
 	uint64_t grew = tu_rss() - rss0;
 	/* TSan maps shadow for the slot arrays (266 MiB here): its figure is its own. */
 	if (!tu_sanitizer() || strcmp(tu_sanitizer(), "tsan"))
-		CHECKF(grew < (64u << 20), "a 1 TiB cache over 1 MiB grew the process by %llu MiB",
-		       (unsigned long long)(grew >> 20));
+		CHECKF(grew < (64u << 20), "a 1 TiB %s cache over 1 MiB grew the process by %llu MiB",
+		       policy, (unsigned long long)(grew >> 20));
 	/* The slots given back are used again. */
 	CHECK(hm_region_map(&r, hc, s, 0, 1 << 20, PROT_READ, HM_CACHED, 4096) == 0);
 	p = hm_region_addr(r);
 	for (int i = 0; i < 256; i++)
-		CHECKF(p[(size_t)i * 4096] == (char)(i + 1), "page %d", i);
+		CHECKF(p[(size_t)i * 4096] == (char)(i + 1), "%s: page %d", policy, i);
 	CHECK(hm_region_unmap(r) == 0);
 	hm_cache_free(hc);
 	hm_store_close(s);
+}
+
+static void test_huge_budget(void)
+{
+	static const char *const policies[] = {
+		"clock", "fifo", "lru", "sieve", "arc", "lirs", "s3fifo", "2q",
+	};
+
+	for (size_t i = 0; i < sizeof policies / sizeof policies[0] && !t_case_failed; i++)
+		huge_budget_with(policies[i]);
+}
+
+/* The largest budget works; one page more is refused, never wrapped. */
+static void test_budget_limit(void)
+{
+	const size_t most = (((size_t)1 << 32) - 64) * 4096;
+	const size_t over[] = { most + 4096, ((size_t)1 << 44) - 4096, (size_t)1 << 44,
+				(size_t)1 << 50, SIZE_MAX };
+	struct hm_cache *hc;
+
+	CHECKF(hm_cache_new(&hc, most, "clock") == 0, "%s", hm_errormsg());
+	if (!t_case_failed) {
+		CHECK(hm_cache_budget(hc) == most);
+		hm_cache_free(hc);
+	}
+	for (size_t i = 0; i < sizeof over / sizeof over[0]; i++) {
+		hc = (struct hm_cache *)1;
+		CHECKF(hm_cache_new(&hc, over[i], "clock") == -EINVAL, "budget %zu: %s", over[i],
+		       hm_errormsg());
+		CHECK(hc == NULL);
+		CHECKF(strstr(hm_errormsg(), "16 TiB"), "%s", hm_errormsg());
+	}
+	/* Ghost queues past what a table holds are refused by name, not overflowed. */
+	hc = NULL;
+	CHECK(hm_cache_new(&hc, (size_t)1 << 40, "s3fifo:ghost=16") == -EINVAL);
+	CHECKF(strstr(hm_errormsg(), "s3fifo") && strstr(hm_errormsg(), "ghost"), "%s",
+	       hm_errormsg());
+	CHECK(hm_cache_new(&hc, (size_t)1 << 43, "arc") == -EINVAL);
+	CHECKF(strstr(hm_errormsg(), "arc"), "%s", hm_errormsg());
+	CHECK(hc == NULL);
 }
 
 static void test_drop_behind(void)
@@ -1135,6 +1178,7 @@ int main(void)
 	RUN(test_scattered_eviction);
 	RUN(test_drop_behind);
 	RUN(test_huge_budget);
+	RUN(test_budget_limit);
 	tu_cleanup();
 	return test_done();
 }

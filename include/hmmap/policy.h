@@ -47,7 +47,10 @@ struct hm_policy_ops {
 	size_t slot_bytes;
 
 	/*
-	 * Creates an instance for at most `capacity` resident slots. `options`
+	 * Creates an instance for at most `capacity` resident slots (at most
+	 * 2^32 - 64, so that indices up to capacity + 63 fit in 32 bits; tables
+	 * sized by it should be taken lazily: a budget may be far above what
+	 * the cache will hold). `options`
 	 * is the text after the first ':' of the policy spec ("small=0.1,
 	 * ghost=0.9"), or "" for none; parse it with hm_opts_parse() so that an
 	 * unknown key or a bad value is rejected with a message naming it.

@@ -49,6 +49,8 @@ struct victim {
 };
 
 #define MAX_BATCH 512
+/* The most slots is 2^32 - 64: policies name sentinels above their capacity. */
+#define MAX_BUDGET ((((uint64_t)1 << 32) - 64) * 4096)
 _Static_assert(MAX_BATCH <= HM_ZAP_RUNS, "a batch of victims is zapped in one call");
 
 /* Caches alive, for the sampler. */
@@ -1241,8 +1243,14 @@ int hm_cache_new(struct hm_cache **out, size_t budget, const char *policy)
 		return rc;
 	if (budget < 4096)
 		return hm__error(-EINVAL, "cache budget %zu is smaller than one page (4096)", budget);
-	if (budget > (1ull << 44))
-		return hm__error(-EINVAL, "cache budget %zu is larger than 16 TiB", budget);
+	/*
+	 * Slots are 32-bit, and a policy may name a few sentinels above its
+	 * capacity (policy.h): 2^32 slots wrapped to none, and one fewer
+	 * overflowed clock's arrays.
+	 */
+	if (budget > MAX_BUDGET)
+		return hm__error(-EINVAL, "cache budget %zu is more than the most, %llu (16 TiB less 256 KiB)",
+				 budget, (unsigned long long)MAX_BUDGET);
 	rc = hm_policy_lookup(policy ? policy : "clock", &ops, &opts);
 	if (rc)
 		return rc;

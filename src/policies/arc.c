@@ -87,9 +87,12 @@ static void arc_destroy(void *state)
 static int arc_create(void **state, uint32_t capacity, const char *options)
 {
 	struct arc *a;
+	uint32_t b2;
 	int rc;
 
 	rc = hm_opts_parse(options, no_option, NULL);
+	if (!rc)
+		rc = hm__ghost_size("arc", 2, capacity, 4, &b2);
 	if (rc)
 		return rc;
 	a = calloc(1, sizeof *a);
@@ -102,7 +105,7 @@ static int arc_create(void **state, uint32_t capacity, const char *options)
 	a->where = calloc((size_t)capacity + 1, 1);
 	/* |B1| <= c and |B2| <= 2c; the slack absorbs victims without miss(). */
 	if (!a->key || !a->where || hm__links_alloc(&a->q, capacity + 2) ||
-	    hm__ghost_init(&a->b1, capacity, 4) || hm__ghost_init(&a->b2, 2 * capacity, 4)) {
+	    hm__ghost_init(&a->b1, capacity, 4) || hm__ghost_init(&a->b2, b2, 4)) {
 		arc_destroy(a);
 		return hm__error(-ENOMEM, "arc: out of memory for %u slots", capacity);
 	}

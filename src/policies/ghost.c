@@ -6,7 +6,9 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
+#include "core/error.h"
 #include "policies/ghost.h"
 
 /* splitmix64's finaliser: page numbers are often sequential. */
@@ -23,17 +25,28 @@ static inline uint64_t mix(uint64_t x)
 int hm__ghost_table_init(struct hm__ghost_table *t, uint32_t max)
 {
 	uint64_t n = 8;
-	uint32_t i;
+	void *b;
 
+	t->b = NULL;
 	while (n < 2 * (uint64_t)max)
 		n <<= 1;
-	if (n > (1ull << 32))
+	/* 2^32 buckets is the most a 32-bit mask names: a load of up to 3/4. */
+	if (n > (1ull << 32)) {
+		if (max > HM_GHOST_MAX)
+			return -ENOMEM;
+		n = 1ull << 32;
+	}
+	/*
+	 * Mapped, not allocated: the kernel's zero pages are empty buckets, so
+	 * the table costs memory only where ghosts land, and MAP_NORESERVE
+	 * keeps a budget far above what the cache will hold (a 1 TiB cache's
+	 * ARC tables come to 32 GiB) from being refused by overcommit.
+	 */
+	b = mmap(NULL, n * sizeof *t->b, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (b == MAP_FAILED)
 		return -ENOMEM;
-	t->b = malloc(n * sizeof *t->b);
-	if (!t->b)
-		return -ENOMEM;
-	for (i = 0; i < n; i++)
-		t->b[i].val = HM_GHOST_NONE;
+	t->b = b;
 	t->mask = (uint32_t)(n - 1);
 	t->count = 0;
 	t->max = max;
@@ -42,7 +55,8 @@ int hm__ghost_table_init(struct hm__ghost_table *t, uint32_t max)
 
 void hm__ghost_table_fini(struct hm__ghost_table *t)
 {
-	free(t->b);
+	if (t->b)
+		munmap(t->b, ((size_t)t->mask + 1) * sizeof *t->b);
 	t->b = NULL;
 }
 
@@ -51,10 +65,10 @@ uint32_t hm__ghost_table_find(const struct hm__ghost_table *t, uint64_t key)
 	uint32_t i = (uint32_t)mix(key) & t->mask;
 
 	for (;; i = (i + 1) & t->mask) {
-		if (t->b[i].val == HM_GHOST_NONE)
+		if (!t->b[i].val1)
 			return HM_GHOST_NONE;
 		if (t->b[i].key == key)
-			return t->b[i].val;
+			return t->b[i].val1 - 1;
 	}
 }
 
@@ -62,10 +76,10 @@ void hm__ghost_table_add(struct hm__ghost_table *t, uint64_t key, uint32_t val)
 {
 	uint32_t i = (uint32_t)mix(key) & t->mask;
 
-	while (t->b[i].val != HM_GHOST_NONE)
+	while (t->b[i].val1)
 		i = (i + 1) & t->mask;
 	t->b[i].key = key;
-	t->b[i].val = val;
+	t->b[i].val1 = val + 1;
 	t->count++;
 }
 
@@ -74,33 +88,45 @@ uint32_t hm__ghost_table_del(struct hm__ghost_table *t, uint64_t key)
 	uint32_t i = (uint32_t)mix(key) & t->mask, j, home, val;
 
 	for (;; i = (i + 1) & t->mask) {
-		if (t->b[i].val == HM_GHOST_NONE)
+		if (!t->b[i].val1)
 			return HM_GHOST_NONE;
 		if (t->b[i].key == key)
 			break;
 	}
-	val = t->b[i].val;
+	val = t->b[i].val1 - 1;
 	/*
 	 * Backward shift: move later members of the probe run into the hole
 	 * when their home bucket does not lie (cyclically) between the hole
 	 * and their position.
 	 */
-	for (j = (i + 1) & t->mask; t->b[j].val != HM_GHOST_NONE; j = (j + 1) & t->mask) {
+	for (j = (i + 1) & t->mask; t->b[j].val1; j = (j + 1) & t->mask) {
 		home = (uint32_t)mix(t->b[j].key) & t->mask;
 		if (((j - home) & t->mask) >= ((j - i) & t->mask)) {
 			t->b[i] = t->b[j];
 			i = j;
 		}
 	}
-	t->b[i].val = HM_GHOST_NONE;
+	t->b[i].val1 = 0;
 	t->count--;
 	return val;
 }
 
+int hm__ghost_size(const char *who, double ratio, uint32_t capacity, uint32_t slack,
+		   uint32_t *cap)
+{
+	double want = ratio * capacity;
+
+	if (want + slack > HM_GHOST_MAX)
+		return hm__error(-EINVAL, "%s: %.0f ghost entries for %u slots are more than %u",
+				 who, want, capacity, HM_GHOST_MAX - slack);
+	*cap = (uint32_t)want;
+	return 0;
+}
+
 int hm__ghost_init(struct hm__ghost *g, uint32_t cap, uint32_t slack)
 {
-	uint32_t i;
-
+	if ((uint64_t)cap + slack > HM_GHOST_MAX)
+		return -ENOMEM;
 	g->cap = cap;
 	g->pool = cap + slack;
 	g->count = 0;
@@ -114,10 +140,13 @@ int hm__ghost_init(struct hm__ghost *g, uint32_t cap, uint32_t slack)
 		return -ENOMEM;
 	}
 	hm__links_init(&g->l, g->pool);
-	/* The free list is threaded through `next`; HM_GHOST_NONE ends it. */
-	g->free = g->pool ? 0 : HM_GHOST_NONE;
-	for (i = 0; i < g->pool; i++)
-		g->l.next[i] = i + 1 < g->pool ? i + 1 : HM_GHOST_NONE;
+	/*
+	 * Nodes come from `fresh` until each was used once, then from the
+	 * free list (threaded through `next`, HM_GHOST_NONE ends it): a list
+	 * threaded here would touch every node of a huge cache up front.
+	 */
+	g->free = HM_GHOST_NONE;
+	g->fresh = 0;
 	return 0;
 }
 
@@ -175,10 +204,14 @@ void hm__ghost_push(struct hm__ghost *g, uint64_t key)
 		return;
 	/* A key is a ghost at most once: re-pushing refreshes it. */
 	hm__ghost_del(g, key);
-	if (g->free == HM_GHOST_NONE)
+	if (g->free == HM_GHOST_NONE && g->fresh == g->pool)
 		hm__ghost_pop(g);
-	n = g->free;
-	g->free = g->l.next[n];
+	if (g->free != HM_GHOST_NONE) {
+		n = g->free;
+		g->free = g->l.next[n];
+	} else {
+		n = g->fresh++;
+	}
 	g->keys[n] = key;
 	hm__links_push_tail(&g->l, g->pool, n);
 	hm__ghost_table_add(&g->t, key, n);

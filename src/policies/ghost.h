@@ -19,10 +19,12 @@
 #include "policies/links.h"
 
 #define HM_GHOST_NONE UINT32_MAX
+/* The most entries a table (2^32 buckets at most, loaded to 3/4) holds. */
+#define HM_GHOST_MAX (3u << 30)
 
 struct hm__ghost_entry {
 	uint64_t key;
-	uint32_t val; /* HM_GHOST_NONE when the bucket is empty */
+	uint32_t val1; /* the value plus one; 0 when the bucket is empty */
 };
 
 struct hm__ghost_table {
@@ -32,7 +34,10 @@ struct hm__ghost_table {
 	uint32_t max; /* the most entries the table was sized for */
 };
 
-/* Sizes the table for `max` entries (load factor at most 1/2): 0 or -ENOMEM. */
+/*
+ * Sizes the table for `max` entries (load factor at most 1/2, or 3/4 past
+ * 2^31 entries): 0 or -ENOMEM. Memory is taken only where entries land.
+ */
 int hm__ghost_table_init(struct hm__ghost_table *t, uint32_t max);
 void hm__ghost_table_fini(struct hm__ghost_table *t);
 /* The value stored for `key`, or HM_GHOST_NONE. */
@@ -48,6 +53,7 @@ struct hm__ghost {
 	uint32_t count;
 	uint32_t owed;  /* victims not yet followed by an insert (see trim) */
 	uint32_t free;  /* free node list through links.next */
+	uint32_t fresh; /* nodes below it were used at least once */
 	uint64_t *keys; /* by node */
 	struct hm__links l; /* pool nodes + sentinel `pool`; head is oldest */
 	struct hm__ghost_table t;
@@ -69,6 +75,13 @@ struct hm__ghost {
  * batch of the core's (up to 512 pages).
  */
 #define HM_GHOST_SLACK 516u
+/*
+ * floor(ratio x capacity) through `cap`, or -EINVAL, with a message naming
+ * policy `who`, when that many ghosts plus `slack` are more than a queue
+ * holds (only for budgets of terabytes).
+ */
+int hm__ghost_size(const char *who, double ratio, uint32_t capacity, uint32_t slack,
+		   uint32_t *cap);
 int hm__ghost_init(struct hm__ghost *g, uint32_t cap, uint32_t slack);
 /* Frees a queue; safe on a zeroed one or after a failed init. */
 void hm__ghost_fini(struct hm__ghost *g);

@@ -63,7 +63,8 @@ struct lirs {
 	uint32_t s_max;        /* bound on s_count */
 	uint32_t pool;         /* non-resident nodes */
 	uint32_t n_nr;
-	uint32_t nr_free;
+	uint32_t nr_free;      /* free nodes through nh.next, then nr_fresh.. */
+	uint32_t nr_fresh;     /* nodes below it were used at least once */
 	uint32_t s_sent;       /* S sentinel: c + pool */
 	struct hm__links s;    /* slots [0, c), non-resident c + [0, pool) */
 	struct hm__links q;    /* slots; sentinel c */
@@ -111,7 +112,6 @@ static int lirs_create(void **state, uint32_t capacity, const char *options)
 {
 	struct lirs_opts o = { .hir = 0.01 };
 	struct lirs *l;
-	uint32_t i;
 	int rc;
 
 	rc = hm_opts_parse(options, parse_opt, &o);
@@ -142,9 +142,9 @@ static int lirs_create(void **state, uint32_t capacity, const char *options)
 	hm__links_init(&l->s, l->s_sent);
 	hm__links_init(&l->q, capacity);
 	hm__links_init(&l->nh, l->pool);
-	l->nr_free = 0;
-	for (i = 0; i < l->pool; i++)
-		l->nh.next[i] = i + 1 < l->pool ? i + 1 : HM_GHOST_NONE;
+	/* Not threaded here: that touched every node of a huge cache up front. */
+	l->nr_free = HM_GHOST_NONE;
+	l->nr_fresh = 0;
 	*state = l;
 	return 0;
 }
@@ -274,10 +274,14 @@ static int lirs_victim(void *state, uint32_t *slot)
 	l->n_hir--;
 	if (l->flags[v] & F_S) {
 		/* It stays in S, in the same place, as a non-resident entry. */
-		if (l->nr_free == HM_GHOST_NONE)
+		if (l->nr_free == HM_GHOST_NONE && l->nr_fresh == l->pool)
 			drop_nr(l, hm__links_head(&l->nh, l->pool));
-		n = l->nr_free;
-		l->nr_free = l->nh.next[n];
+		if (l->nr_free != HM_GHOST_NONE) {
+			n = l->nr_free;
+			l->nr_free = l->nh.next[n];
+		} else {
+			n = l->nr_fresh++;
+		}
 		l->nr_key[n] = l->key[v];
 		hm__links_insert_before(&l->s, v, l->c + n);
 		hm__links_unlink(&l->s, v);

@@ -112,9 +112,12 @@ static int s3_create(void **state, uint32_t capacity, const char *options)
 {
 	struct s3_opts o = { .small = 0.1, .ghost = 0.9, .threshold = 2 };
 	struct s3fifo *s;
+	uint32_t ghosts;
 	int rc;
 
 	rc = hm_opts_parse(options, parse_opt, &o);
+	if (!rc)
+		rc = hm__ghost_size("s3fifo", o.ghost, capacity, HM_GHOST_SLACK, &ghosts);
 	if (rc)
 		return rc;
 	s = calloc(1, sizeof *s);
@@ -130,7 +133,7 @@ static int s3_create(void **state, uint32_t capacity, const char *options)
 	s->freq = calloc((size_t)capacity + 1, 1);
 	s->where = calloc((size_t)capacity + 1, 1);
 	if (!s->key || !s->freq || !s->where || hm__links_alloc(&s->q, capacity + 2) ||
-	    hm__ghost_init(&s->ghost, (uint32_t)(o.ghost * capacity), HM_GHOST_SLACK)) {
+	    hm__ghost_init(&s->ghost, ghosts, HM_GHOST_SLACK)) {
 		s3_destroy(s);
 		return hm__error(-ENOMEM, "s3fifo: out of memory for %u slots", capacity);
 	}

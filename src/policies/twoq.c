@@ -88,9 +88,12 @@ static int twoq_create(void **state, uint32_t capacity, const char *options)
 {
 	struct twoq_opts o = { .kin = 0.25, .kout = 0.5 };
 	struct twoq *t;
+	uint32_t ghosts;
 	int rc;
 
 	rc = hm_opts_parse(options, parse_opt, &o);
+	if (!rc)
+		rc = hm__ghost_size("2q", o.kout, capacity, HM_GHOST_SLACK, &ghosts);
 	if (rc)
 		return rc;
 	t = calloc(1, sizeof *t);
@@ -103,7 +106,7 @@ static int twoq_create(void **state, uint32_t capacity, const char *options)
 	t->key = malloc(((size_t)capacity + 1) * sizeof *t->key);
 	t->where = calloc((size_t)capacity + 1, 1);
 	if (!t->key || !t->where || hm__links_alloc(&t->q, capacity + 2) ||
-	    hm__ghost_init(&t->out, (uint32_t)(o.kout * capacity), HM_GHOST_SLACK)) {
+	    hm__ghost_init(&t->out, ghosts, HM_GHOST_SLACK)) {
 		twoq_destroy(t);
 		return hm__error(-ENOMEM, "2q: out of memory for %u slots", capacity);
 	}
