@@ -202,15 +202,24 @@ static int make_file(const char *path, uint64_t size)
 		size_t n = size - off < chunk ? (size_t)(size - off) : chunk;
 		for (size_t w = 0; w < n / 8; w++)
 			buf[w] = orig(off / 8 + w);
-		if (pwrite(fd, buf, n, (off_t)off) != (ssize_t)n) {
-			int e = errno ? -errno : -EIO;
+		ssize_t w = pwrite(fd, buf, n, (off_t)off);
+		if (w != (ssize_t)n) {
+			/* A short write to a regular file: the file system is full. */
+			int e = w < 0 ? -errno : -ENOSPC;
 			free(buf);
 			close(fd);
+			/* A partial file is of no use, and it holds the space it took. */
+			unlink(path);
 			return e;
 		}
 	}
 	free(buf);
-	fsync(fd);
+	if (fsync(fd)) {
+		int e = -errno;
+		close(fd);
+		unlink(path);
+		return e;
+	}
 	close(fd);
 	return 0;
 }

@@ -3,7 +3,10 @@
  * The hmmap tool: the demo runs and verifies on a small file, and every
  * subcommand rejects bad usage with exit status 2 and a message.
  */
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +29,30 @@ static void demo_small(void)
 	CHECK(strstr(out, "hmmap   sequential"));
 	CHECK(strstr(out, "mmap    random"));
 	CHECK(strstr(out, "every written word is on disk"));
+}
+
+/*
+ * A data file that cannot be written whole (the file system full; here a
+ * file size limit) is an error that leaves nothing behind: the partial
+ * file held the space it took.
+ */
+static void demo_no_room(void)
+{
+	char out[4096], cmd[1024], dir[300];
+
+	if (access(tool, X_OK))
+		SKIP("%.200s is not built", tool);
+	tu_path(dir, sizeof dir, "demo-no-room");
+	CHECK(mkdir(dir, 0700) == 0);
+	/* 20480 blocks of 512 bytes: 10 MiB of a 64 MiB file; EFBIG, not SIGXFSZ. */
+	snprintf(cmd, sizeof cmd,
+		 "trap '' XFSZ; ulimit -f 20480 && exec %s demo --size 64M --cache 8M --dir %s",
+		 tool, dir);
+	int rc = tu_run(cmd, out, sizeof out);
+	CHECKF(rc == 1, "exit %d:\n%.300s", rc, out);
+	CHECKF(strstr(out, "cannot write"), "%.300s", out);
+	/* The directory is empty again: rmdir() fails on a file left in it. */
+	CHECKF(rmdir(dir) == 0, "%s: %s", dir, strerror(errno));
 }
 
 static void version_and_help(void)
@@ -91,5 +118,7 @@ int main(void)
 	RUN(version_and_help);
 	RUN(bad_usage);
 	RUN(demo_small);
+	RUN(demo_no_room);
+	tu_cleanup();
 	return test_done();
 }
