@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -279,6 +280,33 @@ static void print_row(const char *sys, const char *work, const struct result *r)
 	       r->bad ? "BAD" : "ok");
 }
 
+/* The data file, removed by on_signal() when the demo is interrupted. */
+static char data_path[4096];
+
+static void on_signal(int sig)
+{
+	unlink(data_path);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/*
+ * Ctrl-C, kill or a closed terminal would leave a 1 GiB file in $TMPDIR:
+ * those signals remove it first, and then end the demo as they would have.
+ * A signal the caller ignores (nohup) stays ignored.
+ */
+static void remove_on_signals(const char *path)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+	struct sigaction sa = { .sa_handler = on_signal }, old;
+
+	snprintf(data_path, sizeof data_path, "%s", path);
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		if (!sigaction(sigs[i], NULL, &old) && old.sa_handler == SIG_DFL)
+			sigaction(sigs[i], &sa, NULL);
+}
+
 static void demo_usage(FILE *f)
 {
 	fprintf(f, "usage: hmmap demo [--size SIZE] [--cache SIZE] [--ops N] [--threads N]\n"
@@ -287,7 +315,8 @@ static void demo_usage(FILE *f)
 		   "through an hmmap cache much smaller than the file (default 128M), runs a\n"
 		   "sequential and a random read/write workload with verified contents, and\n"
 		   "prints hmmap beside the kernel's mmap of the same file. Exit status 0\n"
-		   "when every check passed, 1 otherwise.\n");
+		   "when every check passed, 1 otherwise. The data file is removed at the end,\n"
+		   "on failure and on SIGINT, SIGTERM, SIGHUP or SIGQUIT, unless --keep.\n");
 }
 
 int hm_cli_demo(int argc, char **argv)
@@ -366,6 +395,8 @@ int hm_cli_demo(int argc, char **argv)
 	       getenv("HMMAP_POLICY") ? getenv("HMMAP_POLICY") : "clock",
 	       hm_fault_mode() == HM_FAULT_SIGBUS ? "sigbus" : "thread");
 	fflush(stdout);
+	if (!keep)
+		remove_on_signals(path);
 	rc = make_file(path, size);
 	if (rc) {
 		fprintf(stderr, "hmmap demo: cannot write %s: %s\n", path, strerror(-rc));

@@ -55,6 +55,26 @@ static void demo_no_room(void)
 	CHECKF(rmdir(dir) == 0, "%s: %s", dir, strerror(errno));
 }
 
+/* Stopped by a signal (kill, Ctrl-C), the demo first removes its data file. */
+static void demo_interrupted(void)
+{
+	char out[4096], cmd[1500], dir[300];
+
+	if (access(tool, X_OK))
+		SKIP("%.200s is not built", tool);
+	tu_path(dir, sizeof dir, "demo-killed");
+	CHECK(mkdir(dir, 0700) == 0);
+	/* Far more operations than it runs before the signal; SIGTERM as kill sends. */
+	snprintf(cmd, sizeof cmd,
+		 "%s demo --size 64M --cache 8M --ops 100000000 --dir %s >/dev/null & p=$!; "
+		 "i=0; while [ ! -e %s/hmmap-demo-$p.dat ] && [ $i -lt 3000 ]; do "
+		 "sleep 0.01; i=$((i+1)); done; sleep 0.3; kill -TERM $p; wait $p; echo status $?",
+		 tool, dir, dir);
+	CHECK(tu_run(cmd, out, sizeof out) == 0);
+	CHECKF(strstr(out, "status 143"), "%.300s", out);
+	CHECKF(rmdir(dir) == 0, "%s: %s", dir, strerror(errno));
+}
+
 static void version_and_help(void)
 {
 	char out[4096], cmd[1024];
@@ -119,6 +139,7 @@ int main(void)
 	RUN(bad_usage);
 	RUN(demo_small);
 	RUN(demo_no_room);
+	RUN(demo_interrupted);
 	tu_cleanup();
 	return test_done();
 }
