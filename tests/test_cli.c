@@ -32,47 +32,52 @@ static void demo_small(void)
 }
 
 /*
+ * Runs shell text `sh` with $t the tool and $d a new directory, checks that
+ * its output holds `want` and `also` (unless NULL), and that the demo left
+ * nothing in $d (rmdir() fails on a file left in it).
+ */
+static void demo_leaves_nothing(const char *name, const char *sh, const char *want,
+				const char *also)
+{
+	char out[4096], cmd[2048], dir[300];
+
+	tu_path(dir, sizeof dir, name);
+	CHECK(mkdir(dir, 0700) == 0);
+	snprintf(cmd, sizeof cmd, "{ d=%s; t=%s; %s; }", dir, tool, sh);
+	tu_run(cmd, out, sizeof out);
+	CHECKF(strstr(out, want), "no '%s' in:\n%.300s", want, out);
+	if (also)
+		CHECKF(strstr(out, also), "no '%s' in:\n%.300s", also, out);
+	CHECKF(rmdir(dir) == 0, "%s: %s", dir, strerror(errno));
+}
+
+/*
  * A data file that cannot be written whole (the file system full; here a
- * file size limit) is an error that leaves nothing behind: the partial
- * file held the space it took.
+ * file size limit of 10 MiB for 64 MiB, EFBIG rather than SIGXFSZ) is an
+ * error that removes the partial file, which held the space it took.
  */
 static void demo_no_room(void)
 {
-	char out[4096], cmd[1024], dir[300];
-
 	if (access(tool, X_OK))
 		SKIP("%.200s is not built", tool);
-	tu_path(dir, sizeof dir, "demo-no-room");
-	CHECK(mkdir(dir, 0700) == 0);
-	/* 20480 blocks of 512 bytes: 10 MiB of a 64 MiB file; EFBIG, not SIGXFSZ. */
-	snprintf(cmd, sizeof cmd,
-		 "trap '' XFSZ; ulimit -f 20480 && exec %s demo --size 64M --cache 8M --dir %s",
-		 tool, dir);
-	int rc = tu_run(cmd, out, sizeof out);
-	CHECKF(rc == 1, "exit %d:\n%.300s", rc, out);
-	CHECKF(strstr(out, "cannot write"), "%.300s", out);
-	/* The directory is empty again: rmdir() fails on a file left in it. */
-	CHECKF(rmdir(dir) == 0, "%s: %s", dir, strerror(errno));
+	demo_leaves_nothing("demo-no-room",
+			    "trap '' XFSZ; (ulimit -f 20480 && exec $t demo --size 64M --cache 8M "
+			    "--dir $d); echo status $?",
+			    "status 1", "cannot write");
 }
 
 /* Stopped by a signal (kill, Ctrl-C), the demo first removes its data file. */
 static void demo_interrupted(void)
 {
-	char out[4096], cmd[1500], dir[300];
-
 	if (access(tool, X_OK))
 		SKIP("%.200s is not built", tool);
-	tu_path(dir, sizeof dir, "demo-killed");
-	CHECK(mkdir(dir, 0700) == 0);
 	/* Far more operations than it runs before the signal; SIGTERM as kill sends. */
-	snprintf(cmd, sizeof cmd,
-		 "%s demo --size 64M --cache 8M --ops 100000000 --dir %s >/dev/null & p=$!; "
-		 "i=0; while [ ! -e %s/hmmap-demo-$p.dat ] && [ $i -lt 3000 ]; do "
-		 "sleep 0.01; i=$((i+1)); done; sleep 0.3; kill -TERM $p; wait $p; echo status $?",
-		 tool, dir, dir);
-	CHECK(tu_run(cmd, out, sizeof out) == 0);
-	CHECKF(strstr(out, "status 143"), "%.300s", out);
-	CHECKF(rmdir(dir) == 0, "%s: %s", dir, strerror(errno));
+	demo_leaves_nothing("demo-killed",
+			    "$t demo --size 64M --cache 8M --ops 100000000 --dir $d >/dev/null & "
+			    "p=$!; i=0; while [ ! -e $d/hmmap-demo-$p.dat ] && [ $i -lt 3000 ]; do "
+			    "sleep 0.01; i=$((i+1)); done; sleep 0.3; kill -TERM $p; wait $p; "
+			    "echo status $?",
+			    "status 143", NULL);
 }
 
 static void version_and_help(void)
