@@ -9,7 +9,9 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -441,6 +443,72 @@ static int fifo_child(void *arg)
 	return t_case_failed;
 }
 
+/*
+ * Out of descriptors at the first map, which starts the fault engine: a
+ * clean -EMFILE that leaves no descriptor or thread behind, and a later map
+ * with descriptors to spare works (the failure is not remembered).
+ */
+static int engine_emfile_child(void *arg)
+{
+	const int rw = PROT_READ | PROT_WRITE;
+	struct hm_cache *cache;
+	struct hm_store *store;
+	struct hm_region *region;
+	struct rlimit old, rl;
+	int fds[3], t0, m0, t1, m1, f0, f1, rc;
+
+	if (hm_cache_new(&cache, 1 << 20, NULL) || hm_store_open(&store, "mem:1M", 0)) {
+		printf("set-up: %s\n", hm_errormsg());
+		return 1;
+	}
+	/* Room for three more descriptors: too few for the engine. */
+	for (int i = 0; i < 3; i++)
+		fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (getrlimit(RLIMIT_NOFILE, &old) || fds[2] < 0)
+		return 1;
+	for (int i = 0; i < 3; i++)
+		close(fds[i]);
+	process_state(&t0, &m0);
+	f0 = tu_count_fds();
+	rl = old;
+	rl.rlim_cur = (rlim_t)fds[2] + 1;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		return 1;
+	rc = hm_region_map(&region, cache, store, 0, 1 << 16, rw, HM_CACHED, 0);
+	setrlimit(RLIMIT_NOFILE, &old);
+	process_state(&t1, &m1);
+	f1 = tu_count_fds();
+	if (rc != -EMFILE || !*hm_errormsg()) {
+		printf("map with 3 descriptors left = %d (%s), want -EMFILE\n", rc, hm_errormsg());
+		return 1;
+	}
+	if (f1 != f0 || t1 != t0) {
+		printf("the failed map left descriptors %d -> %d, threads %d -> %d\n", f0, f1, t0,
+		       t1);
+		return 1;
+	}
+	rc = hm_region_map(&region, cache, store, 0, 1 << 16, rw, HM_CACHED, 0);
+	if (rc) {
+		printf("map with descriptors to spare = %d (%s)\n", rc, hm_errormsg());
+		return 1;
+	}
+	memset(hm_region_addr(region), 0x5a, 1 << 16);
+	if (hm_region_unmap(region) || hm_store_read(store, fds, sizeof fds, 4096) ||
+	    fds[0] != 0x5a5a5a5a) {
+		printf("data: %s\n", hm_errormsg());
+		return 1;
+	}
+	hm_store_close(store);
+	hm_cache_free(cache);
+	return 0;
+}
+
+static void test_engine_emfile_not_sticky(void)
+{
+	int st = tu_child(NULL, engine_emfile_child, NULL);
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: %s", tu_status_str(st));
+}
+
 static void test_fifo_paths(void)
 {
 	int st;
@@ -465,6 +533,7 @@ int main(void)
 	RUN(test_fresh_failures_start_nothing); /* first: before this process maps anything */
 	/* Second, while this process has no other thread: TSan kills a child of one that does. */
 	RUN(test_fifo_paths);
+	RUN(test_engine_emfile_not_sticky); /* in a child, while this process has no thread */
 	RUN(test_hmmap_args);
 	RUN(test_hmmap_pmem_changes_nothing);
 	RUN(test_cache_args);

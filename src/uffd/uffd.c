@@ -42,7 +42,6 @@
 static struct {
 	pthread_mutex_t lock;
 	bool started;
-	int err;
 	int uffd;
 	int pagemap;
 	uint64_t kfeatures; /* UFFD_FEATURE_* enabled */
@@ -498,16 +497,55 @@ static int engine_init(void)
 	return start_threads(env->fault_threads);
 }
 
+/*
+ * Undoes what a failed engine_init() had set up: the handler threads it
+ * started (stopped and joined; each closes its epoll set), the eventfd, the
+ * userfaultfd and pagemap. The SIGBUS handler stays, as after fork().
+ */
+static void engine_undo(void)
+{
+	uint64_t one = 1;
+
+	/* The eventfd stays readable: every handler sees it and returns. */
+	if (eng.nthreads && write(eng.stopfd, &one, sizeof one) == sizeof one)
+		for (uint32_t i = 0; i < eng.nthreads; i++)
+			pthread_join(eng.threads[i], NULL);
+	if (eng.stopfd >= 0)
+		close(eng.stopfd);
+	if (eng.uffd >= 0)
+		close(eng.uffd);
+	if (eng.pagemap >= 0)
+		close(eng.pagemap);
+	free(eng.threads);
+	free(eng.eps);
+	eng.threads = NULL;
+	eng.eps = NULL;
+	eng.nthreads = 0;
+	eng.uffd = eng.pagemap = eng.stopfd = -1;
+	eng.kfeatures = eng.ioctls = 0;
+	memset(&eng.info, 0, sizeof eng.info);
+}
+
+/*
+ * A failure is not kept: it releases what it took and the next call tries
+ * again, since most causes pass (EMFILE, EAGAIN for a thread, ENOMEM) and
+ * the call that fails sets the message that explains it.
+ */
 int hm__engine_start(const struct hm_engine_info **info)
 {
+	int rc = 0;
+
 	pthread_mutex_lock(&eng.lock);
 	if (!eng.started) {
-		eng.err = engine_init();
-		eng.started = true;
+		rc = engine_init();
+		if (rc)
+			engine_undo();
+		else
+			eng.started = true;
 	}
 	pthread_mutex_unlock(&eng.lock);
-	if (eng.err)
-		return eng.err;
+	if (rc)
+		return rc;
 	if (info)
 		*info = &eng.info;
 	return 0;
@@ -547,7 +585,6 @@ void hm__engine_fork(int phase)
 		eng.uffd = eng.pagemap = eng.stopfd = -1;
 		eng.kfeatures = eng.ioctls = 0;
 		memset(&eng.info, 0, sizeof eng.info);
-		eng.err = 0;
 		eng.started = false;
 		for (int i = 0; i < PENDING; i++)
 			atomic_store(&pending[i].tid, 0);
