@@ -230,6 +230,27 @@ static void test_cache_args(void)
 	CHECK(hm_cache_free(c) == 0);
 }
 
+/* Past the limit of 64 caches: -EMFILE, and a refused cache leaves no thread behind. */
+static void test_cache_limit(void)
+{
+	struct hm_cache *c[64], *x = NULL;
+	int n = 0, t0, m0, t1, m1, rc = 0;
+
+	while (n < 64 && !(rc = hm_cache_new(&c[n], 1 << 20, NULL)))
+		n++;
+	if (n == 64)
+		rc = hm_cache_new(&x, 1 << 20, NULL);
+	process_state(&t0, &m0);
+	for (int i = 0; i < 20 && rc == -EMFILE; i++)
+		rc = hm_cache_new(&x, 1 << 20, NULL);
+	process_state(&t1, &m1);
+	while (n > 0)
+		CHECK(hm_cache_free(c[--n]) == 0);
+	CHECKF(rc == -EMFILE && !x, "past the limit: %d (%s)", rc, hm_errormsg());
+	CHECKF(strstr(hm_errormsg(), "at most 64"), "message: %s", hm_errormsg());
+	CHECKF(t1 == t0, "20 refused caches left %d thread(s)", t1 - t0);
+}
+
 static void test_region_args(void)
 {
 	struct hm_cache *c, *small;
@@ -543,6 +564,7 @@ int main(void)
 	RUN(test_hmmap_args);
 	RUN(test_hmmap_pmem_changes_nothing);
 	RUN(test_cache_args);
+	RUN(test_cache_limit);
 	RUN(test_region_args);
 	RUN(test_unmap_args);
 	RUN(test_sync_args);

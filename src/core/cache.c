@@ -1307,6 +1307,13 @@ int hm_cache_new(struct hm_cache **out, size_t budget, const char *policy)
 	pthread_mutex_lock(&caches_lock);
 	if (ncaches == (int)(sizeof caches / sizeof caches[0])) {
 		pthread_mutex_unlock(&caches_lock);
+		/* The reclaimer started above must not outlive c. */
+		pthread_mutex_lock(&c->lock);
+		c->stop = true;
+		pthread_cond_signal(&c->reclaim_cond);
+		pthread_mutex_unlock(&c->lock);
+		if (c->reclaimer_on)
+			pthread_join(c->reclaimer, NULL);
 		ops->destroy(c->pstate);
 		rc = hm__error(-EMFILE, "too many caches (at most 64)");
 		goto fail;
