@@ -14,6 +14,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <time.h>
 
 #include "harness.h"
@@ -627,6 +628,57 @@ static void own_segment(void)
 	TU_CHILD_RESULT(st);
 }
 
+/*
+ * A full /dev/shm: the segment cannot be made, so the process publishes
+ * nothing, and its first map and touches work (they took SIGBUS when the
+ * segment was only sized, not allocated).
+ */
+static int shm_full_child(void *arg)
+{
+	static char block[4096];
+	unsigned char *p;
+	struct hm_snapshot *sn = NULL;
+	int fd, rc;
+
+	if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+	    mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=64k")) {
+		printf("skip: no private /dev/shm here: %s\n", strerror(errno));
+		return 77;
+	}
+	fd = open("/dev/shm/filler", O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	while (fd >= 0 && write(fd, block, sizeof block) == (ssize_t)sizeof block)
+		;
+	if (fd >= 0)
+		close(fd);
+	p = hmmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, HM_CACHED, "mem:1M", 0);
+	if (p == MAP_FAILED) {
+		printf("hmmap with /dev/shm full: %s\n", hm_errormsg());
+		return 1;
+	}
+	memset(p, 0x3c, 1 << 20);
+	usleep(2 * HM_SNAPSHOT_INTERVAL_MS * 1000); /* a publisher would have written */
+	rc = hm_snapshot_read(getpid(), &sn);
+	if (rc != -ENOENT) {
+		printf("snapshot of a process with no segment: %d (%s), want -ENOENT\n", rc,
+		       hm_errormsg());
+		return 1;
+	}
+	if (p[12345] != 0x3c || hmunmap(p, 1 << 20)) {
+		printf("data or unmap: %s\n", hm_errormsg());
+		return 1;
+	}
+	return 0;
+}
+
+static void shm_full(void)
+{
+	if (getuid() != 0)
+		SKIP("a private /dev/shm needs root here");
+	int st = tu_child(NULL, shm_full_child, NULL);
+
+	TU_CHILD_RESULT(st);
+}
+
 /* ---- other processes ---- */
 
 static void live_and_dead_process(void)
@@ -1081,6 +1133,7 @@ int main(int argc, char **argv)
 	RUN(stats_off);
 	RUN(stats_bad_value);
 	RUN(own_segment);
+	RUN(shm_full);
 	RUN(live_and_dead_process);
 	RUN(compressed_store_in_snapshot);
 	RUN(dead_process_never_listed);

@@ -624,7 +624,11 @@ static void seg_create(void)
 	fd = shm_open(name, O_CREAT | O_RDWR | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		goto fail;
-	if (ftruncate(fd, (off_t)SEG_SIZE)) {
+	/*
+	 * Allocated, not only sized: on a full /dev/shm the first store to a
+	 * sparse page would raise SIGBUS in the application.
+	 */
+	if (posix_fallocate(fd, 0, (off_t)SEG_SIZE)) {
 		close(fd);
 		shm_unlink(name);
 		goto fail;
