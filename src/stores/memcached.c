@@ -376,6 +376,8 @@ static int raw_connect(struct mc_be *b, memcached_st *m, uint32_t slot, uint32_t
 		return hm__error(-EHOSTUNREACH, "%s: cannot resolve %s", what,
 				 memcached_server_name(in));
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		err = errno;
 	if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
 		struct pollfd p = { .fd = fd, .events = POLLOUT };
 		socklen_t l = sizeof err;
@@ -392,8 +394,9 @@ static int raw_connect(struct mc_be *b, memcached_st *m, uint32_t slot, uint32_t
 	if (fd < 0 || err) {
 		if (fd >= 0)
 			close(fd);
-		return hm__error(-ECONNREFUSED, "%s: cannot connect to %s:%s: %s", what,
-				 memcached_server_name(in), port, strerror(err ? err : errno));
+		return hm__error(rm_local_errno(err) ? -err : -ECONNREFUSED,
+				 "%s: cannot connect to %s:%s: %s", what,
+				 memcached_server_name(in), port, strerror(err));
 	}
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -604,6 +607,7 @@ struct settings_ctx {
 	struct rm_store *s;
 	int answered[RM_MAX_HOSTS];
 	char why[RM_MAX_HOSTS][128]; /* why a server did not answer */
+	int err[RM_MAX_HOSTS];        /* and the errno, when it was local (EMFILE) */
 	char bad[300];
 	uint64_t item_max[RM_MAX_HOSTS];
 };
@@ -704,8 +708,11 @@ static int mc_open(void **priv, const char *rest, int flags, struct hm_store_inf
 		for (int h = 0; h < s->cfg.nhosts; h++)
 			if (s->cfg.hosts[h].port == (int)memcached_server_port(in) &&
 			    !strcmp(s->cfg.hosts[h].name, memcached_server_name(in)) &&
-			    !ctx.answered[h])
+			    !ctx.answered[h]) {
 				snprintf(ctx.why[h], sizeof ctx.why[h], "%s", last_error(one));
+				if (rm_local_errno(memcached_last_error_errno(one)))
+					ctx.err[h] = memcached_last_error_errno(one);
+			}
 		memcached_free(one);
 	}
 	for (int i = 0; i < s->cfg.nhosts; i++) {
@@ -716,6 +723,8 @@ static int mc_open(void **priv, const char *rest, int flags, struct hm_store_inf
 										 : ECONNREFUSED;
 			if (ai)
 				freeaddrinfo(ai);
+			if (ctx.err[i])
+				err = ctx.err[i];
 			rc = hm__error(-err, "%s: cannot reach %s:%d (%s)", what,
 				       s->cfg.hosts[i].name, s->cfg.hosts[i].port,
 				       ctx.why[i][0] ? ctx.why[i] : "no answer");

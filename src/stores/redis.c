@@ -274,12 +274,20 @@ static int conn_open(struct redis_be *b, struct rnode *n, struct rconn *cn)
 	uint32_t ms = rm_attempt_ms(b->s);
 	struct timeval tv = ms_tv(ms);
 	redisContext *c = redisConnectWithTimeout(n->host, n->port, tv);
+	int saved = errno;
 	redisReply *r;
 	int rc;
 
 	if (!c || c->err) {
-		/* hiredis says REDIS_ERR_OTHER for a name getaddrinfo() cannot resolve. */
+		/*
+		 * hiredis says REDIS_ERR_OTHER for a name getaddrinfo() cannot
+		 * resolve, and for a socket() that failed (EMFILE): errno tells.
+		 */
 		int err = c && c->err == REDIS_ERR_OTHER ? EHOSTUNREACH : ECONNREFUSED;
+		if (!c)
+			err = ENOMEM;
+		else if (c->err != REDIS_ERR_EOF && rm_local_errno(saved))
+			err = saved;
 		hm__error(-err, "%s: cannot connect to %s:%d: %s", cfg->what, n->host, n->port,
 			  c ? c->errstr : "out of memory");
 		if (c)

@@ -37,6 +37,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -191,6 +192,15 @@ struct rm_store {
  * Parses "//[user[:password]@]host[:port][,host[:port]...][/namespace][?k=v,...]"
  * into cfg (defaults first); several hosts are allowed (seed nodes, a pool).
  */
+/*
+ * Whether a connection failed for want of a local resource (descriptors,
+ * memory), which the server has no part in: that errno, not ECONNREFUSED.
+ */
+static inline bool rm_local_errno(int e)
+{
+	return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
+}
+
 int rm_parse_uri(struct rm_config *cfg, const char *what, const char *rest, int default_port);
 /* Sets up the common part once the backend is connected; frees nothing on error. */
 int rm_store_init(struct rm_store *s, const struct rm_backend_ops *bops, void *be);
