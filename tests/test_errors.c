@@ -536,6 +536,71 @@ static void test_engine_emfile_not_sticky(void)
 	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "sigbus mode: %s", tu_status_str(st));
 }
 
+/* This process's address space now, in bytes (VmSize). */
+static rlim_t vm_size(void)
+{
+	char line[256];
+	unsigned long long kb = 0;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "VmSize: %llu kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return (rlim_t)kb << 10;
+}
+
+/*
+ * Short of address space (RLIMIT_AS) once mapped: no room for a thread's
+ * 2 MiB transfer buffer. Faults and write-backs of 4 KiB pages still work,
+ * through the small buffer, rather than end in SIGBUS.
+ */
+static int low_as_child(void *arg)
+{
+	const size_t len = 8u << 20;
+	struct hm_cache *cache;
+	struct hm_store *store;
+	struct hm_region *region;
+	struct rlimit rl;
+	unsigned char *p;
+	int rc;
+
+	if (hm_cache_new(&cache, 1 << 20, "fifo") || hm_store_open(&store, "mem:8M", 0) ||
+	    hm_region_map(&region, cache, store, 0, len, PROT_READ | PROT_WRITE, HM_CACHED, 0)) {
+		printf("set-up: %s\n", hm_errormsg());
+		return 1;
+	}
+	p = hm_region_addr(region);
+	p[0] = 1; /* the engine and its threads are up */
+	if (getrlimit(RLIMIT_AS, &rl))
+		return 1;
+	rl.rlim_cur = vm_size() + (2u << 20);
+	if (setrlimit(RLIMIT_AS, &rl))
+		return 1;
+	for (size_t i = 0; i < len; i += 4096)
+		memset(p + i, (int)(i >> 12) | 1, 4096);
+	for (size_t i = 0; i < len; i += 4096)
+		if (p[i] != (((i >> 12) & 0xff) | 1) || p[i + 4095] != (((i >> 12) & 0xff) | 1)) {
+			printf("page %zu reads wrong\n", i >> 12);
+			return 1;
+		}
+	rc = hm_sync(p, len, HM_SYNC_SYNC);
+	if (rc) {
+		printf("hm_sync: %d (%s)\n", rc, hm_errormsg());
+		return 1;
+	}
+	return 0;
+}
+
+static void test_low_address_space(void)
+{
+	if (tu_sanitizer())
+		SKIP("a sanitizer's shadow memory does not fit under RLIMIT_AS");
+	int st = tu_child(NULL, low_as_child, NULL);
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: %s", tu_status_str(st));
+}
+
 static void test_fifo_paths(void)
 {
 	int st;
@@ -561,6 +626,7 @@ int main(void)
 	/* Second, while this process has no other thread: TSan kills a child of one that does. */
 	RUN(test_fifo_paths);
 	RUN(test_engine_emfile_not_sticky); /* in a child, while this process has no thread */
+	RUN(test_low_address_space);
 	RUN(test_hmmap_args);
 	RUN(test_hmmap_pmem_changes_nothing);
 	RUN(test_cache_args);

@@ -91,7 +91,7 @@ static void bounce_init(void)
  * misses never holds a whole huge page. mmap and TLS only, so a signal
  * handler may call it.
  */
-static char *get_bounce(uint64_t len)
+static char *get_bounce(uint64_t len, uint64_t ps, size_t *cap)
 {
 	char **slot = len <= SMALL_SIZE ? &bounce_small : &bounce;
 
@@ -99,6 +99,12 @@ static char *get_bounce(uint64_t len)
 		char *p;
 		if (slot == &bounce) {
 			p = hm_io_alloc(BOUNCE_SIZE);
+			/*
+			 * Short of memory (RLIMIT_AS): pages that fit move 64 KiB
+			 * at a time rather than fail the fault or the write-back.
+			 */
+			if (!p && ps <= SMALL_SIZE)
+				return get_bounce(SMALL_SIZE, ps, cap);
 		} else {
 			p = mmap(NULL, SMALL_SIZE, PROT_READ | PROT_WRITE,
 				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -111,6 +117,7 @@ static char *get_bounce(uint64_t len)
 		pthread_setspecific(slot == &bounce ? bounce_key : small_key, p);
 		*slot = p;
 	}
+	*cap = slot == &bounce ? BOUNCE_SIZE : SMALL_SIZE;
 	return *slot;
 }
 
@@ -263,10 +270,11 @@ int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n, bool unmapped_fir
 {
 	char *b = NULL;
 	uint64_t done = 0, len = n << r->ps_shift;
+	size_t cap = BOUNCE_SIZE;
 	int rc;
 
 	while (done < len) {
-		size_t chunk = len - done < BOUNCE_SIZE ? (size_t)(len - done) : BOUNCE_SIZE;
+		size_t chunk = len - done < cap ? (size_t)(len - done) : cap;
 		uint64_t at = (idx << r->ps_shift) + done;
 		uint64_t first = at >> r->ps_shift, pages = chunk >> r->ps_shift;
 		const char *src = NULL;
@@ -275,9 +283,13 @@ int hm__io_load(struct hm_region *r, uint64_t idx, uint64_t n, bool unmapped_fir
 		if (r->store->ops->addr)
 			src = r->store->ops->addr(r->store->priv, r->offset + at, chunk);
 		if (!src) {
-			if (!b && !(b = get_bounce(len)))
+			if (!b && !(b = get_bounce(len, r->ps, &cap)))
 				return -ENOMEM;
-			/* Chunks are whole pages: BOUNCE_SIZE is a multiple of every page size. */
+			if (chunk > cap) {
+				chunk = cap;
+				pages = chunk >> r->ps_shift;
+			}
+			/* Chunks are whole pages: cap is a multiple of the page size. */
 			hm__error_clear(); /* the store's own message, if it sets one, is the cause */
 			rc = r->store->ops->read(r->store->priv, b, chunk, r->offset + at);
 			if (rc)
@@ -340,6 +352,7 @@ int hm__writeback_run(struct hm_region *r, uint64_t idx, uint64_t n)
 {
 	uint64_t off = r->offset + (idx << r->ps_shift);
 	uint64_t len = n << r->ps_shift, done = 0;
+	size_t cap;
 	char *b;
 	int rc = 0;
 
@@ -348,11 +361,11 @@ int hm__writeback_run(struct hm_region *r, uint64_t idx, uint64_t n)
 		return 0;
 	if (off + len > r->wb_limit)
 		len = r->wb_limit - off;
-	if (!(b = get_bounce(len)))
+	if (!(b = get_bounce(len, r->ps, &cap)))
 		return hm__error(-ENOMEM, "cannot allocate a bounce buffer");
 	hm__error_clear();
 	while (done < len) {
-		size_t chunk = len - done < BOUNCE_SIZE ? (size_t)(len - done) : BOUNCE_SIZE;
+		size_t chunk = len - done < cap ? (size_t)(len - done) : cap;
 
 		rc = hm__pread_all(r->memfd, b, chunk, (off_t)((idx << r->ps_shift) + done));
 		size_t w = rc ? 0 : past_eof_trim(r->store, b, chunk, off + done);
