@@ -412,6 +412,47 @@ static void t_file_tier(void)
 	CHECK(hmunmap(p, len) == 0);
 }
 
+/*
+ * Two chains over one swap file would overwrite each other's pages (each
+ * places pages in slots only it knows): the second is refused with EBUSY,
+ * and once the first is gone the file can serve again.
+ */
+static void t_file_tier_one_chain(void)
+{
+	char f[512], uri[700];
+	size_t n = 512, len = n * PG;
+	tu_path(f, sizeof f, "swap1");
+	FILE *fp = fopen(f, "w");
+	CHECK(fp);
+	CHECK(ftruncate(fileno(fp), 4 << 20) == 0);
+	fclose(fp);
+	snprintf(uri, sizeof uri, "tiers:dram:256K,tiering=none > file:%s", f);
+	char *a = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED, uri, 0);
+	CHECKF(a != MAP_FAILED, "%s", hm_errormsg());
+	errno = 0;
+	char *b = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED, uri, 0);
+	if (b != MAP_FAILED) {
+		/* What the second chain does to the first's pages. */
+		for (size_t i = 0; i < n; i++) {
+			pattern(a + i * PG, i, false);
+			pattern(b + i * PG, i + n, false);
+		}
+		size_t bad = 0;
+		for (size_t i = 0; i < n; i++)
+			bad += !check_page(a + i * PG, i, false);
+		hmunmap(b, len);
+		hmunmap(a, len);
+		CHECKF(0, "a second chain over the same file was opened; %zu of %zu pages of "
+			  "the first read wrong", bad, n);
+	}
+	CHECKF(errno == EBUSY && strstr(hm_errormsg(), "another chain"), "errno %d: %s", errno,
+	       hm_errormsg());
+	CHECK(hmunmap(a, len) == 0);
+	b = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED, uri, 0);
+	CHECKF(b != MAP_FAILED, "after the first chain closed: %s", hm_errormsg());
+	CHECK(hmunmap(b, len) == 0);
+}
+
 static void t_api_form(void)
 {
 	struct hm_store *ch;
@@ -719,6 +760,7 @@ int main(void)
 	RUN(t_counts_add_up_after_reads);
 	RUN(t_cold_pages_go_down);
 	RUN(t_file_tier);
+	RUN(t_file_tier_one_chain);
 	RUN(t_api_form);
 	RUN(t_explicit_emergency);
 	RUN(t_failing_tier_skipped);

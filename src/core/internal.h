@@ -582,6 +582,7 @@ void hm__store_space(const struct hm_store *s, uint64_t *held, uint64_t *pool);
 /* Closes a store opened for an hmmap() that failed, undoing what its open made (store.c). */
 void hm__store_discard(struct hm_store *s);
 void hm__pmem_undo_open(void *priv); /* src/stores/pmem.c */
+int hm__file_tier_lock(struct hm_store *s); /* src/stores/file.c: one chain per file */
 
 /* ---- fault traces (src/core/trace.c) ---- */
 void hm__trace_record(struct hm_region *r, uint64_t idx);

@@ -721,6 +721,9 @@ static int add_lower(struct hm_chain *ch, char *el, int flags)
 	ch->ntiers++;
 	if (t->store->info.props & HM_PROP_READONLY)
 		return hm__error(-EINVAL, "tiers: tier '%s' is read-only", t->store->uri);
+	rc = hm__file_tier_lock(t->store);
+	if (rc)
+		return rc;
 	t->nslots = t->store->info.size / HM_CHAIN_PAGE;
 	if (t->nslots == 0)
 		return hm__error(-EINVAL, "tiers: tier '%s' has no room (size %llu); a file tier "

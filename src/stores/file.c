@@ -13,6 +13,7 @@
 #include <linux/fs.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -170,3 +171,24 @@ const struct hm_store_ops hm__store_file = {
 	.write = file_write,
 	.flush = file_flush,
 };
+
+/*
+ * A file store that is a tier of a chain holds the chain's pages in slots
+ * only that chain knows: two chains over one file (in this process or
+ * another) would overwrite each other's pages. An exclusive flock() on the
+ * store's own descriptor, released when it closes, refuses the second.
+ */
+int hm__file_tier_lock(struct hm_store *s)
+{
+	struct file_store *f = s->priv;
+
+	if (s->ops != &hm__store_file)
+		return 0;
+	if (!flock(f->fd, LOCK_EX | LOCK_NB))
+		return 0;
+	if (errno == EWOULDBLOCK)
+		return hm__error(-EBUSY, "tiers: '%s' is a tier of another chain already (in this "
+					 "process or another): they would overwrite each other's pages",
+				 s->uri);
+	return hm__error_errno(-errno, "tiers: cannot lock '%s'", s->uri);
+}
