@@ -273,10 +273,14 @@ static int conn_open(struct redis_be *b, struct rnode *n, struct rconn *cn)
 	struct rm_config *cfg = &b->s->cfg;
 	uint32_t ms = rm_attempt_ms(b->s);
 	struct timeval tv = ms_tv(ms);
-	redisContext *c = redisConnectWithTimeout(n->host, n->port, tv);
-	int saved = errno;
+	redisContext *c;
 	redisReply *r;
-	int rc;
+	int rc, saved;
+
+	/* Cleared first: a name that does not resolve leaves errno as it was. */
+	errno = 0;
+	c = redisConnectWithTimeout(n->host, n->port, tv);
+	saved = errno;
 
 	if (!c || c->err) {
 		/*

@@ -35,9 +35,9 @@
 #ifndef HM_STORES_REMOTE_COMMON_H
 #define HM_STORES_REMOTE_COMMON_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -189,10 +189,6 @@ struct rm_store {
 };
 
 /*
- * Parses "//[user[:password]@]host[:port][,host[:port]...][/namespace][?k=v,...]"
- * into cfg (defaults first); several hosts are allowed (seed nodes, a pool).
- */
-/*
  * Whether a connection failed for want of a local resource (descriptors,
  * memory), which the server has no part in: that errno, not ECONNREFUSED.
  */
@@ -201,6 +197,10 @@ static inline bool rm_local_errno(int e)
 	return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
 }
 
+/*
+ * Parses "//[user[:password]@]host[:port][,host[:port]...][/namespace][?k=v,...]"
+ * into cfg (defaults first); several hosts are allowed (seed nodes, a pool).
+ */
 int rm_parse_uri(struct rm_config *cfg, const char *what, const char *rest, int default_port);
 /* Sets up the common part once the backend is connected; frees nothing on error. */
 int rm_store_init(struct rm_store *s, const struct rm_backend_ops *bops, void *be);
