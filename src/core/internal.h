@@ -374,8 +374,14 @@ uint64_t hm__sample_rate_at(const struct hm_env *env, int mode, bool evicting,
 			    uint64_t ns_per_page);
 
 /* ---- pages (src/core/page.c) ---- */
-/* The page entry, allocating its chunk if `alloc`; NULL if absent or -ENOMEM. */
+/*
+ * The page entry, allocating its chunk if `alloc`; NULL if absent or -ENOMEM.
+ * Without `alloc`, a page of a chunk hmunmap() took out whole is absent too
+ * (NULL, so that walks skip the chunk); with it, it is there, GONE.
+ */
 struct hm_page *hm__page(struct hm_region *r, uint64_t idx, bool alloc);
+/* Whether dir chunk c holds no page but GONE ones shared by every region. */
+bool hm__chunk_all_gone(const struct hm_page *c);
 void hm__pages_free(struct hm_region *r);
 /*
  * Makes the EMPTY pages of [idx, idx+n) GONE, chunks absent so far without

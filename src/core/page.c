@@ -17,6 +17,13 @@
 
 #include "core/internal.h"
 
+static struct hm_page *gone_chunk;
+
+bool hm__chunk_all_gone(const struct hm_page *c)
+{
+	return c && c == gone_chunk;
+}
+
 struct hm_page *hm__page(struct hm_region *r, uint64_t idx, bool alloc)
 {
 	size_t d = (size_t)(idx >> HM_CHUNK_SHIFT);
@@ -25,6 +32,14 @@ struct hm_page *hm__page(struct hm_region *r, uint64_t idx, bool alloc)
 	if (idx >= r->npages)
 		return NULL;
 	chunk = atomic_load_explicit(&r->dir[d], memory_order_acquire);
+	/*
+	 * A chunk unmapped whole holds nothing a walk could want: every caller
+	 * without `alloc` skips absent and GONE pages alike, and went through
+	 * its 4096 entries one by one (hmunmap() of what was left of a sparse
+	 * 32 TiB region took 44 s).
+	 */
+	if (!alloc && chunk && chunk == gone_chunk)
+		return NULL;
 	if (!chunk) {
 		struct hm_page *fresh, *expected = NULL;
 
@@ -51,7 +66,6 @@ struct hm_page *hm__page(struct hm_region *r, uint64_t idx, bool alloc)
  * whole before any page of it was touched: unmapping a sparse terabyte
  * allocates nothing. Nothing writes a GONE page, so regions share it.
  */
-static struct hm_page *gone_chunk;
 static pthread_once_t gone_once = PTHREAD_ONCE_INIT;
 
 static void gone_init(void)

@@ -307,7 +307,7 @@ uint64_t hm__region_dirty(const struct hm_region *r)
 		dirty = written_unharvested(r);
 	for (size_t d = 0; d < r->ndir; d++) {
 		struct hm_page *c = atomic_load(&r->dir[d]);
-		if (!c)
+		if (!c || hm__chunk_all_gone(c))
 			continue;
 		for (uint32_t i = 0; i < HM_CHUNK_PAGES; i++)
 			if (atomic_load_explicit(&c[i].st, memory_order_relaxed) & HM_PG_DIRTY)
