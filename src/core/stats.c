@@ -349,12 +349,15 @@ uint64_t hm__stats_cache_dirty(const struct hm_cache *c)
  * HMMAP_STATS=0). The periodic publish, an interval apart, still walks.
  * hm_region_stats() and hm_cache_stats() still walk at every call.
  */
+_Atomic uint64_t hm__stats_dirty_walks;
+
 static uint64_t region_dirty_paced(struct hm_region *r)
 {
 	uint64_t t0 = hm__now_ns(), dt;
 
 	if (t0 < r->pub_dirty_next_ns)
 		return r->pub_dirty;
+	atomic_fetch_add_explicit(&hm__stats_dirty_walks, 1, memory_order_relaxed);
 	r->pub_dirty = hm__region_dirty(r);
 	dt = hm__now_ns() - t0;
 	r->pub_dirty_next_ns = t0 + (dt > 1000000 ? 100 * dt
