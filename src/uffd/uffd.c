@@ -502,20 +502,19 @@ static int engine_init(void)
  * started (stopped and joined; each closes its epoll set), the eventfd, the
  * userfaultfd and pagemap. The SIGBUS handler stays, as after fork().
  */
-static void engine_undo(void)
+/*
+ * Closes the engine's descriptors and frees its tables (the handler
+ * threads are gone: joined, or not in a forked child), leaving it as if it
+ * had never started.
+ */
+static void engine_forget(void)
 {
-	uint64_t one = 1;
-
-	/* The eventfd stays readable: every handler sees it and returns. */
-	if (eng.nthreads && write(eng.stopfd, &one, sizeof one) == sizeof one)
-		for (uint32_t i = 0; i < eng.nthreads; i++)
-			pthread_join(eng.threads[i], NULL);
-	if (eng.stopfd >= 0)
-		close(eng.stopfd);
 	if (eng.uffd >= 0)
 		close(eng.uffd);
 	if (eng.pagemap >= 0)
 		close(eng.pagemap);
+	if (eng.stopfd >= 0)
+		close(eng.stopfd);
 	free(eng.threads);
 	free(eng.eps);
 	eng.threads = NULL;
@@ -524,6 +523,17 @@ static void engine_undo(void)
 	eng.uffd = eng.pagemap = eng.stopfd = -1;
 	eng.kfeatures = eng.ioctls = 0;
 	memset(&eng.info, 0, sizeof eng.info);
+}
+
+static void engine_undo(void)
+{
+	uint64_t one = 1;
+
+	/* The eventfd stays readable: every handler sees it and returns. */
+	if (eng.nthreads && write(eng.stopfd, &one, sizeof one) == sizeof one)
+		for (uint32_t i = 0; i < eng.nthreads; i++)
+			pthread_join(eng.threads[i], NULL);
+	engine_forget();
 }
 
 /*
@@ -571,20 +581,7 @@ void hm__engine_fork(int phase)
 	case HM_FORK_CHILD:
 		for (uint32_t i = 0; i < eng.nthreads; i++)
 			close(eng.eps[i]);
-		if (eng.uffd >= 0)
-			close(eng.uffd);
-		if (eng.pagemap >= 0)
-			close(eng.pagemap);
-		if (eng.stopfd >= 0)
-			close(eng.stopfd);
-		free(eng.threads);
-		free(eng.eps);
-		eng.threads = NULL;
-		eng.eps = NULL;
-		eng.nthreads = 0;
-		eng.uffd = eng.pagemap = eng.stopfd = -1;
-		eng.kfeatures = eng.ioctls = 0;
-		memset(&eng.info, 0, sizeof eng.info);
+		engine_forget();
 		eng.started = false;
 		for (int i = 0; i < PENDING; i++)
 			atomic_store(&pending[i].tid, 0);
