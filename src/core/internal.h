@@ -504,6 +504,8 @@ uint64_t hm__region_gone_pages(struct hm_region *r);
 bool hm__region_next_piece(struct hm_region *r, uint64_t *idx, uint64_t end, uint64_t *n);
 /* Takes pages [idx, idx+n), not all r has left, out of r (src/core/punch.c). */
 int hm__region_punch(struct hm_region *r, uint64_t idx, uint64_t n);
+/* Releases the user's pins on pages of [idx, idx+n) (src/core/punch.c). */
+void hm__unpin_range(struct hm_region *r, uint64_t idx, uint64_t n);
 
 /* ---- faults (src/core/fault.c) ---- */
 #define HM_FAULT_F_WRITE 0x1

@@ -817,20 +817,7 @@ static int do_unpin(struct hm_region *r, uint64_t idx, uint64_t n, void *ctx)
 {
 	if (r->bam)
 		return hm__bam_unpin(r, idx, n);
-	/*
-	 * Only pages that exist can be pinned: a chunk never touched is skipped
-	 * whole. Asking the cache about every page made hm_unpin() of a sparse
-	 * 32 TiB region take 32 s.
-	 */
-	for (uint64_t i = idx; i < idx + n; i++) {
-		struct hm_page *p = hm__page(r, i, false);
-		if (!p) {
-			i |= HM_CHUNK_PAGES - 1;
-			continue;
-		}
-		if (atomic_load(&p->st) & HM_PG_PINNED)
-			hm__cache_unpin(r->cache, r, i);
-	}
+	hm__unpin_range(r, idx, n);
 	return 0;
 }
 
