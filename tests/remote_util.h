@@ -21,6 +21,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -417,6 +418,32 @@ static inline double ru_secs(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/*
+ * Out of descriptors (RLIMIT_NOFILE at the lowest free one), opening `uri`
+ * fails with EMFILE, said as such, not as a refused connection; with
+ * descriptors again, it opens.
+ */
+static inline void ru_check_out_of_descriptors(const char *uri)
+{
+	struct hm_store *s = NULL;
+	struct rlimit old, rl;
+	int fd = dup(0), rc;
+
+	CHECK(fd >= 0 && getrlimit(RLIMIT_NOFILE, &old) == 0);
+	close(fd);
+	rl = old;
+	rl.rlim_cur = (rlim_t)fd; /* the lowest free descriptor: no new one */
+	CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+	rc = hm_store_open(&s, uri, 0);
+	setrlimit(RLIMIT_NOFILE, &old);
+	if (!rc)
+		hm_store_close(s);
+	CHECKF(rc == -EMFILE && strstr(hm_errormsg(), "Too many open files"), "rc %d: %s", rc,
+	       hm_errormsg());
+	CHECKF(hm_store_open(&s, uri, 0) == 0, "%s", hm_errormsg());
+	CHECK(hm_store_close(s) == 0);
 }
 
 /*

@@ -165,26 +165,10 @@ static void t_refused(void)
 /* Out of descriptors (RLIMIT_NOFILE): EMFILE, said as such, not a refused connection. */
 static void t_out_of_descriptors(void)
 {
-	struct hm_store *s = NULL;
-	struct rlimit old, rl;
 	char uri[256];
-	int fd = dup(0), rc;
 
-	CHECK(fd >= 0 && getrlimit(RLIMIT_NOFILE, &old) == 0);
-	close(fd);
 	snprintf(uri, sizeof uri, "memcached://127.0.0.1:%d/ns?io_timeout=300", mport[0]);
-	rl = old;
-	rl.rlim_cur = (rlim_t)fd; /* the lowest free descriptor: no new one */
-	CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
-	rc = hm_store_open(&s, uri, 0);
-	setrlimit(RLIMIT_NOFILE, &old);
-	if (!rc)
-		hm_store_close(s);
-	CHECKF(rc == -EMFILE && strstr(hm_errormsg(), "Too many open files"), "rc %d: %s", rc,
-	       hm_errormsg());
-	/* With descriptors again, it opens. */
-	CHECKF(hm_store_open(&s, uri, 0) == 0, "%s", hm_errormsg());
-	CHECK(hm_store_close(s) == 0);
+	ru_check_out_of_descriptors(uri);
 }
 
 static void t_spread_roundtrip(void)
