@@ -536,6 +536,44 @@ static void test_engine_emfile_not_sticky(void)
 	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "sigbus mode: %s", tu_status_str(st));
 }
 
+/*
+ * With no descriptor to spare the userfaultfd itself cannot be opened: the
+ * message says so and blames neither seccomp nor the kernel's settings.
+ */
+static int uffd_emfile_child(void *arg)
+{
+	struct hm_cache *cache;
+	struct hm_store *store;
+	struct hm_region *region;
+	struct rlimit old, rl;
+	int fd = dup(0), rc;
+
+	(void)arg;
+	if (hm_cache_new(&cache, 1 << 20, NULL) || hm_store_open(&store, "mem:1M", 0) || fd < 0 ||
+	    getrlimit(RLIMIT_NOFILE, &old))
+		return 1;
+	close(fd);
+	rl = old;
+	rl.rlim_cur = (rlim_t)fd; /* the lowest free descriptor: no new one */
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		return 1;
+	rc = hm_region_map(&region, cache, store, 0, 1 << 16, PROT_READ | PROT_WRITE, HM_CACHED, 0);
+	setrlimit(RLIMIT_NOFILE, &old);
+	if (rc != -EMFILE || !strstr(hm_errormsg(), "cannot open a userfaultfd") ||
+	    strstr(hm_errormsg(), "seccomp")) {
+		printf("map with no descriptor left = %d (%s)\n", rc, hm_errormsg());
+		return 1;
+	}
+	return 0;
+}
+
+static void test_uffd_emfile_message(void)
+{
+	int st = tu_child(NULL, uffd_emfile_child, NULL);
+
+	TU_CHILD_RESULT(st);
+}
+
 /* This process's address space now, in bytes (VmSize). */
 static rlim_t vm_size(void)
 {
@@ -626,6 +664,7 @@ int main(void)
 	/* Second, while this process has no other thread: TSan kills a child of one that does. */
 	RUN(test_fifo_paths);
 	RUN(test_engine_emfile_not_sticky); /* in a child, while this process has no thread */
+	RUN(test_uffd_emfile_message); /* the same */
 	RUN(test_low_address_space);
 	RUN(test_hmmap_args);
 	RUN(test_hmmap_pmem_changes_nothing);

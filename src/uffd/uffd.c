@@ -410,6 +410,9 @@ static int engine_init(void)
 	if (rc)
 		return rc;
 	fd = open_uffd(false, &privileged);
+	/* Out of descriptors or memory is this process's state, not the system's. */
+	if (fd == -EMFILE || fd == -ENFILE || fd == -ENOMEM)
+		return hm__error_errno(fd, "cannot open a userfaultfd");
 	if (fd < 0)
 		return hm__error_errno(fd, "userfaultfd is not available (seccomp, or "
 					   "vm.unprivileged_userfaultfd=0 with an old kernel)");
