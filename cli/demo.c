@@ -385,6 +385,13 @@ int hm_cli_demo(int argc, char **argv)
 	size &= ~(uint64_t)(PAGE - 1);
 	snprintf(path, sizeof path, "%s/hmmap-demo-%d.dat", dir, (int)getpid());
 	uint64_t pages = size / PAGE;
+	/* Before the data file is written: a demo that cannot fault needs none. */
+	int mode = hm_fault_mode();
+	if (mode < 0) {
+		fprintf(stderr, "hmmap demo: cannot start the fault engine: %s\n",
+			*hm_errormsg() ? hm_errormsg() : strerror(-mode));
+		return 1;
+	}
 	_Atomic uint8_t *written = calloc((size_t)(pages + 7) / 8, 1);
 	if (!written)
 		return 1;
@@ -393,7 +400,7 @@ int hm_cli_demo(int argc, char **argv)
 	       hm_version(), (unsigned long long)(size >> 20), path,
 	       (unsigned long long)(cache >> 20),
 	       getenv("HMMAP_POLICY") ? getenv("HMMAP_POLICY") : "clock",
-	       hm_fault_mode() == HM_FAULT_SIGBUS ? "sigbus" : "thread");
+	       mode == HM_FAULT_SIGBUS ? "sigbus" : "thread");
 	fflush(stdout);
 	if (!keep)
 		remove_on_signals(path);

@@ -80,6 +80,21 @@ static void demo_interrupted(void)
 			    "status 143", NULL);
 }
 
+/*
+ * Out of descriptors, the fault engine cannot start: the demo says so,
+ * naming the cause, before it writes a data file (the header used to say
+ * "fault mode thread" all the same).
+ */
+static void demo_no_descriptors(void)
+{
+	if (access(tool, X_OK))
+		SKIP("%.200s is not built", tool);
+	demo_leaves_nothing("demo-no-fds",
+			    "(ulimit -n 5 && exec $t demo --size 64M --cache 8M --dir $d); "
+			    "echo status $?",
+			    "cannot start the fault engine: ", "Too many open files");
+}
+
 static void version_and_help(void)
 {
 	char out[4096], cmd[1024];
@@ -145,6 +160,7 @@ int main(void)
 	RUN(demo_small);
 	RUN(demo_no_room);
 	RUN(demo_interrupted);
+	RUN(demo_no_descriptors);
 	tu_cleanup();
 	return test_done();
 }
