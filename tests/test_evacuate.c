@@ -169,6 +169,17 @@ static void t_evacuate_no_room(void)
 	CHECKF(rc == -ENOSPC, "rc %d", rc);
 	CHECK(strstr(hm_errormsg(), "no page was lost"));
 	/*
+	 * The message counts what is left in the tier, not the moves (pages
+	 * the evictor sent back down were counted twice): nothing moves out of
+	 * lz4 after the evacuation, so no more than it now holds.
+	 */
+	unsigned long long still = 0, of = 0;
+	const char *at = strstr(hm_errormsg(), "stopped with ");
+	CHECKF(at && sscanf(at, "stopped with %llu of its %llu", &still, &of) == 2, "%s",
+	       hm_errormsg());
+	CHECKF(of == n && still > 0 && still <= n - 128 && still <= tier_pages(z), "%s (%llu now)",
+	       hm_errormsg(), (unsigned long long)tier_pages(z));
+	/*
 	 * mem took 128 pages; then DRAM what fits without evicting (below 64).
 	 * How much that is depends on what the background evictor has freed
 	 * meanwhile (28 to 60 pages seen), so only its bounds are checked. The

@@ -1180,7 +1180,7 @@ int hm_store_evacuate(struct hm_store *store,
 {
 	struct hm_chain *ch;
 	int t = hm__chain_find(store, &ch);
-	uint64_t done = 0, total, step, next;
+	uint64_t done = 0, total, total0, step, next;
 	uint32_t old;
 	int rc = 0;
 
@@ -1202,7 +1202,7 @@ int hm_store_evacuate(struct hm_store *store,
 		&ct->flags, &old,
 		old | HM_TIER_CLOSED | HM_TIER_EVACUATING |
 			(old & HM_TIER_CLOSED ? 0u : (uint32_t)HM_TIER_EVAC_OPEN)));
-	total = atomic_load(&ct->pages);
+	total = total0 = atomic_load(&ct->pages);
 	step = total / 100 ? total / 100 : 1;
 	next = step;
 	if (progress)
@@ -1242,15 +1242,22 @@ int hm_store_evacuate(struct hm_store *store,
 		atomic_store(&ct->flags, old);
 		if (progress)
 			progress(ctx, done, total);
+		/*
+		 * What is left, not `done`: the evictor may have sent some of the
+		 * moved pages back down here, and they were counted as they left.
+		 */
+		unsigned long long left = atomic_load(&ct->pages), had = total0;
+
+		if (left > had)
+			had = left;
 		if (rc == -ENOSPC)
-			return hm__error(-ENOSPC, "evacuation of '%s' stopped after %llu of %llu pages: "
-						  "the other tiers, DRAM included, are full; no page was "
-						  "lost and the store takes pages again",
-					 store->uri, (unsigned long long)done,
-					 (unsigned long long)total);
-		return hm__error_errno(rc, "evacuation of '%s' stopped after %llu of %llu pages "
-					   "(no page was lost; the store takes pages again)",
-				       store->uri, (unsigned long long)done, (unsigned long long)total);
+			return hm__error(-ENOSPC, "evacuation of '%s' stopped with %llu of its %llu "
+						  "pages still in it: the other tiers, DRAM included, "
+						  "are full; no page was lost and the store takes pages "
+						  "again", store->uri, left, had);
+		return hm__error_errno(rc, "evacuation of '%s' stopped with %llu of its %llu pages "
+					   "still in it (no page was lost; the store takes pages "
+					   "again)", store->uri, left, had);
 	}
 	atomic_store(&ct->flags, (old | HM_TIER_CLOSED) & ~(uint32_t)HM_TIER_EVACUATING);
 	if (progress)
