@@ -17,7 +17,8 @@
 
 #include "core/internal.h"
 
-static struct hm_page *gone_chunk;
+/* Set once by gone_init(); read by every walk, so atomic (plain loads on x86). */
+static struct hm_page *_Atomic gone_chunk;
 
 bool hm__chunk_all_gone(const struct hm_page *c)
 {
