@@ -197,9 +197,9 @@ void hm__stats_region_add(struct hm_region *r);
 void hm__stats_region_del(struct hm_region *r);
 void hm__stats_cache_add(struct hm_cache *c);
 void hm__stats_cache_del(struct hm_cache *c);
-/* Pages of r known dirty now: a scan of its page entries (chunks in use only). */
 /* Dirty-page walks the statistics publisher made (for tests: it is paced). */
 extern _Atomic uint64_t hm__stats_dirty_walks;
+/* Pages of r known dirty now: a scan of its page entries (chunks in use only). */
 uint64_t hm__region_dirty(const struct hm_region *r);
 /* hm_region_stats() without that scan: dirty_pages is left 0. */
 void hm__region_stats_fill(const struct hm_region *r, struct hm_stats *s);

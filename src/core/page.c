@@ -39,7 +39,7 @@ struct hm_page *hm__page(struct hm_region *r, uint64_t idx, bool alloc)
 	 * its 4096 entries one by one (hmunmap() of what was left of a sparse
 	 * 32 TiB region took 44 s).
 	 */
-	if (!alloc && chunk && chunk == gone_chunk)
+	if (!alloc && hm__chunk_all_gone(chunk))
 		return NULL;
 	if (!chunk) {
 		struct hm_page *fresh, *expected = NULL;

@@ -501,11 +501,6 @@ static int engine_init(void)
 }
 
 /*
- * Undoes what a failed engine_init() had set up: the handler threads it
- * started (stopped and joined; each closes its epoll set), the eventfd, the
- * userfaultfd and pagemap. The SIGBUS handler stays, as after fork().
- */
-/*
  * Closes the engine's descriptors and frees its tables (the handler
  * threads are gone: joined, or not in a forked child), leaving it as if it
  * had never started.
@@ -528,6 +523,11 @@ static void engine_forget(void)
 	memset(&eng.info, 0, sizeof eng.info);
 }
 
+/*
+ * Undoes what a failed engine_init() had set up: the handler threads it
+ * started (stopped and joined; each closes its epoll set), the eventfd, the
+ * userfaultfd and pagemap. The SIGBUS handler stays, as after fork().
+ */
 static void engine_undo(void)
 {
 	uint64_t one = 1;
