@@ -1061,7 +1061,7 @@ static void huge_budget_with(const char *policy)
 	CHECK(hm_region_unmap(r) == 0);
 	uint64_t grew = tu_rss() - rss0;
 	/* TSan maps shadow for the slot arrays (266 MiB here): its figure is its own. */
-	if (!tu_sanitizer() || strcmp(tu_sanitizer(), "tsan"))
+	if (!tu_under("tsan"))
 		CHECKF(grew < (64u << 20), "a 1 TiB %s cache over 1 MiB grew the process by %llu MiB",
 		       policy, (unsigned long long)(grew >> 20));
 	/* The slots given back are used again. */

@@ -348,7 +348,7 @@ out:
  */
 #define SKIP_UNDER_TSAN()                                                                \
 	do {                                                                             \
-		if (tu_sanitizer() && !strcmp(tu_sanitizer(), "tsan"))                   \
+		if (tu_under("tsan"))                                                   \
 			SKIP("TSan kills a child of a multi-threaded parent that starts " \
 			     "threads");                                                 \
 	} while (0)
@@ -364,7 +364,7 @@ out:
  */
 #define SKIP_UNDER_ASAN()                                                                \
 	do {                                                                             \
-		if (tu_sanitizer() && !strcmp(tu_sanitizer(), "asan"))                   \
+		if (tu_under("asan"))                                                   \
 			SKIP("ASan misreports a child's memory at a parent thread's old " \
 			     "stack address");                                           \
 	} while (0)

@@ -307,13 +307,13 @@ static void test_sparse_unpin(void)
 
 	CHECK(hm_cache_new(&c, 8 << 20, "clock") == 0);
 	int rc = hm_store_open(&s, "mem:16T", 0);
-	if (rc == -ENOMEM && tu_sanitizer() && !strcmp(tu_sanitizer(), "tsan")) {
+	if (rc == -ENOMEM && tu_under("tsan")) {
 		hm_cache_free(c);
 		SKIP("ThreadSanitizer cannot reserve 16 TiB of address space");
 	}
 	CHECKF(rc == 0, "%s", hm_errormsg());
 	rc = hm_region_map(&r, c, s, 0, len, PROT_READ | PROT_WRITE, HM_CACHED, 4096);
-	if (rc == -ENOMEM && tu_sanitizer() && !strcmp(tu_sanitizer(), "tsan")) {
+	if (rc == -ENOMEM && tu_under("tsan")) {
 		/* TSan's fixed memory layout leaves no room for such a mapping. */
 		hm_store_close(s);
 		hm_cache_free(c);

@@ -749,7 +749,7 @@ static void t_bad_victims(void)
 	static const char *const bad[] = { "bad-range", "bad-none", "bad-twice" };
 
 	/* In children, since the old code crashed; the parent has the engine's threads. */
-	if (tu_sanitizer() && !strcmp(tu_sanitizer(), "tsan"))
+	if (tu_under("tsan"))
 		SKIP("TSan kills a child of a multi-threaded parent that starts threads");
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		int st = tu_child(NULL, bad_victim_child, (void *)bad[i]);

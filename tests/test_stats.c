@@ -1178,7 +1178,7 @@ static void many_regions(void)
 	static const char *const on[] = { "HMMAP_STATS=1", NULL };
 
 	/* The walks are counted per process: a child, which TSan kills when forked here. */
-	if (tu_sanitizer() && !strcmp(tu_sanitizer(), "tsan"))
+	if (tu_under("tsan"))
 		SKIP("TSan kills a child forked from a multi-threaded parent");
 	int st = tu_child(on, many_regions_child, NULL);
 

@@ -385,15 +385,23 @@ static void t_cold_pages_go_down(void)
 	CHECK(hmunmap(p, len) == 0);
 }
 
+/* Makes scratch file `name` of `size` bytes, a file tier's backing; its path in f. */
+static void make_swap(char *f, size_t cap, const char *name, off_t size)
+{
+	tu_path(f, cap, name);
+	FILE *fp = fopen(f, "w");
+	CHECK(fp);
+	if (fp) {
+		CHECK(ftruncate(fileno(fp), size) == 0);
+		fclose(fp);
+	}
+}
+
 static void t_file_tier(void)
 {
 	/* The example shape: DRAM, compressed, a file standing for an SSD. */
 	char f[512], uri[700];
-	tu_path(f, sizeof f, "swap");
-	FILE *fp = fopen(f, "w");
-	CHECK(fp);
-	CHECK(ftruncate(fileno(fp), 8 << 20) == 0);
-	fclose(fp);
+	make_swap(f, sizeof f, "swap", 8 << 20);
 	snprintf(uri, sizeof uri, "tiers:dram:256K,tiering=none > lz4:128K > file:%s", f);
 	size_t n = 1024, len = n * PG;
 	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED, uri, 0);
@@ -421,11 +429,7 @@ static void t_file_tier_one_chain(void)
 {
 	char f[512], uri[700];
 	size_t n = 512, len = n * PG;
-	tu_path(f, sizeof f, "swap1");
-	FILE *fp = fopen(f, "w");
-	CHECK(fp);
-	CHECK(ftruncate(fileno(fp), 4 << 20) == 0);
-	fclose(fp);
+	make_swap(f, sizeof f, "swap1", 4 << 20);
 	snprintf(uri, sizeof uri, "tiers:dram:256K,tiering=none > file:%s", f);
 	char *a = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED, uri, 0);
 	CHECKF(a != MAP_FAILED, "%s", hm_errormsg());

@@ -139,8 +139,7 @@ static void t_unmap_sparse_halves(void)
 	unsigned char v = 0;
 
 	unsigned char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED, "mem:4T", 0);
-	if (p == MAP_FAILED && errno == ENOMEM && tu_sanitizer() &&
-	    !strcmp(tu_sanitizer(), "tsan"))
+	if (p == MAP_FAILED && errno == ENOMEM && tu_under("tsan"))
 		SKIP("ThreadSanitizer cannot map 4 TiB of address space");
 	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
 	p[0] = 1;

@@ -348,6 +348,14 @@ static inline const char *tu_sanitizer(void)
 	return s && *s ? s : NULL;
 }
 
+/* Whether this run is under sanitizer `name` ("asan", "tsan"). */
+static inline bool tu_under(const char *name)
+{
+	const char *s = tu_sanitizer();
+
+	return s && !strcmp(s, name);
+}
+
 /*
  * Runs fn(arg) in a forked child whose stdout and stderr are shown indented
  * ("    | ") after it ends. `env` is a NULL-terminated list of "NAME=value"
