@@ -35,6 +35,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,35 @@
 #define PRIME_RANGE (64ull << 20)
 #define MAX_THREADS 64
 #define MAX_SAMPLES (1u << 22)
+
+/*
+ * Why the measurement stopped, in a sentence: the first failure of any
+ * thread, written where it happens, since a bandwidth thread's store error
+ * is in that thread's hm_errormsg() and an allocation names no buffer.
+ */
+static char why_failed[512];
+static pthread_mutex_t why_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int __attribute__((format(printf, 2, 3))) failed(int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&why_lock);
+	if (!why_failed[0]) {
+		va_start(ap, fmt);
+		vsnprintf(why_failed, sizeof why_failed, fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&why_lock);
+	return rc;
+}
+
+/* A failed request: what it was, then the store's sentence for it. */
+static int request_failed(int rc, bool write, size_t len, uint64_t off)
+{
+	return failed(rc, "%s %zu bytes at offset %" PRIu64 ": %s", write ? "writing" : "reading",
+		      len, off, *hm_errormsg() ? hm_errormsg() : strerror(-rc));
+}
 
 static void probe_usage(FILE *f)
 {
@@ -169,7 +199,9 @@ static int prime_block(struct hm_store *s, char *buf, size_t len, uint64_t off, 
 	uint64_t filled = 0;
 	int rc = hm_store_read(s, buf, len, off);
 
-	for (size_t pg = 0; !rc && pg + LAT_BLOCK <= len; pg += LAT_BLOCK) {
+	if (rc)
+		return request_failed(rc, false, len, off);
+	for (size_t pg = 0; pg + LAT_BLOCK <= len; pg += LAT_BLOCK) {
 		char *p = buf + pg;
 		if (!all_zero(p, LAT_BLOCK))
 			continue;
@@ -181,12 +213,13 @@ static int prime_block(struct hm_store *s, char *buf, size_t len, uint64_t off, 
 		}
 		filled += LAT_BLOCK;
 	}
-	if (rc || !filled)
-		return rc;
+	if (!filled)
+		return 0;
 	rc = hm_store_write(s, buf, len, off);
-	if (!rc)
-		*primed += filled;
-	return rc;
+	if (rc)
+		return request_failed(rc, true, len, off);
+	*primed += filled;
+	return 0;
 }
 
 /* Involuntary context switches of the calling thread so far. */
@@ -258,7 +291,8 @@ static int measure_latency(struct hm_store *s, uint64_t size, bool write, bool p
 
 	if (!samples || posix_memalign(&buf, 4096, LAT_BLOCK)) {
 		free(samples);
-		return -ENOMEM;
+		return failed(-ENOMEM, "cannot allocate %s for the latency samples",
+			      samples ? "a 4 KiB buffer" : "32 MiB");
 	}
 	for (unsigned k = 0; k < LAT_OFFSETS; k++)
 		offs[k] = (xs(&seed) % nblk) * LAT_BLOCK;
@@ -275,8 +309,14 @@ static int measure_latency(struct hm_store *s, uint64_t size, bool write, bool p
 			continue;
 		}
 		rc = hm_store_read(s, buf, LAT_BLOCK, offs[noffs]);
-		if (!rc && write)
-			rc = hm_store_write(s, buf, LAT_BLOCK, offs[noffs]);
+		if (rc) {
+			request_failed(rc, false, LAT_BLOCK, offs[noffs]);
+			break;
+		}
+		if (write && (rc = hm_store_write(s, buf, LAT_BLOCK, offs[noffs]))) {
+			request_failed(rc, true, LAT_BLOCK, offs[noffs]);
+			break;
+		}
 	}
 	end = now_s() + secs;
 	while (!rc && n + batch <= MAX_SAMPLES) {
@@ -287,8 +327,10 @@ static int measure_latency(struct hm_store *s, uint64_t size, bool write, bool p
 			uint64_t t0, t1;
 			if (write) {
 				rc = hm_store_read(s, buf, LAT_BLOCK, offs[i]);
-				if (rc)
+				if (rc) {
+					request_failed(rc, false, LAT_BLOCK, offs[i]);
 					break;
+				}
 				t0 = now_ns();
 				rc = hm_store_write(s, buf, LAT_BLOCK, offs[i]);
 			} else {
@@ -296,6 +338,10 @@ static int measure_latency(struct hm_store *s, uint64_t size, bool write, bool p
 				rc = hm_store_read(s, buf, LAT_BLOCK, offs[i]);
 			}
 			t1 = now_ns();
+			if (rc) {
+				request_failed(rc, write, LAT_BLOCK, offs[i]);
+				break;
+			}
 			samples[n] = t1 - t0 > ovh ? t1 - t0 - ovh : 0;
 			bsum += samples[n++];
 		}
@@ -390,7 +436,7 @@ static void *bw_main(void *arg)
 	uint64_t i = 0;
 
 	if (!(buf = hm_io_alloc(BW_BLOCK))) {
-		t->rc = -ENOMEM;
+		t->rc = failed(-ENOMEM, "cannot allocate a 1 MiB buffer for a bandwidth thread");
 		return NULL;
 	}
 	memset(buf, 0, BW_BLOCK);
@@ -399,16 +445,20 @@ static void *bw_main(void *arg)
 		if (t->write) {
 			/* Put back what is there; only the write is timed. */
 			t->rc = hm_store_read(t->s, buf, BW_BLOCK, off);
-			if (t->rc)
+			if (t->rc) {
+				request_failed(t->rc, false, BW_BLOCK, off);
 				break;
+			}
 			busy_enter(t->busy);
 			t->rc = hm_store_write(t->s, buf, BW_BLOCK, off);
 			busy_leave(t->busy);
 		} else {
 			t->rc = hm_store_read(t->s, buf, BW_BLOCK, off);
 		}
-		if (t->rc)
+		if (t->rc) {
+			request_failed(t->rc, t->write, BW_BLOCK, off);
 			break;
+		}
 		t->bytes += BW_BLOCK;
 		i = (i + 1) % t->count;
 		if (now_s() >= t->end)
@@ -439,7 +489,7 @@ static int prime_range(struct hm_store *s, uint64_t *range, uint64_t min, double
 	int rc = 0;
 
 	if (!buf)
-		return -ENOMEM;
+		return failed(-ENOMEM, "cannot allocate a 1 MiB buffer to fill the store");
 	for (; off + BW_BLOCK <= *range && !rc && (off < min * BW_BLOCK || now_s() < end);
 	     off += BW_BLOCK)
 		rc = prime_block(s, buf, BW_BLOCK, off, primed);
@@ -466,8 +516,10 @@ static int measure_bw(struct hm_store *s, uint64_t range, bool write, int nt, do
 	for (int i = 0; i < nt; i++) {
 		t[i] = (struct bw_thread){ .s = s, .busy = &busy, .first = (uint64_t)i * per,
 					   .count = per, .write = write, .end = t0 + secs };
-		if (pthread_create(&th[i], NULL, bw_main, &t[i])) {
-			rc = -EAGAIN;
+		int err = pthread_create(&th[i], NULL, bw_main, &t[i]);
+		if (err) {
+			rc = failed(-err, "cannot start bandwidth thread %d of %d: %s", i + 1, nt,
+				    strerror(err));
 			break;
 		}
 		started++;
@@ -682,7 +734,7 @@ int hm_cli_probe(int argc, char **argv)
 	if (!rc && do_write)
 		rc = measure_bw(s, bw_range, true, nt, part, &wb);
 	if (rc) {
-		fprintf(stderr, "hmmap probe: %s\n", *hm_errormsg() ? hm_errormsg() : strerror(-rc));
+		fprintf(stderr, "hmmap probe: %s\n", why_failed[0] ? why_failed : strerror(-rc));
 		hm_store_close(s);
 		return 1;
 	}

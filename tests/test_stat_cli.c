@@ -804,6 +804,22 @@ static void probe_errors(void)
 	CHECK(tu_run(cmd, out, sizeof out) == 0);
 }
 
+/* Short of address space, the probe names what it could not allocate. */
+static void probe_short_of_memory(void)
+{
+	char out[4096], cmd[1024];
+	int rc;
+
+	if (access(tool, X_OK))
+		SKIP("%.200s is not built", tool);
+	if (tu_under("asan") || tu_under("tsan"))
+		SKIP("a sanitizer's shadow memory does not fit under RLIMIT_AS");
+	snprintf(cmd, sizeof cmd, "prlimit --as=%u %s probe mem:1M --seconds 0.2", 30u << 20, tool);
+	rc = tu_run(cmd, out, sizeof out);
+	CHECKF(rc == 1 && strstr(out, "hmmap probe: cannot allocate 32 MiB for the latency samples"),
+	       "exit %d: %.300s", rc, out);
+}
+
 int main(int argc, char **argv)
 {
 	const char *b = getenv("HMMAP_BUILD");
@@ -842,6 +858,7 @@ int main(int argc, char **argv)
 	RUN(probe_pmem_sync);
 	RUN(probe_tmpfs_file_unchanged);
 	RUN(probe_errors);
+	RUN(probe_short_of_memory);
 	tu_cleanup();
 	return test_done();
 }
