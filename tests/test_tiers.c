@@ -425,12 +425,12 @@ static void t_file_tier(void)
  * places pages in slots only it knows): the second is refused with EBUSY,
  * and once the first is gone the file can serve again.
  */
-static void t_file_tier_one_chain(void)
+static void file_tier_one_chain(const char *scheme)
 {
 	char f[512], uri[700];
 	size_t n = 512, len = n * PG;
 	make_swap(f, sizeof f, "swap1", 4 << 20);
-	snprintf(uri, sizeof uri, "tiers:dram:256K,tiering=none > file:%s", f);
+	snprintf(uri, sizeof uri, "tiers:dram:256K,tiering=none > %s:%s", scheme, f);
 	char *a = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED, uri, 0);
 	CHECKF(a != MAP_FAILED, "%s", hm_errormsg());
 	errno = 0;
@@ -455,6 +455,17 @@ static void t_file_tier_one_chain(void)
 	b = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED, uri, 0);
 	CHECKF(b != MAP_FAILED, "after the first chain closed: %s", hm_errormsg());
 	CHECK(hmunmap(b, len) == 0);
+}
+
+static void t_file_tier_one_chain(void)
+{
+	file_tier_one_chain("file");
+}
+
+/* The same for a pmem: file, a tier as byte-addressable media. */
+static void t_pmem_tier_one_chain(void)
+{
+	file_tier_one_chain("pmem");
 }
 
 static void t_api_form(void)
@@ -765,6 +776,7 @@ int main(void)
 	RUN(t_cold_pages_go_down);
 	RUN(t_file_tier);
 	RUN(t_file_tier_one_chain);
+	RUN(t_pmem_tier_one_chain);
 	RUN(t_api_form);
 	RUN(t_explicit_emergency);
 	RUN(t_failing_tier_skipped);

@@ -593,6 +593,7 @@ void hm__store_space(const struct hm_store *s, uint64_t *held, uint64_t *pool);
 void hm__store_discard(struct hm_store *s);
 void hm__pmem_undo_open(void *priv); /* src/stores/pmem.c */
 int hm__file_tier_lock(struct hm_store *s); /* src/stores/file.c: one chain per file */
+int hm__pmem_fd(struct hm_store *s);        /* src/stores/pmem.c: its fd, or -1 */
 
 /* ---- fault traces (src/core/trace.c) ---- */
 void hm__trace_record(struct hm_region *r, uint64_t idx);

@@ -173,18 +173,19 @@ const struct hm_store_ops hm__store_file = {
 };
 
 /*
- * A file store that is a tier of a chain holds the chain's pages in slots
- * only that chain knows: two chains over one file (in this process or
- * another) would overwrite each other's pages. An exclusive flock() on the
- * store's own descriptor, released when it closes, refuses the second.
+ * A file (or pmem: file or device) that is a tier of a chain holds the
+ * chain's pages in slots only that chain knows: two chains over one file
+ * (in this process or another) would overwrite each other's pages. An
+ * exclusive flock() on the store's own descriptor, released when it closes,
+ * refuses the second.
  */
 int hm__file_tier_lock(struct hm_store *s)
 {
-	struct file_store *f = s->priv;
+	int fd = s->ops == &hm__store_file ? ((struct file_store *)s->priv)->fd : hm__pmem_fd(s);
 
-	if (s->ops != &hm__store_file)
+	if (fd < 0)
 		return 0;
-	if (!flock(f->fd, LOCK_EX | LOCK_NB))
+	if (!flock(fd, LOCK_EX | LOCK_NB))
 		return 0;
 	if (errno == EWOULDBLOCK)
 		return hm__error(-EBUSY, "tiers: '%s' is a tier of another chain already (in this "

@@ -457,3 +457,9 @@ const struct hm_store_ops hm__store_pmem = {
 	.map = pmem_map,
 	.persist = pmem_persist,
 };
+
+/* The descriptor of a pmem: store, -1 for any other. */
+int hm__pmem_fd(struct hm_store *s)
+{
+	return s->ops == &hm__store_pmem ? ((struct pmem_store *)s->priv)->fd : -1;
+}
