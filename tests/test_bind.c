@@ -536,6 +536,36 @@ static void t_bind_dram_leaves_room(void)
 	CHECK(hmunmap(p, len) == 0);
 }
 
+/*
+ * HM_ADV_DONTNEED over a range bound to DRAM keeps the bound pages in DRAM
+ * and sends the others down: each page in one tier. The advice used to
+ * write the pinned pages down as well, and they counted in DRAM and in the
+ * lower tier at once (the tier's pages and room grew with every advice).
+ */
+static void t_dontneed_over_dram_binding(void)
+{
+	size_t n = 8, len = n * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+	                "tiers:dram:512K,tiering=none > mem:4M", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	struct hm_store *dram = hm_chain_tier(ch, 0), *m = hm_chain_tier(ch, 1);
+	struct hm_tier_stats st;
+
+	fill(p, n, 70);
+	CHECK(hm_bind(p, 4 * PG, dram, HM_BIND) == 0);
+	for (int round = 0; round < 3; round++) {
+		CHECK(hm_advise(p, len, HM_ADV_DONTNEED) == 0);
+		CHECK(count_in(p, 4, 0) == 4 && count_in(p + 4 * PG, 4, 1) == 4);
+		CHECK(hm_tier_stats(m, &st) == 0);
+		CHECKF(st.pages == 4 && st.used_bytes == 4 * PG,
+		       "round %d: the lower tier holds %llu pages in %llu bytes, 4 expected", round,
+		       (unsigned long long)st.pages, (unsigned long long)st.used_bytes);
+	}
+	CHECK(same(p, n, 70));
+	CHECK(hmunmap(p, len) == 0);
+}
+
 static int sigbus_child(void *arg)
 {
 	RUN(t_migrate_counts);
@@ -564,6 +594,7 @@ int main(void)
 	RUN(t_bind_dram_leaves_room);
 	RUN(t_full_target);
 	RUN(t_move_pages);
+	RUN(t_dontneed_over_dram_binding);
 	RUN(t_bad_args);
 	RUN(t_migrate_while_writing);
 	RUN(t_migrate_unplaceable_while_writing);

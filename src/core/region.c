@@ -715,7 +715,13 @@ static int do_advise(struct hm_region *r, uint64_t idx, uint64_t n, void *ctx)
 		return hm__populate(r, idx, n, false, false);
 	}
 	case HM_ADV_DONTNEED:
-		rc = hm__region_sync(r, idx, n, false);
+		/*
+		 * Over a tier chain the drop below writes the dropped pages
+		 * down; a sync first would also write down the pages it keeps
+		 * (pinned: DRAM bindings, hot pages), which then sit in DRAM
+		 * and in a lower tier at once.
+		 */
+		rc = hm__chain_of(r->store) ? 0 : hm__region_sync(r, idx, n, false);
 		if (rc)
 			return rc;
 		hm__readahead_cancel(r);
