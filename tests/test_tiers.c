@@ -304,6 +304,44 @@ static void t_chain_order_and_exclusive(void)
  * hm_tier_stats() waits for such moves to end. Before it did, the sum was
  * over by up to a batch in about 40% of rounds.
  */
+/*
+ * Readahead stays off for a chain region whatever hm_advise() says:
+ * neighbouring anonymous pages are not a stream, and a window read in the
+ * background brought back up pages that hm_move() or hm_bind() had just
+ * sent down. HM_ADV_SEQUENTIAL, NORMAL and NOREUSE used to turn it on.
+ */
+static void t_no_readahead_after_advice(void)
+{
+	static const int advice[] = {HM_ADV_SEQUENTIAL, HM_ADV_NORMAL, HM_ADV_NOREUSE};
+	size_t n = 64, len = n * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+	                "tiers:dram:1M,tiering=none > mem:4M", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_region *r = hm_region_find(p);
+
+	for (size_t i = 0; i < n; i++)
+		pattern(p + i * PG, i, 0);
+	for (int a = 0; a < 3; a++) {
+		struct hm_stats st;
+		void *pages[64];
+		int status[64];
+		CHECK(hm_advise(p, len, HM_ADV_DONTNEED) == 0);
+		CHECK(hm_advise(p, len, advice[a]) == 0);
+		for (size_t i = 0; i < 16; i++)
+			CHECKF(check_page(p + i * PG, i, 0), "page %zu", i);
+		CHECK(hm_region_stats(r, &st) == 0);
+		CHECKF(st.readahead == 0, "advice %d: %llu pages read ahead", advice[a],
+		       (unsigned long long)st.readahead);
+		for (size_t i = 0; i < n; i++)
+			pages[i] = p + i * PG;
+		CHECK(hm_move(n, pages, NULL, status, 0) == 0);
+		for (size_t i = 16; i < n; i++)
+			CHECKF(status[i] == 1, "advice %d: page %zu in %d", advice[a], i,
+			       status[i]);
+	}
+	CHECK(hmunmap(p, len) == 0);
+}
+
 static void t_counts_add_up_after_reads(void)
 {
 	size_t n = 400, len = n * PG;
@@ -773,6 +811,7 @@ int main(void)
 	RUN(t_zero_pages_have_a_tier);
 	RUN(t_chain_order_and_exclusive);
 	RUN(t_counts_add_up_after_reads);
+	RUN(t_no_readahead_after_advice);
 	RUN(t_cold_pages_go_down);
 	RUN(t_file_tier);
 	RUN(t_file_tier_one_chain);

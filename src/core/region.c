@@ -704,8 +704,15 @@ static int do_advise(struct hm_region *r, uint64_t idx, uint64_t n, void *ctx)
 	case HM_ADV_RANDOM:
 	case HM_ADV_SEQUENTIAL:
 	case HM_ADV_NOREUSE:
-		/* Readahead advice applies to the whole region. */
-		atomic_store(&r->advice, advice);
+		/*
+		 * Readahead advice applies to the whole region. A region over
+		 * a tier chain keeps readahead off (hm__tier_attach()):
+		 * neighbouring anonymous pages are not a stream, and a window
+		 * read in the background would bring back up pages that
+		 * hm_move() or hm_bind() has just sent down.
+		 */
+		if (!hm__chain_of(r->store))
+			atomic_store(&r->advice, advice);
 		return 0;
 	case HM_ADV_WILLNEED: {
 		/* Within half the budget, so a hint cannot flush the cache. */
