@@ -269,6 +269,26 @@ static int evict(struct hm_cache *c, struct victim *v, uint32_t n, uint32_t *nfr
 			int rc = r->store == failed_store
 					 ? failed_rc
 					 : hm__writeback_run(r, v[i].idx, v[j - 1].idx - v[i].idx + 1);
+			if (rc == -ENOSPC) {
+				/*
+				 * No room for some page of the run (a tier chain whose
+				 * tier for it is full: a binding). The others may fit,
+				 * and trying them costs no store timeout: page by page,
+				 * and the batch's later runs are tried too.
+				 */
+				for (uint32_t k = i; k < j; k++) {
+					struct hm_page *q = hm__page(r, v[k].idx, false);
+					int one = j - i > 1 ? hm__writeback_run(r, v[k].idx, 1) : rc;
+					if (one) {
+						v[k].failed = true;
+						if (!err)
+							err = one;
+					} else {
+						atomic_fetch_and(&q->st, ~HM_PG_DIRTY);
+					}
+				}
+				continue;
+			}
 			if (rc && !failed_store) {
 				failed_store = r->store;
 				failed_rc = rc;
@@ -340,7 +360,12 @@ static int evict(struct hm_cache *c, struct victim *v, uint32_t n, uint32_t *nfr
 	 * stay in DRAM): that says nothing of the store, and must not make
 	 * other threads' faults give up.
 	 */
-	if (err && !*nfreed && !hm__chain_dest_strict) {
+	/*
+	 * Nor does -ENOSPC: a tier chain with no room for these pages (bound
+	 * to a full tier, say) may well have room for others, and trying
+	 * them costs no store timeout; make_room() bounds its own tries.
+	 */
+	if (err && !*nfreed && !hm__chain_dest_strict && err != -ENOSPC) {
 		c->wb_stuck++;
 		c->wb_stuck_err = err;
 		c->wb_stuck_ns = hm__now_ns();
@@ -573,6 +598,13 @@ static int make_room(struct hm_cache *c, uint64_t need)
 	static __thread struct victim v[MAX_BATCH];
 	int waits = 0;
 	uint64_t stuck0 = c->wb_stuck;
+	/*
+	 * Batches in a row that freed nothing because the store had no room
+	 * for them (-ENOSPC): failed pages go back to the policy, so the next
+	 * batches take others; once they could have gone round every page,
+	 * there is no room.
+	 */
+	uint64_t barren = 0, barren_max = c->budget / 4096 / (c->batch ? c->batch : 1) + 16;
 
 	while (c->resident + need > c->budget) {
 		/*
@@ -617,9 +649,21 @@ static int make_room(struct hm_cache *c, uint64_t need)
 		}
 		c->evictors++;
 		pthread_mutex_unlock(&c->lock);
-		evict(c, v, k, &freed); /* a batch that freed nothing ends the loop above */
+		/* A batch that freed nothing ends the loop above, unless for -ENOSPC. */
+		int erc = evict(c, v, k, &freed);
 		pthread_mutex_lock(&c->lock);
 		c->evictors--;
+		if (freed) {
+			barren = 0;
+		} else if (erc == -ENOSPC) {
+			if (++barren >= barren_max)
+				return hm__error(-ENOSPC, "cannot make room in the cache: write-back "
+							  "failed: no room in the store for any page "
+							  "it could evict");
+			/* Pages being loaded reach the policy soon: the next batch may take them. */
+			if (c->loading || c->evictors)
+				timed_wait(c, 5);
+		}
 	}
 	return 0;
 }
