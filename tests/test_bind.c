@@ -597,6 +597,50 @@ static void t_bound_to_full_tier_faults_go_on(void)
 	CHECK(hmunmap(p, len) == 0);
 }
 
+/*
+ * A page bound to DRAM cannot be moved down one by one, even when the
+ * tiering engine also holds it hot (promoted before the binding): -EBUSY,
+ * and it stays. hm_move() used to let the engine's hotness decide, took
+ * the page out of the hot set, failed to drop it (pinned) and said it was
+ * in DRAM, as if the target had been DRAM.
+ */
+static void t_move_hot_dram_bound(void)
+{
+	size_t n = 256, nh = 32, len = n * PG;
+	volatile char sink;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+	                "tiers:dram:4M,tiering=hotness:threshold=1,period=20 > lz4:8M", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	struct hm_store *dram = hm_chain_tier(ch, 0), *z = hm_chain_tier(ch, 1);
+	void *pages[32];
+	struct hm_store *to[32];
+	int st[32];
+	uint64_t passes;
+
+	fill(p, n, 95);
+	for (passes = 0; hot_pages(dram) < nh && passes < 20000; passes++) {
+		for (size_t i = 0; i < nh; i++)
+			sink = p[i * PG + 100];
+		if (passes % 64 == 63)
+			usleep(1000);
+	}
+	(void)sink;
+	CHECKF(hot_pages(dram) > 0, "no page became hot in %llu passes",
+	       (unsigned long long)passes);
+	CHECK(hm_bind(p, nh * PG, dram, HM_BIND) == 0);
+	for (size_t i = 0; i < nh; i++) {
+		pages[i] = p + i * PG;
+		to[i] = z;
+	}
+	CHECK(hm_move(nh, pages, to, st, 0) == (long)nh);
+	for (size_t i = 0; i < nh; i++)
+		CHECKF(st[i] == -EBUSY, "page %zu: status %d", i, st[i]);
+	CHECK(count_in(p, nh, 0) == nh);
+	CHECK(same(p, n, 95));
+	CHECK(hmunmap(p, len) == 0);
+}
+
 static int sigbus_child(void *arg)
 {
 	RUN(t_migrate_counts);
@@ -628,6 +672,7 @@ int main(void)
 	RUN(t_move_pages);
 	RUN(t_dontneed_over_dram_binding);
 	RUN(t_bound_to_full_tier_faults_go_on);
+	RUN(t_move_hot_dram_bound);
 	RUN(t_bad_args);
 	RUN(t_migrate_while_writing);
 	RUN(t_migrate_unplaceable_while_writing);

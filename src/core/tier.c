@@ -1115,8 +1115,13 @@ long hm_move(size_t count, void *const *pages, struct hm_store *const *stores, i
 		}
 		int w = where(ch, r, idx);
 		struct hm_page *p = hm__page(r, idx, false);
+		/*
+		 * A pinned page moves down only if the engine's hotness is all
+		 * that pins it: a DRAM binding (the engine may hold the page
+		 * hot as well, from before the binding) keeps it.
+		 */
 		if (w == 0 && t != 0 && p && (atomic_load(&p->st) & HM_PG_PINNED) &&
-		    !engine_hot(ch, idx)) {
+		    (!engine_hot(ch, idx) || dram_bound(ch, r, idx))) {
 			status[i] = -EBUSY;
 		} else if (w == -ENOENT) {
 			status[i] = -ENOENT; /* never written: nothing to move */
