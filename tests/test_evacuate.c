@@ -247,6 +247,40 @@ static void t_evacuate_retried_while_running(void)
 }
 
 /* With no other lower tier, DRAM takes the pages, and they stay safe in it. */
+/*
+ * A page written as zeros is in a tier like any other (it only takes no
+ * room there): evacuating its tier when no other lower tier may take it
+ * brings it up into DRAM, and it goes back down with the others. It used
+ * to go nowhere, as a page never written, and the query said -ENOENT.
+ */
+static void t_evacuate_zero_page(void)
+{
+	size_t n = 8, len = n * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+	                "tiers:dram:512K,tiering=none > lz4:1M", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	struct hm_store *d = hm_chain_tier(ch, 0), *z = hm_chain_tier(ch, 1);
+	void *pages[2] = {p, p + PG};
+	int st[2];
+
+	memset(p, 0, PG);
+	memset(p + PG, 5, PG);
+	CHECK(hm_advise(p, len, HM_ADV_DONTNEED) == 0);
+	CHECK(hm_move(2, pages, NULL, st, 0) == 0 && st[0] == 1 && st[1] == 1);
+	CHECK(tier_pages(z) == 2);
+	CHECKF(hm_store_evacuate(z, NULL, NULL) == 0, "%s", hm_errormsg());
+	CHECK(hm_move(2, pages, NULL, st, 0) == 0);
+	CHECKF(st[0] == 0 && st[1] == 0, "after the evacuation: %d %d", st[0], st[1]);
+	CHECK(tier_pages(z) == 0 && tier_pages(d) == 2);
+	CHECK(hm_tier_set(z, 0) == 0);
+	CHECK(hm_advise(p, len, HM_ADV_DONTNEED) == 0);
+	CHECK(hm_move(2, pages, NULL, st, 0) == 0 && st[0] == 1 && st[1] == 1);
+	for (size_t i = 0; i < PG; i++)
+		CHECK(p[i] == 0 && p[PG + i] == 5);
+	CHECK(hmunmap(p, len) == 0);
+}
+
 static void t_evacuate_into_dram(void)
 {
 	size_t n = 2048, len = n * PG;
@@ -349,6 +383,7 @@ int main(void)
 	RUN(t_evacuate_no_room);
 	RUN(t_evacuate_retried_while_running);
 	RUN(t_evacuate_into_dram);
+	RUN(t_evacuate_zero_page);
 	RUN(t_evacuate_errors);
 	RUN(t_cli_example);
 	tu_cleanup();

@@ -241,6 +241,13 @@ static int fetch(struct hm_chain *ch, uint64_t pg, char *buf);
 
 /* Set while this thread pushes a page down: that page does not push another. */
 static __thread bool pushing;
+/*
+ * Set by hm__chain_move_page(): a page of zeros that no other tier takes
+ * stays where it is (-ENOSPC) instead of going nowhere, so that an
+ * evacuation takes it up into DRAM as it does any other page; the page was
+ * written, and going nowhere would make it one never written.
+ */
+static __thread bool keep_zeros;
 
 /*
  * Cold pages go down. A page evicted from DRAM toward a full lower tier
@@ -410,7 +417,7 @@ no_room:
 			i--; /* that tier again */
 		}
 	}
-	if (zero && !strict) {
+	if (zero && !strict && !keep_zeros) {
 		/* No tier may take it: nowhere, which reads as zeros as well. */
 		leave(ch, e, cur, 0, true);
 		atomic_store(&ch->map[pg], CE_MAKE(0, 0, CE_BIND(e), CE_DEST(e)));
@@ -528,8 +535,10 @@ int hm__chain_move_page(struct hm_chain *ch, uint64_t pg, unsigned to, unsigned 
 		return 0;
 	}
 	rc = fetch(ch, pg, page);
+	keep_zeros = true;
 	if (!rc)
 		rc = place(ch, pg, page, to, avoid ? avoid : (to ? 0 : cur));
+	keep_zeros = false;
 	if (!rc && CE_TIER(atomic_load(&ch->map[pg])) == cur)
 		rc = -ENOSPC; /* nowhere else to go */
 	pthread_mutex_unlock(hm__chain_stripe(ch, pg));
