@@ -279,8 +279,54 @@ static void t_region_over_compressed(void)
 	}
 }
 
+/*
+ * In sigbus fault mode an eviction, and so a compression, runs inside the
+ * SIGBUS handler of the faulting thread, where malloc() is not safe. A zstd
+ * context allocated its workspace at its first compression, and again when
+ * the level grew: TSan reported "signal-unsafe call inside of a signal".
+ * The contexts are made ready at open and at each change of level.
+ */
+static int zstd_in_handler(void *arg)
+{
+	size_t n = 256, pg = 4096;
+	char *p = hmmap(NULL, n * pg, PROT_READ | PROT_WRITE, HM_CACHED,
+			"tiers:dram:128K,tiering=none > zstd:4M", 0);
+
+	(void)arg;
+	if (p == MAP_FAILED) {
+		printf("hmmap: %s\n", hm_errormsg());
+		return 1;
+	}
+	struct hm_store *z = hm_chain_tier(hm_region_store(hm_region_find(p)), 1);
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass && hm_store_ctl(z, "level=19")) {
+			printf("level=19: %s\n", hm_errormsg());
+			return 1;
+		}
+		for (size_t i = 0; i < n; i++)
+			snprintf(p + i * pg, pg, "page %zu of pass %d, text that compresses", i, pass);
+		for (size_t i = 0; i < n; i++) {
+			char want[64];
+			snprintf(want, sizeof want, "page %zu of pass %d, text that compresses", i, pass);
+			if (strcmp(p + i * pg, want)) {
+				printf("page %zu differs\n", i);
+				return 1;
+			}
+		}
+	}
+	return hmunmap(p, n * pg) ? 1 : 0;
+}
+
+static void t_zstd_in_sigbus_handler(void)
+{
+	static const char *const env[] = { "HMMAP_FAULT_MODE=sigbus", NULL };
+
+	TU_CHILD_RESULT(tu_child(env, zstd_in_handler, NULL));
+}
+
 int main(void)
 {
+	RUN(t_zstd_in_sigbus_handler); /* first: before this process starts hmmap's threads */
 	RUN(t_lz4_kinds);
 	RUN(t_zstd_kinds);
 	RUN(t_levels);

@@ -70,8 +70,9 @@ struct zctx {
 
 struct zstore {
 	bool zstd;
-	int level;  /* zstd level; lz4: 0 fast, else the LZ4HC level */
-	int accel;  /* lz4 acceleration (level 0) */
+	/* Atomic: hm_store_ctl() changes them while evictions compress. */
+	_Atomic int level; /* zstd level; lz4: 0 fast, else the LZ4HC level */
+	_Atomic int accel; /* lz4 acceleration (level 0) */
 	uint64_t cap, space, npages;
 	char *pool;
 	struct zent *map;
@@ -134,6 +135,26 @@ static struct zctx *ctx_get(struct zstore *z)
 	struct zctx *c = &z->ctx[start % NCTX];
 	pthread_mutex_lock(&c->lock);
 	return c;
+}
+
+/*
+ * A zstd context takes its workspace from malloc() at its first compression
+ * with given parameters, and a larger one when the level grows. Compression
+ * runs on the eviction path, which may be inside the SIGBUS handler of
+ * sigbus fault mode, where malloc() is not safe: compress a page of zeros
+ * with every context at open and at each change of level, so that later
+ * compressions at that level allocate nothing.
+ */
+static void zstd_warm(struct zstore *z, int level)
+{
+	static const char zeros[ZPAGE];
+
+	for (int i = 0; i < NCTX; i++) {
+		struct zctx *c = &z->ctx[i];
+		pthread_mutex_lock(&c->lock);
+		ZSTD_compressCCtx(c->cctx, c->out, sizeof c->out, zeros, ZPAGE, level);
+		pthread_mutex_unlock(&c->lock);
+	}
 }
 
 static void ctx_put(struct zctx *c)
@@ -506,6 +527,8 @@ static int z_open(void **priv, const char *rest, struct hm_store_info *info, boo
 				goto nomem;
 		}
 	}
+	if (zstd)
+		zstd_warm(z, z->level);
 	memset(info, 0, sizeof *info);
 	info->size = z->space;
 	info->props = HM_PROP_COHERENT;
@@ -541,6 +564,12 @@ static int z_ctl(void *priv, const char *key, const char *value)
 	if (rc) {
 		z->level = level;
 		z->accel = accel;
+	} else if (z->zstd && z->level != level) {
+		/* Ready for the new level before a compression may use it. */
+		int want = z->level;
+		z->level = level;
+		zstd_warm(z, want);
+		z->level = want;
 	}
 	return rc;
 }
