@@ -239,7 +239,7 @@ static char fail_msg[2048];
 
 static int build(struct model *m)
 {
-	char el[MAXT][400];
+	char el[MAXT][600];
 	int nl, backstop;
 
 	m->nt = 2 + (int)rn(m, 3);
@@ -261,7 +261,7 @@ static int build(struct model *m)
 	backstop = 1 + (int)rn(m, (uint64_t)nl);
 	for (int t = 1; t < m->nt; t++) {
 		struct tier *ti = &m->t[t];
-		char path[256];
+		char path[512];
 		ti->backstop = t == backstop;
 		ti->kind = (enum kind)(1 + rn(m, 4));
 		ti->slots = ti->backstop ? npg + 16 + rn(m, npg) : 8 + rn(m, npg / 2);
