@@ -188,7 +188,9 @@ int hm_cache_free(struct hm_cache *cache);
 /*
  * Changes the budget at run time. Shrinking evicts (writing back dirty
  * pages) until the cache fits; growing is limited to the budget the cache
- * was created with. Returns 0, -EINVAL, or the write-back error.
+ * was created with. Pinned pages (hm_prefault) stay: a budget that would
+ * leave them more than pins may hold (see hm_prefault) fails with -EBUSY,
+ * changing nothing. Returns 0, -EINVAL, -EBUSY, or the write-back error.
  */
 int hm_cache_resize(struct hm_cache *cache, size_t budget);
 size_t hm_cache_budget(const struct hm_cache *cache);

@@ -858,6 +858,8 @@ static void detach_slot(struct hm_cache *c, struct hm_region *r, uint32_t s)
 	if (st & HM_PG_PINNED) {
 		c->pinned--;
 		c->pinned_bytes -= r->ps;
+		if (!c->pinned)
+			c->pin_ps = 0;
 	}
 	c->slots[s].region = NULL;
 	c->free_slots[c->nfree++] = s;
@@ -1028,6 +1030,8 @@ int hm__cache_pin(struct hm_cache *c, struct hm_region *r, uint64_t idx)
 			unlist_page(c, p);
 			c->pinned++;
 			c->pinned_bytes += r->ps;
+			if (r->ps > c->pin_ps)
+				c->pin_ps = r->ps;
 			atomic_fetch_add(&r->pinned_pages, 1);
 		}
 	}
@@ -1047,6 +1051,8 @@ void hm__cache_unpin(struct hm_cache *c, struct hm_region *r, uint64_t idx)
 		list_page(c, r, idx, p->slot);
 		c->pinned--;
 		c->pinned_bytes -= r->ps;
+		if (!c->pinned)
+			c->pin_ps = 0;
 		atomic_fetch_sub(&r->pinned_pages, 1);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -1456,6 +1462,21 @@ int hm_cache_resize(struct hm_cache *c, size_t budget)
 	uint64_t old = c->budget;
 	atomic_store_explicit((_Atomic uint64_t *)&c->budget, budget, memory_order_relaxed);
 	set_watermarks(c);
+	/*
+	 * Pinned pages cannot be evicted: a budget they would fill, or leave
+	 * less room than a fault needs, would make every later fault fail
+	 * (SIGBUS). The pins' own limit holds for the new budget too.
+	 */
+	if (c->pinned && c->pinned_bytes > pin_limit(c, c->pin_ps)) {
+		uint64_t lim = pin_limit(c, c->pin_ps);
+		c->budget = old;
+		set_watermarks(c);
+		pthread_mutex_unlock(&c->lock);
+		return hm__error(-EBUSY, "budget %zu is too small for the %llu pinned bytes (pins "
+					 "may hold %llu of it; hm_unpin() first)",
+				 budget, (unsigned long long)c->pinned_bytes,
+				 (unsigned long long)lim);
+	}
 	rc = make_room(c, 0);
 	if (rc) {
 		c->budget = old > c->resident ? old : c->resident;

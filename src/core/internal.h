@@ -250,6 +250,7 @@ struct hm_cache {
 	uint32_t evictors;   /* threads evicting now */
 	uint32_t pinned;     /* pinned pages */
 	uint64_t pinned_bytes; /* and their bytes (regions' page sizes differ) */
+	uint64_t pin_ps;     /* the largest page size among them (0: none pinned) */
 	int nregions;
 	const struct hm_policy_ops *pops;
 	void *pstate;
