@@ -1132,6 +1132,47 @@ static void test_resize_keeps_room_beside_pins(void)
 	CHECK(hm_store_close(s) == 0);
 }
 
+/*
+ * HM_HYBRID pins were bounded only by the held set per call: pins could
+ * take every slot, and then the first write to any other page found no
+ * frame and was the application's SIGSEGV. Found by HMMAP_TEST_SEED=1,
+ * child 4, world pmem-hybrid.
+ */
+static void test_hybrid_pins_leave_room(void)
+{
+	struct hm_store *s;
+	struct hm_cache *c;
+	struct hm_region *r;
+	size_t ps = 4096;
+	char path[512], uri[600];
+	unsigned char *p;
+	int rc;
+
+	tu_path(path, sizeof path, "hybrid-pins");
+	unsigned char *ref = tu_make_file(path, 32 * ps, 5);
+	CHECK(ref);
+	free(ref);
+	snprintf(uri, sizeof uri, "pmem:%s", path);
+	CHECK(hm_store_open(&s, uri, 0) == 0);
+	CHECK(hm_cache_new(&c, 4 * ps, "clock") == 0);
+	CHECKF(hm_region_map(&r, c, s, 0, 32 * ps, PROT_READ | PROT_WRITE, HM_HYBRID, ps) == 0,
+	       "%s", hm_errormsg());
+	p = hm_region_addr(r);
+	rc = hm_prefault(p, 4 * ps, HM_PREFAULT_PIN);
+	CHECKF(rc == -ENOMEM, "pinning every page the region may hold returned %d", rc);
+	CHECKF(hm_prefault(p, 2 * ps, HM_PREFAULT_PIN) == 0, "%s", hm_errormsg());
+	rc = hm_prefault(p + 2 * ps, 2 * ps, HM_PREFAULT_PIN);
+	CHECKF(rc == -ENOMEM, "pins of two calls that fill the region returned %d", rc);
+	p[20 * ps] = 7; /* a write to another page still finds a frame */
+	p[21 * ps] = 8;
+	CHECK(p[20 * ps] == 7 && p[21 * ps] == 8);
+	CHECK(hm_unpin(p, 2 * ps) == 0);
+	CHECK(hm_region_unmap(r) == 0);
+	CHECK(hm_cache_free(c) == 0);
+	CHECK(hm_store_close(s) == 0);
+	unlink(path);
+}
+
 int main(void)
 {
 	const char *e = getenv("HMMAP_TEST_SEED");
@@ -1152,6 +1193,7 @@ int main(void)
 		if (!only || !*only || atoi(only) == i)
 			run_child(sizes[i % 3], (i / 3 + seed_arg) % 2 ? "sigbus" : "thread", i);
 	RUN(test_resize_keeps_room_beside_pins);
+	RUN(test_hybrid_pins_leave_room);
 	tu_cleanup();
 	return test_done();
 }

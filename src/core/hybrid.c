@@ -653,6 +653,24 @@ int hm__hybrid_take(struct hm_region *r, uint64_t idx, uint64_t n, bool pin)
 	if (n > h->cap)
 		return hm__error(-ENOMEM, "prefault of %llu pages exceeds the %u pages this hybrid "
 					  "region may hold", (unsigned long long)n, h->cap);
+	if (pin) {
+		/*
+		 * As in a cached region, pins leave room for faults (a sixteenth
+		 * of the held set, at least one page): with every held page
+		 * pinned, a write to any other page could not move it in and
+		 * would be the application's SIGSEGV.
+		 */
+		uint64_t reserve = h->cap / 16 ? h->cap / 16 : 1, more = 0;
+		uint64_t limit = h->cap > reserve ? h->cap - reserve : 0;
+		for (uint64_t i = idx; i < idx + n; i++)
+			more += !(atomic_load(&h->st[i]) & HY_PINNED);
+		if (hm__hybrid_pinned(r) + more > limit)
+			return hm__error(-ENOMEM, "pinning %llu more pages would leave writes no room "
+						  "in the %u pages this hybrid region may hold "
+						  "(pins may hold %llu)",
+					 (unsigned long long)more, h->cap,
+					 (unsigned long long)limit);
+	}
 	for (uint64_t i = idx; i < idx + n; i++) {
 		int rc = take_page(r, i, pin);
 		if (rc == -EACCES)
