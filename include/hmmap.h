@@ -275,9 +275,9 @@ int hm_advise(void *addr, size_t length, int advice);
  * with HM_PREFAULT_PIN they also stay resident until hm_unpin(); pinned
  * pages count against the budget, and pinning more than it holds less the
  * room faults need (the evictor's low watermark, at most a sixteenth, at
- * least one page) fails with -ENOMEM. In a hybrid region the same holds for
- * the pages it may hold in DRAM: pins leave a sixteenth of them, at least
- * one, to writes.
+ * least two pages: one instruction may touch two) fails with -ENOMEM. In a
+ * hybrid region the same holds for the pages it may hold in DRAM: pins
+ * leave a sixteenth of them, at least two, to writes.
  */
 #define HM_PREFAULT_PIN 0x1
 int hm_prefault(void *addr, size_t length, int flags);

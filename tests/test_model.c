@@ -1173,6 +1173,63 @@ static void test_hybrid_pins_leave_room(void)
 	unlink(path);
 }
 
+/*
+ * Pins left room for one page, and one instruction may need two: a copy
+ * across a page boundary then faulted its two pages in turn, each evicting
+ * the other, for ever (HMMAP_TEST_SEED=1, child 0, world pmem-cached: a
+ * cache of two pages after hm_cache_resize(), one of them pinned). Pins
+ * now leave at least two pages, in cached and in hybrid regions.
+ */
+static void test_pins_leave_two_pages(void)
+{
+	struct hm_store *s;
+	struct hm_cache *c;
+	struct hm_region *r;
+	size_t ps = 4096;
+	char path[512], uri[600];
+	unsigned char *p, buf[512];
+	int rc;
+
+	CHECK(hm_store_open(&s, "mem:131072", 0) == 0);
+	CHECK(hm_cache_new(&c, 4 * ps, "lirs") == 0);
+	CHECK(hm_region_map(&r, c, s, 0, 32 * ps, PROT_READ | PROT_WRITE, HM_CACHED, ps) == 0);
+	p = hm_region_addr(r);
+	rc = hm_prefault(p, 3 * ps, HM_PREFAULT_PIN);
+	CHECKF(rc == -ENOMEM, "pinning 3 pages of a 4-page cache returned %d", rc);
+	CHECKF(hm_prefault(p, 2 * ps, HM_PREFAULT_PIN) == 0, "%s", hm_errormsg());
+	rc = hm_cache_resize(c, 3 * ps);
+	CHECKF(rc == -EBUSY, "leaving one page beside two pinned returned %d", rc);
+	memset(buf, 0x5a, sizeof buf);
+	memcpy(p + 10 * ps - 200, buf, sizeof buf); /* two pages at once */
+	CHECK(!memcmp(p + 10 * ps - 200, buf, sizeof buf));
+	CHECK(hm_unpin(p, 2 * ps) == 0);
+	CHECK(hm_region_unmap(r) == 0);
+	CHECK(hm_cache_free(c) == 0);
+	CHECK(hm_store_close(s) == 0);
+
+	/* Hybrid: a region that may hold 4 pages pins at most 2. */
+	tu_path(path, sizeof path, "hybrid-two");
+	unsigned char *ref = tu_make_file(path, 32 * ps, 6);
+	CHECK(ref);
+	free(ref);
+	snprintf(uri, sizeof uri, "pmem:%s", path);
+	CHECK(hm_store_open(&s, uri, 0) == 0);
+	CHECK(hm_cache_new(&c, 4 * ps, "clock") == 0);
+	CHECKF(hm_region_map(&r, c, s, 0, 32 * ps, PROT_READ | PROT_WRITE, HM_HYBRID, ps) == 0,
+	       "%s", hm_errormsg());
+	p = hm_region_addr(r);
+	rc = hm_prefault(p, 3 * ps, HM_PREFAULT_PIN);
+	CHECKF(rc == -ENOMEM, "pinning 3 of the 4 pages a hybrid region holds returned %d", rc);
+	CHECKF(hm_prefault(p, 2 * ps, HM_PREFAULT_PIN) == 0, "%s", hm_errormsg());
+	memcpy(p + 10 * ps - 200, buf, sizeof buf);
+	CHECK(!memcmp(p + 10 * ps - 200, buf, sizeof buf));
+	CHECK(hm_unpin(p, 2 * ps) == 0);
+	CHECK(hm_region_unmap(r) == 0);
+	CHECK(hm_cache_free(c) == 0);
+	CHECK(hm_store_close(s) == 0);
+	unlink(path);
+}
+
 int main(void)
 {
 	const char *e = getenv("HMMAP_TEST_SEED");
@@ -1194,6 +1251,7 @@ int main(void)
 			run_child(sizes[i % 3], (i / 3 + seed_arg) % 2 ? "sigbus" : "thread", i);
 	RUN(test_resize_keeps_room_beside_pins);
 	RUN(test_hybrid_pins_leave_room);
+	RUN(test_pins_leave_two_pages);
 	tu_cleanup();
 	return test_done();
 }

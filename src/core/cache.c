@@ -978,10 +978,16 @@ int hm__cache_drop_range(struct hm_cache *c, struct hm_region *r, uint64_t idx, 
 	return err;
 }
 
-/* Under the lock. */
+/*
+ * Under the lock. What pins may hold: the budget less the room faults need,
+ * the low watermark and at least two pages. One instruction may touch two
+ * pages (an unaligned store, a vector copy across a page boundary), and
+ * both must be resident at once for it to complete: with room for one
+ * page, its two faults evict each other for ever.
+ */
 static uint64_t pin_limit(const struct hm_cache *c, uint64_t ps)
 {
-	uint64_t reserve = c->low > ps ? c->low : ps;
+	uint64_t reserve = c->low > 2 * ps ? c->low : 2 * ps;
 
 	return c->budget > reserve ? c->budget - reserve : 0;
 }

@@ -656,11 +656,12 @@ int hm__hybrid_take(struct hm_region *r, uint64_t idx, uint64_t n, bool pin)
 	if (pin) {
 		/*
 		 * As in a cached region, pins leave room for faults (a sixteenth
-		 * of the held set, at least one page): with every held page
-		 * pinned, a write to any other page could not move it in and
-		 * would be the application's SIGSEGV.
+		 * of the held set, at least two pages: one store may cross into
+		 * a second page): with every held page pinned, a write to any
+		 * other page could not move it in and would be the
+		 * application's SIGSEGV.
 		 */
-		uint64_t reserve = h->cap / 16 ? h->cap / 16 : 1, more = 0;
+		uint64_t reserve = h->cap / 16 > 2 ? h->cap / 16 : 2, more = 0;
 		uint64_t limit = h->cap > reserve ? h->cap - reserve : 0;
 		for (uint64_t i = idx; i < idx + n; i++)
 			more += !(atomic_load(&h->st[i]) & HY_PINNED);
