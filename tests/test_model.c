@@ -104,6 +104,20 @@ static size_t rndn(struct world *w, size_t n)
 	return n ? (size_t)(rnd(w) % n) : 0;
 }
 
+/* Pseudo-random bytes from seed, at any alignment (tu_fill() wants words). */
+static void fill(unsigned char *p, size_t n, uint64_t seed)
+{
+	uint64_t s = seed | 1;
+
+	while (n) {
+		uint64_t v = tu_rnd(&s);
+		size_t k = n < 8 ? n : 8;
+		memcpy(p, &v, k);
+		p += k;
+		n -= k;
+	}
+}
+
 static void hist(struct world *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void hist(struct world *w, const char *fmt, ...)
 {
@@ -373,7 +387,7 @@ static int op_write(struct world *w, int how)
 			memcpy(m->base + off, &v, 8);
 		return 0;
 	}
-	tu_fill(w->shadow + m->foff + off, n, rnd(w));
+	fill(w->shadow + m->foff + off, n, rnd(w));
 	hist(w, "write %zu bytes at %p+%zu", n, (void *)m->base, off);
 	memcpy(m->base + off, w->shadow + m->foff + off, n);
 	return 0;
@@ -643,7 +657,7 @@ static void *partner_main(void *arg)
 			n = p->to - off;
 		switch (tu_rnd(&p->rng) % 4) {
 		case 0:
-			tu_fill(sh + off, n, tu_rnd(&p->rng));
+			fill(sh + off, n, tu_rnd(&p->rng));
 			memcpy(m->base + off, sh + off, n);
 			break;
 		case 1:
@@ -713,7 +727,7 @@ static int op_concurrent(struct world *w, unsigned ops)
 			/* Reads and writes of the main thread stay out of the second's part. */
 			size_t off, n;
 			if (pick_range(w, m, 64, &off, &n) && (off + n <= p.from || off >= p.to)) {
-				tu_fill(w->shadow + m->foff + off, n, rnd(w));
+				fill(w->shadow + m->foff + off, n, rnd(w));
 				hist(w, "write %zu bytes at %p+%zu", n, (void *)m->base, off);
 				memcpy(m->base + off, w->shadow + m->foff + off, n);
 			}
@@ -751,7 +765,7 @@ static int world_open(struct world *w, const char *tag)
 	w->buf = malloc(w->size + 8);
 	if (!w->shadow || !w->buf)
 		return fail(w, "out of memory");
-	tu_fill(w->shadow, w->size, rnd(w));
+	fill(w->shadow, w->size, rnd(w));
 	if (w->kind == K_MEM) {
 		snprintf(w->uri, sizeof w->uri, "mem:%zu", w->size);
 	} else {
