@@ -1475,7 +1475,7 @@ int hm_cache_resize(struct hm_cache *c, size_t budget)
 	 */
 	if (c->pinned && c->pinned_bytes > pin_limit(c, c->pin_ps)) {
 		uint64_t lim = pin_limit(c, c->pin_ps);
-		c->budget = old;
+		atomic_store_explicit((_Atomic uint64_t *)&c->budget, old, memory_order_relaxed);
 		set_watermarks(c);
 		pthread_mutex_unlock(&c->lock);
 		return hm__error(-EBUSY, "budget %zu is too small for the %llu pinned bytes (pins "
@@ -1485,7 +1485,8 @@ int hm_cache_resize(struct hm_cache *c, size_t budget)
 	}
 	rc = make_room(c, 0);
 	if (rc) {
-		c->budget = old > c->resident ? old : c->resident;
+		atomic_store_explicit((_Atomic uint64_t *)&c->budget,
+				      old > c->resident ? old : c->resident, memory_order_relaxed);
 		set_watermarks(c);
 	}
 	pthread_mutex_unlock(&c->lock);
