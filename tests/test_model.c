@@ -15,7 +15,9 @@
  * pread() and compared; hm_advise() with every advice; hm_prefault() with
  * and without a pin, hm_unpin(); hmunmap() of a piece (dropped from the
  * model, never touched again) and the piece's file range mapped elsewhere;
- * unmapping everything and mapping again; hm_cache_resize(); and a phase in
+ * unmapping everything and mapping again; hm_cache_resize(); hm_protect()
+ * and a probe that a write to a read-only page still faults, however the
+ * page was evicted and brought back since; and a phase in
  * which a second thread reads and writes its own part of a mapping while
  * this one syncs, advises, prefaults, and unmaps pieces of other parts.
  *
@@ -59,6 +61,7 @@ struct map {
 	uint64_t foff;       /* store offset of base */
 	size_t npages;       /* region pages */
 	uint8_t *gone;       /* per region page: unmapped by hmunmap() */
+	uint8_t *ro;         /* per region page: read-only (hm_protect) */
 	struct hm_region *r; /* hm_region_map() mappings; NULL for hmmap() ones */
 };
 
@@ -200,7 +203,8 @@ static int map_add(struct world *w, uint64_t foff, size_t len)
 	m->foff = foff;
 	m->npages = map_pages(w, len);
 	m->gone = calloc(m->npages, 1);
-	if (!m->gone)
+	m->ro = calloc(m->npages, 1);
+	if (!m->gone || !m->ro)
 		return fail(w, "out of memory");
 	hist(w, "map %d: store %llu+%zu at %p", w->nmaps, (unsigned long long)foff, len,
 	     (void *)m->base);
@@ -211,6 +215,7 @@ static int map_add(struct world *w, uint64_t foff, size_t len)
 static void map_forget(struct world *w, int i)
 {
 	free(w->maps[i].gone);
+	free(w->maps[i].ro);
 	w->maps[i] = w->maps[--w->nmaps];
 }
 
@@ -284,6 +289,15 @@ static bool span_holed(const struct world *w, const struct map *m, size_t off, s
 {
 	for (size_t pg = off / w->ps; pg * w->ps < off + n && pg < m->npages; pg++)
 		if (m->gone[pg])
+			return true;
+	return false;
+}
+
+/* Whether [off, off+n) of m meets a page made read-only by hm_protect(). */
+static bool span_ro(const struct world *w, const struct map *m, size_t off, size_t n)
+{
+	for (size_t pg = off / w->ps; pg * w->ps < off + n && pg < m->npages; pg++)
+		if (m->ro[pg])
 			return true;
 	return false;
 }
@@ -372,7 +386,7 @@ static int op_write(struct world *w, int how)
 	} else if (!pick_range(w, m, how ? 8 : 300, &off, &n)) {
 		return 0;
 	}
-	if (how == 1 && n < 8)
+	if ((how == 1 && n < 8) || span_ro(w, m, off & ~(size_t)7, n))
 		return 0;
 	if (how == 1) {
 		uint64_t v = rnd(w);
@@ -494,6 +508,8 @@ static int op_prefault(struct world *w, const struct map *m, bool may_pin)
 		            -ENOMEM);
 	if (holed)
 		return 0;
+	if (rc == -EACCES && span_ro(w, m, off, n))
+		return 0; /* a hybrid page that is read-only cannot move into DRAM */
 	if (rc == 0 && flags)
 		w->pinned = true;
 	if (rc == 0 || rc == -ENOMEM) {
@@ -631,6 +647,55 @@ static int op_resize(struct world *w)
 	return 0;
 }
 
+static int op_protect(struct world *w, struct map *m)
+{
+	int prot = rndn(w, 2) ? PROT_READ : PROT_READ | PROT_WRITE;
+	size_t off, n;
+	int rc, want;
+
+	pick_span(w, m, &off, &n);
+	want = span_holed(w, m, off, n) ? -ENOMEM : 0;
+	hist(w, "protect %p+%zu %s", (void *)(m->base + off), n,
+	     prot == PROT_READ ? "PROT_READ" : "PROT_READ|PROT_WRITE");
+	rc = hm_protect(m->base + off, n, prot);
+	if (rc != want)
+		return fail(w, "hm_protect(%p, %zu, %d) returned %d (%s), expected %d",
+		            (void *)(m->base + off), n, prot, rc, hm_errormsg(), want);
+	for (size_t pg = off / w->ps; !rc && pg * w->ps < off + n && pg < m->npages; pg++)
+		m->ro[pg] = prot == PROT_READ;
+	return 0;
+}
+
+static sigjmp_buf *volatile probe_jb;
+static void *volatile probe_addr;
+
+/* A write to a read-only page must be SIGSEGV, however the page came and went. */
+static int op_probe(struct world *w, struct map *m)
+{
+	size_t pg = rndn(w, m->npages);
+	sigjmp_buf jb;
+
+	if (m->gone[pg] || !m->ro[pg])
+		return 0;
+	size_t n = (pg + 1) * w->ps <= m->len ? w->ps : m->len - pg * w->ps;
+	volatile unsigned char *q = m->base + pg * w->ps + rndn(w, n);
+	unsigned char v = *q;
+	hist(w, "probe a write to read-only %p", (void *)q);
+	if (v != w->shadow[m->foff + (size_t)((unsigned char *)q - m->base)])
+		return fail(w, "read-only byte at %p reads %#x, model %#x", (void *)q, v,
+		            w->shadow[m->foff + (size_t)((unsigned char *)q - m->base)]);
+	probe_addr = (void *)q;
+	if (!sigsetjmp(jb, 1)) {
+		probe_jb = &jb;
+		*q = v; /* the same value: harmless if it lands */
+		probe_jb = NULL;
+		return fail(w, "a write to %p, read-only by hm_protect(), did not fault",
+		            (void *)q);
+	}
+	probe_jb = NULL;
+	return 0;
+}
+
 /* ---- the concurrent phase ---- */
 
 struct partner {
@@ -698,7 +763,7 @@ static int op_concurrent(struct world *w, unsigned ops)
 	pf = rndn(w, m->npages - m->npages / 3);
 	pt = pf + m->npages / 3;
 	for (size_t j = pf; j < pt; j++)
-		if (m->gone[j])
+		if (m->gone[j] || m->ro[j])
 			return 0;
 	memset(&p, 0, sizeof p);
 	p.w = w;
@@ -726,7 +791,8 @@ static int op_concurrent(struct world *w, unsigned ops)
 		case 5: {
 			/* Reads and writes of the main thread stay out of the second's part. */
 			size_t off, n;
-			if (pick_range(w, m, 64, &off, &n) && (off + n <= p.from || off >= p.to)) {
+			if (pick_range(w, m, 64, &off, &n) && (off + n <= p.from || off >= p.to) &&
+			    !span_ro(w, m, off, n)) {
 				fill(w->shadow + m->foff + off, n, rnd(w));
 				hist(w, "write %zu bytes at %p+%zu", n, (void *)m->base, off);
 				memcpy(m->base + off, w->shadow + m->foff + off, n);
@@ -840,8 +906,10 @@ static int world_close(struct world *w)
 		rc = fail(w, "hm_store_close: %s", hm_errormsg());
 	if (w->path[0])
 		unlink(w->path);
-	for (int i = 0; i < w->nmaps; i++)
+	for (int i = 0; i < w->nmaps; i++) {
 		free(w->maps[i].gone);
+		free(w->maps[i].ro);
+	}
 	free(w->shadow);
 	free(w->buf);
 	return rc;
@@ -884,6 +952,10 @@ static int world_run(struct world *w, unsigned ops)
 			rc = op_resize(w);
 		else if (r < 93)
 			rc = op_concurrent(w, 40);
+		else if (r < 96)
+			rc = op_protect(w, pick_map(w, NULL));
+		else if (r < 98)
+			rc = op_probe(w, pick_map(w, NULL));
 		else
 			rc = compare_all(w, "full check");
 		if (rc)
@@ -1051,6 +1123,11 @@ static void on_fatal(int sig, siginfo_t *si, void *uc)
 	struct world *w = live_world;
 
 	(void)uc;
+	if (sig == SIGSEGV && probe_jb && si->si_addr == probe_addr) {
+		sigjmp_buf *jb = probe_jb;
+		probe_jb = NULL;
+		siglongjmp(*jb, 1);
+	}
 	if (w) {
 		printf("FATAL signal %d at %p: HMMAP_TEST_SEED=%llu world %s op %u; last "
 		       "operations:\n",
