@@ -386,7 +386,7 @@ static int op_write(struct world *w, int how)
 	} else if (!pick_range(w, m, how ? 8 : 300, &off, &n)) {
 		return 0;
 	}
-	if ((how == 1 && n < 8) || span_ro(w, m, off & ~(size_t)7, n))
+	if ((how == 1 && n < 8) || span_ro(w, m, off & ~(size_t)7, n + (off & 7)))
 		return 0;
 	if (how == 1) {
 		uint64_t v = rnd(w);
