@@ -216,7 +216,12 @@ struct hm_region;
  */
 int hm_region_map(struct hm_region **region, struct hm_cache *cache, struct hm_store *store,
 		  uint64_t offset, size_t length, int prot, int flags, size_t page_size);
-/* Writes back and unmaps; on a write-back error the region stays mapped. */
+/*
+ * Writes back and unmaps; on a write-back error the region stays mapped.
+ * hmunmap() works on these regions too: once it has unmapped every part of
+ * one, the region is gone as if hm_region_unmap() had been called, and the
+ * handle must not be used again (not even for hm_region_unmap()).
+ */
 int hm_region_unmap(struct hm_region *region);
 void *hm_region_addr(const struct hm_region *region);
 size_t hm_region_length(const struct hm_region *region);
