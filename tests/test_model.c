@@ -1074,44 +1074,24 @@ WORLD_CASE(test_mem_region, {
 	run_world(&w, "mem-region");
 })
 
-/* pmem: on a tmpfs file, HM_HYBRID, either API. */
-WORLD_CASE(test_pmem_hybrid, {
-	uint64_t s = tu_seed(41 + (uint64_t)cur->index);
-	w.kind = K_PMEM;
-	w.mode = HM_HYBRID;
-	w.mmap_api = tu_rnd(&s) % 2;
-	shape(&w, &s);
-	if (w.mmap_api)
-		w.budget = cur->budget;
-	w.policy = w.mmap_api ? cur->policy : policies[tu_rnd(&s) % NPOLICIES];
-	run_world(&w, "pmem-hybrid");
-})
+/* pmem: on a tmpfs file in `mode`, through either API. */
+static void pmem_world(struct world *w, uint64_t seed, int mode, const char *name)
+{
+	uint64_t s = tu_seed(seed + (uint64_t)cur->index);
 
-/* pmem:, HM_DIRECT, either API. */
-WORLD_CASE(test_pmem_direct, {
-	uint64_t s = tu_seed(53 + (uint64_t)cur->index);
-	w.kind = K_PMEM;
-	w.mode = HM_DIRECT;
-	w.mmap_api = tu_rnd(&s) % 2;
-	shape(&w, &s);
-	if (w.mmap_api)
-		w.budget = cur->budget;
-	w.policy = w.mmap_api ? cur->policy : policies[tu_rnd(&s) % NPOLICIES];
-	run_world(&w, "pmem-direct");
-})
+	w->kind = K_PMEM;
+	w->mode = mode;
+	w->mmap_api = tu_rnd(&s) % 2;
+	shape(w, &s);
+	if (w->mmap_api)
+		w->budget = cur->budget;
+	w->policy = w->mmap_api ? cur->policy : policies[tu_rnd(&s) % NPOLICIES];
+	run_world(w, name);
+}
 
-/* pmem:, HM_CACHED, either API. */
-WORLD_CASE(test_pmem_cached, {
-	uint64_t s = tu_seed(67 + (uint64_t)cur->index);
-	w.kind = K_PMEM;
-	w.mode = HM_CACHED;
-	w.mmap_api = tu_rnd(&s) % 2;
-	shape(&w, &s);
-	if (w.mmap_api)
-		w.budget = cur->budget;
-	w.policy = w.mmap_api ? cur->policy : policies[tu_rnd(&s) % NPOLICIES];
-	run_world(&w, "pmem-cached");
-})
+WORLD_CASE(test_pmem_hybrid, pmem_world(&w, 41, HM_HYBRID, "pmem-hybrid"))
+WORLD_CASE(test_pmem_direct, pmem_world(&w, 53, HM_DIRECT, "pmem-direct"))
+WORLD_CASE(test_pmem_cached, pmem_world(&w, 67, HM_CACHED, "pmem-cached"))
 
 /*
  * A fatal SIGSEGV or SIGBUS (a touch hmmap did not serve): the seed and the
