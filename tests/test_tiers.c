@@ -804,6 +804,125 @@ static void t_autotier_follows_moved_hot_set(void)
 	CHECK(hmunmap(p, len) == 0);
 }
 
+/*
+ * A tiering policy that, in one tick, samples every resident page and then
+ * promotes pages from the lower tier: the promotions' loads need room that
+ * only the sampled pages can give (the promoted ones are pinned).
+ */
+static _Atomic int sp_go, sp_done, sp_rc, sp_promoted;
+
+static int sp_create(void **state, uint64_t npages, const char *opts)
+{
+	*state = (void *)(uintptr_t)npages;
+	return 0;
+}
+
+static void sp_destroy(void *state)
+{
+}
+
+static void sp_touch(void *state, uint64_t idx, int how)
+{
+}
+
+static void sp_tick(void *state, struct hm_tier_ctx *ctx)
+{
+	uint64_t n = (uint64_t)(uintptr_t)state;
+	int promoted = 0, rc = 0;
+
+	if (!atomic_load(&sp_go) || atomic_load(&sp_done))
+		return;
+	for (uint64_t i = 0; i < n; i++)
+		if (hm_tier_where(ctx, i) == 0)
+			hm_tier_sample(ctx, i);
+	for (uint64_t i = 0; i < n && promoted < 3 && !rc; i++) {
+		if (hm_tier_where(ctx, i) <= 0)
+			continue;
+		/* -EBUSY: the evictor took the page between its load and its pin. */
+		for (int tries = 0; tries < 100; tries++)
+			if ((rc = hm_tier_promote(ctx, i)) != -EBUSY)
+				break;
+		promoted += !rc;
+	}
+	atomic_store(&sp_rc, rc);
+	atomic_store(&sp_promoted, promoted);
+	atomic_store(&sp_done, 1);
+}
+
+static const struct hm_tier_policy_ops sample_promote = {
+	.abi = HM_TIER_POLICY_ABI,
+	.name = "t-sample-promote",
+	.summary = "test: samples every resident page, then promotes",
+	.create = sp_create,
+	.destroy = sp_destroy,
+	.touch = sp_touch,
+	.tick = sp_tick,
+};
+
+static int promote_beside_sampled(void *arg)
+{
+	/*
+	 * 16 pages of DRAM: 12 pinned, the other resident pages sampled by
+	 * the policy, so that the third promotion must evict one of those.
+	 */
+	size_t pages = 64, len = pages * PG;
+	char buf[PG];
+
+	if (hm_tier_policy_register(&sample_promote)) {
+		printf("register: %s\n", hm_errormsg());
+		return 1;
+	}
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+			"tiers:dram:64K,tiering=t-sample-promote,hot=0.95,period=10 > mem:1M", 0);
+	if (p == MAP_FAILED) {
+		printf("hmmap: %s\n", hm_errormsg());
+		return 1;
+	}
+	for (size_t i = 0; i < pages; i++) {
+		pattern(buf, i, false);
+		memcpy(p + i * PG, buf, PG);
+	}
+	if (hm_prefault(p + 48 * PG, 12 * PG, HM_PREFAULT_PIN)) {
+		printf("pin: %s\n", hm_errormsg());
+		return 1;
+	}
+	/* The rest of DRAM: pages the policy samples. */
+	for (size_t i = 60; i < pages; i++)
+		(void)*(volatile char *)(p + i * PG);
+	atomic_store(&sp_go, 1);
+	while (!atomic_load(&sp_done)) {
+		struct timespec ts = { 0, 5000000 };
+		nanosleep(&ts, NULL);
+	}
+	if (atomic_load(&sp_rc) || atomic_load(&sp_promoted) != 3) {
+		printf("promotion %d of 3 returned %d: %s\n", atomic_load(&sp_promoted) + 1,
+		       atomic_load(&sp_rc), hm_errormsg());
+		return 1;
+	}
+	for (size_t i = 0; i < pages; i++) {
+		if (!check_page(p + i * PG, i, false)) {
+			printf("page %zu differs\n", i);
+			return 1;
+		}
+	}
+	return hmunmap(p, len) ? 1 : 0;
+}
+
+static void t_promote_beside_sampled_pages(void)
+{
+	/*
+	 * The engine held the pages it sampled in a tick BUSY until the
+	 * tick's end, and a promotion in that tick that had to evict to load
+	 * its page found nothing but them and pins: the load waited for the
+	 * engine, itself, and failed (-ENOMEM), and a fault of the program
+	 * waiting for room meanwhile ended in SIGBUS. The cache's own sampler
+	 * is off: a page it unmapped is not the policy's to sample.
+	 */
+	static const char *const env[] = { "HMMAP_SAMPLE_RATE=0", "HMMAP_EVICT_BATCH=1", NULL };
+
+	TU_CHILD_RESULT(tu_child(env, promote_beside_sampled, NULL));
+}
+
 int main(void)
 {
 	RUN(t_uri_errors);
@@ -822,6 +941,7 @@ int main(void)
 	RUN(t_controls);
 	RUN(t_autotier_keeps_hot_set);
 	RUN(t_autotier_follows_moved_hot_set);
+	RUN(t_promote_beside_sampled_pages);
 	tu_cleanup();
 	return test_done();
 }

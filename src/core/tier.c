@@ -278,6 +278,16 @@ int hm_tier_promote(struct hm_tier_ctx *ctx, uint64_t idx)
 		if (e->budget < (int64_t)r->ps)
 			return -EAGAIN;
 		e->budget -= (int64_t)r->ps;
+		/*
+		 * The load may have to evict to make room, and the pages this
+		 * tick sampled are BUSY until their batch is zapped: the
+		 * cache cannot evict them. When they and the pins were all
+		 * the cache held, the load waited for the engine (itself)
+		 * while faults of the application waited for the same pages,
+		 * and gave up: SIGBUS ("every resident page is pinned or in
+		 * flight"). Zap the batch first.
+		 */
+		sample_flush(e);
 		quiet = true;
 		rc = hm__populate(r, idx, 1, false, false);
 		quiet = false;
@@ -329,6 +339,8 @@ int hm_tier_demote(struct hm_tier_ctx *ctx, uint64_t idx, bool evict)
 	if (e->budget < (int64_t)r->ps)
 		return -EAGAIN;
 	e->budget -= (int64_t)r->ps;
+	/* The drop waits for the page if a fault is loading it, and that load may need room. */
+	sample_flush(e);
 	return hm__cache_drop_range(r->cache, r, idx, 1, false);
 }
 
