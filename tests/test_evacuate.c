@@ -377,6 +377,46 @@ static void t_cli_example(void)
 	CHECK(run(cmd, out, sizeof out) == 1);
 }
 
+static void *drop_first_page(void *arg)
+{
+	return (void *)(intptr_t)hm_advise(arg, PG, HM_ADV_DONTNEED);
+}
+
+static void t_evacuate_waits_for_placements(void)
+{
+	/*
+	 * An eviction that chose the tier before the evacuation closed it is
+	 * still writing (a second, by write_ns) when the evacuation finds the
+	 * tier empty. The evacuation returned 0 at once and the page landed
+	 * after it: a closed, "empty" tier held a page. The sleep only opens
+	 * the window; a shorter one makes the case pass without testing it.
+	 */
+	size_t len = 16 * PG;
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+			"tiers:dram:64K,tiering=none > mem:1M,write_ns=1000000000 > mem:1M", 0);
+	CHECKF(p != MAP_FAILED, "%s", hm_errormsg());
+	if (p == MAP_FAILED)
+		return;
+	struct hm_store *ch = hm_region_store(hm_region_find(p)), *t1 = hm_chain_tier(ch, 1);
+	memset(p, 0x5a, PG);
+	pthread_t th;
+	CHECK(pthread_create(&th, NULL, drop_first_page, p) == 0);
+	usleep(200000);
+	int rc = hm_store_evacuate(t1, NULL, NULL);
+	void *drc;
+	pthread_join(th, &drc);
+	CHECKF(rc == 0, "%d %s", rc, hm_errormsg());
+	CHECKF(drc == NULL, "the drop: %ld", (long)(intptr_t)drc);
+	CHECKF(tier_pages(t1) == 0, "tier 1 holds %llu pages after its evacuation",
+	       (unsigned long long)tier_pages(t1));
+	for (size_t i = 0; i < PG; i++)
+		if (p[i] != 0x5a) {
+			CHECKF(0, "byte %zu", i);
+			break;
+		}
+	CHECK(hmunmap(p, len) == 0);
+}
+
 int main(void)
 {
 	RUN(t_evacuate_while_running);
@@ -384,6 +424,7 @@ int main(void)
 	RUN(t_evacuate_retried_while_running);
 	RUN(t_evacuate_into_dram);
 	RUN(t_evacuate_zero_page);
+	RUN(t_evacuate_waits_for_placements);
 	RUN(t_evacuate_errors);
 	RUN(t_cli_example);
 	tu_cleanup();

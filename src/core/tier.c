@@ -1192,6 +1192,27 @@ static int evacuate_up(struct hm_chain *ch, uint64_t pg, unsigned t)
 	return moved;
 }
 
+/*
+ * The scan found tier ct empty: it stops being the last resort of placement
+ * (HM_TIER_EVAC_OPEN), then every placement that chose it before that lands
+ * or gives up. place() reads the tier flags and writes the page under the
+ * page's stripe lock, so once each stripe lock has been taken and released,
+ * none that read the flags before is still under way. Returns whether the
+ * tier is still empty: a placement that read the flags while the tier was
+ * the last resort may have put a page there after the scan (an eviction no
+ * other tier had room for), and an evacuation that returned 0 then left a
+ * page in a closed tier.
+ */
+static bool last_resort_off(struct hm_chain *ch, struct hm_chain_tier *ct)
+{
+	atomic_fetch_and(&ct->flags, ~(uint32_t)HM_TIER_EVAC_OPEN);
+	for (int i = 0; i < HM_CHAIN_STRIPES; i++) {
+		pthread_mutex_lock(&ch->stripe[i]);
+		pthread_mutex_unlock(&ch->stripe[i]);
+	}
+	return !atomic_load(&ct->pages);
+}
+
 int hm_store_evacuate(struct hm_store *store,
 		      void (*progress)(void *ctx, uint64_t done, uint64_t total), void *ctx)
 {
@@ -1199,7 +1220,7 @@ int hm_store_evacuate(struct hm_store *store,
 	int t = hm__chain_find(store, &ch);
 	uint64_t done = 0, total, total0, step, next;
 	uint32_t old;
-	int rc = 0;
+	int rc = 0, rounds = 0;
 
 	if (!store)
 		return hm__error(-EINVAL, "hm_store_evacuate: NULL store");
@@ -1226,8 +1247,11 @@ int hm_store_evacuate(struct hm_store *store,
 		progress(ctx, 0, total);
 	/*
 	 * A write-back that picked this tier before it closed may still land:
-	 * scan again until the tier is empty.
+	 * scan again until the tier is empty. So may one that took the tier
+	 * as its last resort (HM_TIER_EVAC_OPEN) after the scan found it
+	 * empty: see last_resort_off().
 	 */
+again:
 	for (int pass = 0; pass < 1000 && !rc && atomic_load(&ct->pages); pass++) {
 		for (uint64_t pg = 0; pg < ch->npages && !rc; pg++) {
 			if (CE_TIER(atomic_load(&ch->map[pg])) != (unsigned)t)
@@ -1251,6 +1275,11 @@ int hm_store_evacuate(struct hm_store *store,
 			struct timespec ts = { 0, 1000000 };
 			nanosleep(&ts, NULL);
 		}
+	}
+	if (!rc && !atomic_load(&ct->pages) && !last_resort_off(ch, ct) && ++rounds < 1000) {
+		/* A placement landed meanwhile: the tier is the last resort again. */
+		atomic_fetch_or(&ct->flags, old & HM_TIER_CLOSED ? 0u : (uint32_t)HM_TIER_EVAC_OPEN);
+		goto again;
 	}
 	if (!rc && atomic_load(&ct->pages))
 		rc = -EBUSY;
