@@ -72,13 +72,22 @@ static uint64_t pages_per(const struct hm_region *r)
 	return r->ps / HM_CHAIN_PAGE;
 }
 
-/* Where region page idx is: 0 DRAM, t lower tier, -ENOENT nowhere. */
+/*
+ * Where region page idx is: 0 DRAM, t lower tier, -ENOENT nowhere. A page
+ * being loaded or evicted is where its lower copy is, if it has one: a load
+ * forgets that copy only once it has read it, and an eviction makes it
+ * before the page leaves DRAM, and the tier counts it all that time. The
+ * query said DRAM for the whole move, so the tiers' counts were a page over
+ * the query for as long as a load (a promotion of the engine, say) took.
+ */
 static int where(struct hm_chain *ch, struct hm_region *r, uint64_t idx)
 {
 	struct hm_page *p = hm__page(r, idx, false);
+	uint32_t s = p ? atomic_load(&p->st) & HM_ST_MASK : HM_ST_EMPTY;
 
-	if (p && (atomic_load(&p->st) & HM_ST_MASK) != HM_ST_EMPTY)
+	if (s == HM_ST_RESIDENT || s == HM_ST_GONE)
 		return 0;
+	bool moving = s != HM_ST_EMPTY;
 	uint64_t pg = chain_pg(r, idx);
 	/* A large region page is where its first 4 KiB page is. */
 	for (uint64_t k = 0; k < pages_per(r); k++) {
@@ -88,7 +97,7 @@ static int where(struct hm_chain *ch, struct hm_region *r, uint64_t idx)
 		if (t)
 			return (int)t;
 	}
-	return -ENOENT;
+	return moving ? 0 : -ENOENT;
 }
 
 static struct hm_tier_engine *engine_get(struct hm_chain *ch)
