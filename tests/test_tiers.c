@@ -863,8 +863,10 @@ static const struct hm_tier_policy_ops sample_promote = {
 static int promote_beside_sampled(void *arg)
 {
 	/*
-	 * 16 pages of DRAM: 12 pinned, the other resident pages sampled by
-	 * the policy, so that the third promotion must evict one of those.
+	 * 16 pages of DRAM: 11 pinned (pins leave two pages of room, and
+	 * the three promoted pages are pinned too), the other resident pages
+	 * sampled by the policy, so that each promotion must evict one of
+	 * those.
 	 */
 	size_t pages = 64, len = pages * PG;
 	char buf[PG];
@@ -883,7 +885,7 @@ static int promote_beside_sampled(void *arg)
 		pattern(buf, i, false);
 		memcpy(p + i * PG, buf, PG);
 	}
-	if (hm_prefault(p + 48 * PG, 12 * PG, HM_PREFAULT_PIN)) {
+	if (hm_prefault(p + 49 * PG, 11 * PG, HM_PREFAULT_PIN)) {
 		printf("pin: %s\n", hm_errormsg());
 		return 1;
 	}
