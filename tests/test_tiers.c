@@ -972,6 +972,8 @@ static void t_query_during_load(void)
 
 int main(void)
 {
+	/* First, in a child forked before this process has threads (TSan needs it). */
+	RUN(t_promote_beside_sampled_pages);
 	RUN(t_uri_errors);
 	RUN(t_zero_without_store);
 	RUN(t_zero_pages_have_a_tier);
@@ -989,7 +991,6 @@ int main(void)
 	RUN(t_controls);
 	RUN(t_autotier_keeps_hot_set);
 	RUN(t_autotier_follows_moved_hot_set);
-	RUN(t_promote_beside_sampled_pages);
 	tu_cleanup();
 	return test_done();
 }
