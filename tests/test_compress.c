@@ -134,6 +134,13 @@ static void t_levels(void)
 	packed_bytes("zstd:1M,level=3", &z3);
 	CHECKF(z0 && z0 == z3, "zstd level 0: %llu bytes, level 3: %llu", (unsigned long long)z0,
 	       (unsigned long long)z3);
+	/* Every level compresses on the contexts made at open (none keeps pages raw). */
+	uint64_t zlow, zhigh, zmax;
+	packed_bytes("zstd:1M,level=-50", &zlow);
+	packed_bytes("zstd:1M,level=19", &zhigh);
+	packed_bytes("zstd:1M,level=22", &zmax);
+	CHECKF(zmax && zhigh && zhigh < zlow, "zstd level -50: %llu bytes, 19: %llu, 22: %llu",
+	       (unsigned long long)zlow, (unsigned long long)zhigh, (unsigned long long)zmax);
 	/* At run time, for later writes. */
 	struct hm_store *s;
 	CHECK(hm_store_open(&s, "lz4:1M", 0) == 0);
@@ -284,7 +291,8 @@ static void t_region_over_compressed(void)
  * SIGBUS handler of the faulting thread, where malloc() is not safe. A zstd
  * context allocated its workspace at its first compression, and again when
  * the level grew: TSan reported "signal-unsafe call inside of a signal".
- * The contexts are made ready at open and at each change of level.
+ * The contexts are static, on workspaces made at open for every level: the
+ * passes go through the default, high, negative and the highest levels.
  */
 static int zstd_in_handler(void *arg)
 {
@@ -298,9 +306,10 @@ static int zstd_in_handler(void *arg)
 		return 1;
 	}
 	struct hm_store *z = hm_chain_tier(hm_region_store(hm_region_find(p)), 1);
-	for (int pass = 0; pass < 2; pass++) {
-		if (pass && hm_store_ctl(z, "level=19")) {
-			printf("level=19: %s\n", hm_errormsg());
+	static const char *const level[] = { NULL, "level=19", "level=-50", "level=22", "level=3" };
+	for (int pass = 0; pass < (int)(sizeof level / sizeof *level); pass++) {
+		if (level[pass] && hm_store_ctl(z, level[pass])) {
+			printf("%s: %s\n", level[pass], hm_errormsg());
 			return 1;
 		}
 		for (size_t i = 0; i < n; i++)

@@ -26,7 +26,9 @@
  * of 64-byte classes (64 .. 4096) with a free list per class: the write path
  * may run inside eviction on the fault path (even in a SIGBUS handler), so
  * nothing here calls malloc after open. Compression contexts are made at
- * open, a few of them, each behind its own lock.
+ * open, a few of them, each behind its own lock, with all the memory any
+ * level will need (zstd's are static contexts on a workspace of their own,
+ * so that no level, whenever it is set, makes them allocate).
  */
 #include <lz4.h>
 #include <lz4hc.h>
@@ -35,6 +37,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_initStaticCCtx: exported by Debian's libzstd */
 #include <zstd.h>
 
 #include "core/internal.h"
@@ -64,7 +67,7 @@ struct zctx {
 	pthread_mutex_t lock;
 	ZSTD_CCtx *cctx;
 	ZSTD_DCtx *dctx;
-	void *lz4state; /* room for either LZ4 state, fast or HC */
+	void *wksp; /* the zstd context's workspace, or room for either LZ4 state */
 	char out[ZPAGE * 2]; /* compression output, larger than any bound */
 };
 
@@ -138,23 +141,22 @@ static struct zctx *ctx_get(struct zstore *z)
 }
 
 /*
- * A zstd context takes its workspace from malloc() at its first compression
- * with given parameters, and a larger one when the level grows. Compression
- * runs on the eviction path, which may be inside the SIGBUS handler of
- * sigbus fault mode, where malloc() is not safe: compress a page of zeros
- * with every context at open and at each change of level, so that later
- * compressions at that level allocate nothing.
+ * The workspace a zstd context needs to compress a 4 KiB page at any level.
+ * A context made static on it never calls malloc(): compression runs on the
+ * eviction path, which may be inside the SIGBUS handler of sigbus fault
+ * mode, where malloc() is not safe. Should a level ever need more, zstd
+ * returns an error and the page is kept raw.
  */
-static void zstd_warm(struct zstore *z, int level)
+static size_t zstd_wksp_size(void)
 {
-	static const char zeros[ZPAGE];
+	size_t most = 0;
 
-	for (int i = 0; i < NCTX; i++) {
-		struct zctx *c = &z->ctx[i];
-		pthread_mutex_lock(&c->lock);
-		ZSTD_compressCCtx(c->cctx, c->out, sizeof c->out, zeros, ZPAGE, level);
-		pthread_mutex_unlock(&c->lock);
+	for (int l = ZSTD_minCLevel(); l <= ZSTD_maxCLevel(); l = l < -1 ? -1 : l + 1) {
+		size_t n = ZSTD_estimateCCtxSize_usingCParams(ZSTD_getCParams(l, ZPAGE, 0));
+		if (n > most)
+			most = n;
 	}
+	return most;
 }
 
 static void ctx_put(struct zctx *c)
@@ -247,10 +249,10 @@ static int put_page(struct zstore *z, uint64_t pg, const char *src)
 			size_t k = ZSTD_compressCCtx(c->cctx, c->out, sizeof c->out, src, ZPAGE, z->level);
 			n = ZSTD_isError(k) ? ZPAGE : k;
 		} else {
-			int k = z->level ? LZ4_compress_HC_extStateHC(c->lz4state, src, c->out,
+			int k = z->level ? LZ4_compress_HC_extStateHC(c->wksp, src, c->out,
 								      (int)ZPAGE, (int)sizeof c->out,
 								      z->level)
-					 : LZ4_compress_fast_extState(c->lz4state, src, c->out,
+					 : LZ4_compress_fast_extState(c->wksp, src, c->out,
 								      (int)ZPAGE, (int)sizeof c->out,
 								      z->accel);
 			n = k > 0 ? (size_t)k : ZPAGE;
@@ -432,9 +434,8 @@ static void z_close(void *priv)
 
 	if (z->ctx) {
 		for (int i = 0; i < NCTX; i++) {
-			ZSTD_freeCCtx(z->ctx[i].cctx);
-			ZSTD_freeDCtx(z->ctx[i].dctx);
-			free(z->ctx[i].lz4state);
+			ZSTD_freeDCtx(z->ctx[i].dctx); /* the static CCtx lives in wksp */
+			free(z->ctx[i].wksp);
 			pthread_mutex_destroy(&z->ctx[i].lock);
 		}
 		free(z->ctx);
@@ -512,23 +513,23 @@ static int z_open(void **priv, const char *rest, struct hm_store_info *info, boo
 		pthread_mutex_init(&z->stripe[i], NULL);
 	for (unsigned c = 0; c <= NCLASS; c++)
 		z->free_head[c] = NONE;
+	size_t wksp = zstd ? zstd_wksp_size() : 0;
 	for (int i = 0; i < NCTX; i++) {
 		struct zctx *c = &z->ctx[i];
 		pthread_mutex_init(&c->lock, NULL);
 		if (zstd) {
-			c->cctx = ZSTD_createCCtx();
+			c->wksp = malloc(wksp);
+			c->cctx = c->wksp ? ZSTD_initStaticCCtx(c->wksp, wksp) : NULL;
 			c->dctx = ZSTD_createDCtx();
 			if (!c->cctx || !c->dctx)
 				goto nomem;
 		} else {
 			int fast = LZ4_sizeofState(), hc = LZ4_sizeofStateHC();
-			c->lz4state = malloc((size_t)(fast > hc ? fast : hc));
-			if (!c->lz4state)
+			c->wksp = malloc((size_t)(fast > hc ? fast : hc));
+			if (!c->wksp)
 				goto nomem;
 		}
 	}
-	if (zstd)
-		zstd_warm(z, z->level);
 	memset(info, 0, sizeof *info);
 	info->size = z->space;
 	info->props = HM_PROP_COHERENT;
@@ -550,28 +551,20 @@ static int zstd_open(void **priv, const char *rest, int flags, struct hm_store_i
 	return z_open(priv, rest, info, true);
 }
 
-/* "level=N" or (lz4) "accel=N" changes the codec setting for later writes. */
+/*
+ * "level=N" or (lz4) "accel=N" changes the codec setting for later writes.
+ * The contexts are ready for every level, so the new one may be used the
+ * moment it is stored.
+ */
 static int z_ctl(void *priv, const char *key, const char *value)
 {
 	struct zstore *z = priv;
 	struct zopts o = { .z = z };
-	int level = z->level, accel = z->accel;
 
 	if (!value || strcmp(key, "space") == 0)
 		return hm__error(-EINVAL, "%s store: control '%s' needs a value (known: %s)",
 				 z->zstd ? "zstd" : "lz4", key, z->zstd ? "level=N" : "level=N, accel=N");
-	int rc = z_opt(&o, key, value);
-	if (rc) {
-		z->level = level;
-		z->accel = accel;
-	} else if (z->zstd && z->level != level) {
-		/* Ready for the new level before a compression may use it. */
-		int want = z->level;
-		z->level = level;
-		zstd_warm(z, want);
-		z->level = want;
-	}
-	return rc;
+	return z_opt(&o, key, value);
 }
 
 const struct hm_store_ops hm__store_lz4 = {
