@@ -1204,6 +1204,39 @@ static void test_resize_keeps_room_beside_pins(void)
 }
 
 /*
+ * A hybrid region of 32 pages over a pmem: file called `name`, on a cache
+ * of 4 pages: *s, *c and *r, for hybrid_close() to undo; *p, its address.
+ * A failed check returns early: the caller looks at t_case_failed.
+ */
+static void hybrid_open(const char *name, int fill, char *path, size_t pathlen,
+			struct hm_store **s, struct hm_cache **c, struct hm_region **r,
+			unsigned char **p)
+{
+	size_t ps = 4096;
+	char uri[600];
+
+	tu_path(path, pathlen, name);
+	unsigned char *ref = tu_make_file(path, 32 * ps, fill);
+	CHECK(ref);
+	free(ref);
+	snprintf(uri, sizeof uri, "pmem:%s", path);
+	CHECK(hm_store_open(s, uri, 0) == 0);
+	CHECK(hm_cache_new(c, 4 * ps, "clock") == 0);
+	CHECKF(hm_region_map(r, *c, *s, 0, 32 * ps, PROT_READ | PROT_WRITE, HM_HYBRID, ps) == 0,
+	       "%s", hm_errormsg());
+	*p = hm_region_addr(*r);
+}
+
+static void hybrid_close(const char *path, struct hm_store *s, struct hm_cache *c,
+			 struct hm_region *r)
+{
+	CHECK(hm_region_unmap(r) == 0);
+	CHECK(hm_cache_free(c) == 0);
+	CHECK(hm_store_close(s) == 0);
+	unlink(path);
+}
+
+/*
  * HM_HYBRID pins were bounded only by the held set per call: pins could
  * take every slot, and then the first write to any other page found no
  * frame and was the application's SIGSEGV. Found by HMMAP_TEST_SEED=1,
@@ -1215,20 +1248,13 @@ static void test_hybrid_pins_leave_room(void)
 	struct hm_cache *c;
 	struct hm_region *r;
 	size_t ps = 4096;
-	char path[512], uri[600];
+	char path[512];
 	unsigned char *p;
 	int rc;
 
-	tu_path(path, sizeof path, "hybrid-pins");
-	unsigned char *ref = tu_make_file(path, 32 * ps, 5);
-	CHECK(ref);
-	free(ref);
-	snprintf(uri, sizeof uri, "pmem:%s", path);
-	CHECK(hm_store_open(&s, uri, 0) == 0);
-	CHECK(hm_cache_new(&c, 4 * ps, "clock") == 0);
-	CHECKF(hm_region_map(&r, c, s, 0, 32 * ps, PROT_READ | PROT_WRITE, HM_HYBRID, ps) == 0,
-	       "%s", hm_errormsg());
-	p = hm_region_addr(r);
+	hybrid_open("hybrid-pins", 5, path, sizeof path, &s, &c, &r, &p);
+	if (t_case_failed)
+		return;
 	rc = hm_prefault(p, 4 * ps, HM_PREFAULT_PIN);
 	CHECKF(rc == -ENOMEM, "pinning every page the region may hold returned %d", rc);
 	CHECKF(hm_prefault(p, 2 * ps, HM_PREFAULT_PIN) == 0, "%s", hm_errormsg());
@@ -1238,10 +1264,7 @@ static void test_hybrid_pins_leave_room(void)
 	p[21 * ps] = 8;
 	CHECK(p[20 * ps] == 7 && p[21 * ps] == 8);
 	CHECK(hm_unpin(p, 2 * ps) == 0);
-	CHECK(hm_region_unmap(r) == 0);
-	CHECK(hm_cache_free(c) == 0);
-	CHECK(hm_store_close(s) == 0);
-	unlink(path);
+	hybrid_close(path, s, c, r);
 }
 
 /*
@@ -1257,7 +1280,7 @@ static void test_pins_leave_two_pages(void)
 	struct hm_cache *c;
 	struct hm_region *r;
 	size_t ps = 4096;
-	char path[512], uri[600];
+	char path[512];
 	unsigned char *p, buf[512];
 	int rc;
 
@@ -1279,26 +1302,16 @@ static void test_pins_leave_two_pages(void)
 	CHECK(hm_store_close(s) == 0);
 
 	/* Hybrid: a region that may hold 4 pages pins at most 2. */
-	tu_path(path, sizeof path, "hybrid-two");
-	unsigned char *ref = tu_make_file(path, 32 * ps, 6);
-	CHECK(ref);
-	free(ref);
-	snprintf(uri, sizeof uri, "pmem:%s", path);
-	CHECK(hm_store_open(&s, uri, 0) == 0);
-	CHECK(hm_cache_new(&c, 4 * ps, "clock") == 0);
-	CHECKF(hm_region_map(&r, c, s, 0, 32 * ps, PROT_READ | PROT_WRITE, HM_HYBRID, ps) == 0,
-	       "%s", hm_errormsg());
-	p = hm_region_addr(r);
+	hybrid_open("hybrid-two", 6, path, sizeof path, &s, &c, &r, &p);
+	if (t_case_failed)
+		return;
 	rc = hm_prefault(p, 3 * ps, HM_PREFAULT_PIN);
 	CHECKF(rc == -ENOMEM, "pinning 3 of the 4 pages a hybrid region holds returned %d", rc);
 	CHECKF(hm_prefault(p, 2 * ps, HM_PREFAULT_PIN) == 0, "%s", hm_errormsg());
 	memcpy(p + 10 * ps - 200, buf, sizeof buf);
 	CHECK(!memcmp(p + 10 * ps - 200, buf, sizeof buf));
 	CHECK(hm_unpin(p, 2 * ps) == 0);
-	CHECK(hm_region_unmap(r) == 0);
-	CHECK(hm_cache_free(c) == 0);
-	CHECK(hm_store_close(s) == 0);
-	unlink(path);
+	hybrid_close(path, s, c, r);
 }
 
 int main(void)
