@@ -447,6 +447,36 @@ static void test_evict_under_write_failure(void)
 	fx_close(&f);
 }
 
+/*
+ * Once the store recovers and hm_sync() has written everything back,
+ * faults find room again at once. A write-back that failed used to make
+ * the cache refuse to evict for a second after it, clean pages or not, so
+ * that the first touches after recovery raised SIGBUS.
+ */
+static void test_room_after_recovery(void)
+{
+	const size_t ps = 4096, npg = 64;
+	struct fx f;
+	unsigned char v = 0;
+	size_t pg;
+
+	CHECKF(fx_open(&f, npg * ps, 8 * ps, ps) == 0, "%s", hm_errormsg());
+	CHECK(hm_store_ctl(f.s, "fail_write") == 0);
+	/* Dirty pages until a fault finds no room: none can be written back. */
+	for (pg = 0; pg < npg; pg++)
+		if (tu_try_write64((volatile uint64_t *)(f.b + pg * ps), pg))
+			break;
+	CHECKF(pg < npg, "all %zu writes went through a cache of 8 pages", npg);
+	CHECK(hm_store_ctl(f.s, "fail_write=off") == 0);
+	CHECKF(hm_sync(f.b, f.len, MS_SYNC) == 0, "%s", hm_errormsg());
+	for (size_t i = 0; i < npg; i++) {
+		CHECKF(tu_try_read8(f.b + i * ps + 8, &v) == 0,
+		       "page %zu raised SIGBUS after the store recovered (%s)", i, hm_errormsg());
+		CHECKF(v == pat(i * ps + 8), "page %zu reads %u", i, v);
+	}
+	fx_close(&f);
+}
+
 static int mode_child(void *arg)
 {
 	const char *mode = arg;
@@ -465,6 +495,7 @@ static int mode_child(void *arg)
 	RUN(test_partial_unmap_error);
 	RUN(test_failed_runs_fail_fast);
 	RUN(test_evict_under_write_failure);
+	RUN(test_room_after_recovery);
 	return test_done();
 }
 

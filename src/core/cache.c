@@ -239,6 +239,7 @@ static int evict(struct hm_cache *c, struct victim *v, uint32_t n, uint32_t *nfr
 	int failed_rc = 0;
 	int err = 0;
 	uint32_t a, b, i, j;
+	uint64_t ok0 = atomic_load_explicit(&c->wb_ok, memory_order_relaxed);
 
 	sort_victims(v, n);
 	for (a = 0; a < n; a = b) {
@@ -368,6 +369,7 @@ static int evict(struct hm_cache *c, struct victim *v, uint32_t n, uint32_t *nfr
 	if (err && !*nfreed && !hm__chain_dest_strict && err != -ENOSPC) {
 		c->wb_stuck++;
 		c->wb_stuck_err = err;
+		c->wb_stuck_ok = ok0;
 		c->wb_stuck_ns = hm__now_ns();
 	} else if (*nfreed) {
 		c->wb_stuck_ns = 0;
@@ -620,10 +622,13 @@ static int make_room(struct hm_cache *c, uint64_t need)
 		 * dirty pages only, which the next batch would find too; each
 		 * thread in turn (a fault behind a readahead window that failed
 		 * so, say) would otherwise pay one timeout more. A batch that
-		 * frees anything clears it.
+		 * frees anything clears it, and a write-back that succeeded
+		 * since the batch began ends it: the store works again (an
+		 * hmsync() after it recovered), and a fault must find room.
 		 */
 		if (c->wb_stuck != stuck0 ||
-		    (c->wb_stuck_ns && hm__now_ns() - c->wb_stuck_ns < 1000000000ull))
+		    (c->wb_stuck_ns && atomic_load(&c->wb_ok) == c->wb_stuck_ok &&
+		     hm__now_ns() - c->wb_stuck_ns < 1000000000ull))
 			return hm__error_errno(c->wb_stuck_err, "cannot make room in the cache: "
 							       "write-back failed");
 		uint64_t deficit = c->resident + need - c->budget;

@@ -277,8 +277,11 @@ struct hm_cache {
 	/*
 	 * Eviction batches that freed nothing because write-back failed, its
 	 * error, and when the last one ended (0 once a batch frees something).
+	 * wb_ok counts the write-backs that succeeded, wb_stuck_ok what it was
+	 * when that batch began: one that succeeded since ends the window.
 	 */
-	uint64_t wb_stuck, wb_stuck_ns;
+	uint64_t wb_stuck, wb_stuck_ns, wb_stuck_ok;
+	_Atomic uint64_t wb_ok;
 	int wb_stuck_err;
 	struct hm_counters ctr;
 };

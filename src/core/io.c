@@ -384,6 +384,7 @@ int hm__writeback_run(struct hm_region *r, uint64_t idx, uint64_t n)
 				       (unsigned long long)len, (unsigned long long)off,
 				       r->store->uri);
 	}
+	atomic_fetch_add_explicit(&r->cache->wb_ok, 1, memory_order_relaxed);
 	hm__count(&r->ctr, writebacks, n);
 	hm__count(&r->cache->ctr, writebacks, n);
 	hm__count(&r->ctr, bytes_written, len);
