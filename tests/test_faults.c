@@ -390,6 +390,34 @@ static void test_partial_unmap_error(void)
 }
 
 /*
+ * A range of several pieces (a hole between them): the write-back of the
+ * last fails, and every piece stays mapped, the first one too, which is
+ * clean and used to leave before the failure was met.
+ */
+static void test_unmap_error_keeps_every_piece(void)
+{
+	struct hm_store *s = NULL;
+	unsigned char *p = fault_region(&s), b = 0;
+
+	CHECKF(p && s, "%s", hm_errormsg());
+	CHECK(hmunmap(p + 8 * 4096, 4096) == 0);
+	CHECK(hm_sync(p, 1 << 20, MS_SYNC) == -ENOMEM); /* the hole */
+	CHECK(hm_sync(p, 8 * 4096, MS_SYNC) == 0);      /* page 7 clean */
+	CHECK(hm_store_ctl(s, "fail_write") == 0);
+	p[9 * 4096] = 0xee;
+	errno = 0;
+	CHECK(hmunmap(p + 7 * 4096, 3 * 4096) == -1 && errno == EIO);
+	int rc = hm_sync(p + 7 * 4096, 4096, MS_ASYNC);
+	CHECKF(rc == 0, "page 7 of the range that failed to unmap: hm_sync = %d (%s)", rc,
+	       hm_errormsg());
+	CHECK(p[7 * 4096] == 7 && p[9 * 4096] == 0xee);
+	CHECK(hm_store_ctl(s, "fail_write=off") == 0);
+	CHECKF(hmunmap(p + 7 * 4096, 3 * 4096) == 0, "%s", hm_errormsg());
+	CHECK(hm_store_read(s, &b, 1, 9 * 4096) == 0 && b == 0xee);
+	CHECKF(hmunmap(p, 1 << 20) == 0, "%s", hm_errormsg());
+}
+
+/*
  * Eviction under failing writes: write one word in every page of a store
  * 16 times the cache while every write-back fails. Faults that find no room
  * may raise SIGBUS (the write did not happen); every write that did happen
@@ -493,6 +521,7 @@ static int mode_child(void *arg)
 	RUN(test_sync_error_and_retry);
 	RUN(test_unmap_error);
 	RUN(test_partial_unmap_error);
+	RUN(test_unmap_error_keeps_every_piece);
 	RUN(test_failed_runs_fail_fast);
 	RUN(test_evict_under_write_failure);
 	RUN(test_room_after_recovery);

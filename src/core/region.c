@@ -1005,6 +1005,19 @@ int hmunmap(void *addr, size_t length)
 		errno = EINVAL;
 		return -1;
 	}
+	/*
+	 * Every cached part written back first: a write-back that fails then
+	 * leaves the whole range mapped, as promised, not just the piece it
+	 * failed in (the pieces and regions before it would be gone). The
+	 * unmap below writes back again what was written since.
+	 */
+	for (uintptr_t cur = a; cur < end && !rc && (r = region_from(cur, end)); ) {
+		region_part(r, cur, end, &first, &n, &aligned);
+		cur = (uintptr_t)r->base + r->span;
+		if (!r->bam && !hm__chain_of(r->store) && (rc = hm__region_sync(r, first, n, false)))
+			rc = hm__error_wrap(rc, "hmunmap: writing back the range failed");
+		hm__region_put(r);
+	}
 	for (uintptr_t cur = a; cur < end && !rc && (r = region_from(cur, end)); ) {
 		region_part(r, cur, end, &first, &n, &aligned);
 		cur = (uintptr_t)r->base + r->span;
