@@ -600,6 +600,7 @@ static int make_room(struct hm_cache *c, uint64_t need)
 	static __thread struct victim v[MAX_BATCH];
 	int waits = 0;
 	uint64_t stuck0 = c->wb_stuck;
+	bool mine = false; /* this thread's last batch freed nothing: write-back failed */
 	/*
 	 * Batches in a row that freed nothing because the store had no room
 	 * for them (-ENOSPC): failed pages go back to the policy, so the next
@@ -622,13 +623,17 @@ static int make_room(struct hm_cache *c, uint64_t need)
 		 * dirty pages only, which the next batch would find too; each
 		 * thread in turn (a fault behind a readahead window that failed
 		 * so, say) would otherwise pay one timeout more. A batch that
-		 * frees anything clears it, and a write-back that succeeded
-		 * since the batch began ends it: the store works again (an
-		 * hmsync() after it recovered), and a fault must find room.
+		 * frees anything clears it.
+		 *
+		 * Another thread's failure counts only if no write-back has
+		 * succeeded since its batch began: then the store works again
+		 * (an hmsync() after it recovered, which a batch that began
+		 * before may end after), and a fault must find room.
 		 */
-		if (c->wb_stuck != stuck0 ||
-		    (c->wb_stuck_ns && atomic_load(&c->wb_ok) == c->wb_stuck_ok &&
-		     hm__now_ns() - c->wb_stuck_ns < 1000000000ull))
+		bool fresh = atomic_load(&c->wb_ok) == c->wb_stuck_ok;
+		if (mine || (fresh && (c->wb_stuck != stuck0 ||
+				       (c->wb_stuck_ns &&
+					hm__now_ns() - c->wb_stuck_ns < 1000000000ull))))
 			return hm__error_errno(c->wb_stuck_err, "cannot make room in the cache: "
 							       "write-back failed");
 		uint64_t deficit = c->resident + need - c->budget;
@@ -658,6 +663,8 @@ static int make_room(struct hm_cache *c, uint64_t need)
 		int erc = evict(c, v, k, &freed);
 		pthread_mutex_lock(&c->lock);
 		c->evictors--;
+		/* As evict() counts a failed batch in wb_stuck. */
+		mine = erc && !freed && !hm__chain_dest_strict && erc != -ENOSPC;
 		if (freed) {
 			barren = 0;
 		} else if (erc == -ENOSPC) {
