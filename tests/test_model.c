@@ -48,10 +48,9 @@
 #include "hmmap.h"
 #include "harness.h"
 #include "testutil.h"
+#include "model.h"
 
 #define MAXMAPS 8
-#define HIST    32
-#define HISTLEN 160
 
 enum kind { K_FILE = 1, K_PMEM, K_MEM };
 
@@ -85,17 +84,12 @@ struct world {
 	bool pinned; /* a pin may be held */
 	uint64_t rng, seed;
 	unsigned op;
-	char hist[HIST][HISTLEN];
-	unsigned nhist;
+	struct model_hist hist;
 	char err[400];
 };
 
 static uint64_t seed_arg = 1;
 static unsigned ops_div = 1;
-
-static const char *const policies[] = {"fifo",   "clock", "lru",  "sieve",
-                                       "s3fifo", "arc",   "lirs", "2q"};
-#define NPOLICIES (sizeof policies / sizeof policies[0])
 
 static uint64_t rnd(struct world *w)
 {
@@ -107,29 +101,13 @@ static size_t rndn(struct world *w, size_t n)
 	return n ? (size_t)(rnd(w) % n) : 0;
 }
 
-/* Pseudo-random bytes from seed, at any alignment (tu_fill() wants words). */
-static void fill(unsigned char *p, size_t n, uint64_t seed)
-{
-	uint64_t s = seed | 1;
-
-	while (n) {
-		uint64_t v = tu_rnd(&s);
-		size_t k = n < 8 ? n : 8;
-		memcpy(p, &v, k);
-		p += k;
-		n -= k;
-	}
-}
-
 static void hist(struct world *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void hist(struct world *w, const char *fmt, ...)
 {
 	va_list ap;
-	char *h = w->hist[w->nhist++ % HIST];
-	int n = snprintf(h, HISTLEN, "#%u ", w->op);
 
 	va_start(ap, fmt);
-	vsnprintf(h + n, HISTLEN - (size_t)n, fmt, ap);
+	model_hist_vadd(&w->hist, w->op, fmt, ap);
 	va_end(ap);
 }
 
@@ -155,9 +133,7 @@ static int fail(struct world *w, const char *fmt, ...)
 		printf("  map %d: %p+%zu at store offset %llu\n", i, (void *)w->maps[i].base,
 		       w->maps[i].len, (unsigned long long)w->maps[i].foff);
 	printf("  last operations:\n");
-	unsigned from = w->nhist > HIST ? w->nhist - HIST : 0;
-	for (unsigned i = from; i < w->nhist; i++)
-		printf("    %s\n", w->hist[i % HIST]);
+	model_hist_print(&w->hist);
 	fflush(stdout);
 	return -1;
 }
@@ -166,16 +142,12 @@ static int fail(struct world *w, const char *fmt, ...)
 
 static size_t map_pages(const struct world *w, size_t len)
 {
-	return (len + w->ps - 1) / w->ps;
+	return model_pages(w->ps, len);
 }
 
 static size_t live_pages(const struct map *m)
 {
-	size_t n = 0;
-
-	for (size_t i = 0; i < m->npages; i++)
-		n += !m->gone[i];
-	return n;
+	return model_live_pages(m->gone, m->npages);
 }
 
 /* Maps [foff, foff+len) of the store as map slot w->maps[w->nmaps]. */
@@ -265,32 +237,14 @@ static bool pick_range(struct world *w, const struct map *m, size_t max, size_t 
 	return false;
 }
 
-/* A random 4 KiB-aligned range of map m (holes allowed), rounded as the calls take it. */
 static void pick_span(struct world *w, const struct map *m, size_t *off, size_t *n)
 {
-	size_t blocks = (m->len + 4095) / 4096;
-
-	if (rndn(w, 6) == 0) {
-		*off = 0;
-		*n = m->len;
-		return;
-	}
-	size_t b = rndn(w, blocks), k = 1 + rndn(w, rndn(w, 3) ? blocks / 4 + 1 : blocks);
-	if (b + k > blocks)
-		k = blocks - b;
-	*off = b * 4096;
-	*n = k * 4096;
-	if (*off + *n > m->len && rndn(w, 2))
-		*n = m->len - *off; /* an unaligned length: the call rounds it up */
+	model_pick_span(&w->rng, m->len, off, n);
 }
 
-/* Whether [off, off+n) of m (extended to region pages) meets a hole. */
 static bool span_holed(const struct world *w, const struct map *m, size_t off, size_t n)
 {
-	for (size_t pg = off / w->ps; pg * w->ps < off + n && pg < m->npages; pg++)
-		if (m->gone[pg])
-			return true;
-	return false;
+	return model_span_holed(m->gone, m->npages, w->ps, off, n);
 }
 
 /* Whether [off, off+n) of m meets a page made read-only by hm_protect(). */
@@ -401,7 +355,7 @@ static int op_write(struct world *w, int how)
 			memcpy(m->base + off, &v, 8);
 		return 0;
 	}
-	fill(w->shadow + m->foff + off, n, rnd(w));
+	model_fill(w->shadow + m->foff + off, n, rnd(w));
 	hist(w, "write %zu bytes at %p+%zu", n, (void *)m->base, off);
 	memcpy(m->base + off, w->shadow + m->foff + off, n);
 	return 0;
@@ -722,7 +676,7 @@ static void *partner_main(void *arg)
 			n = p->to - off;
 		switch (tu_rnd(&p->rng) % 4) {
 		case 0:
-			fill(sh + off, n, tu_rnd(&p->rng));
+			model_fill(sh + off, n, tu_rnd(&p->rng));
 			memcpy(m->base + off, sh + off, n);
 			break;
 		case 1:
@@ -793,7 +747,7 @@ static int op_concurrent(struct world *w, unsigned ops)
 			size_t off, n;
 			if (pick_range(w, m, 64, &off, &n) && (off + n <= p.from || off >= p.to) &&
 			    !span_ro(w, m, off, n)) {
-				fill(w->shadow + m->foff + off, n, rnd(w));
+				model_fill(w->shadow + m->foff + off, n, rnd(w));
 				hist(w, "write %zu bytes at %p+%zu", n, (void *)m->base, off);
 				memcpy(m->base + off, w->shadow + m->foff + off, n);
 			}
@@ -831,7 +785,7 @@ static int world_open(struct world *w, const char *tag)
 	w->buf = malloc(w->size + 8);
 	if (!w->shadow || !w->buf)
 		return fail(w, "out of memory");
-	fill(w->shadow, w->size, rnd(w));
+	model_fill(w->shadow, w->size, rnd(w));
 	if (w->kind == K_MEM) {
 		snprintf(w->uri, sizeof w->uri, "mem:%zu", w->size);
 	} else {
@@ -1060,7 +1014,7 @@ WORLD_CASE(test_file_region, {
 	w.kind = K_FILE;
 	w.mode = HM_CACHED;
 	shape(&w, &s);
-	w.policy = policies[tu_rnd(&s) % NPOLICIES];
+	w.policy = model_policies[tu_rnd(&s) % MODEL_NPOLICIES];
 	run_world(&w, "file-region");
 })
 
@@ -1070,7 +1024,7 @@ WORLD_CASE(test_mem_region, {
 	w.kind = K_MEM;
 	w.mode = HM_CACHED;
 	shape(&w, &s);
-	w.policy = policies[tu_rnd(&s) % NPOLICIES];
+	w.policy = model_policies[tu_rnd(&s) % MODEL_NPOLICIES];
 	run_world(&w, "mem-region");
 })
 
@@ -1085,7 +1039,7 @@ static void pmem_world(struct world *w, uint64_t seed, int mode, const char *nam
 	shape(w, &s);
 	if (w->mmap_api)
 		w->budget = cur->budget;
-	w->policy = w->mmap_api ? cur->policy : policies[tu_rnd(&s) % NPOLICIES];
+	w->policy = w->mmap_api ? cur->policy : model_policies[tu_rnd(&s) % MODEL_NPOLICIES];
 	run_world(w, name);
 }
 
@@ -1112,9 +1066,7 @@ static void on_fatal(int sig, siginfo_t *si, void *uc)
 		printf("FATAL signal %d at %p: HMMAP_TEST_SEED=%llu world %s op %u; last "
 		       "operations:\n",
 		       sig, si->si_addr, (unsigned long long)w->seed, w->name, w->op);
-		unsigned from = w->nhist > HIST ? w->nhist - HIST : 0;
-		for (unsigned i = from; i < w->nhist; i++)
-			printf("    %s\n", w->hist[i % HIST]);
+		model_hist_print(&w->hist);
 		fflush(stdout);
 	}
 	signal(sig, SIG_DFL);
@@ -1148,7 +1100,7 @@ static void run_child(size_t ps, const char *mode, int index)
 	const char *env[] = {e_ps, e_pol, e_size, e_mode, "HMMAP_SAMPLE_RATE=4096", NULL};
 
 	cfg.ps = ps;
-	cfg.policy = policies[tu_rnd(&s) % NPOLICIES];
+	cfg.policy = model_policies[tu_rnd(&s) % MODEL_NPOLICIES];
 	cfg.budget = ps * (ps == 2u << 20 ? 3 : 4 + tu_rnd(&s) % 5);
 	cfg.index = index;
 	snprintf(e_ps, sizeof e_ps, "HMMAP_PAGE_SIZE=%zu", ps);
