@@ -926,6 +926,101 @@ static void t_promote_beside_sampled_pages(void)
 	TU_CHILD_RESULT(tu_child(env, promote_beside_sampled, NULL));
 }
 
+/*
+ * A tiering policy that promotes page 5 whenever it is in a lower tier, over
+ * and over within each tick: a promotion ready to slip into any migration
+ * of that page.
+ */
+static _Atomic int pm_stop;
+
+static void pm_tick(void *state, struct hm_tier_ctx *ctx)
+{
+	for (int k = 0; k < 100000 && !atomic_load(&pm_stop); k++)
+		if (hm_tier_where(ctx, 5) > 0)
+			hm_tier_promote(ctx, 5);
+}
+
+static const struct hm_tier_policy_ops promote_mover = {
+	.abi = HM_TIER_POLICY_ABI,
+	.name = "t-promote-mover",
+	.summary = "test: promotes page 5 whenever it is in a lower tier",
+	.create = sp_create,
+	.destroy = sp_destroy,
+	.touch = sp_touch,
+	.tick = pm_tick,
+};
+
+static int migrate_against_promotions(void *arg)
+{
+	size_t len = 16 * PG;
+	int rounds = tu_under("asan") || tu_under("tsan") ? 100000 : 300000;
+
+	if (hm_tier_policy_register(&promote_mover)) {
+		printf("register: %s\n", hm_errormsg());
+		return 1;
+	}
+	char *p = hmmap(NULL, len, PROT_READ | PROT_WRITE, HM_CACHED,
+			"tiers:dram:64K,tiering=t-promote-mover,rate=1G,period=10 > mem:1M > "
+			"mem:1M > mem:1M",
+			0);
+	if (p == MAP_FAILED) {
+		printf("hmmap: %s\n", hm_errormsg());
+		return 1;
+	}
+	struct hm_store *ch = hm_region_store(hm_region_find(p));
+	struct hm_store *t1 = hm_chain_tier(ch, 1), *t2 = hm_chain_tier(ch, 2);
+	struct hm_store *t3 = hm_chain_tier(ch, 3);
+	void *pg = p + 5 * PG;
+	int bad = 0;
+
+	for (size_t i = 0; i < len / PG; i++)
+		memset(p + i * PG, (int)i + 1, PG);
+	if (hm_tier_set(t3, HM_TIER_CLOSED)) {
+		printf("close: %s\n", hm_errormsg());
+		return 1;
+	}
+	for (int i = 0; i < rounds && !bad; i++) {
+		int st;
+		if (hm_move(1, &pg, &t1, &st, 0) || status_of(pg) != 1)
+			continue; /* the policy took it up first */
+		long rc = hm_bind(pg, PG, t3, HM_MIGRATE);
+		if (rc != -ENOSPC) {
+			printf("round %d: a migration to the closed tier returned %ld\n", i, rc);
+			bad = 1;
+		}
+		if (status_of(pg) != 1)
+			continue;
+		rc = hm_bind(pg, PG, t2, HM_MIGRATE);
+		if (rc != 1) {
+			printf("round %d: a migration from tier 1 to tier 2 returned %ld (%s)\n", i,
+			       rc, rc < 0 ? hm_errormsg() : "the page is in DRAM");
+			bad = 1;
+		}
+	}
+	atomic_store(&pm_stop, 1);
+	for (size_t i = 0; i < len / PG && !bad; i++) {
+		if (p[i * PG] != (char)(i + 1) || p[i * PG + PG - 1] != (char)(i + 1)) {
+			printf("page %zu differs\n", i);
+			bad = 1;
+		}
+	}
+	return hmunmap(p, len) || bad;
+}
+
+static void t_migrate_against_promotions(void)
+{
+	/*
+	 * A migration down took the range's hot pages out of the hot set,
+	 * then dropped the range; a promotion of the engine that loaded and
+	 * pinned a page in between left it in DRAM, and the drop skipped it
+	 * (pinned): the migration returned without it - 0 toward a closed
+	 * tier, where -ENOSPC was due (test_tier_model, seed 15, once), and
+	 * one page short toward an open one. Before: it failed 3 runs of 3,
+	 * at rounds 0, 3041 and 14580.
+	 */
+	TU_CHILD_RESULT(tu_child(NULL, migrate_against_promotions, NULL));
+}
+
 static void *read_first_page(void *arg)
 {
 	return (void *)(uintptr_t)*(volatile unsigned char *)arg;
@@ -974,6 +1069,7 @@ int main(void)
 {
 	/* First, in a child forked before this process has threads (TSan needs it). */
 	RUN(t_promote_beside_sampled_pages);
+	RUN(t_migrate_against_promotions);
 	RUN(t_uri_errors);
 	RUN(t_zero_without_store);
 	RUN(t_zero_pages_have_a_tier);

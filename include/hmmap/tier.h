@@ -67,7 +67,8 @@ void hm_tier_hot_count(const struct hm_tier_ctx *ctx, uint64_t *hot, uint64_t *m
 /*
  * Brings idx into DRAM if it is not there and keeps it there. Returns 0,
  * -EAGAIN (this period's rate budget is spent), -ENOSPC (hot pages hold
- * their whole share of DRAM), -EBUSY (the page is in flight; try later),
+ * their whole share of DRAM), -EBUSY (the page is in flight, or hm_bind()
+ * or hm_move() is migrating it down; try later),
  * -EPERM (hm_bind() bound it to a lower tier: its placement is the
  * program's), or the load error.
  */

@@ -53,6 +53,11 @@ struct hm_tier_engine {
 	/* Pages sampled this tick and not zapped yet (held BUSY): see sample_flush(). */
 	uint64_t sq[TIER_SAMPLE_BATCH];
 	uint32_t nsq;
+	/*
+	 * The first chain page of the region page hm_tier_promote() works on,
+	 * or UINT64_MAX: a migration down waits for it (see migrating()).
+	 */
+	_Atomic uint64_t promoting;
 	uint64_t t0_ns, now_ms;
 	_Atomic uint64_t promoted, demoted, sampled;
 };
@@ -258,17 +263,26 @@ static void flush_if_sampled(struct hm_tier_engine *e, uint64_t idx)
 	}
 }
 
-int hm_tier_promote(struct hm_tier_ctx *ctx, uint64_t idx)
+/*
+ * Whether a migration down holds a one-shot destination on a 4 KiB page of
+ * region page idx: it takes the page down, and a promotion would undo it.
+ */
+static bool migrating(struct hm_chain *ch, struct hm_region *r, uint64_t idx)
 {
-	struct hm_tier_engine *e = (struct hm_tier_engine *)ctx;
+	uint64_t pg = chain_pg(r, idx);
+
+	for (uint64_t k = 0; k < pages_per(r) && pg + k < ch->npages; k++)
+		if (CE_DEST(atomic_load(&ch->map[pg + k])) > 1)
+			return true;
+	return false;
+}
+
+static int promote(struct hm_tier_engine *e, uint64_t idx)
+{
 	struct hm_region *r = e->r;
 	struct hm_page *p;
 	int rc;
 
-	flush_if_sampled(e, idx);
-
-	if (idx >= r->npages)
-		return -EINVAL;
 	if (atomic_load(&e->hot[idx]))
 		return 0;
 	if (lower_bound(e->ch, r, idx))
@@ -331,6 +345,50 @@ int hm_tier_promote(struct hm_tier_ctx *ctx, uint64_t idx)
 	}
 	atomic_fetch_add(&e->promoted, 1);
 	return 0;
+}
+
+/*
+ * A migration down and a promotion of the same page exclude each other: a
+ * promotion that loaded and pinned the page after the migration had taken
+ * the range's hot pages out left the page in DRAM, and the migration
+ * skipped it (pinned) and returned without it - without -ENOSPC toward a
+ * closed tier. The promotion names its page (e->promoting), then looks for
+ * a migration's destination; the migration sets its destinations, then
+ * waits while the engine promotes a page of its range (wait_promotion()).
+ * Both seq_cst: either the promotion sees the destination and declines
+ * (-EBUSY: try later), or the migration sees the promotion, waits for it
+ * to end, and then finds the page hot and takes it out of the hot set.
+ */
+int hm_tier_promote(struct hm_tier_ctx *ctx, uint64_t idx)
+{
+	struct hm_tier_engine *e = (struct hm_tier_engine *)ctx;
+	int rc = -EBUSY;
+
+	flush_if_sampled(e, idx);
+
+	if (idx >= e->r->npages)
+		return -EINVAL;
+	atomic_store(&e->promoting, chain_pg(e->r, idx));
+	if (!migrating(e->ch, e->r, idx))
+		rc = promote(e, idx);
+	atomic_store(&e->promoting, UINT64_MAX);
+	return rc;
+}
+
+/* Waits while the engine promotes a page that overlaps chain pages [pg, pg+npg). */
+static void wait_promotion(struct hm_chain *ch, uint64_t pg, uint64_t npg)
+{
+	struct hm_tier_engine *e = engine_get(ch);
+
+	if (!e)
+		return;
+	for (;;) {
+		uint64_t at = atomic_load(&e->promoting);
+		if (at == UINT64_MAX || at >= pg + npg || at + pages_per(e->r) <= pg)
+			break;
+		sched_yield();
+	}
+	engine_put(ch);
 }
 
 int hm_tier_demote(struct hm_tier_ctx *ctx, uint64_t idx, bool evict)
@@ -505,6 +563,7 @@ static int engine_start(struct hm_chain *ch, struct hm_region *r)
 	e->ch = ch;
 	e->r = r;
 	e->ops = ops;
+	e->promoting = UINT64_MAX;
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->cond, NULL);
 	e->hot = mmap(NULL, r->npages, PROT_READ | PROT_WRITE,
@@ -883,6 +942,17 @@ static uint64_t count_in(struct hm_chain *ch, struct hm_region *r, uint64_t i0, 
 	return k;
 }
 
+/* Pages of [i0, i0+n) in tier t that were not (before[i] false). */
+static long count_new(struct hm_chain *ch, struct hm_region *r, uint64_t i0, uint64_t n, int t,
+		      const uint8_t *before)
+{
+	long k = 0;
+
+	for (uint64_t i = 0; i < n; i++)
+		k += !before[i] && where(ch, r, i0 + i) == t;
+	return k;
+}
+
 /*
  * Moves pages [i0, i0+n) of r to tier t now. Returns the pages that are in
  * t now and were not before, or -errno (-ENOSPC: t had no room for some).
@@ -922,13 +992,19 @@ static long migrate(struct hm_chain *ch, struct hm_region *r, uint64_t i0, uint6
 	} else {
 		uint64_t pg = chain_pg(r, i0), npg = n * pages_per(r);
 		struct hm_tier_engine *e;
-		/* Down: hot pages go back to the cache first, then evictions place at t. */
+		/*
+		 * Down: the destination first, so that the engine promotes no
+		 * page of the range from now on (a promotion under way ends
+		 * first); then hot pages go back to the cache, and evictions
+		 * place at t.
+		 */
+		hm__chain_set(ch, pg, npg, true, (unsigned)t + 1);
+		wait_promotion(ch, pg, npg);
 		pthread_mutex_lock(&ch->lock);
 		e = atomic_load(&ch->engine);
 		for (uint64_t i = i0; e && i < i0 + n; i++)
 			unhot(e, i);
 		pthread_mutex_unlock(&ch->lock);
-		hm__chain_set(ch, pg, npg, true, (unsigned)t + 1);
 		hm__chain_dest_strict = true;
 		rc = hm__cache_drop_range(r->cache, r, i0, n, false);
 		if (rc == -ENOSPC) {
@@ -951,11 +1027,12 @@ static long migrate(struct hm_chain *ch, struct hm_region *r, uint64_t i0, uint6
 			if (m < 0 && (!rc || m != -ENOSPC))
 				rc = m;
 		}
+		/* Counted while the destination holds off the engine's promotions. */
+		moved = count_new(ch, r, i0, n, t, before);
 		hm__chain_set(ch, pg, npg, true, 0);
 	}
-	for (uint64_t i = 0; i < n; i++)
-		if (!before[i] && where(ch, r, i0 + i) == t)
-			moved++;
+	if (t == 0)
+		moved = count_new(ch, r, i0, n, t, before);
 	free(before);
 	if (rc == -ENOSPC)
 		return hm__error(-ENOSPC, "tier %d ('%s') has no room for every page of the range "
