@@ -623,6 +623,14 @@ int hm_tier_stats(const struct hm_store *tier, struct hm_tier_stats *stats);
  *                    half the DRAM budget, which migrated pages may fill
  *                    (HM_BIND | HM_MIGRATE pins the range instead).
  *   HM_BIND_DEFAULT  back to the chain's own placement (store may be NULL).
+ * Bindings go with the mapping, as munmap() drops an mbind() policy: an
+ * unmap (hmunmap() of a part or of the whole region, hm_region_unmap())
+ * drops the bindings of what it unmaps, DRAM pins included, before it
+ * writes the pages back, so they go down by the chain's order and a full
+ * bound tier does not fail the unmap; a chain mapped again through the API
+ * keeps its data but no binding. (They are the chain's, by offset: another
+ * mapping of the same part of the chain loses them too.) A failed unmap
+ * does not restore them.
  * The range stays readable and writable by other threads while it moves.
  * Returns the pages moved (0 without HM_MIGRATE) or -errno; -ENOSPC when
  * the target had no room for some page (those stay where they were).

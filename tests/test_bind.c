@@ -445,6 +445,61 @@ static void t_migrate_unplaceable_while_writing(void)
 		unplaceable(1);
 }
 
+/* Maps `pages` pages of an open chain in the API form at *addr (NULL on failure). */
+static struct hm_region *map_chain(struct hm_store *chain, size_t pages, char **addr)
+{
+	struct hm_cache *c;
+	struct hm_region *r = NULL;
+
+	*addr = NULL;
+	if (hm_chain_cache(chain, &c) ||
+	    hm_region_map(&r, c, chain, 0, pages * PG, PROT_READ | PROT_WRITE, HM_CACHED, PG))
+		return NULL;
+	*addr = hm_region_addr(r);
+	return r;
+}
+
+static void t_unmap_drops_bindings(void)
+{
+	/*
+	 * Unmapping a part drops its bindings, as munmap() drops an mbind()
+	 * policy. A chain mapped through the API kept them with the data:
+	 * page 0, bound to tier 2 and unmapped, came back bound in the next
+	 * mapping, and with tier 2 full (its one slot taken by page 5) the
+	 * next unmap could not write page 0 back: -ENOSPC. The unmap of a
+	 * whole region, likewise, wrote back its bound page 1 to tier 2 only.
+	 */
+	struct hm_store *ch;
+	char *p;
+	int rc = hm_store_open(&ch, "tiers:dram:64K,tiering=none > mem:1M > mem:4K", 0);
+	CHECKF(rc == 0, "%d %s", rc, hm_errormsg());
+	struct hm_store *t2 = hm_chain_tier(ch, 2);
+	struct hm_region *r = map_chain(ch, 16, &p);
+	CHECKF(r, "%s", hm_errormsg());
+	memset(p, 1, 16 * PG);
+	CHECK(hm_bind(p, PG, t2, HM_BIND) == 0);
+	CHECK(hmunmap(p, PG) == 0);
+	CHECK(hm_region_unmap(r) == 0);
+	r = map_chain(ch, 16, &p);
+	CHECKF(r, "%s", hm_errormsg());
+	CHECK(p[0] == 1 && p[PG - 1] == 1); /* the data stays; page 0 is in DRAM now */
+	CHECK(hm_bind(p + 5 * PG, PG, t2, HM_MIGRATE) == 1);
+	CHECK(where(p) == 0 && where(p + 5 * PG) == 2);
+	/* The whole region's unmap drops the bindings of what is mapped too. */
+	CHECK(hm_bind(p + PG, PG, t2, HM_BIND) == 0);
+	p[PG] = 2;
+	rc = hm_region_unmap(r);
+	CHECKF(rc == 0, "unmap: %d %s", rc, hm_errormsg());
+	/* Page 0 went down by the chain's order. */
+	r = map_chain(ch, 16, &p);
+	CHECKF(r, "%s", hm_errormsg());
+	CHECKF(where(p) == 1 && where(p + PG) == 1, "pages 0 and 1 are in %d and %d", where(p),
+	       where(p + PG));
+	CHECK(p[0] == 1 && p[PG] == 2 && p[5 * PG] == 1);
+	CHECK(hm_region_unmap(r) == 0);
+	CHECK(hm_store_close(ch) == 0);
+}
+
 static uint64_t hot_pages(struct hm_store *dram)
 {
 	struct hm_tier_stats st;
@@ -676,6 +731,7 @@ int main(void)
 	RUN(t_bad_args);
 	RUN(t_migrate_while_writing);
 	RUN(t_migrate_unplaceable_while_writing);
+	RUN(t_unmap_drops_bindings);
 	tu_cleanup();
 	return test_done();
 }

@@ -946,7 +946,8 @@ static int op_unmap(struct model *m)
 		/* An API-form chain keeps the part's pages; hmmap()'s drops them. */
 		if (!m->api)
 			m->written[i] = false, memset(sh(m, i), 0, m->ps);
-		m->bind[i] = 0;
+		m->bind[i] = 0; /* the unmap drops the part's bindings */
+		m->settled[i] = false;
 	}
 	return 0;
 }
@@ -978,13 +979,9 @@ static int episode_end(struct model *m)
 		 * reads as before.
 		 */
 		/*
-		 * Bindings to a full tier would keep pages in DRAM, and the
-		 * unmap writes them back: the chain's own order takes them.
+		 * Each unmap drops the bindings of its page before it writes
+		 * it back: a binding to a full tier does not fail it.
 		 */
-		for (size_t i = 0; i < m->n; i++)
-			if (m->live[i])
-				MCHECK(hm_bind(m->p + i * m->ps, m->ps, NULL, HM_BIND_DEFAULT) == 0, "%s",
-				       hm_errormsg());
 		for (size_t i = 0; i < m->n; i++)
 			if (m->live[i])
 				MCHECK(hmunmap(m->p + i * m->ps, m->ps) == 0, "%s", hm_errormsg());
@@ -1008,12 +1005,15 @@ static int episode_end(struct model *m)
 			       (unsigned char)m->p[i * m->ps + (size_t)off], sh(m, i)[off]);
 		}
 		/*
-		 * An API-form chain keeps the bindings of parts unmapped
-		 * earlier with their data (keyed by the chain's offsets, as
-		 * the data is): back to the chain's order before the unmap
-		 * writes every page back.
+		 * No binding is left: the unmaps dropped them, those of parts
+		 * unmapped earlier included. A binding made now goes with the
+		 * region's unmap as well, even toward a full tier.
 		 */
-		MCHECK(hm_bind(m->p, m->n * m->ps, NULL, HM_BIND_DEFAULT) == 0, "%s", hm_errormsg());
+		int last_t = m->nt - 1;
+		MCHECK(hm_bind(m->p + PART * m->ps, m->ps, m->ts[last_t], HM_BIND) == 0, "%s",
+		       hm_errormsg());
+		m->p[PART * m->ps] ^= 1;
+		m->p[PART * m->ps] ^= 1;
 		MCHECK(hm_region_unmap(m->r) == 0, "%s", hm_errormsg());
 		int tiers = hm_chain_tiers(m->ch);
 		MCHECK(tiers == m->nt, "%d", tiers);

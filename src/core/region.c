@@ -569,6 +569,9 @@ int hm_region_unmap(struct hm_region *r)
 		return hm__error(-EINVAL, "hm_region_unmap: NULL region");
 	/* hmmap()'s own tier chain closes with it: anonymous pages are dropped. */
 	bool drop = hm__tier_detach(r);
+	/* The bindings go with the mapping: the pages go down by the chain's order. */
+	if (!drop)
+		hm__tier_unbind(r, 0, r->npages);
 	rc = drop ? 0 : hm__region_sync(r, 0, r->npages, true);
 	if (rc)
 		return rc;

@@ -647,6 +647,19 @@ int hm__tier_attach(struct hm_region *r)
 	return rc;
 }
 
+void hm__tier_unbind(struct hm_region *r, uint64_t idx, uint64_t n)
+{
+	struct hm_chain *ch = hm__chain_of(r->store);
+
+	if (!ch)
+		return;
+	/* DRAM bindings were pins: release them. */
+	for (uint64_t i = idx; i < idx + n; i++)
+		if (dram_bound(ch, r, i))
+			hm__cache_unpin(r->cache, r, i);
+	hm__chain_set(ch, chain_pg(r, idx), n * pages_per(r), false, 0);
+}
+
 void hm__tier_forget(struct hm_region *r, uint64_t idx, uint64_t n, bool discard)
 {
 	struct hm_chain *ch = hm__chain_of(r->store);
@@ -654,6 +667,7 @@ void hm__tier_forget(struct hm_region *r, uint64_t idx, uint64_t n, bool discard
 
 	if (!ch)
 		return;
+	hm__tier_unbind(r, idx, n);
 	pthread_mutex_lock(&ch->lock);
 	e = atomic_load(&ch->engine);
 	for (uint64_t i = idx; e && e->r == r && i < idx + n; i++)
@@ -662,7 +676,6 @@ void hm__tier_forget(struct hm_region *r, uint64_t idx, uint64_t n, bool discard
 	if (!discard)
 		return;
 	uint64_t pg = chain_pg(r, idx), npg = n * pages_per(r);
-	hm__chain_set(ch, pg, npg, false, 0);
 	hm__chain_set(ch, pg, npg, true, 0);
 	hm__chain_release(ch, pg * HM_CHAIN_PAGE, npg * HM_CHAIN_PAGE);
 }
@@ -1105,11 +1118,7 @@ long hm_bind(void *addr, size_t length, struct hm_store *store, int flags)
 	size_t len = (size_t)n << r->ps_shift;
 
 	if (flags & HM_BIND_DEFAULT) {
-		/* DRAM bindings were pins: release them. */
-		for (uint64_t i = i0; i < i1 + 1; i++)
-			if (dram_bound(ch, r, i))
-				hm__cache_unpin(r->cache, r, i);
-		hm__chain_set(ch, pg, npg, false, 0);
+		hm__tier_unbind(r, i0, n);
 		hm__region_put(r);
 		return 0;
 	}

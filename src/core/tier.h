@@ -139,8 +139,14 @@ int hm__tier_attach(struct hm_region *r);
 /* hm_region_unmap(): stops it; true if the region's data is to be dropped unsynced. */
 bool hm__tier_detach(struct hm_region *r);
 /*
- * Pages [idx, idx+n) of r leave the region (hmunmap()): out of the hot set;
- * with `discard` (hmmap()'s own chain) also out of every tier and binding.
+ * Pages [idx, idx+n) of r lose their bindings (hm_bind()), DRAM bindings
+ * their pins: HM_BIND_DEFAULT, and an unmap of the pages.
+ */
+void hm__tier_unbind(struct hm_region *r, uint64_t idx, uint64_t n);
+/*
+ * Pages [idx, idx+n) of r leave the region (hmunmap()): out of the hot set
+ * and their bindings; with `discard` (hmmap()'s own chain) also out of
+ * every tier.
  */
 void hm__tier_forget(struct hm_region *r, uint64_t idx, uint64_t n, bool discard);
 /* load(): pages [idx, idx+n) are read and mapped, still LOADING. */
