@@ -58,6 +58,12 @@ struct hm_tier_engine {
 	 * or UINT64_MAX: a migration down waits for it (see migrating()).
 	 */
 	_Atomic uint64_t promoting;
+	/*
+	 * A page's pin and hot mark change together under these: changes
+	 * under way, and changes done (see pin_is_engines()).
+	 */
+	_Atomic uint32_t hot_busy;
+	_Atomic uint64_t hot_seq;
 	uint64_t t0_ns, now_ms;
 	_Atomic uint64_t promoted, demoted, sampled;
 };
@@ -237,13 +243,22 @@ static bool lower_bound(struct hm_chain *ch, struct hm_region *r, uint64_t idx)
 /* Takes idx out of the hot set, if it was in: unpins it unless a DRAM binding holds it. */
 static bool unhot(struct hm_tier_engine *e, uint64_t idx)
 {
-	if (!atomic_exchange(&e->hot[idx], 0))
-		return false;
-	atomic_fetch_sub(&e->hot_pages, 1);
-	if (!dram_bound(e->ch, e->r, idx))
-		hm__cache_unpin(e->r->cache, e->r, idx);
-	atomic_fetch_add(&e->demoted, 1);
-	return true;
+	uint8_t hot = 1;
+	bool was = false;
+
+	atomic_fetch_add(&e->hot_busy, 1);
+	/* 2 while it leaves: hm_tier_promote() answers -EBUSY until the pin is gone. */
+	if (atomic_compare_exchange_strong(&e->hot[idx], &hot, 2)) {
+		atomic_fetch_sub(&e->hot_pages, 1);
+		if (!dram_bound(e->ch, e->r, idx))
+			hm__cache_unpin(e->r->cache, e->r, idx);
+		atomic_store(&e->hot[idx], 0);
+		atomic_fetch_add(&e->demoted, 1);
+		was = true;
+	}
+	atomic_fetch_add(&e->hot_seq, 1);
+	atomic_fetch_sub(&e->hot_busy, 1);
+	return was;
 }
 
 static void sample_flush(struct hm_tier_engine *e);
@@ -283,8 +298,9 @@ static int promote(struct hm_tier_engine *e, uint64_t idx)
 	struct hm_page *p;
 	int rc;
 
-	if (atomic_load(&e->hot[idx]))
-		return 0;
+	uint8_t hot = atomic_load(&e->hot[idx]);
+	if (hot)
+		return hot == 1 ? 0 : -EBUSY; /* 2: leaving the hot set now */
 	if (lower_bound(e->ch, r, idx))
 		return -EPERM;
 	if (atomic_load(&e->hot_pages) >= hot_room(e))
@@ -336,11 +352,8 @@ static int promote(struct hm_tier_engine *e, uint64_t idx)
 	 */
 	bool bound = lower_bound(e->ch, r, idx);
 	if (bound || atomic_load(&e->hot_pages) > hot_room(e)) {
-		if (atomic_exchange(&e->hot[idx], 0)) {
-			atomic_fetch_sub(&e->hot_pages, 1);
-			if (!dram_bound(e->ch, r, idx))
-				hm__cache_unpin(r->cache, r, idx);
-		}
+		unhot(e, idx);
+		atomic_fetch_sub(&e->demoted, 1); /* it was never promoted */
 		return bound ? -EPERM : -ENOSPC;
 	}
 	atomic_fetch_add(&e->promoted, 1);
@@ -369,8 +382,11 @@ int hm_tier_promote(struct hm_tier_ctx *ctx, uint64_t idx)
 	if (idx >= e->r->npages)
 		return -EINVAL;
 	atomic_store(&e->promoting, chain_pg(e->r, idx));
+	atomic_fetch_add(&e->hot_busy, 1);
 	if (!migrating(e->ch, e->r, idx))
 		rc = promote(e, idx);
+	atomic_fetch_add(&e->hot_seq, 1);
+	atomic_fetch_sub(&e->hot_busy, 1);
 	atomic_store(&e->promoting, UINT64_MAX);
 	return rc;
 }
@@ -891,17 +907,32 @@ int hm_tier_stats(const struct hm_store *tier, struct hm_tier_stats *st)
 
 /* ---- bind and move ---- */
 
-/* Whether the engine holds idx hot (then a move may take it down). */
-static bool engine_hot(struct hm_chain *ch, uint64_t idx)
+/*
+ * Whether page idx is pinned, and by the engine's hotness alone (then a
+ * move may take it down). A promotion pins its page before it marks it
+ * hot, and a demotion unpins it after: the two are read while no such
+ * change is under way, or the reading is taken again (a sequence count).
+ */
+static bool pin_is_engines(struct hm_chain *ch, struct hm_region *r, uint64_t idx, bool *pinned)
 {
+	struct hm_page *p = hm__page(r, idx, false);
+	struct hm_tier_engine *e = engine_get(ch);
 	bool hot = false;
 
-	pthread_mutex_lock(&ch->lock);
-	struct hm_tier_engine *e = atomic_load(&ch->engine);
-	if (e && idx < e->r->npages)
-		hot = atomic_load(&e->hot[idx]);
-	pthread_mutex_unlock(&ch->lock);
-	return hot;
+	*pinned = p && (atomic_load(&p->st) & HM_PG_PINNED);
+	if (!e)
+		return false;
+	for (;;) {
+		while (atomic_load(&e->hot_busy))
+			sched_yield();
+		uint64_t seq = atomic_load(&e->hot_seq);
+		*pinned = p && (atomic_load(&p->st) & HM_PG_PINNED);
+		hot = e->r == r && idx < r->npages && atomic_load(&e->hot[idx]);
+		if (!atomic_load(&e->hot_busy) && atomic_load(&e->hot_seq) == seq)
+			break;
+	}
+	engine_put(ch);
+	return *pinned && hot;
 }
 
 /* The region over a chain holding [addr, addr+len), held; or an error. */
@@ -1227,8 +1258,9 @@ long hm_move(size_t count, void *const *pages, struct hm_store *const *stores, i
 		 * that pins it: a DRAM binding (the engine may hold the page
 		 * hot as well, from before the binding) keeps it.
 		 */
-		if (w == 0 && t != 0 && p && (atomic_load(&p->st) & HM_PG_PINNED) &&
-		    (!engine_hot(ch, idx) || dram_bound(ch, r, idx))) {
+		bool pinned = false, engines = w == 0 && t != 0 && p &&
+					      pin_is_engines(ch, r, idx, &pinned);
+		if (w == 0 && t != 0 && pinned && (!engines || dram_bound(ch, r, idx))) {
 			status[i] = -EBUSY;
 		} else if (w == -ENOENT) {
 			status[i] = -ENOENT; /* never written: nothing to move */
