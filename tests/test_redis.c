@@ -978,6 +978,43 @@ static void t_full_of_dirty_pages(void)
 	free(ok);
 }
 
+/*
+ * A cache whose eviction batch failed (the server frozen) evicts again as
+ * soon as the server answers: a batch that freed nothing for a failed
+ * write-back made every make_room() of the next second fail at once,
+ * without trying, so that after a short outage a fault (SIGBUS) or a
+ * resize failed although the server was back and every page was clean
+ * (test_remote_model, world chain: a fault right after the outage). Only a
+ * thread that would wait for another's batch gives up at once now.
+ */
+static void t_evicts_once_the_server_is_back(void)
+{
+	struct env e;
+	char uri[256];
+	unsigned char page[PS];
+	int rc;
+
+	uri_of(uri, sizeof uri, port1, "back", "timeout=250,io_timeout=100");
+	CHECKF(!env_open(&e, uri, 16 * PS), "%s", hm_errormsg());
+	for (int i = 0; i < 8; i++)
+		memset(e.p + (size_t)i * PS, 0x40 + i, PS);
+	/* Half the budget resident: the background evictor has nothing to do. */
+	kill(pid1, SIGSTOP);
+	rc = hm_cache_resize(e.c, 4 * PS);
+	kill(pid1, SIGCONT);
+	CHECKF(rc == -ETIMEDOUT, "a shrink that must write back to a frozen server: %d", rc);
+	CHECK(hm_cache_budget(e.c) == 16 * PS);
+	CHECKF(hm_sync(e.p, LEN, MS_SYNC) == 0, "%s", hm_errormsg());
+	/* Every page clean, the server answering: the shrink only drops pages. */
+	rc = hm_cache_resize(e.c, 4 * PS);
+	CHECKF(rc == 0, "shrink once the server is back: %d %s", rc, hm_errormsg());
+	for (int i = 0; i < 16; i++) {
+		CHECKF(!ru_try_copy(page, e.p + (size_t)i * PS, PS), "SIGBUS at page %d", i);
+		CHECK(page[0] == (i < 8 ? 0x40 + i : 0) && page[PS - 1] == page[0]);
+	}
+	env_close(&e);
+}
+
 static void t_kill_and_restart(void)
 {
 	struct env e;
@@ -1727,6 +1764,7 @@ int main(void)
 	RUN(t_pipeline_depth);
 	RUN(t_server_stops_answering);
 	RUN(t_full_of_dirty_pages);
+	RUN(t_evicts_once_the_server_is_back);
 	RUN(t_kill_and_restart);
 	RUN(t_threads);
 	RUN(t_strided_prefetch);

@@ -616,26 +616,33 @@ static int make_room(struct hm_cache *c, uint64_t need)
 		 * with its own retries, and the pages left are the same dirty
 		 * ones. Trying them again, or waiting for other evictors to try,
 		 * would make a fault wait several times the store's timeout.
-		 */
-		/*
-		 * So does a batch that ended less than a second ago: batches are
-		 * taken in the policy's order, and one that freed nothing found
-		 * dirty pages only, which the next batch would find too; each
-		 * thread in turn (a fault behind a readahead window that failed
-		 * so, say) would otherwise pay one timeout more. A batch that
-		 * frees anything clears it.
-		 *
-		 * Another thread's failure counts only if no write-back has
-		 * succeeded since its batch began: then the store works again
-		 * (an hmsync() after it recovered, which a batch that began
-		 * before may end after), and a fault must find room.
+		 * Another thread's batch counts only if no write-back has
+		 * succeeded since it began: then the store works again (an
+		 * hmsync() after it recovered, which a batch that began before
+		 * may end after), and a fault must find room.
 		 */
 		bool fresh = atomic_load(&c->wb_ok) == c->wb_stuck_ok;
-		if (mine || (fresh && (c->wb_stuck != stuck0 ||
-				       (c->wb_stuck_ns &&
-					hm__now_ns() - c->wb_stuck_ns < 1000000000ull))))
+		if (mine || (fresh && c->wb_stuck != stuck0))
 			return hm__error_errno(c->wb_stuck_err, "cannot make room in the cache: "
 							       "write-back failed");
+		/*
+		 * A batch that freed nothing less than a second ago, and
+		 * another in flight: batches are taken in the policy's order,
+		 * and one that freed nothing found dirty pages only, which the
+		 * next batch would find too; a batch of this thread's own would
+		 * pay one timeout more. The batch in flight says whether the
+		 * store is back: its failure ends this call above, and a batch
+		 * that frees anything clears the mark. With none in flight this
+		 * thread tries one itself: the server may be back (a fault or a
+		 * resize right after a short outage used to fail here without
+		 * trying, every page clean). A write-back that succeeded since
+		 * that batch began ends the second at once.
+		 */
+		if (fresh && c->wb_stuck_ns && c->evictors &&
+		    hm__now_ns() - c->wb_stuck_ns < 1000000000ull) {
+			timed_wait(c, 50);
+			continue;
+		}
 		uint64_t deficit = c->resident + need - c->budget;
 		uint64_t want = (uint64_t)c->batch * 4096;
 		uint32_t k, freed, busy;
