@@ -1103,7 +1103,15 @@ static int redis_flush(void *be, uint64_t deadline)
 				want = connected_replicas(cn->c);
 
 				if (want == -2) {
-					ok = false;
+					/*
+					 * Dead since it wrote (the server restarted,
+					 * say): a connection lost before its WAIT,
+					 * as below, which a master without replicas
+					 * does not fail.
+					 */
+					conn_put(nd, cn, false);
+					lost = true;
+					continue;
 				} else if (want == -1) {
 					if (!err)
 						err = hm__error(-EIO, "%s: %s:%d became a replica; "
