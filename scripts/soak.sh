@@ -10,7 +10,7 @@
 B=${1:-build}
 secs=${2:-1800}
 [ $# -ge 2 ] && shift 2 || shift $#
-tests=${*:-"test_integrity test_tiers test_bind test_evacuate test_tier_model test_coherence test_budget test_faults test_hybrid test_sampling test_unmap test_model test_fault_model"}
+tests=${*:-"test_integrity test_tiers test_bind test_evacuate test_tier_model test_coherence test_budget test_faults test_hybrid test_sampling test_unmap test_model test_fault_model test_remote_model"}
 case $secs in
 '' | *[!0-9]*)
 	echo "soak: SECONDS must be a whole number, not '$secs'" >&2

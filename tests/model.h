@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * What the model-based random testers (test_model.c, test_fault_model.c)
- * share: the cache policies they draw from, pseudo-random bytes, the ring
- * of last operations a failure report prints, and the random spans of a
- * mapping their calls take. Include after harness.h and testutil.h.
+ * share: the cache policies they draw from, the ring of last operations a
+ * failure report prints, and the random spans of a mapping their calls
+ * take. Pseudo-random bytes are testutil.h's tu_fill_bytes(). Include after
+ * harness.h and testutil.h.
  */
 #ifndef HMMAP_TEST_MODEL_H
 #define HMMAP_TEST_MODEL_H
@@ -17,20 +18,6 @@
 static const char *const model_policies[] = {"fifo",   "clock", "lru",  "sieve",
                                              "s3fifo", "arc",   "lirs", "2q"};
 #define MODEL_NPOLICIES (sizeof model_policies / sizeof model_policies[0])
-
-/* Pseudo-random bytes from seed, at any alignment (tu_fill() wants words). */
-static inline void model_fill(unsigned char *p, size_t n, uint64_t seed)
-{
-	uint64_t s = seed | 1;
-
-	while (n) {
-		uint64_t v = tu_rnd(&s);
-		size_t k = n < 8 ? n : 8;
-		memcpy(p, &v, k);
-		p += k;
-		n -= k;
-	}
-}
 
 /* The last operations, each prefixed with its index, for a failure report. */
 #define MODEL_HIST    32

@@ -618,7 +618,7 @@ static int op_write(struct world *w, int how)
 			return 0;
 		off = pg * w->ps;
 		n = page_len(w, m, pg);
-		model_fill(w->buf, n, rnd(w));
+		tu_fill_bytes(w->buf, n, rnd(w));
 		hist(w, "write page %zu of %p", pg, (void *)m->base);
 		return write_bytes(w, m, off, w->buf, n);
 	}
@@ -630,7 +630,7 @@ static int op_write(struct world *w, int how)
 			return 0;
 		n = 8;
 	}
-	model_fill(tmp, n, rnd(w));
+	tu_fill_bytes(tmp, n, rnd(w));
 	hist(w, "write %zu bytes at %p+%zu", n, (void *)m->base, off);
 	return write_bytes(w, m, off, tmp, n);
 }
@@ -1048,7 +1048,7 @@ static void *partner_main(void *arg)
 			n = p->to - off;
 		bool bus;
 		if (tu_rnd(&p->rng) % 2) {
-			model_fill(src, n, tu_rnd(&p->rng));
+			tu_fill_bytes(src, n, tu_rnd(&p->rng));
 			size_t got = try_copy(m->base + off, src, n);
 			memcpy(sh + off, src, got);
 			bus = got < n;
@@ -1115,7 +1115,7 @@ static int op_concurrent(struct world *w, unsigned ops)
 			size_t off, n;
 			unsigned char tmp[64];
 			if (pick_range(w, m, sizeof tmp, &off, &n) && (off + n <= p.from || off >= p.to)) {
-				model_fill(tmp, n, rnd(w));
+				tu_fill_bytes(tmp, n, rnd(w));
 				hist(w, "write %zu bytes at %p+%zu", n, (void *)m->base, off);
 				rc = write_bytes(w, m, off, tmp, n);
 			}
@@ -1175,10 +1175,10 @@ static int world_open(struct world *w)
 		/* hmmap() opens its own store, of zeros; a pattern is written through it. */
 		if (map_add(w, 0, w->size))
 			return -1;
-		model_fill(w->buf, w->size, rnd(w));
+		tu_fill_bytes(w->buf, w->size, rnd(w));
 		return write_bytes(w, &w->maps[0], 0, w->buf, w->size);
 	}
-	model_fill(w->shadow, w->size, rnd(w));
+	tu_fill_bytes(w->shadow, w->size, rnd(w));
 	rc = hm_store_open(&w->store, w->uri, 0);
 	if (!rc)
 		rc = hm_store_write(w->store, w->shadow, w->size, 0);

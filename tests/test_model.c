@@ -355,7 +355,7 @@ static int op_write(struct world *w, int how)
 			memcpy(m->base + off, &v, 8);
 		return 0;
 	}
-	model_fill(w->shadow + m->foff + off, n, rnd(w));
+	tu_fill_bytes(w->shadow + m->foff + off, n, rnd(w));
 	hist(w, "write %zu bytes at %p+%zu", n, (void *)m->base, off);
 	memcpy(m->base + off, w->shadow + m->foff + off, n);
 	return 0;
@@ -676,7 +676,7 @@ static void *partner_main(void *arg)
 			n = p->to - off;
 		switch (tu_rnd(&p->rng) % 4) {
 		case 0:
-			model_fill(sh + off, n, tu_rnd(&p->rng));
+			tu_fill_bytes(sh + off, n, tu_rnd(&p->rng));
 			memcpy(m->base + off, sh + off, n);
 			break;
 		case 1:
@@ -747,7 +747,7 @@ static int op_concurrent(struct world *w, unsigned ops)
 			size_t off, n;
 			if (pick_range(w, m, 64, &off, &n) && (off + n <= p.from || off >= p.to) &&
 			    !span_ro(w, m, off, n)) {
-				model_fill(w->shadow + m->foff + off, n, rnd(w));
+				tu_fill_bytes(w->shadow + m->foff + off, n, rnd(w));
 				hist(w, "write %zu bytes at %p+%zu", n, (void *)m->base, off);
 				memcpy(m->base + off, w->shadow + m->foff + off, n);
 			}
@@ -785,7 +785,7 @@ static int world_open(struct world *w, const char *tag)
 	w->buf = malloc(w->size + 8);
 	if (!w->shadow || !w->buf)
 		return fail(w, "out of memory");
-	model_fill(w->shadow, w->size, rnd(w));
+	tu_fill_bytes(w->shadow, w->size, rnd(w));
 	if (w->kind == K_MEM) {
 		snprintf(w->uri, sizeof w->uri, "mem:%zu", w->size);
 	} else {

@@ -132,6 +132,20 @@ static inline void tu_fill(void *buf, size_t len, uint64_t seed)
 		((unsigned char *)buf)[i] = (unsigned char)tu_rnd(&s);
 }
 
+/* Pseudo-random bytes from seed, at any alignment (tu_fill() wants words). */
+static inline void tu_fill_bytes(unsigned char *p, size_t n, uint64_t seed)
+{
+	uint64_t s = seed | 1;
+
+	while (n) {
+		uint64_t v = tu_rnd(&s);
+		size_t k = n < 8 ? n : 8;
+		memcpy(p, &v, k);
+		p += k;
+		n -= k;
+	}
+}
+
 static inline int tu_write_all(int fd, const void *buf, size_t len, off_t off)
 {
 	size_t done = 0;
