@@ -1109,6 +1109,63 @@ static void t_sync_after_restart(void)
 	free(ref);
 }
 
+struct half_writer {
+	struct hm_store *s;
+	int stop;
+};
+
+static void *half_writer_main(void *arg)
+{
+	struct half_writer *h = arg;
+	unsigned char v[PS];
+
+	for (int i = 0; !__atomic_load_n(&h->stop, __ATOMIC_RELAXED) && i < 4000; i++) {
+		memset(v, i & 0xff, sizeof v);
+		if (hm_store_write(h->s, v, PS, 0))
+			break;
+	}
+	return NULL;
+}
+
+/*
+ * Two halves of one key (page=8K, 4 KiB at a time): writes of one half
+ * replace the key and delete the old version, while reads of the other
+ * half go on. A read that looked up a version just before a write of the
+ * other half replaced and deleted it found its key missing: an integrity
+ * error (SIGBUS at a fault) for data that was never lost. Region pages
+ * smaller than page= do that (test_remote_model, HMMAP_MODEL_PARTIAL=1).
+ * A read whose version was superseded meanwhile reads the new one.
+ */
+static void t_read_beside_partial_writes(void)
+{
+	struct hm_store *s;
+	struct hm_remote_stats st;
+	struct half_writer h = { 0 };
+	unsigned char v[PS], got[PS];
+	char uri[256];
+	pthread_t th;
+	int bad = 0, rc = 0;
+
+	uri_of(uri, sizeof uri, port1, "halves", "page=8K,prefetch=0,conns=1");
+	CHECKF(hm_store_open(&s, uri, 0) == 0, "%s", hm_errormsg());
+	memset(v, 0xa5, sizeof v);
+	CHECK(hm_store_write(s, v, PS, PS) == 0);
+	h.s = s;
+	pthread_create(&th, NULL, half_writer_main, &h);
+	for (int i = 0; i < 4000 && !rc && !bad; i++) {
+		rc = hm_store_read(s, got, PS, PS);
+		bad = !rc && memcmp(got, v, PS);
+	}
+	__atomic_store_n(&h.stop, 1, __ATOMIC_RELAXED);
+	pthread_join(th, NULL);
+	CHECK(hm_remote_stats(s, &st) == 0);
+	hm_store_close(s);
+	CHECKF(rc == 0, "a read of the other half: %d %s", rc, hm_errormsg());
+	CHECK(!bad);
+	CHECKF(st.integrity_errors == 0, "%llu integrity errors",
+	       (unsigned long long)st.integrity_errors);
+}
+
 struct worker {
 	unsigned char *p;
 	int id;
@@ -1810,6 +1867,7 @@ int main(void)
 	RUN(t_evicts_once_the_server_is_back);
 	RUN(t_kill_and_restart);
 	RUN(t_sync_after_restart);
+	RUN(t_read_beside_partial_writes);
 	RUN(t_threads);
 	RUN(t_strided_prefetch);
 	RUN(t_sync_writes_only_written);

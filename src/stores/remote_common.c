@@ -1240,6 +1240,21 @@ static int fetch_copies(struct rm_store *s, struct rm_op *ops, size_t n, void *b
 			struct rm_op *op = &ops[i];
 			if (op->st == RM_DONE)
 				continue;
+			if (op->st == RM_MISSING) {
+				/*
+				 * Superseded since it was looked up: a write of the
+				 * key's other part (a region page smaller than
+				 * page=) replaced it and deleted this version. Not a
+				 * loss: the new version is read instead.
+				 */
+				uint32_t ver = committed(s, op->idx);
+				if (ver && ver != op->ver) {
+					release_all(s, op, 1);
+					make_key(s, op, op->idx, ver);
+					pending++;
+					continue;
+				}
+			}
 			if (op->st == 0 || op->st == RM_MISSING) {
 				if (op->st == 0)
 					rm_count(s, gets, 1);
