@@ -905,7 +905,7 @@ static void shape(struct world *w, int index)
 	}
 	n = snprintf(w->opts, sizeof w->opts,
 	             "timeout=%d,io_timeout=%d,size=%zu,page=%zu,conns=%d,prefetch=%d%s",
-	             LONG_TIMEOUT, rndn(w, 2) ? 200 : 1000, w->size, w->spage, 1 + (int)rndn(w, 4),
+	             LONG_TIMEOUT, 1000, w->size, w->spage, 1 + (int)rndn(w, 4),
 	             rndn(w, 3) ? 256 : (int)rndn(w, 2) * 8, kf);
 	if (w->kind != K_MC && rndn(w, 2))
 		snprintf(w->opts + n, sizeof w->opts - (size_t)n, ",spin=0");
