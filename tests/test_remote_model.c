@@ -22,8 +22,7 @@
  * thread writes and checks its own part of the region. At the end of a
  * world the store has no integrity error and no leaked version, and (with
  * no outage, whose late writes may land after their deletes) holds at most
- * one key per page. Region pages are never smaller than page= unless
- * HMMAP_MODEL_PARTIAL=1 (see pick_ps()).
+ * one key per page.
  *
  * Faults on the servers, modelled by what docs/remote.md promises:
  *   - freeze: SIGSTOP of a server for up to 0.2 s, SIGCONT from another
@@ -114,8 +113,7 @@ static unsigned ops_div = 1;
 static int rport = -1, mport[2] = {-1, -1};
 static pid_t rpid = -1, mpid[2] = {-1, -1};
 static struct world *live_world;
-static bool trace;   /* HMMAP_MODEL_TRACE=1: every operation as it starts */
-static bool partial; /* HMMAP_MODEL_PARTIAL=1: region pages below page= too */
+static bool trace; /* HMMAP_MODEL_TRACE=1: every operation as it starts */
 
 static const char *const policies[] = {"fifo",   "clock", "lru",  "sieve",
                                        "s3fifo", "arc",   "lirs", "2q"};
@@ -493,18 +491,10 @@ static size_t pick_ps(struct world *w)
 {
 	static const size_t sizes[] = {4096, 8192, 16384, 65536};
 
-	size_t ps = sizes[rndn(w, sizeof sizes / sizeof sizes[0])];
-
 	if (w->kind == K_CHAIN)
 		return rndn(w, 2) ? 4096 : 16384;
-	/*
-	 * Region pages smaller than the store's page= share its keys: a fault
-	 * of one may read a key that a write-back of its neighbour has just
-	 * replaced and deleted (SIGBUS, an integrity error: HMMAP_TEST_SEED=20
-	 * HMMAP_MODEL_CHILD=1 HMMAP_MODEL_WORLD=redis HMMAP_MODEL_PARTIAL=1).
-	 * Not fixed yet: only with HMMAP_MODEL_PARTIAL=1.
-	 */
-	return ps < w->spage && !partial ? w->spage : ps;
+	/* Smaller than page= too: region pages then share keys (partial writes). */
+	return sizes[rndn(w, sizeof sizes / sizeof sizes[0])];
 }
 
 static int region_map(struct world *w)
@@ -1071,7 +1061,6 @@ int main(void)
 
 	seed_arg = e ? strtoull(e, NULL, 10) : 1;
 	trace = getenv("HMMAP_MODEL_TRACE") && atoi(getenv("HMMAP_MODEL_TRACE"));
-	partial = getenv("HMMAP_MODEL_PARTIAL") && atoi(getenv("HMMAP_MODEL_PARTIAL"));
 	if (!e)
 		setenv("HMMAP_TEST_SEED", "1", 1);
 	if (!ru_have("redis-server") || !ru_have("memcached")) {
