@@ -8,7 +8,7 @@
  *
  * A *world* is one store, its cache (a few pages: eviction and write-back
  * happen all the time), one region mapping the whole store, and the model.
- * Store options (page=, conns=, prefetch=, spin=, io_timeout=, key_file=),
+ * Store options (page=, conns=, prefetch=, spin=, key_file=),
  * the region's page size and the cache's policy are random. Operations:
  * writes; reads compared with the model; hm_sync() (MS_SYNC, MS_ASYNC,
  * MS_INVALIDATE), after a successful MS_SYNC the store itself read with
@@ -35,11 +35,11 @@
  *     hm_sync() must succeed and the server hold the model;
  *   - Redis killed (SIGKILL) and restarted with its AOF: "A Redis server
  *     restarted with persistence (AOF) keeps the pages", so nothing of the
- *     model changes. (appendfsync no: Redis writes the AOF before it
- *     replies, and a killed process loses nothing it wrote to a file;
- *     fsync is for machine crashes, and `always` made the run 3x longer.) memcached keeps nothing
- *     across a restart (pages are lost, SIGBUS): not modelled here,
- *     test_memcached covers it.
+ *     model changes. (appendfsync no: Redis writes the AOF to the file
+ *     before it sends the replies, and a killed process loses nothing it
+ *     wrote to a file; an fsync per write-back is for machine crashes.)
+ *     memcached keeps nothing across a restart (pages are lost, SIGBUS):
+ *     not modelled here, test_memcached covers it.
  * Freezes and restarts also happen while the second thread works.
  *
  * Every run is fixed by HMMAP_TEST_SEED (default 1). A mismatch, or a
